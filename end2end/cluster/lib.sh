@@ -217,7 +217,9 @@ start_control_plane() {
     --authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port=10257 --cert-dir="$PKI/controller-manager" \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --use-service-account-credentials --leader-elect=false --v=1
+    --use-service-account-credentials --leader-elect=false \
+    --kube-api-qps=200 --kube-api-burst=400 --concurrent-deployment-syncs=10 \
+    --concurrent-replicaset-syncs=10 --concurrent-statefulset-syncs=10 --v=1
   start kube-scheduler "$BIN/kube-scheduler" \
     --kubeconfig="$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig="$STATE/scheduler.kubeconfig" \

@@ -1,0 +1,57 @@
+//! The page header: product name and the cluster the server is connected to, always visible.
+
+use leptos::prelude::*;
+
+use crate::api::{cluster_info, user_message};
+
+/// Header with the active cluster (auth source, context, API server) from `cluster_info`.
+#[component]
+pub fn ClusterHeader() -> impl IntoView {
+    let info = Resource::new(|| (), |()| cluster_info());
+    view! {
+        <header class="site-header">
+            <a class="brand" href="/">
+                "nkvm"
+            </a>
+            <Suspense fallback=|| {
+                view! { <p class="cluster">"Connecting to the cluster…"</p> }
+            }>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Ok(info) => {
+                            let context = info.context.unwrap_or_else(|| "—".to_owned());
+                            view! {
+                                <section class="cluster" aria-label="Active cluster">
+                                    <dl>
+                                        <div>
+                                            <dt>"API server"</dt>
+                                            <dd data-testid="cluster-server">{info.server}</dd>
+                                        </div>
+                                        <div>
+                                            <dt>"Context"</dt>
+                                            <dd data-testid="cluster-context">{context}</dd>
+                                        </div>
+                                        <div>
+                                            <dt>"Credentials"</dt>
+                                            <dd data-testid="cluster-source">{info.source}</dd>
+                                        </div>
+                                    </dl>
+                                </section>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => {
+                            view! {
+                                <p class="cluster error" role="alert">
+                                    "No cluster connection: "
+                                    {user_message(&error)}
+                                </p>
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Suspense>
+        </header>
+    }
+}

@@ -1,0 +1,177 @@
+//! Pure client-side filtering of inventory rows: a query of whitespace-separated terms, each of which
+//! must appear (case-insensitively) in one of the row's displayed fields.
+
+use crate::model::PvcRow;
+
+/// A parsed filter query: lowercase terms, all of which must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    terms: Vec<String>,
+}
+
+impl Filter {
+    /// Parses the text of the filter box. An empty or blank query matches every row.
+    #[must_use]
+    pub fn parse(query: &str) -> Self {
+        Self {
+            terms: query.split_whitespace().map(str::to_lowercase).collect(),
+        }
+    }
+
+    /// True when the query has no terms (every row matches).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// True when every term occurs in `haystack` (as built by [`haystack`]).
+    #[must_use]
+    pub fn matches(&self, haystack: &str) -> bool {
+        self.terms
+            .iter()
+            .all(|term| haystack.contains(term.as_str()))
+    }
+}
+
+/// The lowercase text a row is searched in: namespace, name, `namespace/name`, phase, storage class,
+/// access modes, volume, owner kind and name, every resolved owner (`Kind/name`), consumers and flags.
+/// Fields are separated by a newline so a term never matches across two fields.
+#[must_use]
+pub fn haystack(row: &PvcRow) -> String {
+    let mut parts: Vec<&str> = vec![
+        &row.namespace,
+        &row.name,
+        &row.phase,
+        &row.owner_kind,
+        &row.owner_name,
+    ];
+    parts.extend(row.storage_class.as_deref());
+    parts.extend(row.volume_name.as_deref());
+    parts.extend(row.capacity.as_deref());
+    parts.extend(row.access_modes.iter().map(String::as_str));
+    parts.extend(row.consumers.iter().map(String::as_str));
+    parts.extend(row.flags.iter().map(String::as_str));
+    let mut text = parts.join("\n");
+    text.push('\n');
+    text.push_str(&format!("{}/{}", row.namespace, row.name));
+    for owner in &row.owners {
+        text.push('\n');
+        text.push_str(&format!("{}/{}", owner.kind, owner.name));
+    }
+    text.to_lowercase()
+}
+
+/// Which rows to display: those that match, up to `limit` of them (in table order). Rows past the
+/// limit stay in the page but hidden, so a big inventory lays out only what is shown.
+#[must_use]
+pub fn displayed(matches: &[bool], limit: usize) -> Vec<bool> {
+    let mut shown = 0;
+    matches
+        .iter()
+        .map(|&matched| {
+            let display = matched && shown < limit;
+            shown += usize::from(display);
+            display
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OwnerRow;
+
+    fn row(namespace: &str, name: &str) -> PvcRow {
+        PvcRow {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid: "uid-1".to_owned(),
+            phase: "Bound".to_owned(),
+            capacity: Some("1Gi".to_owned()),
+            capacity_bytes: Some(1 << 30),
+            storage_class: Some("local-path".to_owned()),
+            access_modes: vec!["ReadWriteOnce".to_owned()],
+            volume_name: Some("pv-1".to_owned()),
+            owner_kind: "Deployment".to_owned(),
+            owner_name: "web".to_owned(),
+            owners: vec![OwnerRow {
+                kind: "Deployment".to_owned(),
+                name: "web".to_owned(),
+            }],
+            consumers: vec!["web-7d9c-abcde".to_owned()],
+            consumer_nodes: vec!["node-1".to_owned()],
+            last_success_at: None,
+            flags: vec!["never-backed-up".to_owned()],
+        }
+    }
+
+    fn hit(query: &str, row: &PvcRow) -> bool {
+        Filter::parse(query).matches(&haystack(row))
+    }
+
+    #[test]
+    fn blank_query_matches_everything() {
+        let r = row("shop", "data-web");
+        assert!(Filter::parse("   ").is_empty());
+        assert!(hit("", &r));
+        assert!(hit(" \t ", &r));
+    }
+
+    #[test]
+    fn terms_are_case_insensitive_and_all_required() {
+        let r = row("shop", "data-web");
+        assert!(hit("SHOP", &r));
+        assert!(hit("shop deployment", &r));
+        assert!(!hit("shop statefulset", &r));
+    }
+
+    #[test]
+    fn matches_each_displayed_field() {
+        let r = row("shop", "data-web");
+        for query in [
+            "data-web",
+            "bound",
+            "local-path",
+            "readwriteonce",
+            "pv-1",
+            "web-7d9c",
+            "never-backed",
+            "1gi",
+            "shop/data-web",
+            "deployment/web",
+        ] {
+            assert!(hit(query, &r), "{query}");
+        }
+        assert!(
+            !hit("node-1", &r),
+            "nodes are not displayed, so not searched"
+        );
+    }
+
+    #[test]
+    fn a_term_never_spans_two_fields() {
+        let r = row("shop", "data-web");
+        // "shop" then "data-web" are adjacent fields; joined without a separator they would match.
+        assert!(!hit("shopdata", &r));
+    }
+
+    #[test]
+    fn displayed_keeps_the_first_matches_up_to_the_limit() {
+        let matches = [true, false, true, true, false, true];
+        assert_eq!(
+            displayed(&matches, 2),
+            vec![true, false, true, false, false, false]
+        );
+        assert_eq!(displayed(&matches, usize::MAX), matches.to_vec());
+        assert_eq!(displayed(&matches, 0), vec![false; 6]);
+        assert!(displayed(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn namespace_slash_name_is_exact_about_the_pair() {
+        let a = row("shop", "data-web");
+        let b = row("blog", "data-web");
+        assert!(hit("shop/data-web", &a));
+        assert!(!hit("shop/data-web", &b));
+    }
+}

@@ -1,0 +1,4 @@
+//! Routed pages.
+
+pub mod inventory;
+pub mod not_found;

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Inventory benchmark on the local test cluster (numbers, not a pass/fail test).
+# Creates 5,000 PVCs, 5,000 pods (pinned to a node that does not exist) and 1,000 Deployments with
+# their ReplicaSets, then measures in one run:
+#   - `nkvm inventory --output json` cold (a new process: connect + scan + render), wall time and the
+#     number of API requests the scan made;
+#   - nkvm's engine scan in-process;
+#   - the predecessor's method (list, then one GET per owner hop per pod) as the baseline.
+# Usage: bench/inventory.sh [--keep]   (--keep leaves the fixture namespace for another run)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+eval "$(end2end/cluster/up | tail -n 1)"
+cargo build --release -q -p nkvm-server --bin nkvm
+cargo build --release -q -p nkvm-engine --example inventory_bench
+drv="$CARGO_TARGET_DIR/release/examples/inventory_bench"
+nkvm="$CARGO_TARGET_DIR/release/nkvm"
+"$drv" setup
+sleep 5
+echo "--- runs (3 each, interleaved)"
+for i in 1 2 3; do
+  start=$(date +%s.%N)
+  RUST_LOG=nkvm=info,nkvm_server=info "$nkvm" inventory --output json >/tmp/nkvm-bench-inv.json 2>/tmp/nkvm-bench-inv.err
+  end=$(date +%s.%N)
+  reqs="$(grep -o 'api_requests=[0-9]*' /tmp/nkvm-bench-inv.err | tail -1 | cut -d= -f2)"
+  rows="$(python3 -c 'import json;print(len(json.load(open("/tmp/nkvm-bench-inv.json"))))')"
+  printf 'nkvm-cli pvcs=%s requests=%s seconds=%.3f\n' "$rows" "${reqs:-?}" "$(echo "$end - $start" | bc)"
+  "$drv" scan
+  "$drv" baseline
+done
+[[ "${1:-}" == --keep ]] || "$drv" teardown

@@ -1,0 +1,45 @@
+// Playwright configuration for nkvm's end-to-end tests.
+//
+// Drives Debian's chromium (never `playwright install`): CHROMIUM_PATH overrides /usr/bin/chromium.
+// The app under test must already be running: NKVM_E2E_URL (default http://127.0.0.1:3000).
+// Every spec runs twice: `hydrated` (JavaScript on, the wasm app hydrates) and `no-js` (JavaScript
+// off: the server-rendered HTML alone). Screenshots and traces are kept in test-results/.
+import { defineConfig } from '@playwright/test';
+
+const baseURL = process.env.NKVM_E2E_URL ?? 'http://127.0.0.1:3000';
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export default defineConfig({
+  testDir: './tests',
+  outputDir: 'test-results',
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  forbidOnly: !!process.env.CI,
+  retries: 0,
+  reporter: [['list'], ['html', { open: 'never', outputFolder: 'playwright-report' }]],
+  use: {
+    baseURL,
+    browserName: 'chromium',
+    headless: true,
+    screenshot: 'on',
+    trace: 'retain-on-failure',
+    launchOptions: {
+      executablePath,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
+  },
+  projects: [
+    { name: 'hydrated', use: { javaScriptEnabled: true } },
+    { name: 'no-js', use: { javaScriptEnabled: false } },
+  ],
+});

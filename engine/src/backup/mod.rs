@@ -1,0 +1,338 @@
+//! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
+//!
+//! A run goes through the stages of [`crate::store::Stage`]: pre-flight checks ([`preflight`]),
+//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it, the
+//! checked, compressed and hashed stream to a `.partial` file ([`stream`], [`tarcheck`]), the rename
+//! to the final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of
+//! the helper ([`cleanup`]). [`BackupEngine`] ([`runner`]) runs batches with bounded concurrency, one
+//! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
+
+pub mod artifact;
+pub mod cleanup;
+pub mod error;
+pub mod helper;
+pub mod pod;
+pub mod preflight;
+pub mod runner;
+pub mod stream;
+pub mod tarcheck;
+
+#[cfg(test)]
+mod mock_tests;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use cleanup::{RecoveryReport, Sweeper};
+pub use error::BackupError;
+pub use runner::{ActiveRun, BackupEngine, StartedRun};
+
+use crate::store::{RunStatus, Stage};
+
+/// Helper image used when none is configured: Debian's slim image has GNU tar, `sh`, `du`, `find`
+/// and `sleep`. Pin it by digest in production (`--helper-image` / `NKVM_HELPER_IMAGE`).
+pub const DEFAULT_HELPER_IMAGE: &str = "docker.io/library/debian:12-slim";
+
+/// A PVC named by namespace and name (`NS/PVC`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PvcRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PvcRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for PvcRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A `NS/PVC` argument that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not NAMESPACE/PVC: {reason}")]
+pub struct InvalidPvcRef {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+        })
+}
+
+impl FromStr for PvcRef {
+    type Err = InvalidPvcRef;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let err = |reason| InvalidPvcRef {
+            input: input.to_owned(),
+            reason,
+        };
+        let (namespace, name) = input.split_once('/').ok_or_else(|| err("no `/`"))?;
+        if !is_dns_label(namespace) {
+            return Err(err(
+                "the namespace must be lowercase letters, digits and '-' (at most 63)",
+            ));
+        }
+        if !is_dns_subdomain(name) {
+            return Err(err(
+                "the PVC name must be lowercase letters, digits, '-' and '.' (at most 253)",
+            ));
+        }
+        Ok(Self::new(namespace, name))
+    }
+}
+
+/// Settings of the backup engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupOptions {
+    /// Data directory: artifacts go to `<data_dir>/artifacts/<ns>/<pvc>/`.
+    pub data_dir: PathBuf,
+    /// Image of the helper pod (needs `tar`, `sleep`, and `sh`/`du`/`find` for the pre-scan).
+    pub helper_image: String,
+    /// Runs at the same time (at least 1).
+    pub concurrency: usize,
+    /// gzip level 0–9.
+    pub gzip_level: u32,
+    /// Fail a stream that delivers no byte for this long.
+    pub stall_timeout: Duration,
+    /// Time the helper may take to start running.
+    pub schedule_timeout: Duration,
+    /// `activeDeadlineSeconds` of the helper (a safety net for leaked pods).
+    pub active_deadline: Duration,
+    /// Timeout of each ordinary API request.
+    pub request_timeout: Duration,
+    /// Attempts to create the helper / start the exec on transient failures.
+    pub create_attempts: u32,
+    /// Delay before the first retry (doubled each time).
+    pub retry_base_delay: Duration,
+    /// Run `du`/`find` in the helper first, for progress totals.
+    pub prescan: bool,
+    pub prescan_timeout: Duration,
+    /// Refuse to start when the destination has less free space than the PVC's capacity.
+    pub check_free_space: bool,
+    /// Label value identifying this nkvm instance on its helpers (see [`pod::LABEL_INSTANCE`]).
+    pub instance: Option<String>,
+    /// Least time between two progress events of a run.
+    pub progress_interval: Duration,
+    /// How often the sweeper retries failed helper deletions.
+    pub sweep_interval: Duration,
+    /// Requests and limits of the helper.
+    pub resources: pod::HelperResources,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./nkvm-data"),
+            helper_image: DEFAULT_HELPER_IMAGE.to_owned(),
+            concurrency: 2,
+            gzip_level: 6,
+            stall_timeout: Duration::from_secs(120),
+            schedule_timeout: Duration::from_secs(300),
+            active_deadline: Duration::from_secs(6 * 3600),
+            request_timeout: Duration::from_secs(30),
+            create_attempts: 3,
+            retry_base_delay: Duration::from_secs(1),
+            prescan: true,
+            prescan_timeout: Duration::from_secs(60),
+            check_free_space: true,
+            instance: None,
+            progress_interval: Duration::from_millis(250),
+            sweep_interval: Duration::from_secs(15),
+            resources: pod::HelperResources::default(),
+        }
+    }
+}
+
+impl BackupOptions {
+    /// `<data_dir>/artifacts`.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        artifact::artifacts_dir(&self.data_dir)
+    }
+}
+
+/// Outcome of one PVC's backup, as `nkvm backup --output json` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Succeeded,
+    Failed,
+}
+
+/// One PVC's result. Serialises to the CLI contract (`namespace`, `pvc`, `status`, `stage`,
+/// `message`, `artifact`, `sha256`, `bytes`, `files`, `started_at`, `finished_at`) plus details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupResult {
+    pub namespace: String,
+    pub pvc: String,
+    pub status: ResultStatus,
+    /// Null on success, else the stage that failed.
+    pub stage: Option<Stage>,
+    /// What happened; on failure also what to do.
+    pub message: String,
+    /// Path of the archive.
+    pub artifact: Option<String>,
+    pub sha256: Option<String>,
+    /// Archive size in bytes.
+    pub bytes: Option<u64>,
+    /// Regular files in the archive.
+    pub files: Option<u64>,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub finished_at: String,
+    pub run_id: Option<String>,
+    pub pvc_uid: Option<String>,
+    /// Bytes of file content read from the volume.
+    pub source_bytes: Option<u64>,
+    pub node: Option<String>,
+    pub helper_pod: Option<String>,
+    /// True when the run was cancelled (status is `failed`).
+    pub cancelled: bool,
+    /// Problems that did not fail the run (e.g. a helper deletion handed to the sweeper).
+    pub warnings: Vec<String>,
+}
+
+/// Live state of a run, published at most every `progress_interval` plus at every stage change and
+/// at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    pub run_id: String,
+    pub namespace: String,
+    pub pvc: String,
+    pub stage: Stage,
+    /// `running` until the last event of the run.
+    pub status: RunStatus,
+    /// Tar bytes read from the helper.
+    pub bytes_read: u64,
+    /// File content bytes seen so far.
+    pub source_bytes: u64,
+    /// Compressed bytes written so far.
+    pub archive_bytes: u64,
+    pub files: u64,
+    /// Read rate over the last few seconds.
+    pub rate_bytes_per_sec: f64,
+    /// Apparent size of the volume from the pre-scan, when it ran.
+    pub total_bytes: Option<u64>,
+    /// Regular files of the volume from the pre-scan, when it ran.
+    pub total_files: Option<u64>,
+    pub elapsed_secs: f64,
+    /// Set on the last event: the result message.
+    pub message: Option<String>,
+}
+
+/// RFC 3339 UTC with microseconds, as history stores it.
+pub fn rfc3339(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvc_refs_parse_and_validate() {
+        assert_eq!(
+            "shop/data-0".parse::<PvcRef>().unwrap(),
+            PvcRef::new("shop", "data-0")
+        );
+        assert_eq!(
+            "a/www.data.1".parse::<PvcRef>().unwrap().to_string(),
+            "a/www.data.1"
+        );
+        for bad in [
+            "shop",
+            "/data",
+            "shop/",
+            "Shop/data",
+            "shop/Data",
+            "shop/../x",
+            "shop/a/b",
+            "-a/b",
+            "a/.b",
+            "a/b.",
+        ] {
+            assert!(bad.parse::<PvcRef>().is_err(), "{bad}");
+        }
+        let err = "shop".parse::<PvcRef>().unwrap_err();
+        assert_eq!(err.to_string(), "\"shop\" is not NAMESPACE/PVC: no `/`");
+    }
+
+    #[test]
+    fn result_serialises_to_the_contract() {
+        let result = BackupResult {
+            namespace: "shop".into(),
+            pvc: "data".into(),
+            status: ResultStatus::Failed,
+            stage: Some(Stage::Preflight),
+            message: "PVC not found".into(),
+            artifact: None,
+            sha256: None,
+            bytes: None,
+            files: None,
+            started_at: "2026-11-28T23:18:58.123456Z".into(),
+            finished_at: "2026-11-28T23:18:58.223456Z".into(),
+            run_id: Some("r".into()),
+            pvc_uid: None,
+            source_bytes: None,
+            node: None,
+            helper_pod: None,
+            cancelled: false,
+            warnings: vec![],
+        };
+        let value = serde_json::to_value(&result).unwrap();
+        for key in [
+            "namespace",
+            "pvc",
+            "status",
+            "stage",
+            "message",
+            "artifact",
+            "sha256",
+            "bytes",
+            "files",
+            "started_at",
+            "finished_at",
+        ] {
+            assert!(value.get(key).is_some(), "{key}");
+        }
+        assert_eq!(value["status"], "failed");
+        assert_eq!(value["stage"], "preflight");
+        assert_eq!(value["artifact"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn timestamps_have_microseconds() {
+        let at: jiff::Timestamp = "2026-11-28T23:18:58.1Z".parse().unwrap();
+        assert_eq!(rfc3339(at), "2026-11-28T23:18:58.100000Z");
+    }
+}

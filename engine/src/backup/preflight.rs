@@ -1,0 +1,584 @@
+//! Pre-flight of one backup: the PVC exists and is Bound, who uses it (ReadWriteOncePod in use is
+//! refused, ReadWriteOnce in use pins the helper to the consumer's node), whom to run as, which
+//! workload owns it, and whether the destination has room for it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{ListParams, PartialObjectMeta};
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+
+use super::PvcRef;
+use super::error::{BackupError, api_advice, http_status};
+use super::pod::{self, RunAs};
+use crate::owners::{self, MAX_OWNER_DEPTH, Owner, OwnerIndex};
+use crate::quantity;
+
+/// What the manifest and history keep about the PVC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PvcSummary {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub phase: String,
+    pub capacity: Option<String>,
+    pub capacity_bytes: Option<u64>,
+    pub storage_class: Option<String>,
+    pub access_modes: Vec<String>,
+    pub volume_name: Option<String>,
+}
+
+/// The outcome of the pure pre-flight checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub pvc: PvcSummary,
+    /// Pods (not nkvm helpers) whose spec mounts the claim, sorted.
+    pub consumers: Vec<String>,
+    /// The node to pin the helper to (ReadWriteOnce claim with a Running consumer).
+    pub node: Option<String>,
+    /// User/groups of the consumer pod, when it names them.
+    pub run_as: Option<RunAs>,
+    /// The consumer pod `run_as` was taken from.
+    pub run_as_from: Option<String>,
+}
+
+const RWOP: &str = "ReadWriteOncePod";
+const RWO: &str = "ReadWriteOnce";
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+fn is_terminated(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+fn is_helper(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(pod::LABEL_MANAGED_BY))
+        .is_some_and(|v| v == pod::MANAGED_BY)
+}
+
+fn name_of(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// Whether the pod's spec mounts the claim (directly, or as its generic ephemeral volume).
+pub fn mounts_claim(pod: &Pod, claim: &str) -> bool {
+    let pod_name = name_of(pod);
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+                || (v.ephemeral.is_some() && format!("{pod_name}-{}", v.name) == claim)
+        })
+}
+
+/// Summarises a PVC.
+pub fn summarize(pvc: &PersistentVolumeClaim) -> PvcSummary {
+    let spec = pvc.spec.as_ref();
+    let status = pvc.status.as_ref();
+    let capacity = status
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"))
+        .or_else(|| {
+            spec.and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+        })
+        .map(|q| q.0.clone());
+    PvcSummary {
+        uid: pvc.metadata.uid.clone().unwrap_or_default(),
+        namespace: pvc.metadata.namespace.clone().unwrap_or_default(),
+        name: pvc.metadata.name.clone().unwrap_or_default(),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".to_owned()),
+        capacity_bytes: capacity.as_deref().and_then(quantity::parse_bytes),
+        capacity,
+        storage_class: spec.and_then(|s| s.storage_class_name.clone()),
+        access_modes: spec
+            .and_then(|s| s.access_modes.clone())
+            .unwrap_or_default(),
+        volume_name: spec.and_then(|s| s.volume_name.clone()),
+    }
+}
+
+/// The pure checks: Bound, ReadWriteOncePod not in use, node pinning for ReadWriteOnce, run-as.
+/// `pods` are the pods of the PVC's namespace.
+pub fn plan(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Result<Plan, BackupError> {
+    let summary = summarize(pvc);
+    let target = format!("{}/{}", summary.namespace, summary.name);
+    if summary.phase != "Bound" {
+        return Err(BackupError::preflight(format!(
+            "PVC {target} is {} (not Bound): there is no volume to back up yet; bind it (create a \
+             pod that uses it, or check its storage class and events with `kubectl describe pvc -n \
+             {} {}`), then retry",
+            summary.phase, summary.namespace, summary.name
+        )));
+    }
+    let using: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| mounts_claim(p, &summary.name))
+        .collect();
+    let active: Vec<&Pod> = using
+        .iter()
+        .copied()
+        .filter(|p| !is_terminated(p))
+        .collect();
+
+    let has_mode = |mode: &str| summary.access_modes.iter().any(|m| m == mode);
+    if has_mode(RWOP) && !active.is_empty() {
+        let names: Vec<&str> = active.iter().map(|p| name_of(p)).collect();
+        let helpers = active.iter().any(|p| is_helper(p));
+        let advice = if helpers {
+            "another nkvm backup of it is running; wait for it to finish".to_owned()
+        } else {
+            "a ReadWriteOncePod volume can be mounted by one pod only, so the backup helper \
+             cannot mount it while it is in use: scale the owning workload down to 0 (e.g. \
+             `kubectl scale --replicas=0 ...`) or stop the pod, back up, then scale it up again"
+                .to_owned()
+        };
+        return Err(BackupError::preflight(format!(
+            "PVC {target} is ReadWriteOncePod and in use by pod(s) {}; {advice}",
+            names.join(", ")
+        )));
+    }
+
+    let consumers: Vec<&Pod> = using.iter().copied().filter(|p| !is_helper(p)).collect();
+    let mut consumer_names: Vec<String> = consumers.iter().map(|p| name_of(p).to_owned()).collect();
+    consumer_names.sort();
+    consumer_names.dedup();
+
+    let running: Vec<&Pod> = consumers
+        .iter()
+        .copied()
+        .filter(|p| phase(p) == "Running")
+        .collect();
+    let running_nodes: BTreeSet<&str> = running
+        .iter()
+        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()))
+        .collect();
+    let node = if has_mode(RWO) || has_mode(RWOP) {
+        running_nodes.iter().next().map(|n| (*n).to_owned())
+    } else {
+        None
+    };
+
+    // Run as the Running consumer (the one on the pinned node), else any live one, else any.
+    let mut ordered: Vec<&Pod> = running
+        .iter()
+        .copied()
+        .filter(|p| {
+            node.is_none()
+                || p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == node.as_deref()
+        })
+        .collect();
+    ordered.sort_by_key(|p| name_of(p));
+    let mut rest: Vec<&Pod> = consumers.clone();
+    rest.sort_by_key(|p| (is_terminated(p), name_of(p)));
+    let source = ordered
+        .into_iter()
+        .chain(rest)
+        .find_map(|p| pod::run_as_of(p).map(|r| (p, r)));
+
+    Ok(Plan {
+        pvc: summary,
+        consumers: consumer_names,
+        node,
+        run_as: source.map(|(_, r)| r),
+        run_as_from: source.map(|(p, _)| name_of(p).to_owned()),
+    })
+}
+
+async fn timed<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(kube::Error::Service(
+            format!("no response within {}s", timeout.as_secs()).into(),
+        )),
+    }
+}
+
+/// Reads the PVC and the pods of its namespace.
+pub async fn fetch(
+    client: &Client,
+    target: &PvcRef,
+    timeout: Duration,
+) -> Result<(PersistentVolumeClaim, Vec<Pod>), BackupError> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &target.namespace);
+    let pvc = match timed(timeout, pvcs.get(&target.name)).await {
+        Ok(pvc) => pvc,
+        Err(err) if http_status(&err) == Some(404) => {
+            return Err(BackupError::preflight(format!(
+                "PVC not found: {target} does not exist; check the namespace and name (`nkvm \
+                 inventory -n {}` lists them)",
+                target.namespace
+            )));
+        }
+        Err(err) => {
+            return Err(BackupError::preflight(format!(
+                "could not read PVC {target}: {}",
+                api_advice(&err, "get", "persistentvolumeclaims", &target.namespace)
+            )));
+        }
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
+    let list = timed(timeout, pods.list(&ListParams::default()))
+        .await
+        .map_err(|err| {
+            BackupError::preflight(format!(
+                "could not list the pods using PVC {target}: {}",
+                api_advice(&err, "list", "pods", &target.namespace)
+            ))
+        })?;
+    Ok((pvc, list.items))
+}
+
+/// The workloads owning the consumers (best effort: a lookup that fails leaves the reference as the
+/// owner). Follows ReplicaSet→Deployment and Job→CronJob with one GET per object.
+pub async fn resolve_owners(
+    client: &Client,
+    namespace: &str,
+    pods: &[Pod],
+    consumers: &[String],
+    timeout: Duration,
+) -> Vec<Owner> {
+    let mut index = OwnerIndex::new();
+    let mut seen = BTreeSet::new();
+    let selected: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| consumers.iter().any(|c| c == name_of(p)))
+        .collect();
+    for pod in &selected {
+        let mut next = owners::reference_to_follow(
+            pod.metadata.owner_references.as_deref().unwrap_or_default(),
+        )
+        .cloned();
+        for _ in 0..MAX_OWNER_DEPTH {
+            let Some(reference) = next.take() else {
+                break;
+            };
+            if !seen.insert((
+                reference.api_version.clone(),
+                reference.kind.clone(),
+                reference.name.clone(),
+            )) {
+                break;
+            }
+            let fetched = match (reference.api_version.as_str(), reference.kind.as_str()) {
+                ("apps/v1", "ReplicaSet") => {
+                    get_meta::<ReplicaSet>(client, namespace, &reference.name, timeout).await
+                }
+                ("apps/v1", "Deployment") => {
+                    get_meta::<Deployment>(client, namespace, &reference.name, timeout).await
+                }
+                ("batch/v1", "Job") => {
+                    get_meta::<Job>(client, namespace, &reference.name, timeout).await
+                }
+                ("batch/v1", "CronJob") => {
+                    get_meta::<CronJob>(client, namespace, &reference.name, timeout).await
+                }
+                _ => break,
+            };
+            match fetched {
+                Lookup::Found(refs) => {
+                    next = owners::reference_to_follow(&refs).cloned();
+                    index.insert(
+                        namespace,
+                        &reference.api_version,
+                        &reference.kind,
+                        &reference.name,
+                        refs,
+                    );
+                }
+                Lookup::Missing => {
+                    index.mark_listed(&reference.api_version, &reference.kind);
+                }
+                Lookup::Failed => break,
+            }
+        }
+    }
+    owners::distinct_sorted(selected.iter().map(|p| {
+        index.resolve_pod(
+            namespace,
+            name_of(p),
+            p.metadata.owner_references.as_deref().unwrap_or_default(),
+        )
+    }))
+}
+
+enum Lookup {
+    Found(Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>),
+    Missing,
+    Failed,
+}
+
+async fn get_meta<K>(client: &Client, namespace: &str, name: &str, timeout: Duration) -> Lookup
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match timed(timeout, api.get_metadata_opt(name)).await {
+        Ok(Some(PartialObjectMeta { metadata, .. })) => {
+            Lookup::Found(metadata.owner_references.unwrap_or_default())
+        }
+        Ok(None) => Lookup::Missing,
+        Err(err) => {
+            tracing::debug!(error = %err, name, "owner lookup failed");
+            Lookup::Failed
+        }
+    }
+}
+
+/// Free bytes for an unprivileged user on the filesystem holding `dir`.
+pub fn available_space(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Fails when `dir` has less room than `needed` bytes.
+pub fn check_free_space(dir: &Path, needed: u64, what: &str) -> Result<(), BackupError> {
+    let available = available_space(dir).map_err(|err| {
+        BackupError::preflight(format!(
+            "could not check the free space at {}: {err}",
+            dir.display()
+        ))
+    })?;
+    if available < needed {
+        return Err(BackupError::preflight(format!(
+            "not enough free space at {}: {} available, but {what} is {}; free some space or use a \
+             data directory on a larger filesystem",
+            dir.display(),
+            human_bytes(available),
+            human_bytes(needed)
+        )));
+    }
+    Ok(())
+}
+
+/// `1.5 GiB`-style sizes for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn pvc(modes: &[&str], phase: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": "shop", "uid": "u-1"},
+            "spec": {"accessModes": modes, "storageClassName": "fast", "volumeName": "pv-1",
+                     "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": phase, "capacity": {"storage": "2Gi"}},
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, phase: &str, node: &str, extra: Value) -> Pod {
+        let mut spec = json!({
+            "nodeName": node,
+            "containers": [{"name": "c"}],
+            "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}],
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": spec,
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    fn other_pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "unrelated"},
+            "spec": {"nodeName": "n9", "containers": [{"name": "c"}],
+                     "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "other"}}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn summary_prefers_status_capacity() {
+        let plan = plan(&pvc(&["ReadWriteOnce"], "Bound"), &[]).unwrap();
+        assert_eq!(
+            plan.pvc,
+            PvcSummary {
+                uid: "u-1".into(),
+                namespace: "shop".into(),
+                name: "data".into(),
+                phase: "Bound".into(),
+                capacity: Some("2Gi".into()),
+                capacity_bytes: Some(2 << 30),
+                storage_class: Some("fast".into()),
+                access_modes: vec!["ReadWriteOnce".into()],
+                volume_name: Some("pv-1".into()),
+            }
+        );
+        assert_eq!(plan.node, None);
+        assert!(plan.consumers.is_empty());
+    }
+
+    #[test]
+    fn unbound_is_refused() {
+        let err = plan(&pvc(&["ReadWriteOnce"], "Pending"), &[]).unwrap_err();
+        assert!(err.to_string().contains("is Pending (not Bound)"), "{err}");
+    }
+
+    #[test]
+    fn rwop_in_use_is_refused_with_what_to_do() {
+        let pods = [pod("web-0", "Running", "n1", json!({}))];
+        let err = plan(&pvc(&["ReadWriteOncePod"], "Bound"), &pods).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("ReadWriteOncePod and in use by pod(s) web-0"),
+            "{message}"
+        );
+        assert!(
+            message.contains("scale the owning workload down"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn rwop_with_only_finished_pods_is_fine() {
+        let pods = [pod("job-x", "Succeeded", "n1", json!({}))];
+        let plan = plan(&pvc(&["ReadWriteOncePod"], "Bound"), &pods).unwrap();
+        assert_eq!(plan.consumers, ["job-x"]);
+        assert_eq!(plan.node, None);
+    }
+
+    #[test]
+    fn rwo_in_use_pins_to_the_running_consumer() {
+        let pods = [
+            pod("pending", "Pending", "", json!({})),
+            pod("web-1", "Running", "n2", json!({})),
+            other_pod(),
+        ];
+        let plan = plan(&pvc(&["ReadWriteOnce"], "Bound"), &pods).unwrap();
+        assert_eq!(plan.node.as_deref(), Some("n2"));
+        assert_eq!(plan.consumers, ["pending", "web-1"]);
+    }
+
+    #[test]
+    fn rwx_is_not_pinned() {
+        let pods = [pod("web-1", "Running", "n2", json!({}))];
+        let plan = plan(&pvc(&["ReadWriteMany"], "Bound"), &pods).unwrap();
+        assert_eq!(plan.node, None);
+    }
+
+    #[test]
+    fn run_as_comes_from_the_running_consumer() {
+        let pods = [
+            pod(
+                "a-old",
+                "Failed",
+                "n1",
+                json!({"securityContext": {"runAsUser": 5}}),
+            ),
+            pod(
+                "b-live",
+                "Running",
+                "n1",
+                json!({"securityContext": {"runAsUser": 1000, "fsGroup": 2000}}),
+            ),
+        ];
+        let plan = plan(&pvc(&["ReadWriteOnce"], "Bound"), &pods).unwrap();
+        assert_eq!(
+            plan.run_as,
+            Some(RunAs {
+                uid: Some(1000),
+                gid: None,
+                fs_group: Some(2000)
+            })
+        );
+        assert_eq!(plan.run_as_from.as_deref(), Some("b-live"));
+    }
+
+    #[test]
+    fn helpers_are_not_consumers() {
+        let mut helper = pod("nkvm-backup-x", "Running", "n3", json!({}));
+        helper.metadata.labels = Some(
+            [(pod::LABEL_MANAGED_BY.to_owned(), "nkvm".to_owned())]
+                .into_iter()
+                .collect(),
+        );
+        let plan = plan(
+            &pvc(&["ReadWriteOnce"], "Bound"),
+            std::slice::from_ref(&helper),
+        )
+        .unwrap();
+        assert!(plan.consumers.is_empty());
+        assert_eq!(plan.node, None);
+        let err = super::plan(&pvc(&["ReadWriteOncePod"], "Bound"), &[helper]).unwrap_err();
+        assert!(err.to_string().contains("another nkvm backup"), "{err}");
+    }
+
+    #[test]
+    fn generic_ephemeral_volumes_count() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "c"}],
+                     "volumes": [{"name": "scratch", "ephemeral": {}}]},
+        }))
+        .unwrap();
+        assert!(mounts_claim(&pod, "web-scratch"));
+        assert!(!mounts_claim(&pod, "scratch"));
+    }
+
+    #[test]
+    fn free_space_check_reports_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_free_space(dir.path(), 1, "the volume's capacity").is_ok());
+        let err = check_free_space(dir.path(), u64::MAX, "the volume's capacity").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("not enough free space"), "{message}");
+        assert!(message.contains("available"), "{message}");
+        assert!(message.contains("18446744073709551615 bytes"), "{message}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+    }
+}

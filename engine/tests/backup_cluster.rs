@@ -1,0 +1,960 @@
+//! Backups against the real test cluster: a round trip of an awkward volume checked with system `tar`
+//! and `sha256sum`, the failure paths (each leaving no helper pod and no `.partial` file), a batch of
+//! 10 PVCs with concurrency 3, and start-up recovery after an interrupted run.
+//!
+//! Needs `NKVM_TEST_KUBECONFIG` (set by the repository's test command once the test cluster is up),
+//! the images `nkvm.local/helper:1` (GNU tar, sh) and `nkvm.local/workload:1` on the node, and the
+//! default storage class `nkvm-local` (hostPath volumes on this machine: fixtures are written straight
+//! into the volume's directory). Each test works in its own namespace, deleted afterwards.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use nkvm_engine::backup::pod::{self as helper_pod, HelperPodParams};
+use nkvm_engine::backup::runner::stream_client;
+use nkvm_engine::backup::{
+    BackupEngine, BackupOptions, BackupResult, ProgressEvent, PvcRef, ResultStatus,
+};
+use nkvm_engine::connection::{self, ConnectOptions, ConnectionSource};
+use nkvm_engine::store::{NewRun, RunFilter, RunStatus, Stage, Store};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+const HELPER_IMAGE: &str = "nkvm.local/helper:1";
+const WORKLOAD_IMAGE: &str = "nkvm.local/workload:1";
+const READY_TIMEOUT: Duration = Duration::from_secs(240);
+
+struct Cluster {
+    client: Client,
+    stream: Client,
+}
+
+async fn cluster() -> Cluster {
+    let path = std::env::var_os("NKVM_TEST_KUBECONFIG").unwrap_or_else(|| {
+        panic!(
+            "NKVM_TEST_KUBECONFIG is not set: this test needs the test cluster. Start it and run the \
+             repository's test command (scripts/test-all.sh), or export NKVM_TEST_KUBECONFIG=<kubeconfig>"
+        )
+    });
+    let source = ConnectionSource::KubeconfigFile {
+        path: Some(PathBuf::from(path)),
+        context: None,
+    };
+    let connected = connection::connect(&source, &ConnectOptions::default())
+        .await
+        .expect("connect to the test cluster");
+    let stream = stream_client(connected.config()).expect("stream client");
+    Cluster {
+        client: connected.client,
+        stream,
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "{prefix}-{:x}{:x}",
+        nanos % 0xff_ffff,
+        std::process::id() % 0xfff
+    )
+}
+
+/// Runs `body` in a fresh namespace and deletes the namespace afterwards, also on failure.
+async fn in_namespace<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(Cluster, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let cluster = cluster().await;
+    let ns = unique(prefix);
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("create namespace");
+    let client = cluster.client.clone();
+    let outcome = AssertUnwindSafe(body(cluster, ns.clone()))
+        .catch_unwind()
+        .await;
+    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+    drop(client);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Polls `check` every 500 ms until it returns `Some` or `READY_TIMEOUT` passes.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < READY_TIMEOUT,
+            "timed out after {READY_TIMEOUT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn create_claim(client: &Client, ns: &str, name: &str, mode: &str, size: &str) {
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}},
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("create claim");
+}
+
+/// A pod mounting the claims under `/data/<claim>` running `sleep`, optionally as a user.
+async fn create_consumer(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    claims: &[&str],
+    security: Option<Value>,
+) {
+    let volumes: Vec<Value> = claims
+        .iter()
+        .map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}}))
+        .collect();
+    let mounts: Vec<Value> = claims
+        .iter()
+        .map(|c| json!({"name": c, "mountPath": format!("/data/{c}")}))
+        .collect();
+    let mut spec = json!({
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 0,
+        "containers": [{
+            "name": "main", "image": WORKLOAD_IMAGE, "imagePullPolicy": "Never",
+            "command": ["sleep", "3600"], "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
+    });
+    if let Some(security) = security {
+        spec["securityContext"] = security;
+    }
+    let pod: Pod =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create consumer pod");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(&format!("pod {ns}/{name} running"), || {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get(name).await.ok()?;
+            (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn delete_pod_now(client: &Client, ns: &str, name: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    let _ = pods.delete(name, &params).await;
+    wait_for(&format!("pod {ns}/{name} gone"), || {
+        let pods = pods.clone();
+        async move { pods.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// The host directory of a bound claim's hostPath volume.
+async fn volume_dir(client: &Client, ns: &str, claim: &str) -> PathBuf {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let volume = wait_for(&format!("claim {ns}/{claim} bound"), || {
+        let claims = claims.clone();
+        async move {
+            let pvc = claims.get(claim).await.ok()?;
+            let bound = pvc.status?.phase.as_deref() == Some("Bound");
+            bound.then(|| pvc.spec?.volume_name).flatten()
+        }
+    })
+    .await;
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&volume)
+        .await
+        .expect("get the bound volume");
+    let path = pv
+        .spec
+        .and_then(|s| s.host_path)
+        .map(|h| h.path)
+        .expect("a hostPath volume (storage class nkvm-local)");
+    PathBuf::from(path)
+}
+
+/// A claim bound by a short-lived pod (then deleted), with its host directory.
+async fn bound_claim(client: &Client, ns: &str, name: &str, mode: &str, size: &str) -> PathBuf {
+    create_claim(client, ns, name, mode, size).await;
+    let binder = format!("bind-{name}");
+    create_consumer(client, ns, &binder, &[name], None).await;
+    let dir = volume_dir(client, ns, name).await;
+    delete_pod_now(client, ns, &binder).await;
+    dir
+}
+
+fn engine_options(data_dir: &Path, instance: &str) -> BackupOptions {
+    BackupOptions {
+        data_dir: data_dir.to_owned(),
+        helper_image: HELPER_IMAGE.to_owned(),
+        instance: Some(instance.to_owned()),
+        schedule_timeout: Duration::from_secs(120),
+        stall_timeout: Duration::from_secs(60),
+        ..BackupOptions::default()
+    }
+}
+
+async fn engine(cluster: &Cluster, data_dir: &Path, options: BackupOptions) -> BackupEngine {
+    let store = Store::open(&data_dir.join("nkvm.db"))
+        .await
+        .expect("open store");
+    BackupEngine::with_clients(
+        cluster.client.clone(),
+        cluster.stream.clone(),
+        store,
+        options,
+    )
+}
+
+async fn backup_one(engine: &BackupEngine, ns: &str, pvc: &str) -> BackupResult {
+    let mut results = engine
+        .run_batch(vec![PvcRef::new(ns, pvc)], "test:backup_cluster")
+        .await;
+    results.remove(0)
+}
+
+/// Helper pods (by label) left in the namespace.
+async fn helpers_left(client: &Client, ns: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=nkvm"))
+        .await
+        .expect("list helpers")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Asserts the aftermath of a failed run: the stage, no helper pod, no `.partial` file.
+async fn assert_failed_clean(
+    client: &Client,
+    ns: &str,
+    data: &Path,
+    result: &BackupResult,
+    stage: Stage,
+) {
+    assert_eq!(result.status, ResultStatus::Failed, "{result:#?}");
+    assert_eq!(result.stage, Some(stage), "{result:#?}");
+    assert!(result.artifact.is_none(), "{result:#?}");
+    assert!(helpers_left(client, ns).await.is_empty(), "helper pod left");
+    assert!(
+        files_under(data, ".partial").is_empty(),
+        "partial file left"
+    );
+    assert!(files_under(data, ".tar.gz").is_empty(), "archive left");
+}
+
+/// Random bytes (fast, not cryptographic): incompressible test data.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The awkward volume of the round trip.
+fn write_fixture(root: &Path) {
+    let nested = root.join("a/b/c/d");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("deep.txt"), b"deep\n").unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("a/empty-too"), b"").unwrap();
+    std::fs::create_dir(root.join("empty-dir")).unwrap();
+    std::fs::write(root.join("big.bin"), random_bytes(105 * 1024 * 1024, 7)).unwrap();
+    std::fs::write(root.join("ünïcødé ✓ файл.txt"), "grüße\n").unwrap();
+    std::fs::write(root.join("spaces and\ttab"), b"x").unwrap();
+    let long = root.join("l".repeat(120)).join("n".repeat(200));
+    std::fs::create_dir_all(long.parent().unwrap()).unwrap();
+    std::fs::write(&long, b"long name").unwrap();
+    std::os::unix::fs::symlink("a/b/c/d/deep.txt", root.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/absolute", root.join("dangling-abs")).unwrap();
+    std::fs::hard_link(root.join("empty"), root.join("hard-to-empty")).unwrap();
+    std::fs::write(root.join("secret"), b"0600").unwrap();
+    set_mode(&root.join("secret"), 0o600);
+    std::fs::create_dir(root.join("private")).unwrap();
+    std::fs::write(root.join("private/inside"), b"in").unwrap();
+    set_mode(&root.join("private"), 0o750);
+    std::fs::create_dir(root.join("shared-group")).unwrap();
+    set_mode(&root.join("shared-group"), 0o2775);
+    std::fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
+    set_mode(&root.join("run.sh"), 0o755);
+}
+
+/// Relative path → (kind, mode bits, content hash or link target).
+fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, String)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.mode() & 0o7777;
+            let value = if meta.file_type().is_symlink() {
+                (
+                    'l',
+                    0,
+                    std::fs::read_link(&path)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                ('d', mode, String::new())
+            } else {
+                let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
+                ('f', mode, hex::encode(digest))
+            };
+            out.insert(rel, value);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn round_trip_of_an_awkward_volume() {
+    in_namespace("nkvm-bk-rt", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "1Gi").await;
+        write_fixture(&source);
+        // A live consumer: the helper is pinned to its node and shares the RWO volume.
+        create_consumer(&client, &ns, "app", &["vol"], None).await;
+
+        let data = tempfile::tempdir().unwrap();
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &unique("i")),
+        )
+        .await;
+        let mut events = engine.subscribe();
+        let started = Instant::now();
+        let result = backup_one(&engine, &ns, "vol").await;
+        let took = started.elapsed();
+        assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
+        assert_eq!(result.stage, None);
+        assert_eq!(result.node.as_deref(), Some("127.0.0.1"));
+        assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+
+        // Layout and sidecar.
+        let artifact = PathBuf::from(result.artifact.clone().unwrap());
+        let dir = artifact.parent().unwrap();
+        assert_eq!(dir, data.path().join("artifacts").join(&ns).join("vol"));
+        let name = artifact.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.ends_with("Z.tar.gz") && name.len() == "20261128T231858.123Z.tar.gz".len(),
+            "{name}"
+        );
+        let size = std::fs::metadata(&artifact).unwrap().len();
+        assert_eq!(result.bytes, Some(size));
+        let check = Command::new("sha256sum")
+            .args(["-c", &format!("{name}.sha256")])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{check:?}");
+        let sidecar = std::fs::read_to_string(dir.join(format!("{name}.sha256"))).unwrap();
+        assert_eq!(
+            sidecar,
+            format!("{}  {name}\n", result.sha256.clone().unwrap())
+        );
+
+        // Extract with system tar and compare with the volume.
+        let out = tempfile::tempdir().unwrap();
+        let tar = Command::new("tar")
+            .arg("-xzf")
+            .arg(&artifact)
+            .arg("-C")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert!(tar.status.success(), "{tar:?}");
+        let expected = snapshot(&source);
+        let got = snapshot(out.path());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>()
+        );
+        for (path, value) in &expected {
+            assert_eq!(&got[path], value, "{path}");
+        }
+        assert_eq!(expected["shared-group"].1, 0o2775);
+        assert_eq!(expected["secret"].1, 0o600);
+        let listing = Command::new("tar")
+            .arg("-tzf")
+            .arg(&artifact)
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(
+            listing.lines().all(|l| l == "./" || l.starts_with("./")),
+            "{listing}"
+        );
+
+        // Counts: regular files (hard link excluded) and their bytes.
+        let regular = expected.values().filter(|v| v.0 == 'f').count() as u64 - 1;
+        assert_eq!(result.files, Some(regular));
+        assert!(result.source_bytes.unwrap() > 105 * 1024 * 1024);
+
+        // Manifest.
+        let stem = name.trim_end_matches(".tar.gz");
+        let manifest: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("{stem}.manifest.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["pvc"]["name"], "vol");
+        assert_eq!(manifest["pvc"]["namespace"], json!(ns));
+        assert_eq!(
+            manifest["pvc"]["uid"],
+            json!(result.pvc_uid.clone().unwrap())
+        );
+        assert_eq!(manifest["pvc"]["access_modes"], json!(["ReadWriteOnce"]));
+        assert_eq!(manifest["pvc"]["capacity"], "1Gi");
+        assert_eq!(manifest["owner_kind"], "Pod");
+        assert_eq!(manifest["owner_name"], "Pod/app");
+        assert_eq!(manifest["node"], "127.0.0.1");
+        assert_eq!(manifest["helper_image"], HELPER_IMAGE);
+        assert_eq!(
+            manifest["archive"]["sha256"],
+            json!(result.sha256.clone().unwrap())
+        );
+        assert_eq!(manifest["archive"]["bytes"], json!(size));
+        assert_eq!(manifest["archive"]["gzip_level"], 6);
+        assert_eq!(manifest["nkvm_version"], env!("CARGO_PKG_VERSION"));
+
+        // History.
+        let rows = engine
+            .store()
+            .recent_runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, RunStatus::Succeeded);
+        assert_eq!(rows[0].sha256, result.sha256);
+        assert_eq!(rows[0].artifact, result.artifact);
+        assert_eq!(rows[0].files, result.files);
+        assert_eq!(rows[0].node.as_deref(), Some("127.0.0.1"));
+
+        // Progress: totals from the pre-scan, moving bytes, stages in order.
+        let mut seen: Vec<ProgressEvent> = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push(event);
+        }
+        let streaming: Vec<&ProgressEvent> =
+            seen.iter().filter(|e| e.stage == Stage::Stream).collect();
+        assert!(
+            streaming.iter().any(|e| e.total_bytes.is_some()),
+            "no pre-scan totals"
+        );
+        assert!(
+            streaming
+                .iter()
+                .any(|e| e.bytes_read > 0 && e.rate_bytes_per_sec > 0.0)
+        );
+        let last = seen.last().unwrap();
+        assert_eq!(last.status, RunStatus::Succeeded);
+
+        assert!(helpers_left(&client, &ns).await.is_empty());
+        assert!(files_under(data.path(), ".partial").is_empty());
+        eprintln!(
+            "round trip: {} source bytes, {} archive bytes in {:.1}s",
+            result.source_bytes.unwrap(),
+            size,
+            took.as_secs_f64()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_helper_image_fails_schedule() {
+    in_namespace("nkvm-bk-img", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        std::fs::write(source.join("f"), b"x").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let options = BackupOptions {
+            helper_image: "nkvm.local/nope:1".to_owned(),
+            ..engine_options(data.path(), &unique("i"))
+        };
+        let engine = engine(&cluster, data.path(), options).await;
+        let result = backup_one(&engine, &ns, "vol").await;
+        assert_failed_clean(&client, &ns, data.path(), &result, Stage::Schedule).await;
+        assert!(
+            result.message.contains("ErrImageNeverPull"),
+            "{}",
+            result.message
+        );
+        assert!(
+            result.message.contains("nkvm.local/nope:1"),
+            "{}",
+            result.message
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_pvc_fails_preflight() {
+    in_namespace("nkvm-bk-404", |cluster, ns| async move {
+        let data = tempfile::tempdir().unwrap();
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &unique("i")),
+        )
+        .await;
+        let result = backup_one(&engine, &ns, "nope").await;
+        assert_failed_clean(&cluster.client, &ns, data.path(), &result, Stage::Preflight).await;
+        assert!(
+            result.message.contains("PVC not found"),
+            "{}",
+            result.message
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rwop_in_use_is_refused() {
+    in_namespace("nkvm-bk-rwop", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        create_claim(&client, &ns, "solo", "ReadWriteOncePod", "64Mi").await;
+        create_consumer(&client, &ns, "owner", &["solo"], None).await;
+        let data = tempfile::tempdir().unwrap();
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &unique("i")),
+        )
+        .await;
+        let result = backup_one(&engine, &ns, "solo").await;
+        assert_failed_clean(&client, &ns, data.path(), &result, Stage::Preflight).await;
+        assert!(
+            result.message.contains("ReadWriteOncePod"),
+            "{}",
+            result.message
+        );
+        assert!(result.message.contains("owner"), "{}", result.message);
+        assert!(result.message.contains("scale"), "{}", result.message);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tar_exiting_non_zero_fails_exec() {
+    in_namespace("nkvm-bk-tar", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        std::fs::write(source.join("readable"), b"ok").unwrap();
+        std::fs::write(source.join("root-only"), b"secret").unwrap();
+        set_mode(&source.join("root-only"), 0o600);
+        set_mode(&source, 0o777);
+        // The consumer runs as uid 1000: so does the helper, which cannot read root-only.
+        create_consumer(
+            &client,
+            &ns,
+            "app",
+            &["vol"],
+            Some(json!({"runAsUser": 1000, "runAsGroup": 1000})),
+        )
+        .await;
+        let data = tempfile::tempdir().unwrap();
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &unique("i")),
+        )
+        .await;
+        let result = backup_one(&engine, &ns, "vol").await;
+        assert_failed_clean(&client, &ns, data.path(), &result, Stage::Exec).await;
+        assert!(
+            result.message.contains("tar exited with code 2"),
+            "{}",
+            result.message
+        );
+        assert!(result.message.contains("root-only"), "{}", result.message);
+        assert!(
+            result.message.contains("Permission denied"),
+            "{}",
+            result.message
+        );
+        let rows = engine
+            .store()
+            .recent_runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].status, RunStatus::Failed);
+        assert_eq!(rows[0].stage, Some(Stage::Exec));
+    })
+    .await;
+}
+
+/// Starts a backup of a large random volume and returns once it streams.
+async fn streaming_run(
+    cluster: &Cluster,
+    ns: &str,
+    data: &Path,
+    size_mib: usize,
+) -> (BackupEngine, nkvm_engine::backup::StartedRun, String) {
+    let client = &cluster.client;
+    let source = bound_claim(client, ns, "big", "ReadWriteOnce", "2Gi").await;
+    for i in 0..size_mib / 64 {
+        std::fs::write(
+            source.join(format!("chunk-{i}")),
+            random_bytes(64 << 20, i as u64 + 3),
+        )
+        .unwrap();
+    }
+    let options = BackupOptions {
+        gzip_level: 9,
+        prescan: false,
+        ..engine_options(data, &unique("i"))
+    };
+    let engine = engine(cluster, data, options).await;
+    let mut events = engine.subscribe();
+    let run = engine
+        .start(PvcRef::new(ns, "big"), "test")
+        .expect("admitted");
+    let helper = loop {
+        let event = tokio::time::timeout(Duration::from_secs(120), events.recv())
+            .await
+            .expect("progress")
+            .expect("event");
+        if event.stage == Stage::Stream && event.bytes_read > 20 << 20 {
+            break helper_pod::helper_pod_name(&event.run_id);
+        }
+        assert_eq!(event.status, RunStatus::Running, "{event:?}");
+    };
+    (engine, run, helper)
+}
+
+#[tokio::test]
+async fn helper_deleted_mid_stream_fails_the_stream() {
+    in_namespace("nkvm-bk-del", |cluster, ns| async move {
+        let data = tempfile::tempdir().unwrap();
+        let (engine, run, helper) = streaming_run(&cluster, &ns, data.path(), 512).await;
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        pods.delete(&helper, &params).await.expect("delete helper");
+        let result = tokio::time::timeout(Duration::from_secs(180), run.handle)
+            .await
+            .expect("run ends")
+            .expect("task");
+        assert_failed_clean(&cluster.client, &ns, data.path(), &result, Stage::Stream).await;
+        assert!(result.message.contains("deleted"), "{}", result.message);
+        assert!(engine.active_runs().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_mid_stream_cleans_up() {
+    in_namespace("nkvm-bk-cancel", |cluster, ns| async move {
+        let data = tempfile::tempdir().unwrap();
+        let (engine, run, _helper) = streaming_run(&cluster, &ns, data.path(), 256).await;
+        assert!(engine.cancel(&run.run_id));
+        let result = tokio::time::timeout(Duration::from_secs(60), run.handle)
+            .await
+            .expect("run ends")
+            .expect("task");
+        assert!(result.cancelled, "{result:#?}");
+        assert_failed_clean(&cluster.client, &ns, data.path(), &result, Stage::Stream).await;
+        let rows = engine
+            .store()
+            .recent_runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].status, RunStatus::Cancelled);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_of_ten_with_concurrency_three() {
+    in_namespace("nkvm-bk-batch", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let names: Vec<String> = (0..10).map(|i| format!("pvc-{i}")).collect();
+        for name in &names {
+            create_claim(&client, &ns, name, "ReadWriteOnce", "64Mi").await;
+        }
+        let claims: Vec<&str> = names.iter().map(String::as_str).collect();
+        create_consumer(&client, &ns, "binder", &claims, None).await;
+        for (i, name) in names.iter().enumerate() {
+            let dir = volume_dir(&client, &ns, name).await;
+            std::fs::write(dir.join("id"), format!("{i}\n")).unwrap();
+            std::fs::write(dir.join("blob"), random_bytes(2 << 20, i as u64 + 11)).unwrap();
+        }
+        let data = tempfile::tempdir().unwrap();
+        let options = BackupOptions {
+            concurrency: 3,
+            ..engine_options(data.path(), &unique("i"))
+        };
+        let engine = engine(&cluster, data.path(), options).await;
+        let mut events = engine.subscribe();
+        let targets: Vec<PvcRef> = names.iter().map(|n| PvcRef::new(&ns, n)).collect();
+        let results = engine.run_batch(targets, "test").await;
+        assert_eq!(results.len(), 10);
+        for (result, name) in results.iter().zip(&names) {
+            assert_eq!(&result.pvc, name);
+            assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
+            assert_eq!(result.files, Some(2));
+        }
+        let shas: std::collections::BTreeSet<_> =
+            results.iter().map(|r| r.sha256.clone().unwrap()).collect();
+        assert_eq!(shas.len(), 10, "independent archives");
+
+        // At most 3 runs past the queue at any time.
+        let mut stage_of: BTreeMap<String, (Stage, RunStatus)> = BTreeMap::new();
+        let mut busiest = 0;
+        while let Ok(event) = events.try_recv() {
+            stage_of.insert(event.run_id.clone(), (event.stage, event.status));
+            let busy = stage_of
+                .values()
+                .filter(|(stage, status)| {
+                    *status == RunStatus::Running && *stage != Stage::Preflight
+                })
+                .count();
+            busiest = busiest.max(busy);
+        }
+        assert!(busiest <= 3, "{busiest} runs at once");
+        assert!(busiest >= 2, "runs did not overlap ({busiest})");
+        assert!(helpers_left(&client, &ns).await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recovery_after_a_killed_process() {
+    in_namespace("nkvm-bk-recover", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        std::fs::write(source.join("f"), b"x").unwrap();
+        let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .get("vol")
+            .await
+            .unwrap();
+        let uid = pvc.metadata.uid.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let instance = unique("i");
+
+        // What a killed process leaves: a running row, a helper pod, a partial archive.
+        {
+            let store = Store::open(&data.path().join("nkvm.db")).await.unwrap();
+            store
+                .insert_run(&NewRun {
+                    run_id: "20260101t000000-abcdef".to_owned(),
+                    pvc_uid: uid.clone(),
+                    namespace: ns.clone(),
+                    pvc: "vol".to_owned(),
+                    started_by: "killed".to_owned(),
+                    started_at: jiff::Timestamp::now(),
+                })
+                .await
+                .unwrap();
+        }
+        let orphan = helper_pod::helper_pod(&HelperPodParams {
+            run_id: "20260101t000000-abcdef".to_owned(),
+            namespace: ns.clone(),
+            pvc_name: "vol".to_owned(),
+            pvc_uid: uid,
+            image: HELPER_IMAGE.to_owned(),
+            node: None,
+            run_as: None,
+            active_deadline: Duration::from_secs(600),
+            resources: helper_pod::HelperResources::default(),
+            instance: Some(instance.clone()),
+        });
+        Api::<Pod>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &orphan)
+            .await
+            .unwrap();
+        // Another instance's helper must survive.
+        let other = helper_pod::helper_pod(&HelperPodParams {
+            run_id: "20260101t000000-999999".to_owned(),
+            instance: Some("someone-else".to_owned()),
+            ..HelperPodParams {
+                run_id: String::new(),
+                namespace: ns.clone(),
+                pvc_name: "vol".to_owned(),
+                pvc_uid: "x".to_owned(),
+                image: HELPER_IMAGE.to_owned(),
+                node: None,
+                run_as: None,
+                active_deadline: Duration::from_secs(600),
+                resources: helper_pod::HelperResources::default(),
+                instance: None,
+            }
+        });
+        Api::<Pod>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &other)
+            .await
+            .unwrap();
+        let partial_dir = data.path().join("artifacts").join(&ns).join("vol");
+        std::fs::create_dir_all(&partial_dir).unwrap();
+        let partial = partial_dir.join("20260101T000000.000Z.tar.gz.partial");
+        std::fs::write(&partial, b"half an archive").unwrap();
+        let finished = partial_dir.join("20251231T000000.000Z.tar.gz");
+        std::fs::write(&finished, b"kept").unwrap();
+
+        // The restarted process.
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &instance),
+        )
+        .await;
+        let report = engine
+            .recover(Some(std::slice::from_ref(&ns)))
+            .await
+            .expect("recovery");
+        assert_eq!(report.interrupted, ["20260101t000000-abcdef"]);
+        assert_eq!(
+            report.helpers_deleted,
+            [format!("{ns}/nkvm-backup-20260101t000000-abcdef")]
+        );
+        assert_eq!(report.partials_removed, [partial.clone()]);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert!(!partial.exists());
+        assert!(finished.exists());
+        assert_eq!(
+            helpers_left(&client, &ns).await,
+            ["nkvm-backup-20260101t000000-999999"]
+        );
+        let rows = engine
+            .store()
+            .recent_runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].status, RunStatus::Interrupted);
+
+        // Then a backup works as usual.
+        let result = backup_one(&engine, &ns, "vol").await;
+        assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn aborted_task_cleans_up_and_recovery_marks_it_interrupted() {
+    in_namespace("nkvm-bk-abort", |cluster, ns| async move {
+        let data = tempfile::tempdir().unwrap();
+        let (engine, run, helper) = streaming_run(&cluster, &ns, data.path(), 256).await;
+        // A task dropped mid-stream (as when its process is killed, minus the kill).
+        run.handle.abort();
+        let _ = run.handle.await;
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+        wait_for("the helper deleted by the drop guard", || {
+            let pods = pods.clone();
+            let helper = helper.clone();
+            async move { pods.get_opt(&helper).await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+        assert!(files_under(data.path(), ".partial").is_empty());
+        assert!(engine.active_runs().is_empty());
+        let report = engine
+            .recover(Some(std::slice::from_ref(&ns)))
+            .await
+            .unwrap();
+        assert_eq!(report.interrupted, [run.run_id.clone()]);
+        let rows = engine
+            .store()
+            .recent_runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].status, RunStatus::Interrupted);
+    })
+    .await;
+}

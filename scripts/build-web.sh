@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Builds nkvm's web app without cargo-leptos and without downloading anything:
+#   1. the browser crate (nkvm-frontend) for wasm32-unknown-unknown,
+#   2. wasm-bindgen --target web  →  $SITE/pkg/nkvm.js + nkvm_bg.wasm,
+#   3. style/*.css                →  $SITE/pkg/nkvm.css,
+#   4. the server binary `nkvm` (nkvm-server), unless NKVM_SKIP_SERVER=1.
+# Gzip copies (*.gz) are written next to the site files; the server sends them to browsers that
+# accept gzip.
+#
+# Usage: scripts/build-web.sh [--release]
+#   --release   wasm with the `wasm-release` profile (opt-level z, LTO; no wasm-opt), server with
+#               `--release`. Default: debug builds.
+#
+# Build-time environment:
+#   CARGO_TARGET_DIR   cargo's target directory (default: <repo>/target). SITE = $CARGO_TARGET_DIR/site
+#   NKVM_CACHE_DIR     where scripts/install-tools.sh put wasm-bindgen (default: $HOME/.cache/nkvm)
+#   NKVM_SKIP_SERVER   set to 1 to build only the site (wasm, js, css)
+#   LEPTOS_OUTPUT_NAME is deliberately NOT set (and is unset here): when `leptos` is compiled with it,
+#                      the hydration script asks for `nkvm.wasm` (cargo-leptos' renamed file) instead
+#                      of `nkvm_bg.wasm`, and flipping it rebuilds leptos and everything above it.
+#                      The server sets the output name `nkvm` itself.
+#
+# Runtime environment of `nkvm serve`:
+#   LEPTOS_SITE_ROOT   the site directory (holding pkg/). Default: `site` next to the binary, else
+#                      `../site` from the binary's directory (so target/debug/nkvm finds
+#                      target/site), else ./target/site.
+#
+# Prerequisites (once per machine, cached): scripts/install-tools.sh
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+profile_flag=()
+wasm_profile=debug
+server_profile=debug
+case "${1:-}" in
+  "") ;;
+  --release)
+    profile_flag=(--release)
+    wasm_profile=wasm-release
+    server_profile=release
+    ;;
+  *)
+    echo "usage: $0 [--release]" >&2
+    exit 2
+    ;;
+esac
+
+log() { printf 'build-web: %s\n' "$*" >&2; }
+
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+case "$target_dir" in /*) ;; *) target_dir="$repo_root/$target_dir" ;; esac
+site="$target_dir/site"
+pkg="$site/pkg"
+output_name=nkvm
+cache_dir="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+unset LEPTOS_OUTPUT_NAME
+
+# wasm-bindgen must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+wb_version="$(awk '
+  $0 == "name = \"wasm-bindgen\"" { found = 1; next }
+  found && /^version = / { gsub(/"/, "", $3); print $3; exit }
+' Cargo.lock)"
+wasm_bindgen=""
+for candidate in "$cache_dir/tools/wasm-bindgen-$wb_version/bin/wasm-bindgen" "$(command -v wasm-bindgen || true)"; do
+  if [[ -n "$candidate" && -x "$candidate" ]] && "$candidate" --version | grep -qF " $wb_version"; then
+    wasm_bindgen="$candidate"
+    break
+  fi
+done
+if [[ -z "$wasm_bindgen" ]]; then
+  log "wasm-bindgen $wb_version not found (Cargo.lock pins the wasm-bindgen crate at $wb_version)."
+  log "Install it once with: scripts/install-tools.sh"
+  exit 1
+fi
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "the rustup target wasm32-unknown-unknown is missing; run scripts/install-tools.sh"
+  exit 1
+fi
+
+log "wasm: cargo build -p nkvm-frontend ($wasm_profile)"
+if [[ "$wasm_profile" == debug ]]; then
+  cargo build -p nkvm-frontend --lib --target wasm32-unknown-unknown
+else
+  cargo build -p nkvm-frontend --lib --target wasm32-unknown-unknown --profile "$wasm_profile"
+fi
+wasm_in="$target_dir/wasm32-unknown-unknown/$wasm_profile/nkvm_frontend.wasm"
+
+log "wasm-bindgen → $pkg"
+mkdir -p "$pkg"
+rm -f "$pkg/$output_name".* "$pkg/${output_name}_bg".*
+"$wasm_bindgen" --target web --no-typescript --out-dir "$pkg" --out-name "$output_name" "$wasm_in"
+# Also answer to cargo-leptos' file name, in case a server was compiled with LEPTOS_OUTPUT_NAME set.
+ln -f "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.wasm"
+
+log "css → $pkg/$output_name.css"
+shopt -s nullglob
+css_files=(style/*.css)
+shopt -u nullglob
+if ((${#css_files[@]} == 0)); then
+  log "no stylesheet in style/"
+  exit 1
+fi
+cat "${css_files[@]}" > "$pkg/$output_name.css"
+
+for file in "$pkg/$output_name.js" "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.css"; do
+  gzip -9 -n -k -f "$file"
+done
+
+raw=$(stat -c %s "$pkg/${output_name}_bg.wasm")
+gz=$(stat -c %s "$pkg/${output_name}_bg.wasm.gz")
+log "site: $site  (nkvm_bg.wasm: $raw bytes, gzip -9: $gz bytes)"
+
+if [[ "${NKVM_SKIP_SERVER:-0}" != 1 ]]; then
+  log "server: cargo build -p nkvm-server ($server_profile)"
+  cargo build -p nkvm-server "${profile_flag[@]}"
+  log "binary: $target_dir/$server_profile/nkvm  (finds $site by itself; or set LEPTOS_SITE_ROOT=$site)"
+fi

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Browser end-to-end tests: builds the web app, creates a fixture workload on the running test cluster,
+# starts `nkvm serve` against it, and runs the Playwright suite (Debian's chromium, hydrated and no-JS).
+# Needs: the test cluster running (end2end/cluster/up) and the tools (scripts/install-tools.sh).
+# Screenshots and traces: end2end/test-results/; HTML report: end2end/playwright-report/.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+source end2end/cluster/versions.env
+kubectl="$NKVM_CACHE_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin/kubectl"
+export KUBECONFIG="${KUBECONFIG:-$repo/.cluster/kubeconfig}"
+port="${NKVM_E2E_PORT:-3917}"
+log() { printf 'e2e: %s\n' "$*" >&2; }
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  log "installing Debian's chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+(cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+
+scripts/build-web.sh
+
+ns="e2e-$(date +%s)"
+server_pid=""
+cleanup() {
+  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null || true
+  "$kubectl" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+"$kubectl" create namespace "$ns" >/dev/null
+"$kubectl" -n "$ns" apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: web-data}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never, command: ["sleep", "3600"],
+         volumeMounts: [{name: data, mountPath: /data}]}
+      volumes: [{name: data, persistentVolumeClaim: {claimName: web-data}}]
+YAML
+"$kubectl" -n "$ns" wait deployment/web --for=condition=Available --timeout=120s >/dev/null
+
+data_dir="$(mktemp -d)"
+"$CARGO_TARGET_DIR/debug/nkvm" --data-dir "$data_dir" serve --listen "127.0.0.1:$port" \
+  >"$repo/end2end/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 60); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$repo/end2end/server.log" >&2; exit 1; }
+  sleep 0.5
+done
+
+cd end2end
+NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_OWNER="Deployment/web" \
+  npx playwright test

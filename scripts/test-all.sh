@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every check and test of nkvm on a fresh machine: installs what is missing, builds (or reuses
+# the cached) test cluster, starts it, then runs fmt, clippy, unit and integration tests, the cluster
+# smoke test and the browser end-to-end suite. Stops the cluster at the end (also on failure) unless it
+# was already running before, or NKVM_KEEP_CLUSTER=1.
+# Caches live outside the clone: NKVM_CACHE_DIR (default ~/.cache/nkvm) holds the Kubernetes binaries,
+# images, tools and the cargo target directory (CARGO_TARGET_DIR defaults to $NKVM_CACHE_DIR/cargo-target).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+export CARGO_TERM_COLOR=never
+mkdir -p "$NKVM_CACHE_DIR"
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+
+was_running=0
+end2end/cluster/status >/dev/null 2>&1 && was_running=1
+stop_cluster() {
+  local rc=$?
+  if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]]; then
+    step "stopping the test cluster"
+    end2end/cluster/down || true
+  fi
+  exit $rc
+}
+trap stop_cluster EXIT
+
+step "tools"
+eval "$(scripts/install-tools.sh | tail -n 1)"
+
+# The cluster build (Go) and the first cargo build are the long poles; the cluster comes up first.
+step "test cluster"
+end2end/cluster/up
+export KUBECONFIG="$repo/.cluster/kubeconfig"
+export NKVM_TEST_KUBECONFIG="$KUBECONFIG"
+
+step "cluster smoke test"
+end2end/cluster/smoke.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit and integration tests"
+cargo test --workspace --locked --no-fail-fast
+
+step "browser end-to-end tests"
+scripts/e2e.sh

@@ -1,0 +1,442 @@
+//! `nkvm history`: recent backup runs from `<data-dir>/nkvm.db`, newest first, as a table or as a
+//! JSON array of run records.
+//!
+//! The database (and the data directory) is created when missing, so a fresh installation answers
+//! with an empty list instead of an error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use nkvm_engine::store::{self, PvcRef, RunFilter, RunRecord, RunStatus, Store};
+
+use super::{Output, table};
+use crate::config::GlobalOptions;
+
+/// Runs listed when `--limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 50;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs of this PVC
+    #[arg(long, value_name = "NS/PVC", value_parser = PvcRef::parse, conflicts_with = "namespace")]
+    pub pvc: Option<PvcRef>,
+
+    /// Only runs of PVCs in this namespace
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NS",
+        value_parser = |ns: &str| store::names::check_namespace(ns).map(|()| ns.to_owned())
+    )]
+    pub namespace: Option<String>,
+
+    /// Only runs with this status
+    #[arg(
+        long,
+        value_name = "STATUS",
+        value_parser = PossibleValuesParser::new(RunStatus::ALL.map(RunStatus::as_str))
+            .try_map(|s| s.parse::<RunStatus>())
+    )]
+    pub status: Option<RunStatus>,
+
+    /// Most runs listed, newest first (0: all)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT)]
+    pub limit: u32,
+
+    /// Runs skipped before the first one listed
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: u32,
+
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+impl HistoryArgs {
+    /// The store query these options ask for.
+    pub fn filter(&self) -> RunFilter {
+        RunFilter {
+            namespace: self
+                .pvc
+                .as_ref()
+                .map(|p| p.namespace.clone())
+                .or_else(|| self.namespace.clone()),
+            pvc: self.pvc.as_ref().map(|p| p.name.clone()),
+            status: self.status,
+            limit: self.limit,
+            offset: self.offset,
+            ..RunFilter::default()
+        }
+    }
+}
+
+pub async fn run(global: &GlobalOptions, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let (path, runs) = load(global, &args).await?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Output::Table if runs.is_empty() => {
+            println!("No backup runs match (history: {}).", path.display());
+        }
+        Output::Table => print!("{}", render_table(&runs)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens (creating when missing) the data directory's database and runs the query.
+async fn load(
+    global: &GlobalOptions,
+    args: &HistoryArgs,
+) -> anyhow::Result<(PathBuf, Vec<RunRecord>)> {
+    tokio::fs::create_dir_all(&global.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create the data directory {} (set --data-dir or NKVM_DATA_DIR)",
+                global.data_dir.display()
+            )
+        })?;
+    let path = store::database_path(&global.data_dir);
+    let store = Store::open(&path).await?;
+    let runs = store.recent_runs(&args.filter()).await;
+    store.close().await;
+    Ok((path, runs?))
+}
+
+fn render_table(runs: &[RunRecord]) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                to_seconds(&r.started_at),
+                r.namespace.clone(),
+                r.pvc.clone(),
+                r.status.to_string(),
+                r.stage.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                duration(r),
+                r.bytes.map_or_else(|| "-".to_owned(), human_bytes),
+                r.files.map_or_else(|| "-".to_owned(), |f| f.to_string()),
+                r.run_id.clone(),
+                shorten(r.message.as_deref().unwrap_or(""), 80),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "STARTED",
+            "NAMESPACE",
+            "PVC",
+            "STATUS",
+            "STAGE",
+            "DURATION",
+            "SIZE",
+            "FILES",
+            "RUN",
+            "MESSAGE",
+        ],
+        &rows,
+    )
+}
+
+/// `2026-11-28T23:18:58.123456Z` → `2026-11-28T23:18:58Z` (the table does not need microseconds).
+fn to_seconds(stored: &str) -> String {
+    match stored.get(..19) {
+        Some(head) if stored.len() == store::timestamp::WIDTH => format!("{head}Z"),
+        _ => stored.to_owned(),
+    }
+}
+
+/// Wall-clock time of a finished run (`1h02m03s`, `4m05s`, `6.7s`), `-` while running.
+fn duration(run: &RunRecord) -> String {
+    let (Some(start), Some(end)) = (
+        store::timestamp::parse(&run.started_at),
+        run.finished_at.as_deref().and_then(store::timestamp::parse),
+    ) else {
+        return "-".to_owned();
+    };
+    let micros = end.duration_since(start).as_micros();
+    if micros < 0 {
+        return "-".to_owned();
+    }
+    let secs = micros / 1_000_000;
+    match secs {
+        0..60 => format!("{}.{}s", secs, (micros % 1_000_000) / 100_000),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!(
+            "{}h{:02}m{:02}s",
+            secs / 3600,
+            (secs % 3600) / 60,
+            secs % 60
+        ),
+    }
+}
+
+/// Binary units with one decimal (`512 B`, `1.5 KiB`, `3.0 GiB`).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// At most `max` characters, on one line, with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use nkvm_engine::store::{NewRun, RunUpdate, Stage};
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        global: GlobalOptions,
+        #[command(flatten)]
+        args: HistoryArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<TestCli, clap::Error> {
+        TestCli::try_parse_from(std::iter::once("history").chain(args.iter().copied()))
+    }
+
+    fn record(id: i64) -> RunRecord {
+        RunRecord {
+            id,
+            run_id: format!("run-{id}"),
+            pvc_uid: "uid".to_owned(),
+            namespace: "shop".to_owned(),
+            pvc: "data".to_owned(),
+            status: RunStatus::Succeeded,
+            stage: None,
+            message: None,
+            started_by: "cli:me".to_owned(),
+            started_at: "2026-11-28T23:18:58.123456Z".to_owned(),
+            finished_at: Some("2026-11-28T23:20:03.923456Z".to_owned()),
+            bytes: Some(3 << 29),
+            source_bytes: None,
+            files: Some(12),
+            sha256: None,
+            artifact: None,
+            helper_pod: None,
+            node: None,
+        }
+    }
+
+    #[test]
+    fn defaults_list_the_50_newest_runs_as_a_table() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.args.output, Output::Table);
+        assert_eq!(
+            cli.args.filter(),
+            RunFilter {
+                limit: 50,
+                ..RunFilter::default()
+            }
+        );
+    }
+
+    #[test]
+    fn options_become_the_store_filter() {
+        let cli = parse(&[
+            "--pvc",
+            "shop/web-data",
+            "--status",
+            "failed",
+            "--limit",
+            "5",
+            "--offset",
+            "10",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.output, Output::Json);
+        assert_eq!(
+            cli.args.filter(),
+            RunFilter {
+                namespace: Some("shop".to_owned()),
+                pvc: Some("web-data".to_owned()),
+                status: Some(RunStatus::Failed),
+                limit: 5,
+                offset: 10,
+                ..RunFilter::default()
+            }
+        );
+        let cli = parse(&["-n", "blog", "--limit", "0"]).unwrap();
+        assert_eq!(cli.args.filter().namespace.as_deref(), Some("blog"));
+        assert_eq!(cli.args.filter().pvc, None);
+        assert_eq!(cli.args.filter().limit, 0);
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_clear_message() {
+        for (args, needle) in [
+            (&["--pvc", "web-data"][..], "NAMESPACE/PVC"),
+            (&["--pvc", "Shop/data"][..], "invalid namespace"),
+            (&["--pvc", "shop/Data_1"][..], "invalid PVC name"),
+            (&["--namespace", "shop_1"][..], "invalid namespace"),
+            (&["--status", "ok"][..], "succeeded"),
+            (&["--limit", "many"][..], "--limit"),
+        ] {
+            let message = parse(args).unwrap_err().to_string();
+            assert!(message.contains(needle), "{args:?}: {message}");
+        }
+        let err = parse(&["--pvc", "shop/data", "--namespace", "shop"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn table_shows_one_row_per_run() {
+        let mut failed = record(2);
+        failed.status = RunStatus::Failed;
+        failed.stage = Some(Stage::Exec);
+        failed.finished_at = None;
+        failed.bytes = None;
+        failed.files = None;
+        failed.message = Some("tar exited with status 2:\n  file changed as we read it".to_owned());
+        let text = render_table(&[failed, record(1)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("STARTED               NAMESPACE  PVC   STATUS"));
+        assert!(lines[1].contains(" failed     exec "), "{}", lines[1]);
+        assert!(
+            lines[1].ends_with("run-2  tar exited with status 2: file changed as we read it"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].starts_with("2026-11-28T23:18:58Z  shop       data  succeeded  -"));
+        assert!(lines[2].contains(" 1m05s "), "{}", lines[2]);
+        assert!(lines[2].contains(" 1.5 GiB  12 "), "{}", lines[2]);
+    }
+
+    #[test]
+    fn cells_are_compact() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+        let mut r = record(1);
+        r.finished_at = Some("2026-11-28T23:18:59.900000Z".to_owned());
+        assert_eq!(duration(&r), "1.7s");
+        r.finished_at = Some("2026-11-29T01:20:03.123456Z".to_owned());
+        assert_eq!(duration(&r), "2h01m05s");
+        r.finished_at = None;
+        assert_eq!(duration(&r), "-");
+        assert_eq!(
+            to_seconds("2026-11-28T23:18:58.123456Z"),
+            "2026-11-28T23:18:58Z"
+        );
+        assert_eq!(shorten("a  b\nc", 80), "a b c");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+    }
+
+    /// A directory under the system's temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let path = std::env::temp_dir()
+                .join(format!("nkvm-history-test-{}-{nanos}", std::process::id()));
+            std::fs::create_dir(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_database_and_reads_it() {
+        let dir = TempDir::new();
+        let data_dir = dir.0.join("fresh");
+        let data = data_dir.to_str().unwrap();
+        let cli = parse(&["--data-dir", data]).unwrap();
+        let (path, runs) = load(&cli.global, &cli.args).await.unwrap();
+        assert!(runs.is_empty());
+        assert_eq!(path, data_dir.join("nkvm.db"));
+        assert!(path.exists());
+
+        let store = Store::open(&path).await.unwrap();
+        for (i, (ns, pvc)) in [("shop", "data"), ("blog", "data"), ("shop", "logs")]
+            .into_iter()
+            .enumerate()
+        {
+            let id = store
+                .insert_run(&NewRun {
+                    run_id: format!("r{i}"),
+                    pvc_uid: format!("u{i}"),
+                    namespace: ns.to_owned(),
+                    pvc: pvc.to_owned(),
+                    started_by: "cli:me".to_owned(),
+                    started_at: store::timestamp::parse(&format!("2026-11-28T23:18:5{i}.000000Z"))
+                        .unwrap(),
+                })
+                .await
+                .unwrap();
+            if i == 1 {
+                store
+                    .update_run(
+                        id,
+                        &RunUpdate {
+                            status: Some(RunStatus::Cancelled),
+                            ..RunUpdate::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        store.close().await;
+
+        let ids = |args: &[&str]| {
+            let mut all = vec!["--data-dir", data];
+            all.extend_from_slice(args);
+            let cli = parse(&all).unwrap();
+            async move {
+                let (_, runs) = load(&cli.global, &cli.args).await.unwrap();
+                runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids(&[]).await, ["r2", "r1", "r0"]);
+        assert_eq!(ids(&["--pvc", "shop/data"]).await, ["r0"]);
+        assert_eq!(ids(&["-n", "shop"]).await, ["r2", "r0"]);
+        assert_eq!(ids(&["--status", "cancelled"]).await, ["r1"]);
+        assert_eq!(ids(&["--limit", "1", "--offset", "1"]).await, ["r1"]);
+    }
+
+    #[test]
+    fn json_is_an_array_of_run_records() {
+        let json = serde_json::to_value([record(1)]).unwrap();
+        let first = &json[0];
+        assert_eq!(first["status"], "succeeded");
+        assert_eq!(first["started_at"], "2026-11-28T23:18:58.123456Z");
+        assert_eq!(first["namespace"], "shop");
+        assert_eq!(first["pvc"], "data");
+        assert!(first["stage"].is_null());
+    }
+}

@@ -1,0 +1,183 @@
+//! `nkvm inventory`: one scan of the PVCs in scope, printed as a table or as the JSON contract.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use nkvm_engine::inventory::{self, Inventory, PvcRecord, Scope};
+
+use super::{Output, table};
+use crate::config::GlobalOptions;
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Namespace to scan (repeatable) [default: every allowed namespace]
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<ExitCode> {
+    let options = global.inventory_options(args.namespaces);
+    // Checked before connecting, so that a bad filter fails fast without touching the cluster.
+    let scope = inventory::resolve_scope(&options)?;
+    let cluster = super::connect(global).await?;
+    let inventory = inventory::scan(&cluster.client, &options)
+        .await
+        .context("inventory failed")?;
+    tracing::info!(
+        pvcs = inventory.pvcs.len(),
+        refused = inventory.refused.len(),
+        api_requests = inventory.api_requests,
+        "inventory done"
+    );
+    for refusal in &inventory.refused {
+        eprintln!(
+            "warning: namespace {} not readable: {}",
+            refusal.namespace, refusal.message
+        );
+    }
+    if nothing_readable(&scope, &inventory) {
+        bail!(
+            "no namespace could be read ({} refused); see the warnings above",
+            inventory.refused.len()
+        );
+    }
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&inventory.pvcs)?),
+        Output::Table => print!("{}", render_table(&inventory.pvcs)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True when every namespace in scope was refused (an all-namespaces scan fails instead of refusing).
+fn nothing_readable(scope: &Scope, inventory: &Inventory) -> bool {
+    match scope {
+        Scope::AllNamespaces => false,
+        Scope::Namespaces(names) => !names.is_empty() && inventory.refused.len() >= names.len(),
+    }
+}
+
+/// kubectl's short names of access modes.
+fn short_access_mode(mode: &str) -> &str {
+    match mode {
+        "ReadWriteOnce" => "RWO",
+        "ReadOnlyMany" => "ROX",
+        "ReadWriteMany" => "RWX",
+        "ReadWriteOncePod" => "RWOP",
+        other => other,
+    }
+}
+
+fn render_table(records: &[PvcRecord]) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let modes: Vec<String> = r
+                .access_modes
+                .iter()
+                .map(|m| short_access_mode(m).to_owned())
+                .collect();
+            vec![
+                r.namespace.clone(),
+                r.name.clone(),
+                r.phase.clone(),
+                table::or_dash(r.capacity.as_deref()),
+                table::or_dash(r.storage_class.as_deref()),
+                table::list(&modes),
+                table::or_dash(r.volume_name.as_deref()),
+                r.owner_kind.clone(),
+                r.owner_name.clone(),
+                table::list(&r.consumers),
+                table::or_dash(r.last_success_at.as_deref()),
+                table::list(&r.flags),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "NAMESPACE",
+            "NAME",
+            "PHASE",
+            "CAPACITY",
+            "STORAGECLASS",
+            "ACCESS",
+            "VOLUME",
+            "OWNER KIND",
+            "OWNER",
+            "CONSUMERS",
+            "LAST BACKUP",
+            "FLAGS",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nkvm_engine::inventory::NamespaceRefusal;
+    use nkvm_engine::owners::Owner;
+
+    fn record(name: &str) -> PvcRecord {
+        PvcRecord {
+            namespace: "shop".to_owned(),
+            name: name.to_owned(),
+            uid: "u".to_owned(),
+            phase: "Bound".to_owned(),
+            capacity: Some("1Gi".to_owned()),
+            capacity_bytes: Some(1 << 30),
+            storage_class: None,
+            access_modes: vec!["ReadWriteOnce".to_owned(), "ReadWriteOncePod".to_owned()],
+            volume_name: Some("pv-1".to_owned()),
+            owner_kind: "Deployment".to_owned(),
+            owner_name: "web".to_owned(),
+            owners: vec![Owner::new("Deployment", "web")],
+            consumers: vec!["web-1".to_owned(), "web-2".to_owned()],
+            consumer_nodes: vec![],
+            last_success_at: None,
+            flags: vec![],
+        }
+    }
+
+    #[test]
+    fn table_shows_one_aligned_row_per_pvc() {
+        let text = render_table(&[record("data"), record("cache-long-name")]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("NAMESPACE  NAME             PHASE"));
+        assert_eq!(
+            lines[1],
+            "shop       data             Bound  1Gi       -             RWO,RWOP  pv-1    \
+             Deployment  web    web-1,web-2  -            -"
+        );
+    }
+
+    #[test]
+    fn nothing_readable_only_when_every_scoped_namespace_is_refused() {
+        let refusal = |ns: &str| NamespaceRefusal {
+            namespace: ns.to_owned(),
+            status: Some(403),
+            message: String::new(),
+        };
+        let inventory = |refused: Vec<NamespaceRefusal>| Inventory {
+            pvcs: vec![],
+            refused,
+            api_requests: 0,
+        };
+        let two = Scope::Namespaces(vec!["a".to_owned(), "b".to_owned()]);
+        assert!(!nothing_readable(&two, &inventory(vec![refusal("a")])));
+        assert!(nothing_readable(
+            &two,
+            &inventory(vec![refusal("a"), refusal("b")])
+        ));
+        assert!(!nothing_readable(&Scope::AllNamespaces, &inventory(vec![])));
+        assert!(!nothing_readable(
+            &Scope::Namespaces(vec![]),
+            &inventory(vec![])
+        ));
+    }
+}

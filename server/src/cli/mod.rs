@@ -1,0 +1,177 @@
+//! Command-line interface of `nkvm`: subcommand definitions and dispatch.
+
+mod contexts;
+mod history;
+mod inventory;
+mod table;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use nkvm_engine::connection::{self, Cluster};
+
+use crate::config::GlobalOptions;
+
+/// nkvm: inventory and file-level backups of Kubernetes PVCs.
+#[derive(Debug, Parser)]
+#[command(name = "nkvm", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the web app
+    Serve {
+        /// Address to listen on
+        #[arg(long, env = "NKVM_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// List PVCs with their owners, consumers and flags
+    Inventory(inventory::InventoryArgs),
+    /// List recent backup runs from the history database
+    History(history::HistoryArgs),
+    /// List the kubeconfig's contexts
+    Contexts {
+        /// Output format
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+/// Output format of listing subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people
+    Table,
+    /// JSON for scripts
+    Json,
+}
+
+impl Cli {
+    /// Log level when `RUST_LOG` is unset: `info` for the server, `warn` for one-shot commands.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Serve { .. } => "info",
+            _ => "warn",
+        }
+    }
+
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve { listen } => serve(&self.global, listen).await,
+            Command::Inventory(args) => inventory::run(&self.global, args).await,
+            Command::History(args) => history::run(&self.global, args).await,
+            Command::Contexts { output } => contexts::run(&self.global, output),
+        }
+    }
+}
+
+/// Connects with the global options' credentials.
+pub async fn connect(global: &GlobalOptions) -> anyhow::Result<Cluster> {
+    let source = global.connection_source()?;
+    connection::connect(&source, &global.connect_options())
+        .await
+        .with_context(|| format!("cannot connect to the cluster ({})", source.label()))
+}
+
+async fn serve(global: &GlobalOptions, listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    let cluster = connect(global).await?;
+    tracing::info!(
+        source = %cluster.info.source,
+        context = ?cluster.info.context,
+        server = %cluster.info.server,
+        data_dir = %global.data_dir.display(),
+        helper_image = ?global.helper_image,
+        "starting nkvm"
+    );
+    let context = nkvm_app::ssr::AppContext {
+        cluster: Arc::new(cluster),
+        inventory: global.inventory_options(Vec::new()),
+    };
+    crate::web::serve(listen, context).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_inventory_with_globals_anywhere() {
+        let cli = Cli::try_parse_from([
+            "nkvm",
+            "--context",
+            "dev",
+            "inventory",
+            "-n",
+            "a",
+            "-n",
+            "b",
+            "--output",
+            "json",
+            "--namespace-allowlist",
+            "a,b,c",
+            "--max-namespaces",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.context.as_deref(), Some("dev"));
+        let Command::Inventory(args) = &cli.command else {
+            panic!("not inventory: {cli:?}");
+        };
+        assert_eq!(args.namespaces, ["a", "b"]);
+        assert_eq!(args.output, Output::Json);
+        let options = cli.global.inventory_options(args.namespaces.clone());
+        assert_eq!(
+            options.allowlist,
+            Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        );
+        assert_eq!(options.max_namespaces, 7);
+    }
+
+    #[test]
+    fn serve_defaults_to_loopback_8080() {
+        let cli = Cli::try_parse_from(["nkvm", "serve"]).unwrap();
+        let Command::Serve { listen } = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cli.global.data_dir, std::path::PathBuf::from("./nkvm-data"));
+    }
+
+    #[test]
+    fn in_cluster_conflicts_with_kubeconfig() {
+        let cli =
+            Cli::try_parse_from(["nkvm", "--in-cluster", "--kubeconfig", "x", "contexts"]).unwrap();
+        let err = cli.global.connection_source().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--in-cluster (NKVM_IN_CLUSTER) cannot be combined with --kubeconfig or --context"
+        );
+        let cli = Cli::try_parse_from(["nkvm", "--in-cluster", "contexts"]).unwrap();
+        assert_eq!(
+            cli.global.connection_source().unwrap(),
+            nkvm_engine::connection::ConnectionSource::InCluster
+        );
+    }
+
+    #[test]
+    fn empty_allowlist_means_none() {
+        let cli = Cli::try_parse_from(["nkvm", "--namespace-allowlist", "", "contexts"]).unwrap();
+        assert_eq!(cli.global.allowlist(), None);
+    }
+}

@@ -1,0 +1,38 @@
+//! The `nkvm` binary: parses the command line and dispatches to the web server or a CLI subcommand.
+
+mod cli;
+mod config;
+mod web;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.default_log_level());
+    match cli.run().await {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` prints the whole source chain: "outer: cause: root cause".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: `default_level`, without kube's client
+/// builder, which logs every failed request that nkvm reports itself anyway).
+fn init_tracing(default_level: &str) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{default_level},kube_client::client::builder=off"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

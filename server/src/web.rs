@@ -1,0 +1,205 @@
+//! The web server behind `nkvm serve`: the Leptos app (server-rendered, then hydrated), its server
+//! functions, the site files (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`, `pkg/nkvm.css`), `/healthz`, and a
+//! graceful shutdown on SIGINT/SIGTERM.
+//!
+//! The site directory is built by `scripts/build-web.sh` and found at runtime: `LEPTOS_SITE_ROOT`
+//! when set, else a `site` directory next to the binary, else one beside its parent directory (the
+//! cargo layout `target/debug/nkvm` + `target/site`), else `target/site`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use leptos::config::{Env, LeptosOptions};
+use leptos::prelude::provide_context;
+use leptos_axum::{
+    LeptosRoutes, file_and_error_handler_with_context, generate_route_list, site_pkg_dir_service,
+    site_pkg_dir_service_route_path,
+};
+use nkvm_app::ssr::AppContext;
+use nkvm_app::{App, OUTPUT_NAME, shell};
+
+/// Environment variable naming the site directory (the one holding `pkg/`).
+pub const SITE_ROOT_ENV: &str = "LEPTOS_SITE_ROOT";
+
+/// Everything a request handler may need: the app's context and Leptos' options.
+#[derive(Clone)]
+pub struct WebState {
+    pub context: AppContext,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<WebState> for LeptosOptions {
+    fn from_ref(state: &WebState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// Serves the web app on `listen` until SIGINT or SIGTERM, then finishes in-flight requests.
+///
+/// # Errors
+/// When the address cannot be bound or the server fails while running.
+pub async fn serve(listen: SocketAddr, context: AppContext) -> anyhow::Result<()> {
+    let site_root = site_root();
+    let wasm = site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm"));
+    if !wasm.is_file() {
+        tracing::warn!(
+            missing = %wasm.display(),
+            "site files not found: pages render but will not hydrate; run scripts/build-web.sh or set {SITE_ROOT_ENV}"
+        );
+    }
+    let state = WebState {
+        context,
+        leptos_options: leptos_options(listen, &site_root),
+    };
+    let app = router(state);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(
+        site_root = %site_root.display(),
+        "nkvm web server listening on http://{address}"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("web server failed")?;
+    tracing::info!("web server stopped");
+    Ok(())
+}
+
+/// The router: `/healthz`, the site's `pkg/` files, server functions and pages, and a 404 page.
+pub fn router(state: WebState) -> Router {
+    let options = state.leptos_options.clone();
+    let routes = generate_route_list(App);
+
+    let route_context = {
+        let context = state.context.clone();
+        move || provide_context(context.clone())
+    };
+    let fallback_context = route_context.clone();
+    let page = {
+        let options = options.clone();
+        move || shell(options.clone())
+    };
+
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route_service(
+            &site_pkg_dir_service_route_path(&options),
+            site_pkg_dir_service(&options),
+        )
+        .leptos_routes_with_context(&state, routes, route_context, page)
+        .fallback(file_and_error_handler_with_context::<WebState, _>(
+            fallback_context,
+            shell,
+        ))
+        .with_state(state)
+}
+
+/// Leptos options for nkvm's fixed layout: `<site_root>/pkg/nkvm{.js,_bg.wasm,.css}`.
+///
+/// The output name is set here rather than through `LEPTOS_OUTPUT_NAME` at compile time: with that
+/// variable set when `leptos` is compiled, the hydration script asks for `nkvm.wasm` (cargo-leptos'
+/// renamed file) instead of wasm-bindgen's `nkvm_bg.wasm`.
+#[must_use]
+pub fn leptos_options(listen: SocketAddr, site_root: &Path) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name(OUTPUT_NAME)
+        .site_root(site_root.to_string_lossy().into_owned())
+        .site_pkg_dir("pkg")
+        .site_addr(listen)
+        .env(if cfg!(debug_assertions) {
+            Env::DEV
+        } else {
+            Env::PROD
+        })
+        .build()
+}
+
+/// The site directory: `LEPTOS_SITE_ROOT`, else the first of `<exe dir>/site`, `<exe dir>/../site`
+/// that holds a `pkg/` directory, else `target/site`.
+#[must_use]
+pub fn site_root() -> PathBuf {
+    if let Some(root) = std::env::var_os(SITE_ROOT_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(root);
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    pick_site_root(exe_dir.as_deref(), |dir| dir.join("pkg").is_dir())
+}
+
+fn pick_site_root(exe_dir: Option<&Path>, has_pkg: impl Fn(&Path) -> bool) -> PathBuf {
+    exe_dir
+        .into_iter()
+        .flat_map(|dir| [dir.join("site"), dir.join("..").join("site")])
+        .find(|candidate| has_pkg(candidate))
+        .unwrap_or_else(|| PathBuf::from("target/site"))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. A signal that cannot be watched is logged and ignored.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot watch SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_root_prefers_a_site_next_to_the_binary() {
+        let exe = Path::new("/opt/nkvm");
+        let root = pick_site_root(Some(exe), |dir| dir == Path::new("/opt/nkvm/site"));
+        assert_eq!(root, PathBuf::from("/opt/nkvm/site"));
+    }
+
+    #[test]
+    fn site_root_finds_the_cargo_layout() {
+        let exe = Path::new("/build/target/debug");
+        let root = pick_site_root(Some(exe), |dir| {
+            dir == Path::new("/build/target/debug/../site")
+        });
+        assert_eq!(root, PathBuf::from("/build/target/debug/../site"));
+    }
+
+    #[test]
+    fn site_root_falls_back_to_target_site() {
+        assert_eq!(
+            pick_site_root(Some(Path::new("/x")), |_| false),
+            PathBuf::from("target/site")
+        );
+        assert_eq!(pick_site_root(None, |_| true), PathBuf::from("target/site"));
+    }
+}
