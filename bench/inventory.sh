@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Inventory benchmark on the local test cluster (numbers, not a pass/fail test).
-# Creates 5,000 PVCs, 5,000 pods (pinned to a node that does not exist) and 1,000 Deployments with
+# Creates 5,000 PVCs, 5,000 pods (bound to a Node object that no kubelet serves, so none runs) and 1,000 Deployments with
 # their ReplicaSets, then measures in one run:
 #   - `nkvm inventory --output json` cold (a new process: connect + scan + render), wall time and the
 #     number of API requests the scan made;

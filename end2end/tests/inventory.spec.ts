@@ -125,7 +125,5 @@ test.describe('inventory page', () => {
     const shown = await visibleDataRows(page).count();
     expect(shown).toBeGreaterThanOrEqual(1);
     await expect(page.getByTestId('pvc-count')).toHaveText(/^(Showing \d+ of )?\d+ PVCs?$/);
-
-    await page.screenshot({ path: test.info().outputPath('filtered.png'), fullPage: true });
   });
 });

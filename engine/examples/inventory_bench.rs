@@ -3,7 +3,7 @@
 //!
 //! `inventory_bench setup`    — namespace `nkvm-bench`: 1,000 Deployments (1 replica, own PVC) and 800
 //!                              StatefulSets (5 replicas, volumeClaimTemplate) → 5,000 PVCs, 5,000 pods,
-//!                              1,000 ReplicaSets; pods pinned to a node that does not exist.
+//!                              1,000 ReplicaSets; pods bound to a Node object no kubelet serves.
 //! `inventory_bench baseline` — the predecessor's method: list PVCs and pods, then GET every owner of
 //!                              every consumer pod, one request at a time; prints time and requests.
 //! `inventory_bench scan`     — nkvm's engine scan in-process (fresh client); prints time and requests.
@@ -16,7 +16,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet, StatefulSet},
-        core::v1::{Namespace, PersistentVolumeClaim, Pod},
+        core::v1::{Namespace, Node, PersistentVolumeClaim, Pod},
     },
     apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
@@ -43,9 +43,15 @@ async fn main() -> Result<(), BoxError> {
         "baseline" => baseline(client).await,
         "scan" => scan(client).await,
         "teardown" => {
-            let api: Api<Namespace> = Api::all(client);
+            let api: Api<Namespace> = Api::all(client.clone());
             if let Err(err) = api.delete(NS, &DeleteParams::background()).await {
                 eprintln!("delete namespace {NS}: {err}");
+            }
+            if let Err(err) = Api::<Node>::all(client)
+                .delete(NOWHERE, &DeleteParams::background())
+                .await
+            {
+                eprintln!("delete node {NOWHERE}: {err}");
             }
             Ok(())
         }
@@ -59,6 +65,8 @@ fn pod_template(labels: &serde_json::Value, volumes: serde_json::Value) -> serde
         "spec": {
             "nodeName": NOWHERE,
             "terminationGracePeriodSeconds": 0,
+            // The fake node never reports: tolerate its taints so the pods are not evicted.
+            "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
             "containers": [{"name": "main", "image": "nkvm.local/workload:1", "imagePullPolicy": "Never",
                             "command": ["sleep", "3600"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
             "volumes": volumes
@@ -71,6 +79,16 @@ async fn setup(client: Client) -> Result<(), BoxError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
     match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => return Err(err.into()),
+    }
+    // A Node object with no kubelet behind it: pods bound to it never run, and the pod garbage
+    // collector does not delete them as it would for pods bound to a node that does not exist.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": NOWHERE,
+        "labels": {"kubernetes.io/hostname": NOWHERE}}}))?;
+    match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(err) => return Err(err.into()),

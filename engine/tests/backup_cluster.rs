@@ -839,7 +839,7 @@ async fn recovery_after_a_killed_process() {
                 .await
                 .unwrap();
         }
-        let orphan = helper_pod::helper_pod(&HelperPodParams {
+        let orphan_params = HelperPodParams {
             run_id: "20260101t000000-abcdef".to_owned(),
             namespace: ns.clone(),
             pvc_name: "vol".to_owned(),
@@ -850,7 +850,8 @@ async fn recovery_after_a_killed_process() {
             active_deadline: Duration::from_secs(600),
             resources: helper_pod::HelperResources::default(),
             instance: Some(instance.clone()),
-        });
+        };
+        let orphan = helper_pod::helper_pod(&orphan_params);
         Api::<Pod>::namespaced(client.clone(), &ns)
             .create(&PostParams::default(), &orphan)
             .await
@@ -859,18 +860,7 @@ async fn recovery_after_a_killed_process() {
         let other = helper_pod::helper_pod(&HelperPodParams {
             run_id: "20260101t000000-999999".to_owned(),
             instance: Some("someone-else".to_owned()),
-            ..HelperPodParams {
-                run_id: String::new(),
-                namespace: ns.clone(),
-                pvc_name: "vol".to_owned(),
-                pvc_uid: "x".to_owned(),
-                image: HELPER_IMAGE.to_owned(),
-                node: None,
-                run_as: None,
-                active_deadline: Duration::from_secs(600),
-                resources: helper_pod::HelperResources::default(),
-                instance: None,
-            }
+            ..orphan_params.clone()
         });
         Api::<Pod>::namespaced(client.clone(), &ns)
             .create(&PostParams::default(), &other)
@@ -899,7 +889,7 @@ async fn recovery_after_a_killed_process() {
             report.helpers_deleted,
             [format!("{ns}/nkvm-backup-20260101t000000-abcdef")]
         );
-        assert_eq!(report.partials_removed, [partial.clone()]);
+        assert_eq!(report.partials_removed, std::slice::from_ref(&partial));
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         assert!(!partial.exists());
         assert!(finished.exists());
@@ -945,7 +935,7 @@ async fn aborted_task_cleans_up_and_recovery_marks_it_interrupted() {
             .recover(Some(std::slice::from_ref(&ns)))
             .await
             .unwrap();
-        assert_eq!(report.interrupted, [run.run_id.clone()]);
+        assert_eq!(report.interrupted, std::slice::from_ref(&run.run_id));
         let rows = engine
             .store()
             .recent_runs(&RunFilter {

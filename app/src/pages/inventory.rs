@@ -263,15 +263,15 @@ fn RefusedWarning(refused: Vec<RefusedNamespace>) -> impl IntoView {
         let items = refused
             .into_iter()
             .map(|refusal| {
-                let status = refusal_status(refusal.status, &refusal.message)
-                    .map(|status| format!(" ({status})"))
-                    .unwrap_or_default();
+                // One text node: an empty one would be rendered as a space by the server.
+                let detail = match refusal_status(refusal.status, &refusal.message) {
+                    Some(status) => format!(" ({status}): {}", refusal.message),
+                    None => format!(": {}", refusal.message),
+                };
                 view! {
                     <li>
                         <strong>{refusal.namespace}</strong>
-                        {status}
-                        ": "
-                        {refusal.message}
+                        {detail}
                     </li>
                 }
             })

@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{AttachParams, AttachedProcess, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 use super::error::{BackupError, api_advice, http_status, is_transient};
 use super::pod::{CONTAINER, LABEL_RUN_ID, MOUNT_PATH};
@@ -274,12 +275,45 @@ pub async fn wait_running(
     }
 }
 
-/// The command streaming the volume as a tar archive to stdout.
+/// Marker the helper's shell prints on stderr with tar's exit code.
+pub const EXIT_MARKER: &str = "nkvm-tar-exit=";
+
+/// The command streaming the volume as a tar archive to stdout: `tar -cf - -C /data .`, wrapped so
+/// that the shell reports tar's exit code on stderr and then waits for stdin to close before it
+/// exits with that code. `tar` is looked up in `$PATH` by the shell script itself and run by its
+/// path, as a plain exec would: BusyBox shells otherwise prefer their own `tar` applet over an
+/// installed GNU tar. The wait matters: when an exec'd process exits, the container runtime and
+/// kubelet tear the stream down and drop the stdout bytes still in flight (seen on the test cluster:
+/// megabytes lost behind a slow reader, with `kubectl exec` too). The engine closes stdin only after
+/// it has read the archive to its end-of-archive blocks.
 pub fn tar_command() -> Vec<String> {
-    ["tar", "-cf", "-", "-C", MOUNT_PATH, "."]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "t=tar; o=$IFS; IFS=:; for d in $PATH; do if [ -x \"$d/tar\" ]; then t=\"$d/tar\"; \
+             break; fi; done; IFS=$o; \"$t\" -cf - -C {MOUNT_PATH} .; rc=$?; \
+             echo \"{EXIT_MARKER}$rc\" >&2; cat >/dev/null; exit $rc"
+        ),
+    ]
+}
+
+/// The exit code in an [`EXIT_MARKER`] line of `stderr`, if there is one.
+pub fn parse_exit_marker(stderr: &str) -> Option<i64> {
+    stderr.lines().rev().find_map(|line| {
+        line.trim()
+            .strip_prefix(EXIT_MARKER)
+            .and_then(|code| code.trim().parse().ok())
+    })
+}
+
+/// `stderr` without the marker line.
+fn without_marker(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().starts_with(EXIT_MARKER))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Bytes of stderr kept for messages.
@@ -322,13 +356,16 @@ impl Tail {
     }
 }
 
-/// A running `tar` in the helper: its stdout, the tail of its stderr and its exit status.
+/// A running command in the helper: its stdout, stdin (held open until [`TarSession::finish`]), the
+/// tail of its stderr, the exit code it reports there, and the exit status.
 pub struct TarSession {
     process: AttachedProcess,
     stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     status: BoxFuture<'static, Option<Status>>,
     stderr: Tail,
     stderr_task: AbortOnDrop,
+    marker: watch::Receiver<Option<i64>>,
 }
 
 /// Aborts a background task when dropped.
@@ -345,21 +382,31 @@ impl Drop for AbortOnDrop {
 pub struct ExecOutcome {
     /// The status from the status channel; `None` when the connection ended without one.
     pub status: Option<Status>,
+    /// tar's exit code as the helper's shell reported it on stderr.
+    pub reported_exit: Option<i64>,
+    /// stderr without the exit marker.
     pub stderr: String,
     /// Error of the connection's message loop, if any.
     pub transport_error: Option<String>,
 }
 
 impl ExecOutcome {
+    /// tar exited 0: as reported by the shell, else by the exit status.
     pub fn succeeded(&self) -> bool {
-        self.status
-            .as_ref()
-            .is_some_and(|s| s.status.as_deref() == Some("Success"))
+        match self.reported_exit {
+            Some(code) => code == 0,
+            None => self
+                .status
+                .as_ref()
+                .is_some_and(|s| s.status.as_deref() == Some("Success")),
+        }
     }
 
-    /// The exit code from a `NonZeroExitCode` status.
+    /// The non-zero exit code, reported by the shell or carried by a `NonZeroExitCode` status.
     pub fn exit_code(&self) -> Option<i64> {
-        exit_code(self.status.as_ref()?)
+        self.reported_exit
+            .filter(|c| *c != 0)
+            .or_else(|| exit_code(self.status.as_ref()?))
     }
 }
 
@@ -376,16 +423,18 @@ pub fn exit_code(status: &Status) -> Option<i64> {
 }
 
 impl TarSession {
-    /// Starts `command` in the helper container, retrying transient connection failures.
+    /// Starts `command` in the helper container (stdin attached when `stdin`), retrying transient
+    /// connection failures.
     pub async fn start(
         api: &Api<Pod>,
         pod: &str,
         command: Vec<String>,
+        stdin: bool,
         retry: RetryPolicy,
     ) -> Result<Self, BackupError> {
         let params = AttachParams::default()
             .container(CONTAINER)
-            .stdin(false)
+            .stdin(stdin)
             .stdout(true)
             .stderr(true)
             .tty(false)
@@ -420,12 +469,18 @@ impl TarSession {
         };
         let stdout = process.stdout().ok_or_else(|| missing("stdout"))?;
         let mut stderr = process.stderr().ok_or_else(|| missing("stderr"))?;
+        let stdin_writer: Option<Box<dyn AsyncWrite + Send + Unpin>> = if stdin {
+            Some(Box::new(process.stdin().ok_or_else(|| missing("stdin"))?))
+        } else {
+            None
+        };
         let status = process
             .take_status()
             .ok_or_else(|| missing("status channel"))?
             .boxed();
         let tail = Tail::new(STDERR_TAIL);
         let sink = tail.clone();
+        let (marker_tx, marker) = watch::channel(None);
         // Drained concurrently: an unread stderr would block the connection's message loop.
         let stderr_task = tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
@@ -434,14 +489,21 @@ impl TarSession {
                     break;
                 }
                 sink.push(&buf[..n]);
+                if marker_tx.borrow().is_none()
+                    && let Some(code) = parse_exit_marker(&sink.text())
+                {
+                    let _ = marker_tx.send(Some(code));
+                }
             }
         });
         Ok(Self {
             process,
             stdout: Box::new(stdout),
+            stdin: stdin_writer,
             status,
             stderr: tail,
             stderr_task: AbortOnDrop(stderr_task),
+            marker,
         })
     }
 
@@ -450,25 +512,76 @@ impl TarSession {
         &mut *self.stdout
     }
 
-    /// The stderr kept so far.
-    pub fn stderr_tail(&self) -> String {
-        self.stderr.text()
+    /// Resolves once tar's exit code was reported, or stderr closed (the command or the connection
+    /// ended).
+    pub fn exited(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut marker = self.marker.clone();
+        async move {
+            let _ = marker.wait_for(Option::is_some).await;
+        }
     }
 
-    /// Waits (at most `wait`) for the exit status and the end of stderr.
+    /// The stderr kept so far (without the exit marker).
+    pub fn stderr_tail(&self) -> String {
+        without_marker(&self.stderr.text())
+    }
+
+    /// Drops the connection without waiting for the command (which the helper's deletion stops).
+    pub fn abort(self) -> ExecOutcome {
+        let stderr = self.stderr.text();
+        let reported_exit = *self.marker.borrow();
+        ExecOutcome {
+            status: None,
+            reported_exit: reported_exit.or_else(|| parse_exit_marker(&stderr)),
+            stderr: without_marker(&stderr),
+            transport_error: Some("aborted by nkvm".to_owned()),
+        }
+    }
+
+    /// Ends the session: drains stdout until tar's exit code is reported (at most `wait`), closes
+    /// stdin so the helper's shell exits, drains stdout to its end and reads the exit status.
     pub async fn finish(self, wait: Duration) -> ExecOutcome {
         let Self {
             process,
-            stdout,
+            mut stdout,
+            stdin,
             status,
             stderr,
             mut stderr_task,
+            mut marker,
         } = self;
-        // Unblocks the message loop if stdout was not read to the end.
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut eof = false;
+        let reported = async {
+            loop {
+                tokio::select! {
+                    _ = marker.wait_for(Option::is_some) => break,
+                    read = stdout.read(&mut scratch) => {
+                        if !matches!(read, Ok(n) if n > 0) {
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wait, reported).await;
+        if let Some(mut stdin) = stdin {
+            let _ = tokio::time::timeout(Duration::from_secs(5), stdin.shutdown()).await;
+        }
+        if !eof {
+            let drain =
+                async { while matches!(stdout.read(&mut scratch).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+        }
         drop(stdout);
-        let status = tokio::time::timeout(wait, status).await.ok().flatten();
+        let status = tokio::time::timeout(Duration::from_secs(10), status)
+            .await
+            .ok()
+            .flatten();
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut stderr_task.0).await;
-        let stderr = stderr.text();
+        let text = stderr.text();
+        let reported_exit = *marker.borrow();
         let transport_error =
             match tokio::time::timeout(Duration::from_secs(2), process.join()).await {
                 Ok(Ok(())) => None,
@@ -477,7 +590,8 @@ impl TarSession {
             };
         ExecOutcome {
             status,
-            stderr,
+            reported_exit: reported_exit.or_else(|| parse_exit_marker(&text)),
+            stderr: without_marker(&text),
             transport_error,
         }
     }
@@ -496,7 +610,9 @@ pub async fn exec_capture(
             attempts: 1,
             base_delay: Duration::ZERO,
         };
-        let mut session = TarSession::start(api, pod, command, retry).await.ok()?;
+        let mut session = TarSession::start(api, pod, command, false, retry)
+            .await
+            .ok()?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 4096];
         loop {
@@ -643,11 +759,47 @@ mod tests {
         assert_eq!(exit_code(&status), Some(2));
         let outcome = ExecOutcome {
             status: Some(status),
+            reported_exit: None,
             stderr: String::new(),
             transport_error: None,
         };
         assert!(!outcome.succeeded());
         assert_eq!(outcome.exit_code(), Some(2));
+    }
+
+    #[test]
+    fn the_reported_exit_code_decides() {
+        let outcome = ExecOutcome {
+            status: None,
+            reported_exit: Some(0),
+            stderr: String::new(),
+            transport_error: Some("reset".into()),
+        };
+        assert!(outcome.succeeded());
+        assert_eq!(outcome.exit_code(), None);
+        let failed = ExecOutcome {
+            reported_exit: Some(2),
+            ..outcome
+        };
+        assert!(!failed.succeeded());
+        assert_eq!(failed.exit_code(), Some(2));
+    }
+
+    #[test]
+    fn exit_marker_parses_and_is_hidden() {
+        let stderr = "tar: ./x: Cannot open: Permission denied\ntar: Exiting with failure status\nnkvm-tar-exit=2\n";
+        assert_eq!(parse_exit_marker(stderr), Some(2));
+        assert_eq!(parse_exit_marker("nothing"), None);
+        assert!(!without_marker(stderr).contains("nkvm-tar-exit"));
+        assert!(without_marker(stderr).contains("Permission denied"));
+        let command = tar_command();
+        assert_eq!(command[0], "sh");
+        assert!(
+            command[2].contains("\"$t\" -cf - -C /data .;"),
+            "{}",
+            command[2]
+        );
+        assert!(command[2].contains("cat >/dev/null"), "{}", command[2]);
     }
 
     #[test]

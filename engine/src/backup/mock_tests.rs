@@ -241,10 +241,11 @@ async fn missing_pvc_fails_preflight_without_creating_anything() {
         result.message
     );
     assert!(result.message.contains("shop/data"), "{}", result.message);
-    let calls = f.calls.lock().unwrap();
-    assert_eq!(calls.count(&Method::POST, "/pods"), 0);
-    assert_eq!(calls.count(&Method::DELETE, "/pods"), 0);
-    drop(calls);
+    {
+        let calls = f.calls.lock().unwrap();
+        assert_eq!(calls.count(&Method::POST, "/pods"), 0);
+        assert_eq!(calls.count(&Method::DELETE, "/pods"), 0);
+    }
     // No UID, no history row.
     assert!(rows(&f.store).await.is_empty());
     assert!(f.engine.active_runs().is_empty());
@@ -297,11 +298,12 @@ async fn transient_create_failures_are_retried_then_schedule_fails_fast() {
         "{}",
         result.message
     );
-    let calls = f.calls.lock().unwrap();
-    assert_eq!(calls.count(&Method::POST, "/pods"), 3);
-    // The helper is deleted after the failure.
-    assert_eq!(calls.count(&Method::DELETE, "/pods/nkvm-backup-"), 1);
-    drop(calls);
+    {
+        let calls = f.calls.lock().unwrap();
+        assert_eq!(calls.count(&Method::POST, "/pods"), 3);
+        // The helper is deleted after the failure.
+        assert_eq!(calls.count(&Method::DELETE, "/pods/nkvm-backup-"), 1);
+    }
     assert!(result.warnings.is_empty(), "{:?}", result.warnings);
     assert!(f.engine.sweeper().pending().is_empty());
 

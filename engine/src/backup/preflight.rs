@@ -377,8 +377,8 @@ pub fn check_free_space(dir: &Path, needed: u64, what: &str) -> Result<(), Backu
     Ok(())
 }
 
-/// `1.5 GiB`-style sizes for messages.
-pub fn human_bytes(bytes: u64) -> String {
+/// `1.5 GiB`: a size for messages.
+pub fn short_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -389,7 +389,16 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 {
         format!("{bytes} B")
     } else {
-        format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `1.5 GiB (1610612736 bytes)`: a size with the exact count, for messages about limits.
+pub fn human_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        short_bytes(bytes)
+    } else {
+        format!("{} ({bytes} bytes)", short_bytes(bytes))
     }
 }
 
@@ -580,5 +589,7 @@ mod tests {
     fn human_sizes() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+        assert_eq!(short_bytes(1536), "1.5 KiB");
+        assert_eq!(short_bytes(3 << 30), "3.0 GiB");
     }
 }

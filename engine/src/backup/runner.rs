@@ -19,7 +19,7 @@ use super::cleanup::{self, HelperGuard, RecoveryReport, RecoveryScope, Sweeper};
 use super::error::BackupError;
 use super::helper::{self, ExecOutcome, RetryPolicy, TarSession, Totals};
 use super::pod::{self, HelperPodParams};
-use super::preflight::{self, human_bytes};
+use super::preflight::{self, short_bytes};
 use super::stream::{self, PartialArchive, StreamConfig, StreamError, StreamProgress};
 use super::{BackupOptions, BackupResult, ProgressEvent, PvcRef, ResultStatus, rfc3339};
 use crate::owners;
@@ -27,8 +27,10 @@ use crate::store::{NewRun, RunStatus, RunUpdate, Stage, Store, StoreError};
 
 /// Capacity of the progress channel; slow subscribers lose the oldest events (`Lagged`).
 const EVENT_CAPACITY: usize = 1024;
-/// Wait for tar's exit status after its stdout ended.
+/// Wait for tar's exit code after the archive's end.
 const STATUS_WAIT: Duration = Duration::from_secs(30);
+/// After tar reported its exit, how long a silent stdout still counts as in flight.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// A run in progress (or waiting for a slot).
 #[derive(Debug, Clone, PartialEq)]
@@ -358,20 +360,20 @@ async fn run(
         () = run.cancel.cancelled() => None,
         permit = inner.semaphore.clone().acquire_owned() => permit.ok(),
     };
-    let outcome = match permit {
+    let outcome = match &permit {
         Some(_) if run.cancel.is_cancelled() => Err(BackupError::Cancelled {
             stage: Stage::Preflight,
         }),
-        Some(permit) => {
-            let outcome = run.execute().await;
-            drop(permit);
-            outcome
-        }
+        Some(_) => run.execute().await,
         None => Err(BackupError::Cancelled {
             stage: Stage::Preflight,
         }),
     };
-    run.conclude(outcome).await
+    // The slot is released only after the run's final state is recorded and published, so that
+    // observers never see more than `concurrency` runs at once.
+    let result = run.conclude(outcome).await;
+    drop(permit);
+    result
 }
 
 /// What a successful run produced.
@@ -675,7 +677,7 @@ impl<'a> Run<'a> {
         let mut session = Self::cancellable(
             &cancel,
             Stage::Exec,
-            TarSession::start(&stream_api, &name, helper::tar_command(), retry),
+            TarSession::start(&stream_api, &name, helper::tar_command(), true, retry),
         )
         .await?;
 
@@ -685,22 +687,28 @@ impl<'a> Run<'a> {
             gzip_level: options.gzip_level,
             stall_timeout: options.stall_timeout,
             progress_interval: options.progress_interval,
+            drain_grace: DRAIN_GRACE,
         };
         let tracker = &mut self.tracker;
+        let exited = session.exited();
         let streamed = stream::write_partial(
             session.stdout(),
             &paths.archive,
             &config,
             &cancel,
+            exited,
             |progress| tracker.update(progress),
         )
         .await;
-        let wait = if streamed.is_ok() {
-            STATUS_WAIT
-        } else {
-            Duration::from_secs(5)
+        let outcome = match &streamed {
+            Ok(_) => session.finish(STATUS_WAIT).await,
+            // tar's exit code cannot change these outcomes: drop the connection at once.
+            Err(StreamError::Cancelled | StreamError::Stalled(_) | StreamError::Write { .. }) => {
+                session.abort()
+            }
+            // tar may have died: its exit code explains the broken stream.
+            Err(_) => session.finish(Duration::from_secs(5)).await,
         };
-        let outcome = session.finish(wait).await;
         let partial = self.judge(streamed, &outcome, &name).await?;
 
         // Write: the verified archive gets its final name.
@@ -766,7 +774,7 @@ impl<'a> Run<'a> {
                     row,
                     &RunUpdate {
                         status: Some(RunStatus::Succeeded),
-                        stage: Some(Stage::Record),
+                        stage: None,
                         message: Some(success_message(
                             counts.regular_files,
                             counts.file_bytes,
@@ -842,6 +850,20 @@ impl<'a> Run<'a> {
         } else {
             format!("; tar said: {}", last_lines(&outcome.stderr, 8))
         };
+        // A deleted or evicted helper explains whatever else went wrong (tar killed, stream cut).
+        if helper::helper_gone(&self.inner.client, &self.target.namespace, pod).await {
+            let why = match (&streamed, outcome.exit_code()) {
+                (Err(err), _) => err.to_string(),
+                (Ok(_), Some(code)) => format!("tar exited with code {code}"),
+                (Ok(_), None) => "tar's exit status is unknown".to_owned(),
+            };
+            return Err(BackupError::Stream {
+                message: format!(
+                    "helper pod {pod} was deleted or stopped while streaming ({why}); the \
+                     incomplete archive was discarded; retry the backup"
+                ),
+            });
+        }
         if let Some(code) = outcome.exit_code() {
             let note = match &streamed {
                 Err(err) => format!(" (and the stream was {})", short(&err.to_string())),
@@ -852,19 +874,6 @@ impl<'a> Run<'a> {
                 message: format!(
                     "tar exited with code {code} in helper pod {pod}{note}{stderr}; {}",
                     exit_advice(code, &self.inner.options.helper_image)
-                ),
-            });
-        }
-        let gone = helper::helper_gone(&self.inner.client, &self.target.namespace, pod).await;
-        let why = match &streamed {
-            Err(err) => err.to_string(),
-            Ok(_) => "the stream ended".to_owned(),
-        };
-        if gone {
-            return Err(BackupError::Stream {
-                message: format!(
-                    "helper pod {pod} was deleted or stopped while streaming ({why}); the \
-                     incomplete archive was discarded; retry the backup"
                 ),
             });
         }
@@ -998,7 +1007,7 @@ impl<'a> Run<'a> {
                 }
                 self.tracker.event.status = status;
                 self.tracker.event.stage = stage;
-                tracing::warn!(run_id = %self.run_id, pvc = %self.target, ?stage, error = %result.message, "backup failed");
+                tracing::info!(run_id = %self.run_id, pvc = %self.target, ?stage, error = %result.message, "backup failed");
             }
         }
         result.warnings = std::mem::take(&mut self.warnings);
@@ -1050,8 +1059,8 @@ fn success_message(files: u64, source_bytes: u64, archive_bytes: u64, took: Dura
     let secs = took.as_secs_f64().max(0.001);
     format!(
         "backed up {files} files ({}) into a {} archive in {secs:.1}s",
-        human_bytes(source_bytes),
-        human_bytes(archive_bytes),
+        short_bytes(source_bytes),
+        short_bytes(archive_bytes),
     )
 }
 

@@ -33,6 +33,9 @@ pub struct StreamConfig {
     pub stall_timeout: Duration,
     /// Least time between two progress callbacks.
     pub progress_interval: Duration,
+    /// After the producer is known to have exited, a read that returns nothing for this long ends
+    /// the stream (the bytes still in flight have arrived by then, or never will).
+    pub drain_grace: Duration,
 }
 
 /// Where a stream is, passed to the progress callback.
@@ -120,17 +123,20 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
 
 /// Streams `reader` into `<final_path>.partial`: every byte through the tar checker, gzip at the
 /// configured level, sha256 over the compressed bytes; then flushes and `fsync`s the file. The
-/// archive must end with the end-of-archive blocks. On error (or when the future is dropped) the
-/// `.partial` file is removed.
-pub async fn write_partial<R, F>(
+/// archive must end with the end-of-archive blocks; reading stops there (what follows is zero
+/// padding), at the reader's EOF, or when `exited` has resolved and no byte came for
+/// `drain_grace`. On error (or when the future is dropped) the `.partial` file is removed.
+pub async fn write_partial<R, E, F>(
     mut reader: R,
     final_path: &Path,
     config: &StreamConfig,
     cancel: &CancellationToken,
+    exited: E,
     mut on_progress: F,
 ) -> Result<PartialArchive, StreamError>
 where
     R: AsyncRead + Unpin,
+    E: Future<Output = ()>,
     F: FnMut(&StreamProgress),
 {
     let partial = partial_path_of(final_path);
@@ -155,14 +161,26 @@ where
     let mut buf = vec![0u8; READ_CHUNK];
     let mut progress = StreamProgress::default();
     let mut last_report = Instant::now();
+    let mut exited = std::pin::pin!(exited);
+    let mut producer_done = false;
 
     loop {
+        let limit = if producer_done {
+            config.drain_grace
+        } else {
+            config.stall_timeout
+        };
         let read = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(StreamError::Cancelled),
-            read = tokio::time::timeout(config.stall_timeout, reader.read(&mut buf)) => read,
+            () = &mut exited, if !producer_done => {
+                producer_done = true;
+                continue;
+            }
+            read = tokio::time::timeout(limit, reader.read(&mut buf)) => read,
         };
         let n = match read {
+            Err(_elapsed) if producer_done => break,
             Err(_elapsed) => return Err(StreamError::Stalled(config.stall_timeout)),
             Ok(Err(err)) => return Err(StreamError::Read(err)),
             Ok(Ok(n)) => n,
@@ -183,6 +201,9 @@ where
         if last_report.elapsed() >= config.progress_interval {
             last_report = Instant::now();
             on_progress(&progress);
+        }
+        if checker.is_complete() {
+            break;
         }
     }
     let counts = checker.finish()?;
@@ -295,7 +316,12 @@ mod tests {
             gzip_level: 6,
             stall_timeout: Duration::from_secs(5),
             progress_interval: Duration::ZERO,
+            drain_grace: Duration::from_secs(2),
         }
+    }
+
+    fn never() -> std::future::Pending<()> {
+        std::future::pending()
     }
 
     fn tar_of(dir: &Path) -> Vec<u8> {
@@ -337,6 +363,7 @@ mod tests {
             &final_path,
             &config(),
             &CancellationToken::new(),
+            std::future::pending(),
             |p| reports.push(*p),
         )
         .await
@@ -381,10 +408,16 @@ mod tests {
                 ..config()
             };
             let path = out.path().join(format!("{level}.tar.gz"));
-            let partial =
-                write_partial(&stream[..], &path, &cfg, &CancellationToken::new(), |_| {})
-                    .await
-                    .unwrap();
+            let partial = write_partial(
+                &stream[..],
+                &path,
+                &cfg,
+                &CancellationToken::new(),
+                never(),
+                |_| {},
+            )
+            .await
+            .unwrap();
             sizes.push(partial.archive_bytes);
         }
         assert!(sizes[0] > stream.len() as u64, "level 0 stores: {sizes:?}");
@@ -401,6 +434,7 @@ mod tests {
             &path,
             &config(),
             &CancellationToken::new(),
+            never(),
             |_| {},
         )
         .await
@@ -423,6 +457,7 @@ mod tests {
             &path,
             &config(),
             &CancellationToken::new(),
+            never(),
             |_| {},
         )
         .await
@@ -440,9 +475,16 @@ mod tests {
             stall_timeout: Duration::from_secs(120),
             ..config()
         };
-        let err = write_partial(reader, &path, &cfg, &CancellationToken::new(), |_| {})
-            .await
-            .unwrap_err();
+        let err = write_partial(
+            reader,
+            &path,
+            &cfg,
+            &CancellationToken::new(),
+            never(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.to_string(), "stalled: no data for 120s");
         assert!(!partial_path_of(&path).exists());
     }
@@ -460,11 +502,77 @@ mod tests {
                 writer.write_all(piece).await.unwrap();
             }
         });
-        let partial = write_partial(reader, &path, &config(), &CancellationToken::new(), |_| {})
-            .await
-            .unwrap();
+        let partial = write_partial(
+            reader,
+            &path,
+            &config(),
+            &CancellationToken::new(),
+            never(),
+            |_| {},
+        )
+        .await
+        .unwrap();
         feeder.await.unwrap();
         assert_eq!(partial.counts.regular_files, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_at_the_end_of_archive_without_waiting_for_eof() {
+        let stream = tar_of(source().path());
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("eoa.tar.gz");
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let feeder = tokio::spawn(async move {
+            writer.write_all(&stream).await.unwrap();
+            // The producer stays alive (as the helper's shell does until told to exit).
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(writer);
+        });
+        let partial = write_partial(
+            reader,
+            &path,
+            &config(),
+            &CancellationToken::new(),
+            never(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(partial.counts.regular_files, 2);
+        feeder.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_producer_that_exited_mid_archive_ends_the_stream_as_truncated() {
+        let stream = tar_of(source().path());
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("x.tar.gz");
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let feeder = tokio::spawn(async move {
+            writer.write_all(&stream[..300_000]).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(writer);
+        });
+        let exited = tokio::time::sleep(Duration::from_secs(1));
+        let started = tokio::time::Instant::now();
+        let err = write_partial(
+            reader,
+            &path,
+            &config(),
+            &CancellationToken::new(),
+            exited,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StreamError::Tar(TarError::Truncated(_))),
+            "{err}"
+        );
+        // Ended by the drain grace, not by the 5 s stall timeout.
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(!partial_path_of(&path).exists());
+        feeder.abort();
     }
 
     #[tokio::test]
@@ -474,7 +582,7 @@ mod tests {
         let (_writer, reader) = tokio::io::duplex(1024);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let err = write_partial(reader, &path, &config(), &cancel, |_| {})
+        let err = write_partial(reader, &path, &config(), &cancel, never(), |_| {})
             .await
             .unwrap_err();
         assert!(matches!(err, StreamError::Cancelled));
@@ -491,6 +599,7 @@ mod tests {
             &path,
             &config(),
             &CancellationToken::new(),
+            never(),
             |_| {},
         )
         .await
@@ -512,6 +621,7 @@ mod tests {
             &path,
             &config(),
             &CancellationToken::new(),
+            never(),
             |_| {},
         )
         .await

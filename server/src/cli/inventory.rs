@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use nkvm_engine::inventory::{self, Inventory, PvcRecord, Scope};
+use nkvm_engine::store::{self, Store};
 
 use super::{Output, table};
 use crate::config::GlobalOptions;
@@ -18,6 +19,16 @@ pub struct InventoryArgs {
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
+
+    /// Flag a PVC `stale-backup` when its last successful backup is older than this many hours
+    /// (0 disables the flag)
+    #[arg(
+        long,
+        env = "NKVM_STALE_AFTER_HOURS",
+        value_name = "HOURS",
+        default_value_t = 24
+    )]
+    pub stale_after_hours: u64,
 }
 
 pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<ExitCode> {
@@ -25,9 +36,18 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
     // Checked before connecting, so that a bad filter fails fast without touching the cluster.
     let scope = inventory::resolve_scope(&options)?;
     let cluster = super::connect(global).await?;
-    let inventory = inventory::scan(&cluster.client, &options)
+    let mut inventory = inventory::scan(&cluster.client, &options)
         .await
         .context("inventory failed")?;
+    let last_success = last_successes(global).await?;
+    let stale_after = (args.stale_after_hours > 0)
+        .then(|| std::time::Duration::from_secs(args.stale_after_hours.saturating_mul(3600)));
+    inventory::apply_history(
+        &mut inventory.pvcs,
+        &last_success,
+        stale_after,
+        jiff::Timestamp::now(),
+    );
     tracing::info!(
         pvcs = inventory.pvcs.len(),
         refused = inventory.refused.len(),
@@ -51,6 +71,21 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
         Output::Table => print!("{}", render_table(&inventory.pvcs)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Last successful backup per PVC UID from the history database; empty when there is no database yet
+/// (reading the inventory never creates files).
+async fn last_successes(
+    global: &GlobalOptions,
+) -> anyhow::Result<std::collections::HashMap<String, jiff::Timestamp>> {
+    let path = store::database_path(&global.data_dir);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Ok(std::collections::HashMap::new());
+    }
+    let store = Store::open(&path).await?;
+    let map = store.last_success_by_uid().await?;
+    store.close().await;
+    Ok(map)
 }
 
 /// True when every namespace in scope was refused (an all-namespaces scan fails instead of refusing).

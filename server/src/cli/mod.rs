@@ -1,5 +1,6 @@
 //! Command-line interface of `nkvm`: subcommand definitions and dispatch.
 
+mod backup;
 mod contexts;
 mod history;
 mod inventory;
@@ -36,6 +37,8 @@ pub enum Command {
     },
     /// List PVCs with their owners, consumers and flags
     Inventory(inventory::InventoryArgs),
+    /// Back up PVCs into verified .tar.gz archives (NS/PVC...)
+    Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
     History(history::HistoryArgs),
     /// List the kubeconfig's contexts
@@ -68,6 +71,7 @@ impl Cli {
         match self.command {
             Command::Serve { listen } => serve(&self.global, listen).await,
             Command::Inventory(args) => inventory::run(&self.global, args).await,
+            Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
         }

@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# Backup throughput benchmark on the local test cluster (numbers, not a pass/fail test).
+#
+# Creates a namespace with a PVC and a consumer pod, fills the volume (through its hostPath
+# directory) with ~1.2 GiB of deterministic, mixed content (log-like text, random data, a
+# database-like file set and ~30,000 small files), then measures in one run, interleaved, at gzip
+# level 6:
+#   - nkvm:        `nkvm backup NS/PVC --output json` (wall time, peak RSS via /usr/bin/time -v);
+#   - predecessor: helper pod (same image, emptyDir at /tmp) + `kubectl exec tar czf /tmp/...`
+#                  + `kubectl cp` out + delete (wall time of the whole thing);
+#   - ceiling:     `tar -cf - -C <hostPath> . | pigz -6` locally (and single-threaded `gzip -6`).
+# For every run it also records the CPU seconds spent by nkvm (or the local tar/gzip),
+# kube-apiserver, kubelet and containerd (the shims come and go with the pods, so they are not
+# reported; neither is CPU spent inside the pods).
+# Prints a table and the goals; cleans up the namespace and temp files.
+#
+# Usage: bench/backup.sh [--runs N] [--keep] [--reuse NAMESPACE]
+#   --runs N     rounds of each method (default 2)
+#   --keep       leave the namespace and fixture in place
+#   --reuse NS   measure on the fixture a previous `--keep` run left in NS (implies --keep)
+#   --explore    also measure two design alternatives (exec time only, pod start excluded), in a
+#                pod with nkvm's default helper limits (1 CPU, 256 MiB):
+#                  exec-raw:    `kubectl exec tar -cf -` to /dev/null (the exec transport alone);
+#                  helper-pigz: `kubectl exec sh -c 'tar -cf - | pigz -6'` into a file, with the
+#                               client checking it as it arrives (sha256 + `gzip -dc | tar -t`).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+runs=2
+keep=0
+reuse=""
+explore=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --reuse) reuse="$2"; keep=1; shift 2 ;;
+    --explore) explore=1; shift ;;
+    *) echo "usage: $0 [--runs N] [--keep] [--reuse NS]" >&2; exit 2 ;;
+  esac
+done
+
+export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+eval "$(end2end/cluster/up | tail -n 1)"
+K="$(ls -d "$NKVM_CACHE_DIR"/k8s-v*/bin/kubectl | head -n 1)"
+command -v /usr/bin/time >/dev/null || apt-get install -y -q time >/dev/null
+command -v pigz >/dev/null || apt-get install -y -q pigz >/dev/null
+echo "--- building nkvm (release)" >&2
+cargo build --release -q -p nkvm-server --bin nkvm
+nkvm="$CARGO_TARGET_DIR/release/nkvm"
+image=nkvm.local/helper:1
+level=6
+
+ns="${reuse:-nkvm-bench-backup-$$}"
+work="$(mktemp -d /tmp/nkvm-bench-backup.XXXXXX)"
+cleanup() {
+  if [[ $keep == 0 ]]; then
+    "$K" delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true
+    # The hostPath dirs go with their PVs (reclaim policy Delete).
+  else
+    echo "kept namespace $ns (rerun with --reuse $ns)" >&2
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- fixture ---------------------------------------------------------------------------------
+if [[ -z $reuse ]]; then
+echo "--- namespace $ns: PVCs and consumer pods" >&2
+"$K" create namespace "$ns" >/dev/null
+for pvc in data tiny; do
+  "$K" apply -n "$ns" -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $pvc}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 4Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app-$pvc}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: nkvm.local/workload:1
+    imagePullPolicy: Never
+    command: [sleep, "86400"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: $pvc}}]
+EOF
+done
+fi
+"$K" wait -n "$ns" --for=condition=Ready pod/app-data pod/app-tiny --timeout=180s >/dev/null
+hostdir() {
+  local pv
+  pv="$("$K" get pvc -n "$ns" "$1" -o jsonpath='{.spec.volumeName}')"
+  "$K" get pv "$pv" -o jsonpath='{.spec.hostPath.path}'
+}
+src="$(hostdir data)"
+tiny="$(hostdir tiny)"
+echo "tiny volume" >"$tiny/hello.txt"
+
+if [[ -z $reuse ]]; then
+echo "--- filling $src (deterministic, seed 42)" >&2
+python3 - "$src" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(42)
+MiB = 1 << 20
+
+def mk(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+# 1. Log-like text: 24 x 20 MiB, lines drawn from a pool of 200k distinct lines (24 MB, far
+#    larger than gzip's 32 KiB window, so the ratio is that of real logs, not of repetition).
+levels = ["INFO"] * 8 + ["DEBUG"] * 4 + ["WARN", "ERROR"]
+paths = ["/api/v1/items", "/api/v1/orders", "/healthz", "/api/v2/users", "/static/app.js", "/login"]
+words = "alpha beta gamma delta cache miss hit retry upstream timeout connection reset ok".split()
+pool = []
+for i in range(200_000):
+    pool.append(
+        "2026-11-%02dT%02d:%02d:%02d.%03dZ %-5s [worker-%d] req=%016x method=%s path=%s/%d "
+        "status=%d dur=%dms bytes=%d msg=\"%s\"\n" % (
+            rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
+            rng.randint(0, 999), rng.choice(levels), rng.randint(1, 64), rng.getrandbits(64),
+            rng.choice(["GET", "GET", "POST", "PUT"]), rng.choice(paths), rng.randint(1, 99999),
+            rng.choice([200, 200, 200, 201, 304, 404, 500]), rng.randint(1, 3000),
+            rng.randint(0, 1 << 20), " ".join(rng.choices(words, k=rng.randint(2, 8)))))
+pool = [l.encode() for l in pool]
+for n in range(24):
+    out, size = [], 0
+    while size < 20 * MiB:
+        chunk = rng.choices(pool, k=4096)
+        out.extend(chunk)
+        size += sum(map(len, chunk))
+    mk(f"{root}/logs/app-{n:02d}.log", b"".join(out)[: 20 * MiB])
+
+# 2. Incompressible: 4 x 64 MiB + 16 x 8 MiB of random bytes (media, already-compressed data).
+for n in range(4):
+    mk(f"{root}/blobs/big-{n}.bin", rng.randbytes(64 * MiB))
+for n in range(16):
+    mk(f"{root}/blobs/mid/{n:02d}.bin", rng.randbytes(8 * MiB))
+
+# 3. Database-like: 4 x 32 MiB of 8 KiB pages, each partly filled with random records, the rest
+#    zeros (compresses about 2:1).
+for n in range(4):
+    pages = []
+    for _ in range(32 * MiB // 8192):
+        used = rng.randint(1024, 7168)
+        pages.append(rng.randbytes(used) + bytes(8192 - used))
+    mk(f"{root}/db/table-{n}.dat", b"".join(pages))
+
+# 4. Many small files: 30,000 files of 256 B - 12 KiB in 300 directories, 2/3 text, 1/3 binary.
+for n in range(30_000):
+    size = rng.randint(256, 12 * 1024)
+    if n % 3 == 2:
+        data = rng.randbytes(size)
+    else:
+        data = b"".join(rng.choices(pool, k=size // 100 + 1))[:size]
+    mk(f"{root}/small/d{n % 300:03d}/f{n:05d}.{'bin' if n % 3 == 2 else 'txt'}", data)
+PY
+fi
+sync
+read -r src_bytes src_files < <(python3 - "$src" <<'PY'
+import os, sys
+b = f = 0
+for d, _, names in os.walk(sys.argv[1]):
+    for n in names:
+        b += os.lstat(os.path.join(d, n)).st_size
+        f += 1
+print(b, f)
+PY
+)
+echo "fixture: $src_bytes bytes in $src_files files" >&2
+
+# --- measurement helpers ---------------------------------------------------------------------
+# CPU seconds (utime+stime, plus reaped children for the shims) of the cluster components.
+cpu_snapshot() {
+  python3 - <<'PY'
+import os
+hz = os.sysconf("SC_CLK_TCK")
+acc = {"apiserver": 0, "kubelet": 0, "containerd": 0, "shims": 0}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        continue
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    f = stat[stat.rindex(")") + 2 :].split()
+    own, children = int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+    if comm == "kube-apiserver":
+        acc["apiserver"] += own
+    elif comm == "kubelet":
+        acc["kubelet"] += own
+    elif comm == "containerd":
+        acc["containerd"] += own
+    elif comm.startswith("containerd-shim"):
+        acc["shims"] += own + children
+print(" ".join(f"{acc[k] / hz:.2f}" for k in ("apiserver", "kubelet", "containerd", "shims")))
+PY
+}
+now() { date +%s.%N; }
+results="$work/results.tsv"
+: >"$results"
+# record METHOD RUN SECONDS ARCHIVE_BYTES RSS_KB SELF_CPU CPU_BEFORE CPU_AFTER
+record() {
+  local method=$1 run=$2 secs=$3 abytes=$4 rss=$5 selfcpu=$6 before=$7 after=$8
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$method" "$run" "$secs" "$abytes" "$rss" "$selfcpu" \
+    "$before" "$after" >>"$results"
+  printf '  %-12s run %s: %7.2f s  %7.1f MB/s\n' "$method" "$run" "$secs" \
+    "$(echo "$src_bytes / $secs / 1000000" | bc -l)" >&2
+}
+timev() { # timev OUT -- command...: runs under /usr/bin/time -v, output file OUT
+  local out=$1; shift 2
+  /usr/bin/time -v -o "$out" "$@"
+}
+tv_field() { grep -F "$2" "$1" | awk -F': ' '{print $2}' | tail -n 1; }
+
+run_nkvm() {
+  local run=$1 before after start end
+  local data="$work/nkvm-data-$run"
+  before="$(cpu_snapshot)"; start=$(now)
+  timev "$work/time-nkvm-$run" -- "$nkvm" --data-dir "$data" --helper-image "$image" \
+    backup "$ns/data" --gzip-level "$level" --output json >"$work/nkvm-$run.json" \
+    2>"$work/nkvm-$run.err"
+  end=$(now); after="$(cpu_snapshot)"
+  python3 - "$work/nkvm-$run.json" <<'PY' || { cat "$work/nkvm-$run.err" >&2; exit 1; }
+import json, sys
+r = json.load(open(sys.argv[1]))
+r = r[0] if isinstance(r, list) else r
+assert r.get("status") == "succeeded", r
+PY
+  local abytes
+  abytes="$(stat -c %s "$(find "$data/artifacts" -name '*.tar.gz' | head -n 1)")"
+  local u s
+  u="$(tv_field "$work/time-nkvm-$run" 'User time')"; s="$(tv_field "$work/time-nkvm-$run" 'System time')"
+  record nkvm "$run" "$(echo "$end - $start" | bc)" "$abytes" \
+    "$(tv_field "$work/time-nkvm-$run" 'Maximum resident')" "$(echo "$u + $s" | bc)" "$before" "$after"
+  rm -rf "$data"
+}
+
+run_predecessor() {
+  local run=$1 pod="prev-$1" before after start end
+  before="$(cpu_snapshot)"; start=$(now)
+  "$K" apply -n "$ns" -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $pod}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: helper
+    image: $image
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+    volumeMounts:
+    - {name: data, mountPath: /data, readOnly: true}
+    - {name: tmp, mountPath: /tmp}
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data}}
+  - {name: tmp, emptyDir: {}}
+EOF
+  "$K" wait -n "$ns" --for=condition=Ready "pod/$pod" --timeout=180s >/dev/null
+  local t1 t2 t3
+  t1=$(now)
+  "$K" exec -n "$ns" "$pod" -- tar czf /tmp/backup.tar.gz -C /data .
+  t2=$(now)
+  "$K" cp -n "$ns" "$pod:/tmp/backup.tar.gz" "$work/prev-$run.tar.gz" >/dev/null 2>&1
+  t3=$(now)
+  "$K" delete pod -n "$ns" "$pod" --wait=false >/dev/null
+  end=$(now); after="$(cpu_snapshot)"
+  printf '  predecessor  run %s phases: pod start %.1f s, tar czf %.1f s, kubectl cp %.1f s\n' "$run" \
+    "$(echo "$t1 - $start" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)" >&2
+  record predecessor "$run" "$(echo "$end - $start" | bc)" "$(stat -c %s "$work/prev-$run.tar.gz")" \
+    - - "$before" "$after"
+  rm -f "$work/prev-$run.tar.gz"
+}
+
+run_local() { # run_local NAME RUN COMPRESSOR...
+  local name=$1 run=$2; shift 2
+  local before after start end
+  before="$(cpu_snapshot)"; start=$(now)
+  timev "$work/time-$name-$run" -- bash -c 'tar -cf - -C "$1" . | "${@:3}" >"$2"' _ \
+    "$src" "$work/local.tar.gz" "$@"
+  end=$(now); after="$(cpu_snapshot)"
+  local u s
+  u="$(tv_field "$work/time-$name-$run" 'User time')"; s="$(tv_field "$work/time-$name-$run" 'System time')"
+  record "$name" "$run" "$(echo "$end - $start" | bc)" "$(stat -c %s "$work/local.tar.gz")" - \
+    "$(echo "$u + $s" | bc)" "$before" "$after"
+  rm -f "$work/local.tar.gz"
+}
+
+start_explore_pod() {
+  "$K" apply -n "$ns" -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: explore}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: helper
+    image: $image
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+    resources: {limits: {cpu: "1", memory: 256Mi}, requests: {cpu: 100m, memory: 64Mi}}
+    volumeMounts: [{name: data, mountPath: /data, readOnly: true}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+EOF
+  "$K" wait -n "$ns" --for=condition=Ready pod/explore --timeout=180s >/dev/null
+}
+
+run_exec() { # run_exec NAME RUN SHELL-PIPELINE-IN-POD CLIENT-PIPELINE
+  local name=$1 run=$2 before after start end
+  before="$(cpu_snapshot)"; start=$(now)
+  # A failed check is reported, not fatal: `kubectl exec` may drop the last bytes in flight when
+  # the command exits (see docs/backup.md), which nkvm's wrapped tar avoids.
+  timev "$work/time-$name-$run" -- bash -c 'set -o pipefail
+    "$1" exec -n "$2" explore -- sh -c "$3" | eval "$4"' _ "$K" "$ns" "$3" "$4" \
+    || echo "  $name run $run: the stream or its check failed (times still recorded)" >&2
+  end=$(now); after="$(cpu_snapshot)"
+  local u s ab=0
+  u="$(tv_field "$work/time-$name-$run" 'User time')"; s="$(tv_field "$work/time-$name-$run" 'System time')"
+  [[ -f "$work/explore.tar.gz" ]] && ab="$(stat -c %s "$work/explore.tar.gz")"
+  record "$name" "$run" "$(echo "$end - $start" | bc)" "$ab" - "$(echo "$u + $s" | bc)" "$before" "$after"
+  rm -f "$work/explore.tar.gz"
+}
+
+# --- RSS baselines ---------------------------------------------------------------------------
+timev "$work/time-help" -- "$nkvm" --help >/dev/null
+rss_help="$(tv_field "$work/time-help" 'Maximum resident')"
+timev "$work/time-tiny" -- "$nkvm" --data-dir "$work/tiny-data" --helper-image "$image" \
+  backup "$ns/tiny" --gzip-level "$level" --output json >/dev/null 2>"$work/tiny.err" \
+  || { cat "$work/tiny.err" >&2; exit 1; }
+rss_tiny="$(tv_field "$work/time-tiny" 'Maximum resident')"
+rm -rf "$work/tiny-data"
+
+# Warm the page cache so that every method reads the volume from memory alike.
+tar -cf - -C "$src" . >/dev/null
+
+echo "--- runs ($runs of each, interleaved)" >&2
+for ((i = 1; i <= runs; i++)); do
+  run_nkvm "$i"
+  run_predecessor "$i"
+  run_local pigz "$i" pigz "-$level"
+  run_local gzip "$i" gzip "-$level"
+  if [[ $explore == 1 ]]; then
+    [[ $i == 1 ]] && start_explore_pod
+    run_exec exec-raw "$i" 'tar -cf - -C /data .' 'cat >/dev/null'
+    run_exec helper-pigz "$i" "tar -cf - -C /data . | pigz -$level" \
+      "tee \"$work/explore.tar.gz\" | tee >(sha256sum >/dev/null) | gzip -dc | tar -tf - >/dev/null"
+  fi
+done
+[[ $explore == 1 ]] && "$K" delete pod -n "$ns" explore --wait=false >/dev/null
+
+# --- report ----------------------------------------------------------------------------------
+python3 - "$results" "$src_bytes" "$src_files" "$rss_help" "$rss_tiny" "$(nproc)" <<'PY'
+import statistics, sys
+path, src_bytes, src_files, rss_help, rss_tiny, cores = sys.argv[1:]
+src_bytes, src_files, rss_help, rss_tiny = int(src_bytes), int(src_files), int(rss_help), int(rss_tiny)
+rows = {}
+for line in open(path):
+    m, run, secs, ab, rss, selfcpu, before, after = line.rstrip("\n").split("\t")
+    d = [float(a) - float(b) for a, b in zip(after.split(), before.split())]
+    rows.setdefault(m, []).append(dict(secs=float(secs), ab=int(ab), rss=rss, self=selfcpu, d=d))
+med = {m: statistics.median(r["secs"] for r in rs) for m, rs in rows.items()}
+mbs = lambda s: src_bytes / s / 1e6
+print(f"source: {src_bytes / 2**30:.2f} GiB ({src_bytes} bytes) in {src_files} files; gzip level 6; "
+      f"{cores} cores")
+print()
+print("| method | run | seconds | MB/s | archive MiB | own CPU s | apiserver CPU s | kubelet CPU s "
+      "| containerd CPU s | peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for m in ("nkvm", "predecessor", "pigz", "gzip", "exec-raw", "helper-pigz"):
+    for i, r in enumerate(rows.get(m, []), 1):
+        rss = f"{int(r['rss']) / 1024:.1f}" if r["rss"] != "-" else "-"
+        own = r["self"] if r["self"] != "-" else "(in pod)"
+        print(f"| {m} | {i} | {r['secs']:.2f} | {mbs(r['secs']):.1f} | {r['ab'] / 2**20:.1f} | {own} "
+              f"| {r['d'][0]:.1f} | {r['d'][1]:.1f} | {r['d'][2]:.1f} | {rss} |")
+print()
+n, p, c = med["nkvm"], med["predecessor"], med["pigz"]
+rss_peak = max(int(r["rss"]) for r in rows["nkvm"])
+growth = (rss_peak - rss_tiny) / 1024
+print(f"median seconds: nkvm {n:.2f}, predecessor {p:.2f}, tar|pigz {c:.2f}, tar|gzip {med['gzip']:.2f}")
+print(f"nkvm/predecessor throughput: {p / n:.2f}x   (goal >= 2x)      {'MET' if p / n >= 2 else 'MISSED'}")
+print(f"nkvm/ceiling (tar|pigz):     {c / n:.2f}x   (goal >= 0.8x)    {'MET' if c / n >= 0.8 else 'MISSED'}")
+print(f"nkvm/tar|gzip (1 thread):    {med['gzip'] / n:.2f}x")
+print(f"nkvm peak RSS: {rss_peak / 1024:.1f} MiB; idle `nkvm --help` {rss_help / 1024:.1f} MiB, "
+      f"tiny backup {rss_tiny / 1024:.1f} MiB; growth vs tiny backup {growth:.1f} MiB, vs --help "
+      f"{(rss_peak - rss_help) / 1024:.1f} MiB   (goal <= 64 MiB) {'MET' if growth <= 64 else 'MISSED'}")
+PY

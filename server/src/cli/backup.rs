@@ -1,0 +1,436 @@
+//! `nkvm backup NS/PVC...`: start-up recovery, then one batch of backups with bounded concurrency,
+//! printed as a table or as the JSON contract; the exit status is non-zero when any backup failed.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use nkvm_engine::backup::runner::stream_client;
+use nkvm_engine::backup::{
+    self, BackupEngine, BackupOptions, BackupResult, DEFAULT_HELPER_IMAGE, ProgressEvent, PvcRef,
+    ResultStatus,
+};
+use nkvm_engine::store::{RunStatus, Stage, Store};
+
+use super::{Output, table};
+use crate::config::GlobalOptions;
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// PVCs to back up, as NAMESPACE/NAME
+    #[arg(value_name = "NS/PVC", required = true, value_parser = parse_target)]
+    pub targets: Vec<PvcRef>,
+
+    /// Backups running at the same time
+    #[arg(
+        long,
+        env = "NKVM_BACKUP_CONCURRENCY",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub concurrency: u16,
+
+    /// gzip level: 0 (store only) to 9 (smallest)
+    #[arg(
+        long,
+        env = "NKVM_GZIP_LEVEL",
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(0..=9)
+    )]
+    pub gzip_level: u32,
+
+    /// Fail a backup whose stream delivers no data for this many seconds (there is no overall time
+    /// limit)
+    #[arg(
+        long,
+        env = "NKVM_STALL_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(5..=86_400)
+    )]
+    pub stall_timeout: u64,
+
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+fn parse_target(text: &str) -> Result<PvcRef, String> {
+    text.parse::<PvcRef>().map_err(|e| e.to_string())
+}
+
+/// Who started the runs, for history.
+fn started_by() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_owned(),
+    }
+}
+
+/// Engine settings from the global options and the subcommand's.
+pub fn options(global: &GlobalOptions, args: &BackupArgs, instance: String) -> BackupOptions {
+    BackupOptions {
+        data_dir: global.data_dir.clone(),
+        helper_image: global
+            .helper_image
+            .clone()
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
+        concurrency: usize::from(args.concurrency),
+        gzip_level: args.gzip_level,
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+        request_timeout: global.request_timeout(),
+        instance: Some(instance),
+        ..BackupOptions::default()
+    }
+}
+
+pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let allowlist = global.allowlist();
+    if let Some(allowed) = &allowlist
+        && let Some(bad) = args
+            .targets
+            .iter()
+            .find(|t| !allowed.contains(&t.namespace))
+    {
+        bail!(
+            "namespace {:?} of {bad} is not in the namespace allowlist ({})",
+            bad.namespace,
+            allowed.join(", ")
+        );
+    }
+    std::fs::create_dir_all(&global.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            global.data_dir.display()
+        )
+    })?;
+    let instance = backup::instance_id(&global.data_dir).with_context(|| {
+        format!(
+            "cannot read or create {}/instance-id",
+            global.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&global.data_dir.join("nkvm.db"))
+        .await
+        .context("cannot open the history database")?;
+    let cluster = super::connect(global).await?;
+    let stream = stream_client(cluster.config()).context("cannot build the streaming client")?;
+    let engine = BackupEngine::with_clients(
+        cluster.client.clone(),
+        stream,
+        store,
+        options(global, &args, instance),
+    );
+
+    let report = engine
+        .recover(allowlist.as_deref())
+        .await
+        .context("start-up recovery failed (history database)")?;
+    if !report.interrupted.is_empty() {
+        eprintln!(
+            "recovery: marked {} unfinished run(s) as interrupted",
+            report.interrupted.len()
+        );
+    }
+    if !report.helpers_deleted.is_empty() {
+        eprintln!(
+            "recovery: deleted orphan helper pod(s): {}",
+            report.helpers_deleted.join(", ")
+        );
+    }
+    if !report.partials_removed.is_empty() {
+        eprintln!(
+            "recovery: removed {} partial archive file(s)",
+            report.partials_removed.len()
+        );
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: recovery: {warning}");
+    }
+
+    let show_progress = args.output == Output::Table && std::io::stderr().is_terminal();
+    let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
+    let cancel_on_interrupt = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let cancelled = engine.cancel_all();
+                eprintln!("interrupted: cancelling {cancelled} backup(s) and cleaning up...");
+            }
+        })
+    };
+
+    let results = engine.run_batch(args.targets, &started_by()).await;
+    cancel_on_interrupt.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    if !engine.sweeper().pending().is_empty() {
+        engine.sweeper().sweep_once().await;
+        for left in engine.sweeper().pending() {
+            eprintln!(
+                "warning: helper pod {}/{} could not be deleted ({}); the next nkvm start retries, \
+                 or delete it by hand",
+                left.namespace, left.pod, left.last_error
+            );
+        }
+    }
+
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+        Output::Table => print!("{}", render_table(&results)),
+    }
+    let failed = results.iter().any(|r| r.status != ResultStatus::Succeeded);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One stderr line per stage change and every few seconds while streaming.
+async fn print_progress(mut events: tokio::sync::broadcast::Receiver<ProgressEvent>) {
+    use std::collections::HashMap;
+    let mut last: HashMap<String, (Stage, std::time::Instant)> = HashMap::new();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if event.status != RunStatus::Running {
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let due = match last.get(&event.run_id) {
+            Some((stage, at)) => {
+                *stage != event.stage || now.duration_since(*at) >= Duration::from_secs(5)
+            }
+            None => true,
+        };
+        if !due {
+            continue;
+        }
+        last.insert(event.run_id.clone(), (event.stage, now));
+        eprintln!("{}", progress_line(&event));
+    }
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    backup::error::stage_name(stage)
+}
+
+fn progress_line(event: &ProgressEvent) -> String {
+    let mut line = format!(
+        "{}/{}: {}",
+        event.namespace,
+        event.pvc,
+        stage_name(event.stage)
+    );
+    if event.stage == Stage::Stream {
+        line.push_str(&format!(
+            " {} read, {} files, {}/s",
+            mib(event.bytes_read),
+            event.files,
+            mib(event.rate_bytes_per_sec as u64)
+        ));
+        if let Some(total) = event.total_bytes.filter(|t| *t > 0) {
+            let percent = (event.source_bytes as f64 / total as f64 * 100.0).min(100.0);
+            line.push_str(&format!(" ({percent:.0}% of {})", mib(total)));
+        }
+    }
+    line
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn render_table(results: &[BackupResult]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            let status = match (r.status, r.cancelled) {
+                (ResultStatus::Succeeded, _) => "succeeded",
+                (ResultStatus::Failed, true) => "cancelled",
+                (ResultStatus::Failed, false) => "failed",
+            };
+            let detail = match (&r.artifact, r.status) {
+                (Some(artifact), ResultStatus::Succeeded) => artifact.clone(),
+                _ => r.message.clone(),
+            };
+            vec![
+                r.namespace.clone(),
+                r.pvc.clone(),
+                status.to_owned(),
+                table::or_dash(r.stage.map(stage_name)),
+                table::or_dash(r.files.map(|f| f.to_string()).as_deref()),
+                table::or_dash(r.bytes.map(mib).as_deref()),
+                detail,
+            ]
+        })
+        .collect();
+    let mut out = table::render(
+        &[
+            "NAMESPACE",
+            "PVC",
+            "STATUS",
+            "STAGE",
+            "FILES",
+            "ARCHIVE",
+            "ARTIFACT / MESSAGE",
+        ],
+        &rows,
+    );
+    for r in results {
+        for warning in &r.warnings {
+            out.push_str(&format!("warning: {}/{}: {warning}\n", r.namespace, r.pvc));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
+        crate::cli::Cli::try_parse_from(args)
+    }
+
+    #[test]
+    fn parses_targets_and_flags() {
+        let cli = parse(&[
+            "nkvm",
+            "--helper-image",
+            "nkvm.local/helper:1",
+            "backup",
+            "shop/data",
+            "ops/logs-0",
+            "--concurrency",
+            "3",
+            "--gzip-level",
+            "1",
+            "--stall-timeout",
+            "30",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let crate::cli::Command::Backup(args) = &cli.command else {
+            panic!("not backup");
+        };
+        assert_eq!(
+            args.targets,
+            [PvcRef::new("shop", "data"), PvcRef::new("ops", "logs-0")]
+        );
+        let options = options(&cli.global, args, "inst".to_owned());
+        assert_eq!(options.concurrency, 3);
+        assert_eq!(options.gzip_level, 1);
+        assert_eq!(options.stall_timeout, Duration::from_secs(30));
+        assert_eq!(options.helper_image, "nkvm.local/helper:1");
+        assert_eq!(options.instance.as_deref(), Some("inst"));
+        assert_eq!(options.data_dir, std::path::PathBuf::from("./nkvm-data"));
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["nkvm", "backup", "shop/data"]).unwrap();
+        let crate::cli::Command::Backup(args) = &cli.command else {
+            panic!("not backup");
+        };
+        assert_eq!(args.concurrency, 2);
+        assert_eq!(args.gzip_level, 6);
+        assert_eq!(args.stall_timeout, 120);
+        assert_eq!(args.output, Output::Table);
+        let options = options(&cli.global, args, "i".to_owned());
+        if std::env::var_os("NKVM_HELPER_IMAGE").is_none() {
+            assert_eq!(options.helper_image, DEFAULT_HELPER_IMAGE);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_targets_and_levels() {
+        for bad in [
+            vec!["nkvm", "backup"],
+            vec!["nkvm", "backup", "data"],
+            vec!["nkvm", "backup", "Shop/data"],
+            vec!["nkvm", "backup", "shop/data", "--gzip-level", "10"],
+            vec!["nkvm", "backup", "shop/data", "--concurrency", "0"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn table_shows_artifact_or_message() {
+        let base = BackupResult {
+            namespace: "shop".into(),
+            pvc: "data".into(),
+            status: ResultStatus::Succeeded,
+            stage: None,
+            message: "ok".into(),
+            artifact: Some("/d/a.tar.gz".into()),
+            sha256: Some("ab".into()),
+            bytes: Some(2 * 1024 * 1024),
+            files: Some(3),
+            started_at: String::new(),
+            finished_at: String::new(),
+            run_id: None,
+            pvc_uid: None,
+            source_bytes: None,
+            node: None,
+            helper_pod: None,
+            cancelled: false,
+            warnings: vec!["helper left".into()],
+        };
+        let failed = BackupResult {
+            pvc: "gone".into(),
+            status: ResultStatus::Failed,
+            stage: Some(Stage::Preflight),
+            message: "PVC not found".into(),
+            artifact: None,
+            bytes: None,
+            files: None,
+            warnings: vec![],
+            ..base.clone()
+        };
+        let text = render_table(&[base, failed]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("succeeded"), "{text}");
+        assert!(lines[1].contains("2.0 MiB"), "{text}");
+        assert!(lines[1].ends_with("/d/a.tar.gz"), "{text}");
+        assert!(lines[2].contains("failed"), "{text}");
+        assert!(lines[2].contains("preflight"), "{text}");
+        assert!(lines[2].ends_with("PVC not found"), "{text}");
+        assert_eq!(lines[3], "warning: shop/data: helper left");
+    }
+
+    #[test]
+    fn progress_lines_show_percent_when_totals_are_known() {
+        let event = ProgressEvent {
+            run_id: "r".into(),
+            namespace: "shop".into(),
+            pvc: "data".into(),
+            stage: Stage::Stream,
+            status: RunStatus::Running,
+            bytes_read: 10 << 20,
+            source_bytes: 5 << 20,
+            archive_bytes: 1,
+            files: 4,
+            rate_bytes_per_sec: f64::from(2 << 20),
+            total_bytes: Some(10 << 20),
+            total_files: Some(8),
+            elapsed_secs: 1.0,
+            message: None,
+        };
+        assert_eq!(
+            progress_line(&event),
+            "shop/data: stream 10.0 MiB read, 4 files, 2.0 MiB/s (50% of 10.0 MiB)"
+        );
+    }
+}
