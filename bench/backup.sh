@@ -2,7 +2,7 @@
 # Backup throughput benchmark on the local test cluster (numbers, not a pass/fail test).
 #
 # Creates a namespace with a PVC and a consumer pod, fills the volume (through its hostPath
-# directory) with ~1.2 GiB of deterministic, mixed content (log-like text, random data, a
+# directory) with 1.14 GiB (1.23 GB) of deterministic, mixed content (log-like text, random data, a
 # database-like file set and ~30,000 small files), then measures in one run, interleaved, at gzip
 # level 6:
 #   - nkvm:        `nkvm backup NS/PVC --output json` (wall time, peak RSS via /usr/bin/time -v);

@@ -35,15 +35,28 @@ end2end/cluster/up
 export KUBECONFIG="$repo/.cluster/kubeconfig"
 export NKVM_TEST_KUBECONFIG="$KUBECONFIG"
 
+results="$(mktemp -d)"
 step "cluster smoke test"
-end2end/cluster/smoke.sh
+end2end/cluster/smoke.sh | tee "$results/smoke.log"
 
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "unit and integration tests"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results/cargo.log"
 
 step "browser end-to-end tests"
-scripts/e2e.sh
+scripts/e2e.sh 2>&1 | tee "$results/e2e.log"
+
+# One closing line over every suite: cargo's per-binary results, the smoke test, Playwright.
+passed=0
+failed=0
+while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
+  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$results/cargo.log"
+  sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$results/smoke.log"
+  sed -n 's/^ *\([0-9]*\) passed (.*/\1 0/p' "$results/e2e.log"
+  sed -n 's/^ *\([0-9]*\) failed$/0 \1/p' "$results/e2e.log"
+)
+step "summary"
+echo "$passed passed, $failed failed"
