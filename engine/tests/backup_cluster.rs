@@ -7,8 +7,9 @@
 //! default storage class `nkvm-local` (hostPath volumes on this machine: fixtures are written straight
 //! into the volume's directory). Each test works in its own namespace, deleted afterwards.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -28,10 +29,10 @@ use nkvm_engine::connection::{self, ConnectOptions, ConnectionSource};
 use nkvm_engine::store::{NewRun, RunFilter, RunStatus, Stage, Store};
 use serde_json::{Value, json};
 use sha2::Digest;
+use support::wait_for;
 
 const HELPER_IMAGE: &str = "nkvm.local/helper:1";
 const WORKLOAD_IMAGE: &str = "nkvm.local/workload:1";
-const READY_TIMEOUT: Duration = Duration::from_secs(240);
 
 struct Cluster {
     client: Client,
@@ -98,25 +99,6 @@ where
     }
 }
 
-/// Polls `check` every 500 ms until it returns `Some` or `READY_TIMEOUT` passes.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < READY_TIMEOUT,
-            "timed out after {READY_TIMEOUT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 async fn create_claim(client: &Client, ns: &str, name: &str, mode: &str, size: &str) {
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -164,13 +146,17 @@ async fn create_consumer(
         .await
         .expect("create consumer pod");
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_for(&format!("pod {ns}/{name} running"), || {
-        let pods = pods.clone();
-        async move {
-            let pod = pods.get(name).await.ok()?;
-            (pod.status?.phase.as_deref() == Some("Running")).then_some(())
-        }
-    })
+    wait_for(
+        &format!("pod {ns}/{name} running"),
+        Duration::from_millis(500),
+        || {
+            let pods = pods.clone();
+            async move {
+                let pod = pods.get(name).await.ok()?;
+                (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -181,24 +167,32 @@ async fn delete_pod_now(client: &Client, ns: &str, name: &str) {
         ..DeleteParams::default()
     };
     let _ = pods.delete(name, &params).await;
-    wait_for(&format!("pod {ns}/{name} gone"), || {
-        let pods = pods.clone();
-        async move { pods.get_opt(name).await.ok()?.is_none().then_some(()) }
-    })
+    wait_for(
+        &format!("pod {ns}/{name} gone"),
+        Duration::from_millis(500),
+        || {
+            let pods = pods.clone();
+            async move { pods.get_opt(name).await.ok()?.is_none().then_some(()) }
+        },
+    )
     .await;
 }
 
 /// The host directory of a bound claim's hostPath volume.
 async fn volume_dir(client: &Client, ns: &str, claim: &str) -> PathBuf {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let volume = wait_for(&format!("claim {ns}/{claim} bound"), || {
-        let claims = claims.clone();
-        async move {
-            let pvc = claims.get(claim).await.ok()?;
-            let bound = pvc.status?.phase.as_deref() == Some("Bound");
-            bound.then(|| pvc.spec?.volume_name).flatten()
-        }
-    })
+    let volume = wait_for(
+        &format!("claim {ns}/{claim} bound"),
+        Duration::from_millis(500),
+        || {
+            let claims = claims.clone();
+            async move {
+                let pvc = claims.get(claim).await.ok()?;
+                let bound = pvc.status?.phase.as_deref() == Some("Bound");
+                bound.then(|| pvc.spec?.volume_name).flatten()
+            }
+        },
+    )
     .await;
     let pv = Api::<PersistentVolume>::all(client.clone())
         .get(&volume)
@@ -923,11 +917,15 @@ async fn aborted_task_cleans_up_and_recovery_marks_it_interrupted() {
         run.handle.abort();
         let _ = run.handle.await;
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-        wait_for("the helper deleted by the drop guard", || {
-            let pods = pods.clone();
-            let helper = helper.clone();
-            async move { pods.get_opt(&helper).await.ok()?.is_none().then_some(()) }
-        })
+        wait_for(
+            "the helper deleted by the drop guard",
+            Duration::from_millis(500),
+            || {
+                let pods = pods.clone();
+                let helper = helper.clone();
+                async move { pods.get_opt(&helper).await.ok()?.is_none().then_some(()) }
+            },
+        )
         .await;
         assert!(files_under(data.path(), ".partial").is_empty());
         assert!(engine.active_runs().is_empty());

@@ -6,10 +6,11 @@
 //! the image `nkvm.local/workload:1` on the node (busybox-like: `sh`, `sleep`, `tar`) and a default
 //! storage class that can bind RWO and RWX claims.
 
-use std::future::Future;
+mod support;
+
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use k8s_openapi::api::{
@@ -26,9 +27,9 @@ use nkvm_engine::inventory::{self, InventoryOptions, PvcRecord};
 use nkvm_engine::owners::Owner;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::wait_for;
 
 const IMAGE: &str = "nkvm.local/workload:1";
-const READY_TIMEOUT: Duration = Duration::from_secs(240);
 
 async fn client() -> Client {
     let path = std::env::var_os("NKVM_TEST_KUBECONFIG").unwrap_or_else(|| {
@@ -129,60 +130,49 @@ fn deployment(name: &str, claims: &[&str]) -> Value {
     })
 }
 
-/// Polls `check` every second until it returns `Some` or `READY_TIMEOUT` passes.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < READY_TIMEOUT,
-            "timed out after {READY_TIMEOUT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 async fn wait_pods_running(client: &Client, namespace: &str, expected: usize) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    wait_for(&format!("{expected} running pods in {namespace}"), || {
-        let pods = pods.clone();
-        async move {
-            let list = pods.list(&ListParams::default()).await.ok()?;
-            let running = list
-                .items
-                .iter()
-                .filter(|p| {
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                        && p.metadata.deletion_timestamp.is_none()
-                })
-                .count();
-            (running >= expected).then_some(())
-        }
-    })
+    wait_for(
+        &format!("{expected} running pods in {namespace}"),
+        Duration::from_secs(1),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods.list(&ListParams::default()).await.ok()?;
+                let running = list
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                            && p.metadata.deletion_timestamp.is_none()
+                    })
+                    .count();
+                (running >= expected).then_some(())
+            }
+        },
+    )
     .await;
 }
 
 async fn wait_claims_bound(client: &Client, namespace: &str, names: &[&str]) {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    wait_for(&format!("claims {names:?} bound in {namespace}"), || {
-        let claims = claims.clone();
-        async move {
-            let list = claims.list(&ListParams::default()).await.ok()?;
-            let bound = names.iter().all(|name| {
-                list.items.iter().any(|c| {
-                    c.metadata.name.as_deref() == Some(name)
-                        && c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
-                })
-            });
-            bound.then_some(())
-        }
-    })
+    wait_for(
+        &format!("claims {names:?} bound in {namespace}"),
+        Duration::from_secs(1),
+        || {
+            let claims = claims.clone();
+            async move {
+                let list = claims.list(&ListParams::default()).await.ok()?;
+                let bound = names.iter().all(|name| {
+                    list.items.iter().any(|c| {
+                        c.metadata.name.as_deref() == Some(name)
+                            && c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+                    })
+                });
+                bound.then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -307,21 +297,25 @@ async fn create_fixture(client: &Client, ns: &str) -> String {
         .await
         .expect("delete the legacy deployment with orphan propagation");
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    wait_for("the legacy ReplicaSet to lose its owner", || {
-        let replica_sets = replica_sets.clone();
-        async move {
-            let list = replica_sets
-                .list(&ListParams::default().labels("app=legacy"))
-                .await
-                .ok()?;
-            let rs = list.items.first()?;
-            rs.metadata
-                .owner_references
-                .as_ref()
-                .is_none_or(Vec::is_empty)
-                .then(|| rs.metadata.name.clone().expect("named"))
-        }
-    })
+    wait_for(
+        "the legacy ReplicaSet to lose its owner",
+        Duration::from_secs(1),
+        || {
+            let replica_sets = replica_sets.clone();
+            async move {
+                let list = replica_sets
+                    .list(&ListParams::default().labels("app=legacy"))
+                    .await
+                    .ok()?;
+                let rs = list.items.first()?;
+                rs.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)
+                    .then(|| rs.metadata.name.clone().expect("named"))
+            }
+        },
+    )
     .await
 }
 
