@@ -380,24 +380,13 @@ fn advice(listing: Listing, namespace: Option<&str>, failure: &ListError) -> Str
     }
 }
 
-fn is_namespace_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes.first() != Some(&b'-')
-        && bytes.last() != Some(&b'-')
-}
-
 /// Decides which namespaces a scan reads: the request's namespaces (each must be in the allowlist when
 /// one is set), else the allowlist, else all namespaces; scoped scans are capped at `max_namespaces`.
 pub fn resolve_scope(opts: &InventoryOptions) -> Result<Scope, InventoryError> {
     let clean = |names: &[String]| -> Result<Vec<String>, InventoryError> {
         let mut set = BTreeSet::new();
         for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-            if !is_namespace_name(name) {
+            if !crate::store::names::is_dns1123_label(name) {
                 return Err(InventoryError::InvalidNamespace {
                     namespace: name.to_owned(),
                 });

@@ -25,7 +25,7 @@ use nkvm_engine::backup::runner::stream_client;
 use nkvm_engine::backup::{
     BackupEngine, BackupOptions, BackupResult, ProgressEvent, PvcRef, ResultStatus,
 };
-use nkvm_engine::connection::{self, ConnectOptions, ConnectionSource};
+use nkvm_engine::connection::{self, ConnectOptions};
 use nkvm_engine::store::{NewRun, RunFilter, RunStatus, Stage, Store};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -40,16 +40,7 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let path = std::env::var_os("NKVM_TEST_KUBECONFIG").unwrap_or_else(|| {
-        panic!(
-            "NKVM_TEST_KUBECONFIG is not set: this test needs the test cluster. Start it and run the \
-             repository's test command (scripts/test-all.sh), or export NKVM_TEST_KUBECONFIG=<kubeconfig>"
-        )
-    });
-    let source = ConnectionSource::KubeconfigFile {
-        path: Some(PathBuf::from(path)),
-        context: None,
-    };
+    let source = support::test_cluster_source();
     let connected = connection::connect(&source, &ConnectOptions::default())
         .await
         .expect("connect to the test cluster");

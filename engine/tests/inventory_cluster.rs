@@ -9,7 +9,6 @@
 mod support;
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
@@ -22,7 +21,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, PostParams},
 };
-use nkvm_engine::connection::{self, ConnectOptions, ConnectionSource};
+use nkvm_engine::connection::{self, ConnectOptions};
 use nkvm_engine::inventory::{self, InventoryOptions, PvcRecord};
 use nkvm_engine::owners::Owner;
 use serde::de::DeserializeOwned;
@@ -32,16 +31,7 @@ use support::wait_for;
 const IMAGE: &str = "nkvm.local/workload:1";
 
 async fn client() -> Client {
-    let path = std::env::var_os("NKVM_TEST_KUBECONFIG").unwrap_or_else(|| {
-        panic!(
-            "NKVM_TEST_KUBECONFIG is not set: this test needs the test cluster. Start it and run the \
-             repository's test command (scripts/test-all.sh), or export NKVM_TEST_KUBECONFIG=<kubeconfig>"
-        )
-    });
-    let source = ConnectionSource::KubeconfigFile {
-        path: Some(PathBuf::from(path)),
-        context: None,
-    };
+    let source = support::test_cluster_source();
     connection::connect(&source, &ConnectOptions::default())
         .await
         .expect("connect to the test cluster")

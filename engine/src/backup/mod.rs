@@ -31,7 +31,7 @@ pub use cleanup::{RecoveryReport, Sweeper};
 pub use error::BackupError;
 pub use runner::{ActiveRun, BackupEngine, StartedRun};
 
-use crate::store::{RunStatus, Stage};
+use crate::store::{RunStatus, Stage, names};
 
 /// Helper image used when none is configured: Debian's slim image has GNU tar, `sh`, `du`, `find`
 /// and `sleep`. Pin it by digest in production (`--helper-image` / `NKVM_HELPER_IMAGE`).
@@ -67,28 +67,6 @@ pub struct InvalidPvcRef {
     pub reason: &'static str,
 }
 
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-        })
-}
-
 impl FromStr for PvcRef {
     type Err = InvalidPvcRef;
 
@@ -98,12 +76,12 @@ impl FromStr for PvcRef {
             reason,
         };
         let (namespace, name) = input.split_once('/').ok_or_else(|| err("no `/`"))?;
-        if !is_dns_label(namespace) {
+        if !names::is_dns1123_label(namespace) {
             return Err(err(
                 "the namespace must be lowercase letters, digits and '-' (at most 63)",
             ));
         }
-        if !is_dns_subdomain(name) {
+        if !names::is_dns1123_subdomain(name) {
             return Err(err(
                 "the PVC name must be lowercase letters, digits, '-' and '.' (at most 253)",
             ));
