@@ -3,7 +3,9 @@
 
 pub mod backup;
 pub mod connection;
+pub mod download;
 pub mod inventory;
 pub mod owners;
 pub mod quantity;
 pub mod store;
+pub mod workspace;
