@@ -61,21 +61,6 @@ pub fn haystack(row: &PvcRow) -> String {
     text.to_lowercase()
 }
 
-/// Which rows to display: those that match, up to `limit` of them (in table order). Rows past the
-/// limit stay in the page but hidden, so a big inventory lays out only what is shown.
-#[must_use]
-pub fn displayed(matches: &[bool], limit: usize) -> Vec<bool> {
-    let mut shown = 0;
-    matches
-        .iter()
-        .map(|&matched| {
-            let display = matched && shown < limit;
-            shown += usize::from(display);
-            display
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,18 +138,6 @@ mod tests {
         let r = row("shop", "data-web");
         // "shop" then "data-web" are adjacent fields; joined without a separator they would match.
         assert!(!hit("shopdata", &r));
-    }
-
-    #[test]
-    fn displayed_keeps_the_first_matches_up_to_the_limit() {
-        let matches = [true, false, true, true, false, true];
-        assert_eq!(
-            displayed(&matches, 2),
-            vec![true, false, true, false, false, false]
-        );
-        assert_eq!(displayed(&matches, usize::MAX), matches.to_vec());
-        assert_eq!(displayed(&matches, 0), vec![false; 6]);
-        assert!(displayed(&[], 10).is_empty());
     }
 
     #[test]

@@ -178,6 +178,74 @@ pub fn refusal_status(status: Option<u16>, message: &str) -> Option<String> {
     (!message.contains(&format!("HTTP {code}"))).then(|| format!("HTTP {code}"))
 }
 
+/// A transfer rate: `0 B/s`, `12.5 MiB/s`.
+#[must_use]
+pub fn format_rate(bytes_per_sec: f64) -> String {
+    if !bytes_per_sec.is_finite() || bytes_per_sec <= 0.0 {
+        return "0 B/s".to_owned();
+    }
+    // Rates fit in u64 (the cast saturates).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = bytes_per_sec.round() as u64;
+    format!("{}/s", format_bytes(bytes))
+}
+
+/// A duration for people: `45s`, `3m 05s`, `2h 07m`.
+#[must_use]
+pub fn format_duration(seconds: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let s = if seconds.is_finite() && seconds > 0.0 {
+        seconds.round() as u64
+    } else {
+        0
+    };
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// Percent done when the total is known (the pre-scan ran), capped at 100.
+#[must_use]
+pub fn percent_done(done: u64, total: Option<u64>) -> Option<f64> {
+    let total = total.filter(|t| *t > 0)?;
+    #[allow(clippy::cast_precision_loss)]
+    let percent = (done as f64 / total as f64 * 100.0).min(100.0);
+    Some(percent)
+}
+
+/// Seconds left at `rate`, when the total is known and the rate is positive.
+#[must_use]
+pub fn eta_seconds(done: u64, total: Option<u64>, rate: f64) -> Option<f64> {
+    let total = total?;
+    if !rate.is_finite() || rate <= 0.0 {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let left = total.saturating_sub(done) as f64;
+    Some(left / rate)
+}
+
+/// The progress cell of a running backup: bytes (of the total, with percent), rate and ETA when
+/// they are known; never a made-up percentage.
+#[must_use]
+pub fn progress_label(done: u64, total: Option<u64>, rate: f64) -> String {
+    let mut text = format_bytes(done);
+    if let (Some(total), Some(percent)) = (total, percent_done(done, total)) {
+        text.push_str(&format!(" of {} ({percent:.0}%)", format_bytes(total)));
+    }
+    if rate > 0.0 {
+        text.push_str(&format!(" · {}", format_rate(rate)));
+    }
+    if let Some(eta) = eta_seconds(done, total, rate) {
+        text.push_str(&format!(" · ETA {}", format_duration(eta)));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +372,30 @@ mod tests {
         assert_eq!(access_mode_short("ReadWriteMany"), "RWX");
         assert_eq!(access_mode_short("ReadWriteOncePod"), "RWOP");
         assert_eq!(access_mode_short("Future"), "Future");
+    }
+    #[test]
+    fn progress_is_formatted_without_fake_numbers() {
+        assert_eq!(format_rate(0.0), "0 B/s");
+        assert_eq!(format_rate(f64::NAN), "0 B/s");
+        assert_eq!(format_rate(1.5 * 1024.0 * 1024.0), "1.5 MiB/s");
+        assert_eq!(format_duration(0.4), "0s");
+        assert_eq!(format_duration(59.6), "1m 00s");
+        assert_eq!(format_duration(185.0), "3m 05s");
+        assert_eq!(format_duration(7620.0), "2h 07m");
+        assert_eq!(percent_done(50, Some(200)), Some(25.0));
+        assert_eq!(percent_done(300, Some(200)), Some(100.0));
+        assert_eq!(percent_done(1, Some(0)), None);
+        assert_eq!(percent_done(1, None), None);
+        assert_eq!(eta_seconds(100, Some(300), 50.0), Some(4.0));
+        assert_eq!(eta_seconds(400, Some(300), 50.0), Some(0.0));
+        assert_eq!(eta_seconds(100, None, 50.0), None);
+        assert_eq!(eta_seconds(100, Some(300), 0.0), None);
+        let mib = 1024 * 1024;
+        assert_eq!(
+            progress_label(mib, Some(4 * mib), 1024.0 * 1024.0),
+            "1.0 MiB of 4.0 MiB (25%) · 1.0 MiB/s · ETA 3s"
+        );
+        assert_eq!(progress_label(mib, None, 0.0), "1.0 MiB");
+        assert_eq!(progress_label(2048, None, 1024.0), "2.0 KiB · 1.0 KiB/s");
     }
 }

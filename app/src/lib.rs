@@ -8,6 +8,7 @@ pub mod model;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod table;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -18,7 +19,9 @@ use leptos_router::{
 };
 
 use crate::components::header::ClusterHeader;
-use crate::pages::{inventory::InventoryPage, not_found::NotFound};
+use crate::pages::{
+    connect::ConnectPage, history::HistoryPage, inventory::InventoryPage, not_found::NotFound,
+};
 
 /// Name of the wasm-bindgen output (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`) and of the stylesheet
 /// (`pkg/nkvm.css`). `scripts/build-web.sh` and the server use the same name.
@@ -65,6 +68,8 @@ pub fn App() -> impl IntoView {
                     // In-order streaming: the rows are in the HTML itself, so the page works without
                     // JavaScript (out-of-order streaming would need a script to place them).
                     <Route path=path!("/") view=InventoryPage ssr=SsrMode::InOrder />
+                    <Route path=path!("/history") view=HistoryPage ssr=SsrMode::InOrder />
+                    <Route path=path!("/connect") view=ConnectPage ssr=SsrMode::InOrder />
                 </Routes>
             </main>
         </Router>

@@ -64,3 +64,112 @@ pub struct ClusterInfo {
     /// The API server URL.
     pub server: String,
 }
+
+/// One kubeconfig context the server can switch a session to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextRow {
+    pub name: String,
+    pub cluster: String,
+    pub namespace: Option<String>,
+}
+
+/// What the connect page shows: the session's connection and the other choices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectView {
+    pub active: ClusterInfo,
+    /// Contexts of the server's kubeconfig (empty in-cluster).
+    pub contexts: Vec<ContextRow>,
+    /// Why the contexts could not be listed, if they could not.
+    pub contexts_error: Option<String>,
+    pub allow_pasted: bool,
+    pub in_cluster_available: bool,
+}
+
+/// One backup run as the live panel shows it (a running run's latest progress, or a finished run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub namespace: String,
+    pub pvc: String,
+    /// `preflight`, `create`, `schedule`, `exec`, `stream`, `write`, `finalize`, `record`, `cleanup`.
+    pub stage: String,
+    /// `running`, `succeeded`, `failed`, `interrupted`.
+    pub status: String,
+    /// Tar bytes read so far.
+    pub bytes: u64,
+    /// Bytes of the volume found by the pre-scan, when it ran.
+    pub total_bytes: Option<u64>,
+    pub files: u64,
+    pub total_files: Option<u64>,
+    pub rate_bytes_per_sec: f64,
+    pub elapsed_secs: f64,
+    /// Compressed bytes written.
+    pub archive_bytes: u64,
+    /// The result, or for a failure what happened and what to do.
+    pub message: Option<String>,
+    /// History row id of a finished run (for its downloads).
+    pub history_id: Option<i64>,
+    pub sha256: Option<String>,
+}
+
+/// Messages of the runs websocket: first a snapshot of every run (running and recently finished),
+/// then one update per progress event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RunsMessage {
+    Snapshot(Vec<RunView>),
+    Update(Box<RunView>),
+}
+
+/// What starting one backup of a batch gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartOutcome {
+    /// `namespace/pvc` as requested.
+    pub target: String,
+    pub run_id: Option<String>,
+    /// Why it was not started.
+    pub error: Option<String>,
+}
+
+/// Filters of the history page (all optional; dates are `YYYY-MM-DD`, UTC, inclusive).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    pub namespace: Option<String>,
+    pub pvc: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// 1-based.
+    pub page: Option<u32>,
+}
+
+/// One history row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub run_id: String,
+    pub namespace: String,
+    pub pvc: String,
+    pub status: String,
+    pub stage: Option<String>,
+    pub message: Option<String>,
+    pub started_by: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_secs: Option<f64>,
+    /// Archive size.
+    pub bytes: Option<u64>,
+    pub source_bytes: Option<u64>,
+    pub files: Option<u64>,
+    pub sha256: Option<String>,
+    /// The archive's file name (never its server path).
+    pub archive_name: Option<String>,
+}
+
+/// One page of history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub rows: Vec<HistoryRow>,
+    pub page: u32,
+    pub per_page: u32,
+    pub has_more: bool,
+}

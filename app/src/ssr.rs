@@ -2,20 +2,151 @@
 //! the wire types in [`crate::model`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use leptos::prelude::ServerFnError;
+use nkvm_engine::backup::ProgressEvent;
 use nkvm_engine::connection::Cluster;
 use nkvm_engine::inventory::{Inventory, InventoryOptions, NamespaceRefusal, PvcRecord};
 use nkvm_engine::owners::Owner;
+use nkvm_engine::store::RunRecord;
+use nkvm_engine::workspace::{Connection, Workspace};
 
-use crate::model::{ClusterInfo, InventoryView, OwnerRow, PvcRow, RefusedNamespace};
+use crate::model::{
+    ClusterInfo, HistoryRow, InventoryView, OwnerRow, PvcRow, RefusedNamespace, RunView,
+};
 
 /// What every request's server functions can use, provided by the web server through Leptos context.
 #[derive(Clone)]
 pub struct AppContext {
-    /// The cluster connection the server was started with.
-    pub cluster: Arc<Cluster>,
+    /// Every cluster connection of the server and which one each browser session uses.
+    pub workspace: Workspace,
     /// Namespace scope, caps and timeouts for inventory scans.
     pub inventory: InventoryOptions,
+    /// A last successful backup older than this flags the PVC `stale-backup` (`None`: never).
+    pub stale_after: Option<Duration>,
+}
+
+impl AppContext {
+    /// The namespaces this server may touch (`None`: all).
+    #[must_use]
+    pub fn allowlist(&self) -> Option<&[String]> {
+        self.inventory.allowlist.as_deref()
+    }
+
+    /// True when `namespace` may be read and backed up.
+    #[must_use]
+    pub fn namespace_allowed(&self, namespace: &str) -> bool {
+        self.allowlist()
+            .is_none_or(|allowed| allowed.iter().any(|n| n == namespace))
+    }
+}
+
+/// The browser session of a request, put into the request's extensions by the web server's session
+/// layer (a random id in an `HttpOnly`, `SameSite=Strict` cookie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionId(pub String);
+
+/// The session of the current request. Every request passes the session layer, so a missing one is
+/// a wiring bug.
+pub fn session_id() -> Result<String, ServerFnError> {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<SessionId>().map(|s| s.0.clone()))
+        .ok_or_else(|| {
+            tracing::error!("request without a session: the session layer must run first");
+            ServerFnError::new("the server is misconfigured (see its log)")
+        })
+}
+
+/// The app context and the current session's connection.
+pub fn session_connection() -> Result<(AppContext, String, Arc<Connection>), ServerFnError> {
+    let ctx = app_context()?;
+    let session = session_id()?;
+    let connection = ctx.workspace.connection(&session);
+    Ok((ctx, session, connection))
+}
+
+impl From<&ProgressEvent> for RunView {
+    fn from(event: &ProgressEvent) -> Self {
+        Self {
+            run_id: event.run_id.clone(),
+            namespace: event.namespace.clone(),
+            pvc: event.pvc.clone(),
+            stage: event.stage.as_str().to_owned(),
+            status: event.status.as_str().to_owned(),
+            bytes: event.bytes_read,
+            total_bytes: event.total_bytes,
+            files: event.files,
+            total_files: event.total_files,
+            rate_bytes_per_sec: event.rate_bytes_per_sec,
+            elapsed_secs: event.elapsed_secs,
+            archive_bytes: event.archive_bytes,
+            message: event.message.clone(),
+            history_id: None,
+            sha256: None,
+        }
+    }
+}
+
+/// Seconds between two RFC 3339 times, when both parse.
+fn seconds_between(start: &str, end: Option<&str>) -> Option<f64> {
+    let start: jiff::Timestamp = start.parse().ok()?;
+    let end: jiff::Timestamp = end?.parse().ok()?;
+    Some(end.duration_since(start).as_secs_f64())
+}
+
+impl From<RunRecord> for RunView {
+    fn from(record: RunRecord) -> Self {
+        let elapsed = seconds_between(&record.started_at, record.finished_at.as_deref());
+        Self {
+            run_id: record.run_id,
+            namespace: record.namespace,
+            pvc: record.pvc,
+            stage: record
+                .stage
+                .map_or_else(|| "preflight".to_owned(), |s| s.as_str().to_owned()),
+            status: record.status.as_str().to_owned(),
+            bytes: record.source_bytes.unwrap_or(0),
+            total_bytes: None,
+            files: record.files.unwrap_or(0),
+            total_files: None,
+            rate_bytes_per_sec: 0.0,
+            elapsed_secs: elapsed.unwrap_or(0.0),
+            archive_bytes: record.bytes.unwrap_or(0),
+            message: record.message,
+            history_id: Some(record.id),
+            sha256: record.sha256,
+        }
+    }
+}
+
+impl From<RunRecord> for HistoryRow {
+    fn from(record: RunRecord) -> Self {
+        let duration_secs = seconds_between(&record.started_at, record.finished_at.as_deref());
+        let archive_name = record.artifact.as_deref().and_then(|path| {
+            std::path::Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        });
+        Self {
+            id: record.id,
+            run_id: record.run_id,
+            namespace: record.namespace,
+            pvc: record.pvc,
+            status: record.status.as_str().to_owned(),
+            stage: record.stage.map(|s| s.as_str().to_owned()),
+            message: record.message,
+            started_by: record.started_by,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            duration_secs,
+            bytes: record.bytes,
+            source_bytes: record.source_bytes,
+            files: record.files,
+            sha256: record.sha256,
+            archive_name,
+        }
+    }
 }
 
 impl From<Owner> for OwnerRow {
@@ -114,12 +245,12 @@ pub fn unix_now() -> i64 {
 
 /// The [`AppContext`] of the current request, or a server-side error when the server forgot to
 /// provide it (a wiring bug, logged; the browser sees a generic message).
-pub fn app_context() -> Result<AppContext, leptos::prelude::ServerFnError> {
+pub fn app_context() -> Result<AppContext, ServerFnError> {
     leptos::prelude::use_context::<AppContext>().ok_or_else(|| {
         tracing::error!(
             "AppContext missing from the Leptos context: the web server must provide it"
         );
-        leptos::prelude::ServerFnError::new("the server is misconfigured (see its log)")
+        ServerFnError::new("the server is misconfigured (see its log)")
     })
 }
 

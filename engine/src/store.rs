@@ -133,6 +133,9 @@ pub struct RunRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunFilter {
     pub namespace: Option<String>,
+    /// Only runs in one of these namespaces (an allowlist); an empty list matches nothing.
+    pub namespaces: Option<Vec<String>>,
+    pub run_id: Option<String>,
     pub pvc: Option<String>,
     pub pvc_uid: Option<String>,
     pub status: Option<RunStatus>,
@@ -500,6 +503,21 @@ impl Store {
         if let Some(namespace) = &filter.namespace {
             and(&mut query, "namespace = ");
             query.push_bind(namespace.clone());
+        }
+        if let Some(namespaces) = &filter.namespaces {
+            if namespaces.is_empty() {
+                return Ok(Vec::new());
+            }
+            and(&mut query, "namespace IN (");
+            let mut list = query.separated(", ");
+            for namespace in namespaces {
+                list.push_bind(namespace.clone());
+            }
+            list.push_unseparated(")");
+        }
+        if let Some(run_id) = &filter.run_id {
+            and(&mut query, "run_id = ");
+            query.push_bind(run_id.clone());
         }
         if let Some(pvc) = &filter.pvc {
             and(&mut query, "pvc = ");

@@ -527,6 +527,40 @@ async fn recent_runs_orders_filters_and_pages() {
             .await,
             [a2, a1, a0]
         );
+        assert_eq!(
+            query(RunFilter {
+                namespaces: Some(vec!["blog".into(), "elsewhere".into()]),
+                ..all()
+            })
+            .await,
+            [c1]
+        );
+        assert_eq!(
+            query(RunFilter {
+                namespaces: Some(vec!["shop".into(), "blog".into()]),
+                status: Some(RunStatus::Succeeded),
+                ..all()
+            })
+            .await,
+            [c1, a1]
+        );
+        assert!(
+            query(RunFilter {
+                namespaces: Some(Vec::new()),
+                ..all()
+            })
+            .await
+            .is_empty(),
+            "an empty allowlist allows nothing"
+        );
+        assert_eq!(
+            query(RunFilter {
+                run_id: Some("b1".into()),
+                ..all()
+            })
+            .await,
+            [b1]
+        );
         // A name alone matches it in every namespace.
         assert_eq!(
             query(RunFilter {

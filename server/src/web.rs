@@ -1,6 +1,7 @@
 //! The web server behind `nkvm serve`: the Leptos app (server-rendered, then hydrated), its server
-//! functions, the site files (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`, `pkg/nkvm.css`), `/healthz`, and a
-//! graceful shutdown on SIGINT/SIGTERM.
+//! functions, archive downloads, the site files (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`, `pkg/nkvm.css`),
+//! `/healthz`, the browser-session cookie, baseline security headers, and a graceful shutdown on
+//! SIGINT/SIGTERM.
 //!
 //! The site directory is built by `scripts/build-web.sh` and found at runtime: `LEPTOS_SITE_ROOT`
 //! when set, else a `site` directory next to the binary, else one beside its parent directory (the
@@ -11,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::FromRef;
+use axum::body::Body;
+use axum::extract::{FromRef, Path as UrlPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use leptos::config::{Env, LeptosOptions};
 use leptos::prelude::provide_context;
@@ -19,7 +24,8 @@ use leptos_axum::{
     LeptosRoutes, file_and_error_handler_with_context, generate_route_list, site_pkg_dir_service,
     site_pkg_dir_service_route_path,
 };
-use nkvm_app::ssr::AppContext;
+use nkvm_app::ssr::{AppContext, SessionId};
+use nkvm_engine::download::{self, DownloadKind};
 use nkvm_app::{App, OUTPUT_NAME, shell};
 
 /// Environment variable naming the site directory (the one holding `pkg/`).
@@ -92,6 +98,7 @@ pub fn router(state: WebState) -> Router {
 
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/download/{id}/{kind}", get(download_file))
         .route_service(
             &site_pkg_dir_service_route_path(&options),
             site_pkg_dir_service(&options),
@@ -101,7 +108,131 @@ pub fn router(state: WebState) -> Router {
             fallback_context,
             shell,
         ))
+        .layer(middleware::from_fn(session_layer))
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Name of the browser-session cookie.
+pub const SESSION_COOKIE: &str = "nkvm_session";
+
+/// The session id in the request's cookie, when it has the shape nkvm issues (64 hex digits).
+fn session_from_cookies(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// 256 random bits, hex.
+fn new_session_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Gives every request a browser session: the one in its cookie, else a new one set as an
+/// `HttpOnly`, `SameSite=Strict` cookie. The id reaches server functions as a request extension.
+async fn session_layer(mut request: Request, next: Next) -> Response {
+    let (id, fresh) = match session_from_cookies(&request) {
+        Some(id) => (id, false),
+        None => match new_session_id() {
+            Ok(id) => (id, true),
+            Err(error) => {
+                tracing::error!(%error, "no randomness for a session id");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available").into_response();
+            }
+        },
+    };
+    request.extensions_mut().insert(SessionId(id.clone()));
+    let mut response = next.run(request).await;
+    if fresh
+        && let Ok(cookie) = HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"
+        ))
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Headers every response carries: no framing, no MIME sniffing, no referrer to other origins.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// `GET /download/{id}/{archive|sha256|manifest}`: streams a file of history row `id`. The path
+/// comes from the history row, never from the request, and must resolve inside the artifacts
+/// directory; namespaces outside the allowlist are not served.
+async fn download_file(
+    State(state): State<WebState>,
+    UrlPath((id, kind)): UrlPath<(String, String)>,
+) -> Response {
+    let refuse = |status: StatusCode, message: String| (status, message).into_response();
+    let Ok(id) = id.parse::<i64>() else {
+        return refuse(StatusCode::BAD_REQUEST, "the run id must be a number".to_owned());
+    };
+    let kind = match kind.parse::<DownloadKind>() {
+        Ok(kind) => kind,
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    let context = &state.context;
+    let artifacts = context.workspace.options().backup.artifacts_dir();
+    let opened = download::open(
+        context.workspace.store(),
+        &artifacts,
+        id,
+        kind,
+        context.allowlist(),
+    )
+    .await;
+    match opened {
+        Ok(file) => {
+            tracing::info!(id, %kind, file = %file.file_name, "download");
+            let disposition = format!(
+                "attachment; filename=\"{}\"",
+                file.file_name.replace(['"', '\\', '\r', '\n'], "_")
+            );
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.file));
+            let mut response = body.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(kind.content_type()),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
+            if let Ok(value) = HeaderValue::from_str(&disposition) {
+                headers.insert(header::CONTENT_DISPOSITION, value);
+            }
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => {
+            let status =
+                StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status.is_server_error() {
+                tracing::error!(id, %kind, %error, "download failed");
+            }
+            refuse(status, error.to_string())
+        }
+    }
 }
 
 /// Leptos options for nkvm's fixed layout: `<site_root>/pkg/nkvm{.js,_bg.wasm,.css}`.

@@ -1,4 +1,5 @@
-//! `list_inventory`: one inventory scan of the connected cluster, for the inventory page.
+//! `list_inventory`: one inventory scan of the session's cluster, with each PVC's last successful
+//! backup from the history, for the inventory page.
 
 use leptos::prelude::*;
 
@@ -9,13 +10,28 @@ use crate::model::InventoryView;
 /// what to do) and carry no credentials, so their text is passed on.
 #[server(endpoint = "inventory")]
 pub async fn list_inventory() -> Result<InventoryView, ServerFnError> {
-    let ctx = crate::ssr::app_context()?;
-    let inventory = nkvm_engine::inventory::scan(&ctx.cluster.client, &ctx.inventory)
+    let (ctx, _, connection) = crate::ssr::session_connection()?;
+    let mut inventory = nkvm_engine::inventory::scan(&connection.cluster.client, &ctx.inventory)
         .await
         .map_err(|error| {
             tracing::warn!(%error, "inventory scan failed");
             ServerFnError::new(format!("Inventory scan failed: {error}"))
         })?;
+    let last_success = ctx
+        .workspace
+        .store()
+        .last_success_by_uid()
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "reading the backup history failed");
+            ServerFnError::new(format!("Reading the backup history failed: {error}"))
+        })?;
+    nkvm_engine::inventory::apply_history(
+        &mut inventory.pvcs,
+        &last_success,
+        ctx.stale_after,
+        jiff::Timestamp::now(),
+    );
     Ok(crate::ssr::inventory_view(
         inventory,
         crate::ssr::unix_now(),

@@ -1,10 +1,17 @@
-//! Server functions, one per file: thin wrappers that read [`crate::ssr::AppContext`] and call the
-//! engine. Their URLs are fixed (`/api/<endpoint>`) so scripts and tests can rely on them.
+//! Server functions, grouped by feature: thin wrappers that read [`crate::ssr::AppContext`] and the
+//! request's session, then call the engine. Their URLs are fixed (`/api/<endpoint>`) so scripts and
+//! tests can rely on them.
 
+mod backups;
 mod cluster_info;
+mod connect;
+mod history;
 mod list_inventory;
 
+pub use backups::*;
 pub use cluster_info::*;
+pub use connect::*;
+pub use history::*;
 pub use list_inventory::*;
 
 use leptos::prelude::ServerFnError;

@@ -1,4 +1,5 @@
-//! The page header: product name and the cluster the server is connected to, always visible.
+//! The page header: product name, navigation and the cluster this browser session uses, always
+//! visible.
 
 use leptos::prelude::*;
 
@@ -13,6 +14,19 @@ pub fn ClusterHeader() -> impl IntoView {
             <a class="brand" href="/">
                 "nkvm"
             </a>
+            <nav aria-label="Main">
+                <ul>
+                    <li>
+                        <a href="/">"Inventory"</a>
+                    </li>
+                    <li>
+                        <a href="/history">"History"</a>
+                    </li>
+                    <li>
+                        <a href="/connect">"Connection"</a>
+                    </li>
+                </ul>
+            </nav>
             <Suspense fallback=|| {
                 view! { <p class="cluster">"Connecting to the cluster…"</p> }
             }>
@@ -45,6 +59,8 @@ pub fn ClusterHeader() -> impl IntoView {
                                 <p class="cluster error" role="alert">
                                     "No cluster connection: "
                                     {user_message(&error)}
+                                    " "
+                                    <a href="/connect">"Connect"</a>
                                 </p>
                             }
                                 .into_any()

@@ -1,3 +1,4 @@
 //! Reusable components shared by the pages.
 
 pub mod header;
+pub mod runs;

@@ -1,67 +1,37 @@
-//! The inventory page: every PVC with its owner and consumers, a live text filter and the namespaces
-//! the server could not read. Renders completely on the server; hydration adds live filtering.
+//! The inventory page: every PVC with its owner, consumers, last backup and flags; text, namespace and
+//! owner-kind filters and sortable columns, all kept in the URL so the server renders the same view
+//! without JavaScript; once hydrated, multi-select and "Back up selected" start a batch whose progress
+//! the backups panel above the table follows live.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
+use leptos_router::NavigateOptions;
+use leptos_router::hooks::{use_navigate, use_query_map};
 
-use crate::api::{list_inventory, user_message};
-use crate::filter::{Filter, displayed, haystack};
+use crate::api::{list_inventory, start_backups, user_message};
+use crate::components::runs::{LiveRuns, RunsPanel};
+use crate::filter::haystack;
 use crate::format::{
     access_mode_short, count_label, format_capacity, last_backup_label, refusal_status,
 };
-use crate::model::{InventoryView, PvcRow, RefusedNamespace};
+use crate::model::{InventoryView, PvcRow, RefusedNamespace, StartOutcome};
+use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
 
-/// Rows displayed at most until the user asks for all: laying out thousands of table rows takes the
-/// browser seconds, while filtering is what operators do on big clusters.
-pub const DISPLAY_LIMIT: usize = 250;
-
-/// The inventory page at `/`. Works without JavaScript: the filter form submits `?q=` (and "Show all"
-/// adds `all=1`) and the server renders the result. Once hydrated, typing filters immediately,
-/// "Refresh" rescans without reloading, and "Show all" displays every match in place.
+/// The inventory page at `/`.
 #[component]
 pub fn InventoryPage() -> impl IntoView {
-    let (initial_query, initial_all) = use_query_map().with_untracked(|q| {
-        (
-            q.get("q").unwrap_or_default(),
-            q.get("all").is_some_and(|v| v == "1"),
-        )
-    });
-    let (query, set_query) = signal(initial_query.clone());
-    let show_all = RwSignal::new(initial_all);
+    let query = use_query_map();
+    let state = Memo::new(move |_| query.with(|q| TableState::from_query(|key| q.get(key))));
     let inventory = Resource::new(|| (), |()| list_inventory());
+    let selected = RwSignal::new(BTreeSet::<String>::new());
+    let live = LiveRuns::new();
 
     view! {
+        <RunsPanel live />
         <section class="inventory" aria-labelledby="inventory-heading">
             <h1 id="inventory-heading">"Persistent volume claims"</h1>
-            <form
-                class="toolbar"
-                role="search"
-                method="get"
-                action="/"
-                on:submit=move |ev| {
-                    ev.prevent_default();
-                    inventory.refetch();
-                }
-            >
-                <label for="pvc-filter">"Filter"</label>
-                <input
-                    id="pvc-filter"
-                    name="q"
-                    type="search"
-                    autocomplete="off"
-                    spellcheck="false"
-                    placeholder="namespace, name, owner, flag…"
-                    aria-describedby="pvc-filter-help"
-                    value=initial_query
-                    prop:value=query
-                    on:input=move |ev| set_query.set(event_target_value(&ev))
-                />
-                <button type="submit">"Refresh"</button>
-                <p id="pvc-filter-help" class="hint">
-                    "Words separated by spaces; a row is shown when every word appears in it. "
-                    "“shop/data” matches namespace shop, PVC data."
-                </p>
-            </form>
             <Transition fallback=|| {
                 view! {
                     <p class="loading" role="status">
@@ -72,13 +42,25 @@ pub fn InventoryPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match inventory.await {
                         Ok(view) => {
-                            view! { <InventoryTable inventory=view query show_all /> }.into_any()
+                            view! {
+                                <InventoryTable
+                                    inventory=view
+                                    state
+                                    selected
+                                    live
+                                    refresh=move || inventory.refetch()
+                                />
+                            }
+                                .into_any()
                         }
                         Err(error) => {
                             view! {
                                 <div class="error" role="alert">
                                     <h2>"The inventory could not be loaded"</h2>
                                     <p>{user_message(&error)}</p>
+                                    <p>
+                                        <a href="/connect">"Check the connection"</a>
+                                    </p>
                                 </div>
                             }
                                 .into_any()
@@ -90,12 +72,33 @@ pub fn InventoryPage() -> impl IntoView {
     }
 }
 
-/// The refused-namespaces warning, the row count, the table and the "Show all" control.
+/// Replaces the URL's query with `state` (no new history entry, no scroll).
+fn navigate_to(state: &TableState) {
+    let navigate = use_navigate();
+    let query = state.to_query();
+    let url = if query.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{query}")
+    };
+    navigate(
+        &url,
+        NavigateOptions {
+            replace: true,
+            scroll: false,
+            ..NavigateOptions::default()
+        },
+    );
+}
+
+/// Toolbar, selection bar, count, table and "show more".
 #[component]
 fn InventoryTable(
     inventory: InventoryView,
-    query: ReadSignal<String>,
-    show_all: RwSignal<bool>,
+    state: Memo<TableState>,
+    selected: RwSignal<BTreeSet<String>>,
+    live: LiveRuns,
+    refresh: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
     let InventoryView {
         rows,
@@ -103,55 +106,221 @@ fn InventoryTable(
         scanned_at_unix,
     } = inventory;
     let total = rows.len();
+    let (namespaces, kinds) = facets(&rows);
     let haystacks: Vec<String> = rows.iter().map(haystack).collect();
-    let matches = Memo::new(move |_| {
-        let filter = Filter::parse(&query.read());
-        haystacks
-            .iter()
-            .map(|text| filter.matches(text))
-            .collect::<Vec<bool>>()
+    let rows = Arc::new(rows);
+    let order = {
+        let rows = rows.clone();
+        Memo::new(move |_| state.with(|s| visible_rows(&rows, &haystacks, s)))
+    };
+    let matched = Memo::new(move |_| order.with(Vec::len));
+    let page = Memo::new(move |_| {
+        let limit = state.with(|s| s.limit);
+        order.with(|o| o.iter().take(limit).copied().collect::<Vec<usize>>())
     });
-    let matched = Memo::new(move |_| matches.read().iter().filter(|m| **m).count());
-    let limit = move || {
-        if show_all.get() {
-            usize::MAX
-        } else {
-            DISPLAY_LIMIT
+    let shown = Memo::new(move |_| page.with(Vec::len));
+    let keys: Arc<Vec<String>> = Arc::new(
+        rows.iter()
+            .map(|r| format!("{}/{}", r.namespace, r.name))
+            .collect(),
+    );
+
+    let select_all_matching = {
+        let keys = keys.clone();
+        move |on: bool| {
+            let matching: Vec<String> = order.with(|o| o.iter().map(|&i| keys[i].clone()).collect());
+            selected.update(|set| {
+                for key in matching {
+                    if on {
+                        set.insert(key);
+                    } else {
+                        set.remove(&key);
+                    }
+                }
+            });
         }
     };
-    let shown_rows = Memo::new(move |_| displayed(&matches.read(), limit()));
-    let shown = Memo::new(move |_| shown_rows.read().iter().filter(|v| **v).count());
+    let all_matching_selected = {
+        let keys = keys.clone();
+        Memo::new(move |_| {
+            let set = selected.read();
+            order.with(|o| !o.is_empty() && o.iter().all(|&i| set.contains(&keys[i])))
+        })
+    };
 
-    // The server renders each row's `hidden` attribute once. In the browser a single effect toggles
-    // only the rows whose state changed: one pass per keystroke instead of one reactive effect per
-    // row (thousands of rows).
-    let initial = shown_rows.get_untracked();
-    let tbody = NodeRef::<leptos::html::Tbody>::new();
+    let start = Action::new(move |targets: &Vec<String>| {
+        let targets = targets.clone();
+        async move { start_backups(targets).await }
+    });
+    // Runs the server accepted appear at once (queued), before their first progress event.
     Effect::new(move |_| {
-        let shown_rows = shown_rows.read();
-        let Some(tbody) = tbody.get() else {
-            return;
-        };
-        let children = tbody.children();
-        for (index, display) in shown_rows.iter().enumerate() {
-            let Some(row) = u32::try_from(index).ok().and_then(|i| children.item(i)) else {
-                break;
-            };
-            if row.has_attribute("hidden") == *display {
-                // Toggling a boolean attribute cannot fail for a valid name like "hidden".
-                let _ = row.toggle_attribute_with_force("hidden", !*display);
+        if let Some(Ok(outcomes)) = start.value().get() {
+            for outcome in outcomes.iter() {
+                if let Some(run_id) = &outcome.run_id {
+                    live.add_queued(run_id.clone(), &outcome.target);
+                }
             }
+            selected.update(BTreeSet::clear);
         }
     });
 
-    let body = rows
+    let page_rows = rows.clone();
+    let sort_header = move |key: SortKey, label: &'static str| {
+        let aria_sort = move || {
+            state.with(|s| {
+                if s.sort != key {
+                    "none"
+                } else if s.descending {
+                    "descending"
+                } else {
+                    "ascending"
+                }
+            })
+        };
+        let href = move || format!("/?{}", state.with(|s| s.sorted_by(key).to_query()));
+        view! {
+            <th scope="col" aria-sort=aria_sort>
+                <a class="sort" href=href>
+                    {label}
+                </a>
+            </th>
+        }
+    };
+    let namespace_options = namespaces
         .into_iter()
-        .zip(initial)
-        .map(|(row, display)| view! { <InventoryRow row scanned_at_unix hidden=!display /> })
+        .map(|ns| {
+            let value = ns.clone();
+            let option_value = ns.clone();
+            let is_selected = move || state.with(|s| s.namespace == value);
+            view! {
+                <option value=option_value selected=is_selected>
+                    {ns}
+                </option>
+            }
+        })
+        .collect_view();
+    let kind_options = kinds
+        .into_iter()
+        .map(|kind| {
+            let value = kind.clone();
+            let option_value = kind.clone();
+            let is_selected = move || state.with(|s| s.owner_kind == value);
+            view! {
+                <option value=option_value selected=is_selected>
+                    {kind}
+                </option>
+            }
+        })
         .collect_view();
 
     view! {
+        <form
+            class="toolbar"
+            role="search"
+            method="get"
+            action="/"
+            aria-label="Filter PVCs"
+            on:submit=move |ev| ev.prevent_default()
+        >
+            <div class="field">
+                <label for="pvc-filter">"Filter"</label>
+                <input
+                    id="pvc-filter"
+                    name="q"
+                    type="search"
+                    autocomplete="off"
+                    spellcheck="false"
+                    placeholder="namespace, name, owner, flag…"
+                    aria-describedby="pvc-filter-help"
+                    prop:value=move || state.with(|s| s.query.clone())
+                    on:input=move |ev| {
+                        let mut next = state.get_untracked();
+                        next.query = event_target_value(&ev);
+                        next.limit = PAGE_ROWS;
+                        navigate_to(&next);
+                    }
+                />
+            </div>
+            <div class="field">
+                <label for="pvc-namespace">"Namespace"</label>
+                <select
+                    id="pvc-namespace"
+                    name="ns"
+                    on:change=move |ev| {
+                        let mut next = state.get_untracked();
+                        next.namespace = event_target_value(&ev);
+                        next.limit = PAGE_ROWS;
+                        navigate_to(&next);
+                    }
+                >
+                    <option value="" selected=move || state.with(|s| s.namespace.is_empty())>
+                        "All namespaces"
+                    </option>
+                    {namespace_options}
+                </select>
+            </div>
+            <div class="field">
+                <label for="pvc-kind">"Owner kind"</label>
+                <select
+                    id="pvc-kind"
+                    name="kind"
+                    on:change=move |ev| {
+                        let mut next = state.get_untracked();
+                        next.owner_kind = event_target_value(&ev);
+                        next.limit = PAGE_ROWS;
+                        navigate_to(&next);
+                    }
+                >
+                    <option value="" selected=move || state.with(|s| s.owner_kind.is_empty())>
+                        "All owners"
+                    </option>
+                    {kind_options}
+                </select>
+            </div>
+            <input
+                type="hidden"
+                name="sort"
+                value=move || state.with(|s| s.sort.as_str().to_owned())
+            />
+            <input
+                type="hidden"
+                name="dir"
+                value=move || state.with(|s| if s.descending { "desc" } else { "asc" })
+            />
+            <button type="submit" class="apply">
+                "Apply"
+            </button>
+            <button type="button" on:click=move |_| refresh()>
+                "Refresh"
+            </button>
+            <p id="pvc-filter-help" class="hint">
+                "Words separated by spaces; a row is shown when every word appears in it. "
+                "“shop/data” matches namespace shop, PVC data."
+            </p>
+        </form>
         <RefusedWarning refused />
+        <div class="selection-bar" role="group" aria-label="Selection">
+            <button
+                type="button"
+                class="primary"
+                data-testid="backup-selected"
+                disabled=move || selected.with(BTreeSet::is_empty) || start.pending().get()
+                on:click=move |_| {
+                    let targets: Vec<String> = selected.with(|s| s.iter().cloned().collect());
+                    start.dispatch(targets);
+                }
+            >
+                {move || format!("Back up selected ({})", selected.with(BTreeSet::len))}
+            </button>
+            <button
+                type="button"
+                disabled=move || selected.with(BTreeSet::is_empty)
+                on:click=move |_| selected.update(BTreeSet::clear)
+            >
+                "Clear selection"
+            </button>
+            <StartErrors outcomes=Signal::derive(move || start.value().get()) />
+        </div>
         <p class="count" role="status" aria-live="polite" data-testid="pvc-count">
             {move || count_label(shown.get(), matched.get(), total)}
         </p>
@@ -160,37 +329,53 @@ fn InventoryTable(
                 <caption>"PVCs with the workloads that own them and the pods that mount them"</caption>
                 <thead>
                     <tr>
-                        <th scope="col">"Namespace"</th>
-                        <th scope="col">"Name"</th>
-                        <th scope="col">"Phase"</th>
-                        <th scope="col">"Capacity"</th>
-                        <th scope="col">"Storage class"</th>
+                        <th scope="col" class="select">
+                            <input
+                                type="checkbox"
+                                aria-label="Select every matching PVC"
+                                prop:checked=move || all_matching_selected.get()
+                                on:change=move |ev| select_all_matching(event_target_checked(&ev))
+                            />
+                        </th>
+                        {sort_header(SortKey::Namespace, "Namespace")}
+                        {sort_header(SortKey::Name, "Name")}
+                        {sort_header(SortKey::Phase, "Phase")}
+                        {sort_header(SortKey::Capacity, "Capacity")}
+                        {sort_header(SortKey::StorageClass, "Storage class")}
                         <th scope="col">"Access modes"</th>
-                        <th scope="col">"Owner"</th>
+                        {sort_header(SortKey::Owner, "Owner")}
                         <th scope="col">"Consumers"</th>
-                        <th scope="col">"Last backup"</th>
+                        {sort_header(SortKey::LastBackup, "Last backup")}
                         <th scope="col">"Flags"</th>
                     </tr>
                 </thead>
-                <tbody node_ref=tbody>{body}</tbody>
+                <tbody>
+                    <For
+                        each=move || page.get()
+                        key=|index| *index
+                        children=move |index| {
+                            let row = page_rows[index].clone();
+                            view! { <InventoryRow row scanned_at_unix selected /> }
+                        }
+                    />
+                </tbody>
             </table>
         </div>
-        <form
-            class="show-all"
-            method="get"
-            action="/"
-            hidden=move || shown.get() == matched.get()
-            on:submit=move |ev| {
-                ev.prevent_default();
-                show_all.set(true);
-            }
-        >
-            <input type="hidden" name="q" value=query.get_untracked() prop:value=query />
-            <input type="hidden" name="all" value="1" />
-            <button type="submit">{move || format!("Show all {} matching PVCs", matched.get())}</button>
-        </form>
+        <p class="more" hidden=move || shown.get() >= matched.get()>
+            <a href=move || {
+                let mut next = state.get();
+                next.limit = next.limit.saturating_add(PAGE_ROWS);
+                format!("/?{}", next.to_query())
+            }>{move || format!("Show {} more", (matched.get() - shown.get()).min(PAGE_ROWS))}</a>
+            " · "
+            <a href=move || {
+                let mut next = state.get();
+                next.limit = matched.get().max(PAGE_ROWS);
+                format!("/?{}", next.to_query())
+            }>{move || format!("Show all {} matching PVCs", matched.get())}</a>
+        </p>
         <p class="empty" hidden=move || total == 0 || matched.get() != 0>
-            "No PVC matches the filter."
+            "No PVC matches the filters."
         </p>
         <p class="empty" hidden=total != 0>
             "No PVCs in the namespaces this server may read."
@@ -198,9 +383,57 @@ fn InventoryTable(
     }
 }
 
-/// One table row, `hidden` when it is not displayed at first render.
+/// Targets the server refused to start, with the reason.
 #[component]
-fn InventoryRow(row: PvcRow, scanned_at_unix: i64, hidden: bool) -> impl IntoView {
+fn StartErrors(
+    outcomes: Signal<Option<Result<Vec<StartOutcome>, leptos::prelude::ServerFnError>>>,
+) -> impl IntoView {
+    move || match outcomes.get() {
+        None => ().into_any(),
+        Some(Err(error)) => view! {
+            <p class="error" role="alert">
+                "No backup was started: "
+                {user_message(&error)}
+            </p>
+        }
+        .into_any(),
+        Some(Ok(outcomes)) => {
+            let refused: Vec<StartOutcome> =
+                outcomes.into_iter().filter(|o| o.error.is_some()).collect();
+            if refused.is_empty() {
+                ().into_any()
+            } else {
+                let items = refused
+                    .into_iter()
+                    .map(|o| {
+                        view! {
+                            <li>
+                                <strong>{o.target}</strong>
+                                ": "
+                                {o.error}
+                            </li>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <div class="error" role="alert">
+                        <p>"Not started:"</p>
+                        <ul>{items}</ul>
+                    </div>
+                }
+                .into_any()
+            }
+        }
+    }
+}
+
+/// One table row with its selection checkbox.
+#[component]
+fn InventoryRow(
+    row: PvcRow,
+    scanned_at_unix: i64,
+    selected: RwSignal<BTreeSet<String>>,
+) -> impl IntoView {
     let capacity = format_capacity(row.capacity.as_deref(), row.capacity_bytes);
     let last_backup = last_backup_label(row.last_success_at.as_deref(), scanned_at_unix);
     let storage_class = row.storage_class.unwrap_or_else(|| "—".to_owned());
@@ -232,8 +465,35 @@ fn InventoryRow(row: PvcRow, scanned_at_unix: i64, hidden: bool) -> impl IntoVie
             view! { <li class=class>{flag}</li> }
         })
         .collect_view();
+    let checked = {
+        let key = key.clone();
+        move || selected.with(|s| s.contains(&key))
+    };
+    let toggle = {
+        let key = key.clone();
+        move |ev| {
+            let on = event_target_checked(&ev);
+            selected.update(|s| {
+                if on {
+                    s.insert(key.clone());
+                } else {
+                    s.remove(&key);
+                }
+            });
+        }
+    };
+    let row_checked = checked.clone();
+    let (row_key, label) = (key.clone(), format!("Select {key}"));
     view! {
-        <tr hidden=hidden data-pvc=key>
+        <tr data-pvc=row_key aria-selected=move || row_checked().to_string()>
+            <td class="select">
+                <input
+                    type="checkbox"
+                    aria-label=label
+                    prop:checked=checked
+                    on:change=toggle
+                />
+            </td>
             <td>{row.namespace}</td>
             <th scope="row">{row.name}</th>
             <td>

@@ -1,4 +1,6 @@
 //! Routed pages.
 
+pub mod connect;
+pub mod history;
 pub mod inventory;
 pub mod not_found;

@@ -4,11 +4,10 @@ mod backup;
 mod contexts;
 mod history;
 mod inventory;
+mod serve;
 mod table;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,11 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app
-    Serve {
-        /// Address to listen on
-        #[arg(long, env = "NKVM_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-    },
+    Serve(serve::ServeArgs),
     /// List PVCs with their owners, consumers and flags
     Inventory(inventory::InventoryArgs),
     /// Back up PVCs into verified .tar.gz archives (NS/PVC...)
@@ -62,14 +57,14 @@ impl Cli {
     /// Log level when `RUST_LOG` is unset: `info` for the server, `warn` for one-shot commands.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Serve { .. } => "info",
+            Command::Serve(_) => "info",
             _ => "warn",
         }
     }
 
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Serve { listen } => serve(&self.global, listen).await,
+            Command::Serve(args) => serve::run(&self.global, args).await,
             Command::Inventory(args) => inventory::run(&self.global, args).await,
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
@@ -84,24 +79,6 @@ pub async fn connect(global: &GlobalOptions) -> anyhow::Result<Cluster> {
     connection::connect(&source, &global.connect_options())
         .await
         .with_context(|| format!("cannot connect to the cluster ({})", source.label()))
-}
-
-async fn serve(global: &GlobalOptions, listen: SocketAddr) -> anyhow::Result<ExitCode> {
-    let cluster = connect(global).await?;
-    tracing::info!(
-        source = %cluster.info.source,
-        context = ?cluster.info.context,
-        server = %cluster.info.server,
-        data_dir = %global.data_dir.display(),
-        helper_image = ?global.helper_image,
-        "starting nkvm"
-    );
-    let context = nkvm_app::ssr::AppContext {
-        cluster: Arc::new(cluster),
-        inventory: global.inventory_options(Vec::new()),
-    };
-    crate::web::serve(listen, context).await?;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -150,10 +127,12 @@ mod tests {
     #[test]
     fn serve_defaults_to_loopback_8080() {
         let cli = Cli::try_parse_from(["nkvm", "serve"]).unwrap();
-        let Command::Serve { listen } = cli.command else {
+        let Command::Serve(args) = cli.command else {
             panic!("not serve");
         };
-        assert_eq!(listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(!args.allow_pasted_kubeconfig, "pasting is opt-in");
+        assert_eq!(args.stale_after(), Some(std::time::Duration::from_secs(24 * 3600)));
         assert_eq!(cli.global.data_dir, std::path::PathBuf::from("./nkvm-data"));
     }
 

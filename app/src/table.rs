@@ -1,0 +1,426 @@
+//! The inventory table's view state (text filter, namespace and owner-kind filters, sort column and
+//! direction, how many rows to show) as URL query parameters, and the pure function that turns rows
+//! plus that state into the ordered list of rows to display. Shared by the server render and the
+//! browser, so both show the same rows for the same URL.
+
+use std::cmp::Ordering;
+
+use crate::filter::Filter;
+use crate::format::parse_rfc3339_unix;
+use crate::model::PvcRow;
+
+/// Rows shown per step: the first page, and each "show more".
+pub const PAGE_ROWS: usize = 200;
+
+/// A sortable column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    Namespace,
+    Name,
+    Phase,
+    Capacity,
+    StorageClass,
+    Owner,
+    LastBackup,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 7] = [
+        Self::Namespace,
+        Self::Name,
+        Self::Phase,
+        Self::Capacity,
+        Self::StorageClass,
+        Self::Owner,
+        Self::LastBackup,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespace => "namespace",
+            Self::Name => "name",
+            Self::Phase => "phase",
+            Self::Capacity => "capacity",
+            Self::StorageClass => "class",
+            Self::Owner => "owner",
+            Self::LastBackup => "backup",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Everything that decides which rows are displayed, in which order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableState {
+    /// Free text (see [`Filter`]).
+    pub query: String,
+    /// Only this namespace (empty: all).
+    pub namespace: String,
+    /// Only PVCs whose owner kind is this (`Deployment`, `StatefulSet`, `None`, `Multiple`, …;
+    /// empty: all).
+    pub owner_kind: String,
+    pub sort: SortKey,
+    pub descending: bool,
+    /// Rows displayed (a multiple of [`PAGE_ROWS`]).
+    pub limit: usize,
+}
+
+impl TableState {
+    /// Reads `q`, `ns`, `kind`, `sort`, `dir` and `show` from query parameters; unknown or bad
+    /// values fall back to the defaults.
+    pub fn from_query(get: impl Fn(&str) -> Option<String>) -> Self {
+        let limit = get("show")
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(PAGE_ROWS, |n| n.clamp(PAGE_ROWS, 1_000_000));
+        Self {
+            query: get("q").unwrap_or_default(),
+            namespace: get("ns").unwrap_or_default(),
+            owner_kind: get("kind").unwrap_or_default(),
+            sort: get("sort")
+                .and_then(|s| SortKey::parse(&s))
+                .unwrap_or_default(),
+            descending: get("dir").is_some_and(|d| d == "desc"),
+            limit,
+        }
+    }
+
+    /// The query string (without `?`) that reproduces this state; defaults are left out.
+    #[must_use]
+    pub fn to_query(&self) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        if !self.query.is_empty() {
+            pairs.push(("q", self.query.clone()));
+        }
+        if !self.namespace.is_empty() {
+            pairs.push(("ns", self.namespace.clone()));
+        }
+        if !self.owner_kind.is_empty() {
+            pairs.push(("kind", self.owner_kind.clone()));
+        }
+        if self.sort != SortKey::default() {
+            pairs.push(("sort", self.sort.as_str().to_owned()));
+        }
+        if self.descending {
+            pairs.push(("dir", "desc".to_owned()));
+        }
+        if self.limit > PAGE_ROWS {
+            pairs.push(("show", self.limit.to_string()));
+        }
+        pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", encode_component(&v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// The state after a click on `key`'s header: the same column flips direction, another one
+    /// sorts ascending.
+    #[must_use]
+    pub fn sorted_by(&self, key: SortKey) -> Self {
+        let mut next = self.clone();
+        if self.sort == key {
+            next.descending = !self.descending;
+        } else {
+            next.sort = key;
+            next.descending = false;
+        }
+        next
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+#[must_use]
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(byte));
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The owner kind used by the kind filter: `Multiple[...]` counts as `Multiple`.
+#[must_use]
+pub fn owner_kind_group(kind: &str) -> &str {
+    if kind.starts_with("Multiple") {
+        "Multiple"
+    } else {
+        kind
+    }
+}
+
+/// Indices of the rows that pass the filters, in display order (all of them; the caller shows the
+/// first `limit`). `haystacks[i]` is [`crate::filter::haystack`] of `rows[i]`.
+#[must_use]
+pub fn visible_rows(rows: &[PvcRow], haystacks: &[String], state: &TableState) -> Vec<usize> {
+    let filter = Filter::parse(&state.query);
+    let mut indices: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            let row = &rows[i];
+            (state.namespace.is_empty() || row.namespace == state.namespace)
+                && (state.owner_kind.is_empty()
+                    || owner_kind_group(&row.owner_kind) == state.owner_kind)
+                && haystacks.get(i).is_none_or(|h| filter.matches(h))
+        })
+        .collect();
+    indices.sort_by(|&a, &b| {
+        let order = compare(&rows[a], &rows[b], state.sort);
+        let order = if state.descending {
+            order.reverse()
+        } else {
+            order
+        };
+        // Ties keep namespace/name order, whatever the direction.
+        order.then_with(|| by_key(&rows[a], &rows[b]))
+    });
+    indices
+}
+
+fn by_key(a: &PvcRow, b: &PvcRow) -> Ordering {
+    a.namespace
+        .cmp(&b.namespace)
+        .then_with(|| a.name.cmp(&b.name))
+}
+
+/// Compares on one column. Missing values (no capacity, no class, never backed up) sort first in
+/// ascending order.
+fn compare(a: &PvcRow, b: &PvcRow, key: SortKey) -> Ordering {
+    match key {
+        SortKey::Namespace => by_key(a, b),
+        SortKey::Name => a.name.cmp(&b.name),
+        SortKey::Phase => a.phase.cmp(&b.phase),
+        SortKey::Capacity => a.capacity_bytes.cmp(&b.capacity_bytes),
+        SortKey::StorageClass => a.storage_class.cmp(&b.storage_class),
+        SortKey::Owner => a
+            .owner_kind
+            .cmp(&b.owner_kind)
+            .then_with(|| a.owner_name.cmp(&b.owner_name)),
+        SortKey::LastBackup => {
+            let at = |row: &PvcRow| row.last_success_at.as_deref().and_then(parse_rfc3339_unix);
+            at(a).cmp(&at(b))
+        }
+    }
+}
+
+/// The distinct namespaces and owner-kind groups of the rows, sorted, for the filter menus.
+#[must_use]
+pub fn facets(rows: &[PvcRow]) -> (Vec<String>, Vec<String>) {
+    let mut namespaces: Vec<String> = rows.iter().map(|r| r.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut kinds: Vec<String> = rows
+        .iter()
+        .map(|r| owner_kind_group(&r.owner_kind).to_owned())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    (namespaces, kinds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::haystack;
+
+    fn row(ns: &str, name: &str, kind: &str, bytes: Option<u64>, backup: Option<&str>) -> PvcRow {
+        PvcRow {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: format!("{ns}-{name}"),
+            phase: "Bound".into(),
+            capacity: bytes.map(|b| b.to_string()),
+            capacity_bytes: bytes,
+            storage_class: Some("nkvm-local".into()),
+            access_modes: vec!["ReadWriteOnce".into()],
+            volume_name: None,
+            owner_kind: kind.into(),
+            owner_name: format!("{name}-owner"),
+            owners: vec![],
+            consumers: vec![],
+            consumer_nodes: vec![],
+            last_success_at: backup.map(str::to_owned),
+            flags: vec![],
+        }
+    }
+
+    fn rows() -> Vec<PvcRow> {
+        vec![
+            row("shop", "db", "StatefulSet", Some(10), Some("2026-11-01T00:00:00Z")),
+            row("shop", "cache", "Deployment", Some(5), None),
+            row("web", "assets", "Deployment", Some(20), Some("2026-11-20T00:00:00Z")),
+            row("web", "shared", "Multiple[Deployment/a, Deployment/b]", None, None),
+            row("ops", "logs", "None", Some(5), Some("2026-10-01T00:00:00Z")),
+        ]
+    }
+
+    fn names(rows: &[PvcRow], state: &TableState) -> Vec<String> {
+        let hay: Vec<String> = rows.iter().map(haystack).collect();
+        visible_rows(rows, &hay, state)
+            .into_iter()
+            .map(|i| format!("{}/{}", rows[i].namespace, rows[i].name))
+            .collect()
+    }
+
+    #[test]
+    fn default_order_is_namespace_then_name() {
+        let rows = rows();
+        assert_eq!(
+            names(&rows, &TableState::default()),
+            ["ops/logs", "shop/cache", "shop/db", "web/assets", "web/shared"]
+        );
+    }
+
+    #[test]
+    fn filters_combine() {
+        let rows = rows();
+        let state = TableState {
+            namespace: "web".into(),
+            ..TableState::default()
+        };
+        assert_eq!(names(&rows, &state), ["web/assets", "web/shared"]);
+        let state = TableState {
+            owner_kind: "Deployment".into(),
+            ..TableState::default()
+        };
+        assert_eq!(names(&rows, &state), ["shop/cache", "web/assets"]);
+        let state = TableState {
+            owner_kind: "Multiple".into(),
+            ..TableState::default()
+        };
+        assert_eq!(names(&rows, &state), ["web/shared"]);
+        let state = TableState {
+            owner_kind: "Deployment".into(),
+            query: "SHOP".into(),
+            ..TableState::default()
+        };
+        assert_eq!(names(&rows, &state), ["shop/cache"]);
+        let state = TableState {
+            namespace: "nowhere".into(),
+            ..TableState::default()
+        };
+        assert!(names(&rows, &state).is_empty());
+    }
+
+    #[test]
+    fn sorts_by_every_column_with_stable_ties() {
+        let rows = rows();
+        let by = |key, descending| TableState {
+            sort: key,
+            descending,
+            ..TableState::default()
+        };
+        assert_eq!(
+            names(&rows, &by(SortKey::Capacity, false)),
+            ["web/shared", "ops/logs", "shop/cache", "shop/db", "web/assets"]
+        );
+        // Descending reverses the values but not the namespace/name order of ties.
+        assert_eq!(
+            names(&rows, &by(SortKey::Capacity, true)),
+            ["web/assets", "shop/db", "ops/logs", "shop/cache", "web/shared"]
+        );
+        assert_eq!(
+            names(&rows, &by(SortKey::LastBackup, true)),
+            ["web/assets", "shop/db", "ops/logs", "shop/cache", "web/shared"]
+        );
+        assert_eq!(
+            names(&rows, &by(SortKey::Name, false)),
+            ["web/assets", "shop/cache", "shop/db", "ops/logs", "web/shared"]
+        );
+        assert_eq!(
+            names(&rows, &by(SortKey::Owner, false))[0],
+            "shop/cache",
+            "Deployment < Multiple < None < StatefulSet"
+        );
+        assert_eq!(names(&rows, &by(SortKey::Phase, false)).len(), 5);
+        assert_eq!(names(&rows, &by(SortKey::StorageClass, true)).len(), 5);
+    }
+
+    #[test]
+    fn state_round_trips_through_the_query_string() {
+        let state = TableState {
+            query: "a b/c&d".into(),
+            namespace: "shop".into(),
+            owner_kind: "StatefulSet".into(),
+            sort: SortKey::LastBackup,
+            descending: true,
+            limit: 400,
+        };
+        let query = state.to_query();
+        assert_eq!(
+            query,
+            "q=a%20b%2Fc%26d&ns=shop&kind=StatefulSet&sort=backup&dir=desc&show=400"
+        );
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k.to_owned(), decode(v))
+            })
+            .collect();
+        let parsed = TableState::from_query(|key| {
+            pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        });
+        assert_eq!(parsed, state);
+        assert_eq!(TableState::default().to_query(), "");
+    }
+
+    fn decode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn bad_query_values_fall_back_to_defaults() {
+        let state = TableState::from_query(|key| match key {
+            "sort" => Some("drop table".into()),
+            "show" => Some("-5".into()),
+            "dir" => Some("sideways".into()),
+            _ => None,
+        });
+        assert_eq!(state, TableState {
+            limit: PAGE_ROWS,
+            ..TableState::default()
+        });
+        let huge = TableState::from_query(|key| (key == "show").then(|| "99999999999".into()));
+        assert_eq!(huge.limit, 1_000_000);
+    }
+
+    #[test]
+    fn header_clicks_toggle_direction() {
+        let state = TableState::default();
+        let by_name = state.sorted_by(SortKey::Name);
+        assert_eq!((by_name.sort, by_name.descending), (SortKey::Name, false));
+        let again = by_name.sorted_by(SortKey::Name);
+        assert!(again.descending);
+        let other = again.sorted_by(SortKey::Capacity);
+        assert_eq!((other.sort, other.descending), (SortKey::Capacity, false));
+    }
+
+    #[test]
+    fn facets_are_sorted_and_grouped() {
+        let (namespaces, kinds) = facets(&rows());
+        assert_eq!(namespaces, ["ops", "shop", "web"]);
+        assert_eq!(kinds, ["Deployment", "Multiple", "None", "StatefulSet"]);
+    }
+}

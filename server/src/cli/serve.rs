@@ -1,0 +1,192 @@
+//! `nkvm serve`: opens the history database, connects, recovers what a previous run left behind,
+//! then serves the web app until SIGINT/SIGTERM; on the way out it cancels running backups and
+//! waits (bounded) for their helper pods to be deleted.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
+use nkvm_engine::store::Store;
+use nkvm_engine::workspace::{DEFAULT_MAX_SESSIONS, Workspace, WorkspaceOptions};
+
+use crate::config::GlobalOptions;
+
+/// How long shutdown waits for cancelled backups to clean up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "NKVM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Let browser sessions connect with a pasted kubeconfig (held in memory only) [default: no]
+    #[arg(
+        long,
+        env = "NKVM_ALLOW_PASTED_KUBECONFIG",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub allow_pasted_kubeconfig: bool,
+
+    /// Flag PVCs whose last successful backup is older than this many hours (0: never)
+    #[arg(long, env = "NKVM_STALE_AFTER_HOURS", default_value_t = 24)]
+    pub stale_after_hours: u64,
+
+    /// Backups running at the same time, per cluster connection
+    #[arg(
+        long,
+        env = "NKVM_BACKUP_CONCURRENCY",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub concurrency: u16,
+
+    /// gzip level of web-started backups: 0 (store only) to 9 (smallest)
+    #[arg(
+        long,
+        env = "NKVM_GZIP_LEVEL",
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(0..=9)
+    )]
+    pub gzip_level: u32,
+
+    /// Forget a browser session's connection choice after this many idle hours
+    #[arg(
+        long,
+        env = "NKVM_SESSION_IDLE_HOURS",
+        default_value_t = 12,
+        value_parser = clap::value_parser!(u64).range(1..=720)
+    )]
+    pub session_idle_hours: u64,
+}
+
+impl ServeArgs {
+    pub fn stale_after(&self) -> Option<Duration> {
+        (self.stale_after_hours > 0)
+            .then(|| Duration::from_secs(self.stale_after_hours.saturating_mul(3600)))
+    }
+}
+
+/// Backup settings of the web server's engines.
+fn backup_options(global: &GlobalOptions, args: &ServeArgs, instance: String) -> BackupOptions {
+    BackupOptions {
+        data_dir: global.data_dir.clone(),
+        helper_image: global
+            .helper_image
+            .clone()
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
+        concurrency: usize::from(args.concurrency),
+        gzip_level: args.gzip_level,
+        request_timeout: global.request_timeout(),
+        instance: Some(instance),
+        ..BackupOptions::default()
+    }
+}
+
+pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&global.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            global.data_dir.display()
+        )
+    })?;
+    let instance = backup::instance_id(&global.data_dir).with_context(|| {
+        format!(
+            "cannot read or create {}/instance-id",
+            global.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&nkvm_engine::store::database_path(&global.data_dir))
+        .await
+        .context("cannot open the history database")?;
+    let source = global.connection_source()?;
+    let cluster = super::connect(global).await?;
+    tracing::info!(
+        source = %cluster.info.source,
+        context = ?cluster.info.context,
+        server = %cluster.info.server,
+        data_dir = %global.data_dir.display(),
+        helper_image = ?global.helper_image,
+        allow_pasted_kubeconfig = args.allow_pasted_kubeconfig,
+        "starting nkvm"
+    );
+    let options = WorkspaceOptions {
+        kubeconfig: global.kubeconfig.clone(),
+        connect: global.connect_options(),
+        backup: backup_options(global, &args, instance),
+        allow_pasted: args.allow_pasted_kubeconfig,
+        in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+        session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
+        max_sessions: DEFAULT_MAX_SESSIONS,
+    };
+    let workspace = Workspace::new(cluster, source, store.clone(), options)
+        .context("cannot set up the backup engine")?;
+
+    let allowlist = global.allowlist();
+    let report = workspace
+        .default_connection()
+        .backups
+        .recover(allowlist.as_deref())
+        .await
+        .context("start-up recovery failed (history database)")?;
+    tracing::info!(
+        interrupted = report.interrupted.len(),
+        helpers_deleted = report.helpers_deleted.len(),
+        partials_removed = report.partials_removed.len(),
+        "start-up recovery done"
+    );
+    for warning in &report.warnings {
+        tracing::warn!(%warning, "start-up recovery");
+    }
+
+    let expiry = {
+        let workspace = workspace.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                let expired = workspace.expire_idle();
+                if expired > 0 {
+                    tracing::debug!(expired, "forgot idle sessions");
+                }
+            }
+        })
+    };
+
+    let context = nkvm_app::ssr::AppContext {
+        workspace: workspace.clone(),
+        inventory: global.inventory_options(Vec::new()),
+        stale_after: args.stale_after(),
+    };
+    let served = crate::web::serve(args.listen, context).await;
+    expiry.abort();
+    shut_down(&workspace).await;
+    store.close().await;
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels every running backup and waits (at most [`SHUTDOWN_GRACE`]) until their cleanup ran.
+async fn shut_down(workspace: &Workspace) {
+    let connections = workspace.connections().await;
+    let cancelled: usize = connections.iter().map(|c| c.backups.cancel_all()).sum();
+    if cancelled == 0 {
+        return;
+    }
+    tracing::info!(cancelled, "cancelling running backups before exiting");
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while connections
+        .iter()
+        .any(|c| !c.backups.active_runs().is_empty())
+    {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("backups still cleaning up at exit; the next start recovers them");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
