@@ -26,7 +26,8 @@ scripts/build-web.sh
 ns="e2e-$(date +%s)"
 server_pid=""
 cleanup() {
-  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null || true
+  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [[ -n "${data_dir:-}" ]] && rm -rf "$data_dir"
   "$kubectl" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -36,6 +37,16 @@ apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: web-data}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: db-data}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: locked}
+spec: {accessModes: [ReadWriteOncePod], resources: {requests: {storage: 1Gi}}}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -51,11 +62,34 @@ spec:
       - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never, command: ["sleep", "3600"],
          volumeMounts: [{name: data, mountPath: /data}]}
       volumes: [{name: data, persistentVolumeClaim: {claimName: web-data}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never, command: ["sleep", "3600"],
+         volumeMounts: [{name: data, mountPath: /data}, {name: locked, mountPath: /locked}]}
+      volumes:
+      - {name: data, persistentVolumeClaim: {claimName: db-data}}
+      - {name: locked, persistentVolumeClaim: {claimName: locked}}
 YAML
-"$kubectl" -n "$ns" wait deployment/web --for=condition=Available --timeout=120s >/dev/null
+"$kubectl" -n "$ns" wait deployment/web deployment/db --for=condition=Available --timeout=120s >/dev/null
+# Enough data that a backup is still running while the browser looks at it (random: incompressible).
+"$kubectl" -n "$ns" exec deploy/web -- sh -c \
+  'dd if=/dev/urandom of=/data/random.bin bs=1M count=300 2>/dev/null && mkdir -p /data/docs && for i in 1 2 3 4 5; do echo "page $i" > /data/docs/p$i.txt; done'
+"$kubectl" -n "$ns" exec deploy/db -- sh -c 'echo "id,name" > /data/table.csv && echo "1,ada" >> /data/table.csv'
 
 data_dir="$(mktemp -d)"
-"$CARGO_TARGET_DIR/debug/nkvm" --data-dir "$data_dir" serve --listen "127.0.0.1:$port" \
+export NKVM_E2E_DATA_DIR="$data_dir"
+"$CARGO_TARGET_DIR/debug/nkvm" --data-dir "$data_dir" --helper-image nkvm.local/helper:1 \
+  serve --listen "127.0.0.1:$port" --allow-pasted-kubeconfig --concurrency 2 \
   >"$repo/end2end/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 60); do
@@ -66,4 +100,5 @@ done
 
 cd end2end
 NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_OWNER="Deployment/web" \
-  npx playwright test
+  NKVM_E2E_PVC2="$ns/db-data" NKVM_E2E_FAIL_PVC="$ns/locked" NKVM_E2E_KUBECONFIG_FILE="$KUBECONFIG" \
+  npx playwright test "$@"

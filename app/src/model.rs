@@ -95,7 +95,7 @@ pub struct RunView {
     pub stage: String,
     /// `running`, `succeeded`, `failed`, `interrupted`.
     pub status: String,
-    /// Tar bytes read so far.
+    /// File content bytes read so far (comparable with `total_bytes`).
     pub bytes: u64,
     /// Bytes of the volume found by the pre-scan, when it ran.
     pub total_bytes: Option<u64>,

@@ -74,7 +74,7 @@ impl From<&ProgressEvent> for RunView {
             pvc: event.pvc.clone(),
             stage: event.stage.as_str().to_owned(),
             status: event.status.as_str().to_owned(),
-            bytes: event.bytes_read,
+            bytes: event.source_bytes,
             total_bytes: event.total_bytes,
             files: event.files,
             total_files: event.total_files,

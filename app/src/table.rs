@@ -255,10 +255,28 @@ mod tests {
 
     fn rows() -> Vec<PvcRow> {
         vec![
-            row("shop", "db", "StatefulSet", Some(10), Some("2026-11-01T00:00:00Z")),
+            row(
+                "shop",
+                "db",
+                "StatefulSet",
+                Some(10),
+                Some("2026-11-01T00:00:00Z"),
+            ),
             row("shop", "cache", "Deployment", Some(5), None),
-            row("web", "assets", "Deployment", Some(20), Some("2026-11-20T00:00:00Z")),
-            row("web", "shared", "Multiple[Deployment/a, Deployment/b]", None, None),
+            row(
+                "web",
+                "assets",
+                "Deployment",
+                Some(20),
+                Some("2026-11-20T00:00:00Z"),
+            ),
+            row(
+                "web",
+                "shared",
+                "Multiple[Deployment/a, Deployment/b]",
+                None,
+                None,
+            ),
             row("ops", "logs", "None", Some(5), Some("2026-10-01T00:00:00Z")),
         ]
     }
@@ -276,7 +294,13 @@ mod tests {
         let rows = rows();
         assert_eq!(
             names(&rows, &TableState::default()),
-            ["ops/logs", "shop/cache", "shop/db", "web/assets", "web/shared"]
+            [
+                "ops/logs",
+                "shop/cache",
+                "shop/db",
+                "web/assets",
+                "web/shared"
+            ]
         );
     }
 
@@ -321,25 +345,55 @@ mod tests {
         };
         assert_eq!(
             names(&rows, &by(SortKey::Capacity, false)),
-            ["web/shared", "ops/logs", "shop/cache", "shop/db", "web/assets"]
+            [
+                "web/shared",
+                "ops/logs",
+                "shop/cache",
+                "shop/db",
+                "web/assets"
+            ]
         );
         // Descending reverses the values but not the namespace/name order of ties.
         assert_eq!(
             names(&rows, &by(SortKey::Capacity, true)),
-            ["web/assets", "shop/db", "ops/logs", "shop/cache", "web/shared"]
+            [
+                "web/assets",
+                "shop/db",
+                "ops/logs",
+                "shop/cache",
+                "web/shared"
+            ]
         );
         assert_eq!(
             names(&rows, &by(SortKey::LastBackup, true)),
-            ["web/assets", "shop/db", "ops/logs", "shop/cache", "web/shared"]
+            [
+                "web/assets",
+                "shop/db",
+                "ops/logs",
+                "shop/cache",
+                "web/shared"
+            ]
         );
         assert_eq!(
             names(&rows, &by(SortKey::Name, false)),
-            ["web/assets", "shop/cache", "shop/db", "ops/logs", "web/shared"]
+            [
+                "web/assets",
+                "shop/cache",
+                "shop/db",
+                "ops/logs",
+                "web/shared"
+            ]
         );
         assert_eq!(
-            names(&rows, &by(SortKey::Owner, false))[0],
-            "shop/cache",
-            "Deployment < Multiple < None < StatefulSet"
+            names(&rows, &by(SortKey::Owner, false)),
+            [
+                "web/assets",
+                "shop/cache",
+                "web/shared",
+                "ops/logs",
+                "shop/db"
+            ],
+            "kind (Deployment < Multiple < None < StatefulSet), then owner name"
         );
         assert_eq!(names(&rows, &by(SortKey::Phase, false)).len(), 5);
         assert_eq!(names(&rows, &by(SortKey::StorageClass, true)).len(), 5);
@@ -398,10 +452,13 @@ mod tests {
             "dir" => Some("sideways".into()),
             _ => None,
         });
-        assert_eq!(state, TableState {
-            limit: PAGE_ROWS,
-            ..TableState::default()
-        });
+        assert_eq!(
+            state,
+            TableState {
+                limit: PAGE_ROWS,
+                ..TableState::default()
+            }
+        );
         let huge = TableState::from_query(|key| (key == "show").then(|| "99999999999".into()));
         assert_eq!(huge.limit, 1_000_000);
     }

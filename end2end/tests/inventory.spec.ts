@@ -80,13 +80,14 @@ test.describe('inventory page', () => {
   test('lists the PVC with its owner', async ({ page }) => {
     test.skip(!pvc || expectError, 'needs NKVM_E2E_PVC and a reachable cluster');
     const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');
-    // `all=1`: on a big cluster the PVC may be past the rows displayed by default.
-    await page.goto('/?all=1');
+    // `ns=`: on a big cluster the PVC may be past the rows displayed by default.
+    await page.goto(`/?ns=${encodeURIComponent(namespace)}`);
     const row = pvcRow(page, namespace, name);
     await expect(row).toHaveCount(1);
     await expect(row).toBeVisible();
-    // Cells after the row header (the name): namespace, phase, capacity, storage class, access modes, owner…
-    const ownerCell = row.getByRole('cell').nth(5);
+    // Cells around the row header (the name): selection, namespace, phase, capacity, storage class,
+    // access modes, owner…
+    const ownerCell = row.getByRole('cell').nth(6);
     if (owner) {
       const [kind, ownerName] = splitPair(owner, 'NKVM_E2E_OWNER');
       await expect(ownerCell).toContainText(kind);

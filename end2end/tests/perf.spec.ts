@@ -10,7 +10,7 @@ test('inventory render and filter timings', async ({ page, javaScriptEnabled }) 
   const loaded = Date.now();
   await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1, { timeout: 60_000 });
   const hydrated = Date.now();
-  const rows = await page.locator('table tbody tr').count();
+  const rows = await page.locator('table.inventory-table tbody tr').count();
 
   // Type a query that matches one row, then clear it; each time until the next painted frame.
   const timeFilter = (query: string) =>

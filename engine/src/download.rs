@@ -130,7 +130,10 @@ pub async fn open(
     kind: DownloadKind,
     allowed: Option<&[String]>,
 ) -> Result<Download, DownloadError> {
-    let run = store.get_run(id).await?.ok_or(DownloadError::NotFound(id))?;
+    let run = store
+        .get_run(id)
+        .await?
+        .ok_or(DownloadError::NotFound(id))?;
     if let Some(allowed) = allowed
         && !allowed.contains(&run.namespace)
     {
@@ -281,7 +284,10 @@ mod tests {
         }
         let e = err(open(&store, &root, missing, DownloadKind::Checksum, None).await);
         assert!(matches!(e, DownloadError::Missing { .. }), "{e:?}");
-        assert_eq!(e.to_string(), "the sha256 file of run 5 is missing on disk; it was deleted or moved (the history row remains)");
+        assert_eq!(
+            e.to_string(),
+            "the sha256 file of run 5 is missing on disk; it was deleted or moved (the history row remains)"
+        );
         let allowed = vec!["other".to_owned()];
         let e = err(open(&store, &root, ok, DownloadKind::Archive, Some(&allowed)).await);
         assert!(matches!(e, DownloadError::NotAllowed(_)));

@@ -117,7 +117,11 @@ impl Workspace {
         store: Store,
         options: WorkspaceOptions,
     ) -> Result<Self, WorkspaceError> {
-        let default = Arc::new(Connection::new(default, store.clone(), options.backup.clone())?);
+        let default = Arc::new(Connection::new(
+            default,
+            store.clone(),
+            options.backup.clone(),
+        )?);
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
@@ -189,10 +193,15 @@ impl Workspace {
         Ok(connection::list_contexts(&source)?)
     }
 
-    fn kubeconfig_source(&self, context: Option<String>) -> Result<ConnectionSource, WorkspaceError> {
+    fn kubeconfig_source(
+        &self,
+        context: Option<String>,
+    ) -> Result<ConnectionSource, WorkspaceError> {
         match &self.inner.default_source {
             ConnectionSource::KubeconfigFile { path, .. } => Ok(ConnectionSource::KubeconfigFile {
-                path: path.clone().or_else(|| self.inner.options.kubeconfig.clone()),
+                path: path
+                    .clone()
+                    .or_else(|| self.inner.options.kubeconfig.clone()),
                 context,
             }),
             ConnectionSource::InCluster | ConnectionSource::KubeconfigText { .. } => {

@@ -1,4 +1,6 @@
 //! Browser entry point: hydrates the server-rendered nkvm app.
+// The app's view types are deep; computing their layout needs more than the default 128 levels.
+#![recursion_limit = "256"]
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

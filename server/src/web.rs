@@ -25,8 +25,8 @@ use leptos_axum::{
     site_pkg_dir_service_route_path,
 };
 use nkvm_app::ssr::{AppContext, SessionId};
-use nkvm_engine::download::{self, DownloadKind};
 use nkvm_app::{App, OUTPUT_NAME, shell};
+use nkvm_engine::download::{self, DownloadKind};
 
 /// Environment variable naming the site directory (the one holding `pkg/`).
 pub const SITE_ROOT_ENV: &str = "LEPTOS_SITE_ROOT";
@@ -146,7 +146,8 @@ async fn session_layer(mut request: Request, next: Next) -> Response {
             Ok(id) => (id, true),
             Err(error) => {
                 tracing::error!(%error, "no randomness for a session id");
-                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available").into_response();
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
+                    .into_response();
             }
         },
     };
@@ -187,7 +188,10 @@ async fn download_file(
 ) -> Response {
     let refuse = |status: StatusCode, message: String| (status, message).into_response();
     let Ok(id) = id.parse::<i64>() else {
-        return refuse(StatusCode::BAD_REQUEST, "the run id must be a number".to_owned());
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the run id must be a number".to_owned(),
+        );
     };
     let kind = match kind.parse::<DownloadKind>() {
         Ok(kind) => kind,
@@ -225,8 +229,8 @@ async fn download_file(
             response
         }
         Err(error) => {
-            let status =
-                StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = StatusCode::from_u16(error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if status.is_server_error() {
                 tracing::error!(id, %kind, %error, "download failed");
             }

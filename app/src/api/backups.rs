@@ -133,7 +133,9 @@ async fn runs_snapshot(
             ..RunFilter::default()
         })
         .await
-        .map_err(|error| ServerFnError::new(format!("Reading the backup history failed: {error}")))?;
+        .map_err(|error| {
+            ServerFnError::new(format!("Reading the backup history failed: {error}"))
+        })?;
     for record in finished {
         if record.status.is_finished() && !views.iter().any(|v| v.run_id == record.run_id) {
             views.push(RunView::from(record));

@@ -36,7 +36,9 @@ pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnEr
     let status = match text(&query.status) {
         None => None,
         Some(value) => Some(value.parse::<RunStatus>().map_err(|_| {
-            ServerFnError::new("status: expected running, succeeded, failed or interrupted")
+            ServerFnError::new(
+                "status: expected running, succeeded, failed, cancelled or interrupted",
+            )
         })?),
     };
     let since = text(&query.from)
@@ -63,7 +65,9 @@ pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnEr
         .store()
         .recent_runs(&filter)
         .await
-        .map_err(|error| ServerFnError::new(format!("Reading the backup history failed: {error}")))?;
+        .map_err(|error| {
+            ServerFnError::new(format!("Reading the backup history failed: {error}"))
+        })?;
     let has_more = rows.len() > HISTORY_PAGE_ROWS as usize;
     rows.truncate(HISTORY_PAGE_ROWS as usize);
     Ok(HistoryPage {

@@ -185,7 +185,7 @@ fn RunsTable(rows: Signal<Vec<RunView>>) -> impl IntoView {
             "No backup is running. Select PVCs below and choose “Back up selected”."
         </p>
         <div class="table-scroll" hidden=move || rows.with(Vec::is_empty)>
-            <table class="runs-table">
+            <table class="data-table runs-table">
                 <caption class="visually-hidden">"Backups running now and finished in the last hour"</caption>
                 <thead>
                     <tr>

@@ -10,7 +10,7 @@ use crate::format::{format_bytes, format_duration};
 use crate::model::{HistoryPage, HistoryQuery, HistoryRow};
 use crate::table::encode_component;
 
-const STATUSES: [&str; 4] = ["running", "succeeded", "failed", "interrupted"];
+const STATUSES: [&str; 5] = ["running", "succeeded", "failed", "cancelled", "interrupted"];
 
 fn query_string(query: &HistoryQuery, page: u32) -> String {
     let mut pairs = Vec::new();
@@ -160,7 +160,7 @@ fn HistoryTable(page: HistoryPage, query: HistoryQuery) -> impl IntoView {
     view! {
         <p class="count" data-testid="history-count">{format!("Runs {first}–{last}")}</p>
         <div class="table-scroll">
-            <table class="history-table">
+            <table class="data-table history-table">
                 <caption class="visually-hidden">"Backup runs, newest first"</caption>
                 <thead>
                     <tr>
@@ -199,7 +199,10 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
         (_, Some(stage), None) => Some(format!("at {stage}")),
         _ => None,
     };
-    let size = row.bytes.map(format_bytes).unwrap_or_else(|| "—".to_owned());
+    let size = row
+        .bytes
+        .map(format_bytes)
+        .unwrap_or_else(|| "—".to_owned());
     let source = row
         .source_bytes
         .map(|b| format!("{} read", format_bytes(b)))
@@ -282,9 +285,6 @@ mod tests {
             query_string(&query, 2),
             "/history?namespace=shop&status=failed&from=2026-11-01&page=2"
         );
-        assert_eq!(
-            query_string(&HistoryQuery::default(), 1),
-            "/history"
-        );
+        assert_eq!(query_string(&HistoryQuery::default(), 1), "/history");
     }
 }

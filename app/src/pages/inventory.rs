@@ -128,7 +128,8 @@ fn InventoryTable(
     let select_all_matching = {
         let keys = keys.clone();
         move |on: bool| {
-            let matching: Vec<String> = order.with(|o| o.iter().map(|&i| keys[i].clone()).collect());
+            let matching: Vec<String> =
+                order.with(|o| o.iter().map(|&i| keys[i].clone()).collect());
             selected.update(|set| {
                 for key in matching {
                     if on {
@@ -178,11 +179,20 @@ fn InventoryTable(
             })
         };
         let href = move || format!("/?{}", state.with(|s| s.sorted_by(key).to_query()));
+        // The arrow is decoration: `aria-sort` tells assistive technology the direction.
+        let arrow = move || match aria_sort() {
+            "ascending" => " ▲",
+            "descending" => " ▼",
+            _ => "",
+        };
         view! {
             <th scope="col" aria-sort=aria_sort>
                 <a class="sort" href=href>
                     {label}
                 </a>
+                <span class="sort-arrow" aria-hidden="true">
+                    {arrow}
+                </span>
             </th>
         }
     };
@@ -219,7 +229,7 @@ fn InventoryTable(
             role="search"
             method="get"
             action="/"
-            aria-label="Filter PVCs"
+            aria-label="Search PVCs"
             on:submit=move |ev| ev.prevent_default()
         >
             <div class="field">
@@ -325,7 +335,7 @@ fn InventoryTable(
             {move || count_label(shown.get(), matched.get(), total)}
         </p>
         <div class="table-scroll">
-            <table class="inventory-table">
+            <table class="data-table inventory-table">
                 <caption>"PVCs with the workloads that own them and the pods that mount them"</caption>
                 <thead>
                     <tr>
@@ -375,7 +385,7 @@ fn InventoryTable(
             }>{move || format!("Show all {} matching PVCs", matched.get())}</a>
         </p>
         <p class="empty" hidden=move || total == 0 || matched.get() != 0>
-            "No PVC matches the filters."
+            "No PVC matches the filter."
         </p>
         <p class="empty" hidden=total != 0>
             "No PVCs in the namespaces this server may read."

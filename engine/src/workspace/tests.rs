@@ -108,7 +108,9 @@ async fn fixture(adjust: impl FnOnce(&mut WorkspaceOptions)) -> Fixture {
     };
     let mut options = options(Some(&path), dir.path());
     adjust(&mut options);
-    let cluster = connection::connect(&source, &options.connect).await.unwrap();
+    let cluster = connection::connect(&source, &options.connect)
+        .await
+        .unwrap();
     let store = Store::open_in_memory().await.unwrap();
     let workspace = Workspace::new(cluster, source, store, options).unwrap();
     Fixture {
@@ -157,7 +159,11 @@ async fn failed_switches_leave_the_session_where_it_was() {
     let err = ws.use_in_cluster("s").await.unwrap_err();
     assert!(matches!(err, WorkspaceError::InClusterUnavailable));
     let err = ws
-        .use_pasted("s", "users:\n- name: x\n  user:\n    exec:\n      command: sh\n".into(), None)
+        .use_pasted(
+            "s",
+            "users:\n- name: x\n  user:\n    exec:\n      command: sh\n".into(),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("exec"), "{err}");

@@ -132,7 +132,10 @@ mod tests {
         };
         assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(!args.allow_pasted_kubeconfig, "pasting is opt-in");
-        assert_eq!(args.stale_after(), Some(std::time::Duration::from_secs(24 * 3600)));
+        assert_eq!(
+            args.stale_after(),
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
         assert_eq!(cli.global.data_dir, std::path::PathBuf::from("./nkvm-data"));
     }
 
