@@ -1,6 +1,9 @@
-//! nkvm engine: cluster connection, PVC inventory, backups and history, shared by the web app and the CLI.
+//! nkvm engine: cluster connection, PVC inventory, backups and history, authentication and audit,
+//! shared by the web app and the CLI.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod auth;
 pub mod backup;
 pub mod connection;
 pub mod download;

@@ -6,10 +6,13 @@
 //! across network I/O). Timestamps are UTC with microsecond precision, stored as fixed-width RFC 3339
 //! text (`2026-11-28T23:18:58.123456Z`) so that text order is time order; ties order by row id.
 //!
-//! Submodules: [`timestamp`] (the stored time format), [`names`] (validation of `NS/PVC` input) and
-//! the private row conversions. Migrations live in `engine/migrations/` (numbered, immutable, embedded
-//! at build time; touch this file after adding one so that cargo re-embeds the directory).
+//! Submodules: [`timestamp`] (the stored time format), [`names`] (validation of `NS/PVC` input),
+//! the private row conversions, and the audit trail's queries ([`Store::record_audit`],
+//! [`Store::audit_events`]; types in [`crate::audit`]). Migrations live in `engine/migrations/`
+//! (numbered, immutable, embedded at build time; touch this file after adding one so that cargo
+//! re-embeds the directory).
 
+mod audit;
 pub mod names;
 mod row;
 pub mod timestamp;

@@ -935,8 +935,11 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         rows
     };
     let first = migrations().await;
-    assert_eq!(first.len(), 1);
-    assert_eq!((first[0].0, first[0].1), (1, true));
+    assert_eq!(
+        first.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(),
+        [(1, true), (2, true)],
+        "0001_runs and 0002_audit"
+    );
 
     for _ in 0..2 {
         let again = Store::open(&path).await.unwrap();

@@ -1,0 +1,181 @@
+//! Authentication and authorization primitives of the web server: roles, local users with argon2id
+//! password hashes, in-memory sessions, login rate limiting and identities asserted by a trusted
+//! reverse proxy. Pure library code: no HTTP types; the server maps requests onto these calls.
+//!
+//! A login with a password, as the server is expected to wire it:
+//!
+//! 1. [`ratelimit::LoginLimiter::check`] for the client IP and the typed name (refuse with
+//!    `Retry-After` when limited);
+//! 2. [`users::Users::verify_async`] (argon2id, off the async threads);
+//! 3. on failure [`ratelimit::LoginLimiter::record_failure`] and an audit row
+//!    ([`crate::audit::AuditAction::LoginFailed`]); on success
+//!    [`ratelimit::LoginLimiter::record_success`], [`sessions::SessionStore::create`] and an audit
+//!    row ([`crate::audit::AuditAction::Login`]);
+//! 4. every later request: [`sessions::SessionStore::get`] with the cookie's token, then
+//!    [`Role::allows`] for what the request needs.
+//!
+//! There is no default user and no default password: an empty [`users::Users`] is refused by
+//! [`users::Users::non_empty`].
+
+pub mod proxy;
+pub mod ratelimit;
+pub mod sessions;
+pub mod users;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use proxy::{Cidr, CidrError, ProxyConfig, ProxyError};
+pub use ratelimit::{LimiterOptions, LoginLimiter, RetryAfter};
+pub use sessions::{Session, SessionOptions, SessionStore, Token};
+pub use users::{
+    HashParams, HashProblem, PasswordError, User, Users, UsersError, check_hash, hash_password,
+    is_valid_name,
+};
+
+use crate::store::UnknownValue;
+
+/// What a user may do; each role includes the ones below it (`Viewer < Operator < Admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads the inventory and the history.
+    Viewer,
+    /// Also starts and cancels backups and downloads archives.
+    Operator,
+    /// Also changes connections and reads the audit trail.
+    Admin,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Self; 3] = [Self::Viewer, Self::Operator, Self::Admin];
+
+    /// The configured (and serialized) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Whether a user with this role may do something that needs `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| UnknownValue {
+                what: "role",
+                value: text.to_owned(),
+                expected: "viewer, operator, admin",
+            })
+    }
+}
+
+/// The operating system's random generator failed (no token or salt could be made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed: {0}")]
+pub struct RandomError(pub getrandom::Error);
+
+/// A fresh random token: 256 bits from the operating system as 64 lowercase hex digits (for keys
+/// and nonces other than login sessions, which [`SessionStore::create`] makes itself).
+pub fn random_token() -> Result<String, RandomError> {
+    random_hex::<32>()
+}
+
+/// `N` random bytes from the operating system, as `2 * N` lowercase hex digits.
+pub(crate) fn random_hex<const N: usize>() -> Result<String, RandomError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(RandomError)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Compares two byte strings in time that depends on their lengths only, not on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter()
+        .zip(b)
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        .eq(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_include_the_lower_ones() {
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert!(Role::Admin.allows(Role::Viewer));
+        assert!(Role::Admin.allows(Role::Admin));
+        assert!(Role::Operator.allows(Role::Operator));
+        assert!(Role::Operator.allows(Role::Viewer));
+        assert!(!Role::Operator.allows(Role::Admin));
+        assert!(!Role::Viewer.allows(Role::Operator));
+        assert!(Role::Viewer.allows(Role::Viewer));
+    }
+
+    #[test]
+    fn roles_parse_and_serialize_lowercase() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(role.to_string(), role.as_str());
+            assert_eq!(
+                serde_json::to_string(&role).unwrap(),
+                format!("\"{}\"", role.as_str())
+            );
+            assert_eq!(
+                serde_json::from_str::<Role>(&format!("\"{}\"", role.as_str())).unwrap(),
+                role
+            );
+        }
+        for bad in ["", "Admin", "ADMIN", "root", " admin", "admin "] {
+            let err = bad.parse::<Role>().unwrap_err();
+            assert_eq!(err.what, "role");
+            assert!(err.to_string().contains("viewer, operator, admin"), "{err}");
+        }
+        assert!(serde_json::from_str::<Role>("\"Admin\"").is_err());
+    }
+
+    #[test]
+    fn random_tokens_are_fresh_lowercase_hex() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(a, b);
+        assert_eq!(random_hex::<4>().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"xbc"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

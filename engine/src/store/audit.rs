@@ -1,0 +1,187 @@
+//! Audit rows in the history database (`audit` table, migration `0002_audit.sql`): recording
+//! events and reading them back filtered, newest first.
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::row::store_time;
+use super::{Store, StoreError, query_error, timestamp};
+use crate::audit::{
+    AuditEvent, AuditFilter, AuditRecord, MAX_ACTOR_LEN, MAX_DETAIL_LEN, MAX_SOURCE_LEN,
+    MAX_TARGET_LEN, clip,
+};
+
+/// One `audit` row as SQLite returns it.
+#[derive(Debug, sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    outcome: String,
+    detail: Option<String>,
+    source: Option<String>,
+}
+
+impl AuditRow {
+    fn into_record(self) -> Result<AuditRecord, StoreError> {
+        let id = self.id;
+        let corrupt = |column: &'static str, value: &str| StoreError::Corrupt {
+            id,
+            column,
+            value: value.to_owned(),
+        };
+        if timestamp::parse(&self.at).is_none() {
+            return Err(corrupt("audit.at", &self.at));
+        }
+        let action = self
+            .action
+            .parse()
+            .map_err(|_| corrupt("audit.action", &self.action))?;
+        let outcome = self
+            .outcome
+            .parse()
+            .map_err(|_| corrupt("audit.outcome", &self.outcome))?;
+        Ok(AuditRecord {
+            id,
+            at: self.at,
+            actor: self.actor,
+            action,
+            target: self.target,
+            outcome,
+            detail: self.detail,
+            source: self.source,
+        })
+    }
+}
+
+impl Store {
+    /// Records one audit event; returns its row id.
+    ///
+    /// `at` is stored truncated to the microsecond; texts longer than the `MAX_*_LEN` limits of
+    /// [`crate::audit`] are cut (ending in `…`). [`StoreError::Unstorable`] for a time before
+    /// year 0.
+    pub async fn record_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let at = store_time("audit.at", event.at)?;
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO audit (at, actor, action, target, outcome, detail, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        )
+        .bind(at)
+        .bind(clip(&event.actor, MAX_ACTOR_LEN))
+        .bind(event.action.as_str())
+        .bind(event.target.as_deref().map(|t| clip(t, MAX_TARGET_LEN)))
+        .bind(event.outcome.as_str())
+        .bind(event.detail.as_deref().map(|d| clip(d, MAX_DETAIL_LEN)))
+        .bind(event.source.as_deref().map(|s| clip(s, MAX_SOURCE_LEN)))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_error("record_audit"))
+    }
+
+    /// Audit events, newest first (`at` desc, then id desc), filtered, with limit/offset.
+    ///
+    /// Filters combine with AND; `limit == 0` returns every matching row.
+    pub async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, at, actor, action, target, outcome, detail, source FROM audit",
+        );
+        let mut glue = " WHERE ";
+        let mut and = |query: &mut QueryBuilder<Sqlite>, condition: &str| {
+            query.push(glue).push(condition);
+            glue = " AND ";
+        };
+        if let Some(actor) = &filter.actor {
+            and(&mut query, "actor = ");
+            query.push_bind(actor.clone());
+        }
+        if let Some(action) = filter.action {
+            and(&mut query, "action = ");
+            query.push_bind(action.as_str());
+        }
+        if let Some(outcome) = filter.outcome {
+            and(&mut query, "outcome = ");
+            query.push_bind(outcome.as_str());
+        }
+        // As in `recent_runs`: stored times are whole microseconds, so both bounds round up; a
+        // bound before year 0 excludes nothing (since) or everything (until).
+        if let Some(since) = filter.since {
+            match timestamp::ceil(since) {
+                None => return Ok(Vec::new()),
+                Some(bound) => {
+                    if let Some(text) = timestamp::format(bound) {
+                        and(&mut query, "at >= ");
+                        query.push_bind(text);
+                    }
+                }
+            }
+        }
+        if let Some(until) = filter.until {
+            match timestamp::ceil(until).map(timestamp::format) {
+                Some(Some(text)) => {
+                    and(&mut query, "at < ");
+                    query.push_bind(text);
+                }
+                Some(None) => return Ok(Vec::new()),
+                None => {}
+            }
+        }
+        query.push(" ORDER BY at DESC, id DESC LIMIT ");
+        query.push_bind(if filter.limit == 0 {
+            -1
+        } else {
+            i64::from(filter.limit)
+        });
+        query.push(" OFFSET ");
+        query.push_bind(i64::from(filter.offset));
+        query
+            .build_query_as::<AuditRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("audit_events"))?
+            .into_iter()
+            .map(AuditRow::into_record)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> AuditRow {
+        AuditRow {
+            id: 3,
+            at: "2026-11-28T23:18:58.123456Z".to_owned(),
+            actor: "alice".to_owned(),
+            action: "login".to_owned(),
+            target: None,
+            outcome: "success".to_owned(),
+            detail: None,
+            source: Some("192.0.2.1".to_owned()),
+        }
+    }
+
+    fn corrupt_column(row: AuditRow) -> (i64, &'static str, String) {
+        match row.into_record() {
+            Err(StoreError::Corrupt { id, column, value }) => (id, column, value),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_rows_and_reports_corrupt_values() {
+        let record = row().into_record().unwrap();
+        assert_eq!(record.action, crate::audit::AuditAction::Login);
+        assert_eq!(record.outcome, crate::audit::AuditOutcome::Success);
+        let mut r = row();
+        r.action = "reboot".to_owned();
+        assert_eq!(corrupt_column(r), (3, "audit.action", "reboot".to_owned()));
+        let mut r = row();
+        r.outcome = "ok".to_owned();
+        assert_eq!(corrupt_column(r).1, "audit.outcome");
+        let mut r = row();
+        r.at = "yesterday".to_owned();
+        assert_eq!(corrupt_column(r).1, "audit.at");
+    }
+}
