@@ -20,7 +20,8 @@ use leptos_router::{
 
 use crate::components::header::ClusterHeader;
 use crate::pages::{
-    connect::ConnectPage, history::HistoryPage, inventory::InventoryPage, not_found::NotFound,
+    audit::AuditPageView, connect::ConnectPage, history::HistoryPage, inventory::InventoryPage,
+    not_found::NotFound,
 };
 
 /// Name of the wasm-bindgen output (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`) and of the stylesheet
@@ -70,6 +71,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=InventoryPage ssr=SsrMode::InOrder />
                     <Route path=path!("/history") view=HistoryPage ssr=SsrMode::InOrder />
                     <Route path=path!("/connect") view=ConnectPage ssr=SsrMode::InOrder />
+                    <Route path=path!("/audit") view=AuditPageView ssr=SsrMode::InOrder />
                 </Routes>
             </main>
         </Router>

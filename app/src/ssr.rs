@@ -42,10 +42,60 @@ impl AppContext {
     }
 }
 
-/// The browser session of a request, put into the request's extensions by the web server's session
-/// layer (a random id in an `HttpOnly`, `SameSite=Strict` cookie).
+/// The browser session of a request, put into the request's extensions by the web server's
+/// authentication layer (the login session's token, or the proxy user's key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionId(pub String);
+
+/// Who is calling, put into the request's extensions by the authentication layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user: String,
+    pub role: nkvm_engine::auth::Role,
+    /// The client address, for the audit trail.
+    pub source: String,
+}
+
+/// The caller of the current request (every non-public request passed authentication).
+pub fn caller() -> Result<Caller, ServerFnError> {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>().cloned())
+        .ok_or_else(|| ServerFnError::new("not logged in: log in at /login"))
+}
+
+/// The caller, when their role allows `needed`; otherwise the refusal is audited and returned as
+/// "needs the <role> role" (the server enforces roles on every call, whatever the page shows).
+pub async fn require(needed: nkvm_engine::auth::Role, what: &str) -> Result<Caller, ServerFnError> {
+    use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
+    let caller = caller()?;
+    if caller.role.allows(needed) {
+        return Ok(caller);
+    }
+    let ctx = app_context()?;
+    audit(
+        &ctx,
+        AuditEvent::new(
+            &caller.user,
+            AuditAction::AccessDenied,
+            AuditOutcome::Denied,
+        )
+        .with_target(what)
+        .with_detail(format!("role {} < {needed}", caller.role))
+        .with_source(caller.source.clone()),
+    )
+    .await;
+    Err(ServerFnError::new(format!(
+        "{what} needs the {needed} role; you are {} ({}). Ask an administrator.",
+        caller.user, caller.role
+    )))
+}
+
+/// Writes an audit event; a failure to write is logged, not shown to the user.
+pub async fn audit(ctx: &AppContext, event: nkvm_engine::audit::AuditEvent) {
+    if let Err(error) = ctx.workspace.store().record_audit(&event).await {
+        tracing::error!(%error, action = event.action.as_str(), "could not write the audit trail");
+    }
+}
 
 /// The session of the current request. Every request passes the session layer, so a missing one is
 /// a wiring bug.

@@ -16,8 +16,10 @@ pub const MAX_BATCH: usize = 5_000;
 /// on in the server whatever happens to the browser.
 #[server(endpoint = "backups/start")]
 pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, ServerFnError> {
+    use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
     use nkvm_engine::backup::PvcRef;
 
+    let caller = crate::ssr::require(nkvm_engine::auth::Role::Operator, "starting backups").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
     if targets.is_empty() {
         return Err(ServerFnError::new("select at least one PVC to back up"));
@@ -43,7 +45,10 @@ pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, Se
                     pvc.namespace
                 )),
             },
-            Ok(pvc) => match connection.backups.start(pvc, "web") {
+            Ok(pvc) => match connection
+                .backups
+                .start(pvc, &format!("web:{}", caller.user))
+            {
                 Ok(started) => {
                     tracing::info!(run_id = %started.run_id, %target, "backup started from the web UI");
                     StartOutcome {
@@ -59,6 +64,27 @@ pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, Se
                 },
             },
         };
+        let event = match (&outcome.run_id, &outcome.error) {
+            (Some(run_id), _) => AuditEvent::new(
+                &caller.user,
+                AuditAction::BackupStarted,
+                AuditOutcome::Success,
+            )
+            .with_detail(format!("run {run_id}")),
+            (None, error) => AuditEvent::new(
+                &caller.user,
+                AuditAction::BackupStarted,
+                AuditOutcome::Failure,
+            )
+            .with_detail(error.clone().unwrap_or_default()),
+        };
+        crate::ssr::audit(
+            &ctx,
+            event
+                .with_target(outcome.target.chars().take(300).collect::<String>())
+                .with_source(caller.source.clone()),
+        )
+        .await;
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -67,7 +93,11 @@ pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, Se
 /// Cancels a running backup of the session's cluster; false when no such run is active.
 #[server(endpoint = "backups/cancel")]
 pub async fn cancel_backup(run_id: String) -> Result<bool, ServerFnError> {
-    let (_, _, connection) = crate::ssr::session_connection()?;
+    use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
+
+    let caller =
+        crate::ssr::require(nkvm_engine::auth::Role::Operator, "cancelling backups").await?;
+    let (ctx, _, connection) = crate::ssr::session_connection()?;
     if run_id.is_empty()
         || run_id.len() > 64
         || !run_id
@@ -78,7 +108,18 @@ pub async fn cancel_backup(run_id: String) -> Result<bool, ServerFnError> {
     }
     let cancelled = connection.backups.cancel(&run_id);
     if cancelled {
-        tracing::info!(%run_id, "backup cancelled from the web UI");
+        tracing::info!(%run_id, user = %caller.user, "backup cancelled from the web UI");
+        crate::ssr::audit(
+            &ctx,
+            AuditEvent::new(
+                &caller.user,
+                AuditAction::BackupCancelled,
+                AuditOutcome::Success,
+            )
+            .with_target(format!("run {run_id}"))
+            .with_source(caller.source.clone()),
+        )
+        .await;
     }
     Ok(cancelled)
 }
@@ -86,6 +127,7 @@ pub async fn cancel_backup(run_id: String) -> Result<bool, ServerFnError> {
 /// The session's runs: every active one, then those finished in the last hour (newest first).
 #[server(endpoint = "backups/runs")]
 pub async fn list_runs() -> Result<Vec<RunView>, ServerFnError> {
+    crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the backups panel").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
     runs_snapshot(&ctx, &connection).await
 }
@@ -175,6 +217,7 @@ pub async fn run_updates(
     use futures::{SinkExt, StreamExt};
     use tokio::sync::broadcast::error::RecvError;
 
+    crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the backups panel").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
     // Subscribe before the snapshot so that no event falls between the two.
     let mut events = connection.backups.subscribe();

@@ -9,6 +9,7 @@ use crate::model::ClusterInfo;
 /// (`name` avoids the macro's default struct name, which would clash with [`ClusterInfo`].)
 #[server(name = ClusterInfoFn, endpoint = "cluster")]
 pub async fn cluster_info() -> Result<ClusterInfo, ServerFnError> {
+    crate::ssr::caller()?;
     let (_, _, connection) = crate::ssr::session_connection()?;
     Ok(crate::ssr::cluster_info(&connection.cluster))
 }

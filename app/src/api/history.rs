@@ -23,8 +23,10 @@ fn day_start(text: &str, field: &str) -> Result<jiff::Timestamp, ServerFnError> 
 /// Runs matching `query`, newest first, [`HISTORY_PAGE_ROWS`] per page.
 #[server(endpoint = "history")]
 pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnError> {
+    use nkvm_engine::auth::Role as RoleNeeded;
     use nkvm_engine::store::{RunFilter, RunStatus};
 
+    crate::ssr::require(RoleNeeded::Viewer, "the history").await?;
     let ctx = crate::ssr::app_context()?;
     let text = |value: &Option<String>| {
         value

@@ -10,6 +10,7 @@ use crate::model::InventoryView;
 /// what to do) and carry no credentials, so their text is passed on.
 #[server(endpoint = "inventory")]
 pub async fn list_inventory() -> Result<InventoryView, ServerFnError> {
+    crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the inventory").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
     let mut inventory = nkvm_engine::inventory::scan(&connection.cluster.client, &ctx.inventory)
         .await

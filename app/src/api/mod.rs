@@ -2,17 +2,21 @@
 //! request's session, then call the engine. Their URLs are fixed (`/api/<endpoint>`) so scripts and
 //! tests can rely on them.
 
+mod audit;
 mod backups;
 mod cluster_info;
 mod connect;
 mod history;
 mod list_inventory;
+mod session;
 
+pub use audit::*;
 pub use backups::*;
 pub use cluster_info::*;
 pub use connect::*;
 pub use history::*;
 pub use list_inventory::*;
+pub use session::*;
 
 use leptos::prelude::ServerFnError;
 

@@ -3,12 +3,13 @@
 
 use leptos::prelude::*;
 
-use crate::api::{cluster_info, user_message};
+use crate::api::{cluster_info, user_message, whoami};
 
 /// Header with the active cluster (auth source, context, API server) from `cluster_info`.
 #[component]
 pub fn ClusterHeader() -> impl IntoView {
     let info = Resource::new(|| (), |()| cluster_info());
+    let user = Resource::new(|| (), |()| whoami());
     view! {
         <header class="site-header">
             <a class="brand" href="/">
@@ -25,8 +26,28 @@ pub fn ClusterHeader() -> impl IntoView {
                     <li>
                         <a href="/connect">"Connection"</a>
                     </li>
+                    <li>
+                        <a href="/audit">"Audit"</a>
+                    </li>
                 </ul>
             </nav>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    user.await
+                        .ok()
+                        .map(|user| {
+                            view! {
+                                <form class="user" method="post" action="/auth/logout">
+                                    <span data-testid="user-name">{user.name}</span>
+                                    " ("
+                                    <span data-testid="user-role">{user.role}</span>
+                                    ") "
+                                    <button type="submit">"Log out"</button>
+                                </form>
+                            }
+                        })
+                })}
+            </Suspense>
             <Suspense fallback=|| {
                 view! { <p class="cluster">"Connecting to the cluster…"</p> }
             }>

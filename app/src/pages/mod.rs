@@ -1,5 +1,6 @@
 //! Routed pages.
 
+pub mod audit;
 pub mod connect;
 pub mod history;
 pub mod inventory;

@@ -36,6 +36,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
     History(history::HistoryArgs),
+    /// Print the argon2id hash of a password read from standard input (for the users file)
+    HashPassword,
     /// List the kubeconfig's contexts
     Contexts {
         /// Output format
@@ -69,8 +71,23 @@ impl Cli {
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
+            Command::HashPassword => hash_password(),
         }
     }
+}
+
+/// Reads one password line from stdin (without its line ending) and prints its argon2id hash.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let hash =
+        nkvm_engine::auth::users::hash_password(password).context("cannot hash the password")?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Connects with the global options' credentials.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
 use nkvm_engine::store::Store;
 use nkvm_engine::workspace::{DEFAULT_MAX_SESSIONS, Workspace, WorkspaceOptions};
@@ -53,6 +53,48 @@ pub struct ServeArgs {
     )]
     pub gzip_level: u32,
 
+    /// How users log in: `local` (users file and/or a first admin from the environment), `proxy`
+    /// (a trusted reverse proxy names the user in a header), or `none` (loopback only)
+    #[arg(long, env = "NKVM_AUTH", value_enum, default_value_t = AuthKind::Local)]
+    pub auth: AuthKind,
+
+    /// Users file (YAML: users with name, role, argon2id password hash; see docs/security.md)
+    #[arg(long, env = "NKVM_USERS_FILE", value_name = "PATH")]
+    pub users_file: Option<std::path::PathBuf>,
+
+    /// Name of a first admin whose password hash is in NKVM_ADMIN_PASSWORD_HASH
+    #[arg(long, env = "NKVM_ADMIN_USER", value_name = "NAME")]
+    pub admin_user: Option<String>,
+
+    /// Header a trusted proxy puts the user name in (with --auth proxy)
+    #[arg(
+        long,
+        env = "NKVM_PROXY_USER_HEADER",
+        default_value = "X-Forwarded-User"
+    )]
+    pub proxy_user_header: String,
+
+    /// Addresses of the trusted proxies, as CIDRs (with --auth proxy)
+    #[arg(
+        long,
+        env = "NKVM_TRUSTED_PROXIES",
+        value_name = "CIDR,...",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Role of proxy users missing from the users file (with --auth proxy) [default: refuse them]
+    #[arg(long, env = "NKVM_PROXY_DEFAULT_ROLE", value_name = "ROLE")]
+    pub proxy_default_role: Option<String>,
+
+    /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS)
+    #[arg(
+        long,
+        env = "NKVM_COOKIE_SECURE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub cookie_secure: bool,
+
     /// Forget a browser session's connection choice after this many idle hours
     #[arg(
         long,
@@ -63,7 +105,79 @@ pub struct ServeArgs {
     pub session_idle_hours: u64,
 }
 
+/// How users log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    Local,
+    Proxy,
+    None,
+}
+
+/// Environment variable holding the first admin's argon2id hash (never a password).
+pub const ADMIN_HASH_ENV: &str = "NKVM_ADMIN_PASSWORD_HASH";
+
 impl ServeArgs {
+    /// The authentication mode from the options; every refusal says what to configure.
+    pub fn auth_mode(&self) -> anyhow::Result<crate::auth::AuthMode> {
+        use crate::auth::AuthMode;
+        use nkvm_engine::auth::Role;
+        use nkvm_engine::auth::proxy::{Cidr, ProxyConfig};
+        use nkvm_engine::auth::users::Users;
+
+        let file_users = match &self.users_file {
+            Some(path) => Users::load(path)
+                .with_context(|| format!("cannot load the users file {}", path.display()))?,
+            None => Users::empty(),
+        };
+        match self.auth {
+            AuthKind::None => {
+                if !self.listen.ip().is_loopback() {
+                    anyhow::bail!(
+                        "--auth none is only allowed on a loopback address (--listen {});                          configure users (--users-file or NKVM_ADMIN_USER + {ADMIN_HASH_ENV}) or                          --auth proxy",
+                        self.listen
+                    );
+                }
+                tracing::warn!(
+                    "authentication is disabled (--auth none): every local caller is an admin"
+                );
+                Ok(AuthMode::Disabled)
+            }
+            AuthKind::Local => {
+                let users = match (&self.admin_user, std::env::var(ADMIN_HASH_ENV).ok()) {
+                    (Some(name), Some(hash)) => file_users
+                        .with_admin(name, hash.trim())
+                        .context("cannot add the first admin from NKVM_ADMIN_USER")?,
+                    (Some(_), None) => anyhow::bail!(
+                        "NKVM_ADMIN_USER is set but {ADMIN_HASH_ENV} is not: put the admin's                          argon2id hash there (`nkvm hash-password` prints one)"
+                    ),
+                    (None, _) => file_users,
+                };
+                let users = users.non_empty().context(
+                    "no users configured: give --users-file, or NKVM_ADMIN_USER and                      NKVM_ADMIN_PASSWORD_HASH (hash a password with `nkvm hash-password`); there                      is no default password",
+                )?;
+                Ok(AuthMode::Local(users))
+            }
+            AuthKind::Proxy => {
+                if self.trusted_proxies.is_empty() {
+                    anyhow::bail!(
+                        "--auth proxy needs --trusted-proxies (the proxy's addresses as CIDRs): a                          header from anyone else is ignored"
+                    );
+                }
+                let trusted = Cidr::parse_list(&self.trusted_proxies.join(","))
+                    .context("--trusted-proxies")?;
+                let mut config = ProxyConfig::new(self.proxy_user_header.clone(), trusted);
+                config.roles = file_users.roles();
+                config.default_role = self
+                    .proxy_default_role
+                    .as_deref()
+                    .map(str::parse::<Role>)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--proxy-default-role: {e}"))?;
+                Ok(AuthMode::Proxy(config))
+            }
+        }
+    }
+
     pub fn stale_after(&self) -> Option<Duration> {
         (self.stale_after_hours > 0)
             .then(|| Duration::from_secs(self.stale_after_hours.saturating_mul(3600)))
@@ -88,6 +202,8 @@ fn backup_options(global: &GlobalOptions, args: &ServeArgs, instance: String) ->
 }
 
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Before anything slow: a server without a way to log in must not start.
+    let auth_mode = args.auth_mode()?;
     std::fs::create_dir_all(&global.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -162,7 +278,27 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         inventory: global.inventory_options(Vec::new()),
         stale_after: args.stale_after(),
     };
-    let served = crate::web::serve(args.listen, context).await;
+    let auth = crate::auth::Auth::new(
+        auth_mode,
+        nkvm_engine::auth::sessions::SessionStore::default(),
+        nkvm_engine::auth::ratelimit::LoginLimiter::default(),
+        workspace.clone(),
+        args.cookie_secure,
+    );
+    let housekeeping = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let now = std::time::Instant::now();
+                auth.sessions().expire(now);
+                auth.limiter().expire(now);
+            }
+        })
+    };
+    let served = crate::web::serve(args.listen, context, auth).await;
+    housekeeping.abort();
     expiry.abort();
     shut_down(&workspace).await;
     store.close().await;

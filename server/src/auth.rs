@@ -1,0 +1,450 @@
+//! Web authentication glue: who is calling (a local login's session cookie, or a trusted proxy's
+//! identity header), the login page and the login/logout endpoints (rate limited, audited), and
+//! the middleware that refuses anonymous requests to everything but the health check, the login
+//! page and the site's static files.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use nkvm_app::ssr::{Caller, SessionId};
+use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
+use nkvm_engine::auth::Role;
+use nkvm_engine::auth::proxy::ProxyConfig;
+use nkvm_engine::auth::ratelimit::LoginLimiter;
+use nkvm_engine::auth::sessions::SessionStore;
+use nkvm_engine::auth::users::{User, Users, is_valid_name};
+use nkvm_engine::store::Store;
+use nkvm_engine::workspace::Workspace;
+use serde::Deserialize;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "nkvm_session";
+
+/// How callers prove who they are.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Local users (argon2id hashes) log in with a form; a session cookie follows.
+    Local(Users),
+    /// A reverse proxy (e.g. oauth2-proxy) in front of nkvm names the user in a header.
+    Proxy(ProxyConfig),
+    /// Nobody logs in; every caller is an anonymous admin. Only allowed on a loopback address.
+    Disabled,
+}
+
+/// Authentication state shared by every request.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<AuthInner>,
+}
+
+struct AuthInner {
+    mode: AuthMode,
+    sessions: SessionStore,
+    limiter: LoginLimiter,
+    store: Store,
+    workspace: Workspace,
+    secure_cookie: bool,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn new(
+        mode: AuthMode,
+        sessions: SessionStore,
+        limiter: LoginLimiter,
+        workspace: Workspace,
+        secure_cookie: bool,
+    ) -> Self {
+        let store = workspace.store().clone();
+        Self {
+            inner: Arc::new(AuthInner {
+                mode,
+                sessions,
+                limiter,
+                store,
+                workspace,
+                secure_cookie,
+            }),
+        }
+    }
+
+    pub fn sessions(&self) -> &SessionStore {
+        &self.inner.sessions
+    }
+
+    pub fn limiter(&self) -> &LoginLimiter {
+        &self.inner.limiter
+    }
+
+    fn cookie(&self, value: &str, max_age: Option<u64>) -> Option<HeaderValue> {
+        let mut cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
+        if let Some(seconds) = max_age {
+            cookie.push_str(&format!("; Max-Age={seconds}"));
+        }
+        if self.inner.secure_cookie {
+            cookie.push_str("; Secure");
+        }
+        HeaderValue::from_str(&cookie).ok()
+    }
+
+    async fn audit(&self, event: AuditEvent) {
+        if let Err(error) = self.inner.store.record_audit(&event).await {
+            tracing::error!(%error, action = event.action.as_str(), "could not write the audit trail");
+        }
+    }
+}
+
+/// The peer address of a request (set by `into_make_service_with_connect_info`).
+fn peer_of(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The session token in the request's cookie, when it has the shape nkvm issues (64 hex digits).
+pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Paths anyone may request: the health check, the login page and endpoint, the site's files.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/login" | "/auth/login") || path.starts_with("/pkg/")
+}
+
+/// A local path to return to after login: absolute, not protocol-relative, no backslashes.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.starts_with("/auth/")
+                && path.len() <= 2048 =>
+        {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// Who is calling, if anyone: a trusted proxy's header, a live session, or (auth disabled) the
+/// anonymous admin. The second value is the session key the workspace uses for this caller.
+fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Caller, String)> {
+    let source = peer.map(|p| p.to_string()).unwrap_or_default();
+    match &auth.inner.mode {
+        AuthMode::Disabled => {
+            let key = token_from_cookies(request.headers()).unwrap_or_default();
+            Some((
+                Caller {
+                    user: "anonymous".to_owned(),
+                    role: Role::Admin,
+                    source,
+                },
+                key,
+            ))
+        }
+        AuthMode::Proxy(config) => {
+            let values: Vec<&HeaderValue> = request.headers().get_all(config.header.as_str()).iter().collect();
+            let value = match values.as_slice() {
+                [] => None,
+                [one] => one.to_str().ok(),
+                _ => {
+                    tracing::warn!(header = %config.header, "identity header repeated; refused");
+                    return None;
+                }
+            };
+            let peer = peer?;
+            match config.identify(peer, value) {
+                Ok(Some(user)) => {
+                    let key = format!("proxy:{}", user.name);
+                    Some((
+                        Caller {
+                            user: user.name,
+                            role: user.role,
+                            source,
+                        },
+                        key,
+                    ))
+                }
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "proxy identity refused");
+                    None
+                }
+            }
+        }
+        AuthMode::Local(_) => {
+            let token = token_from_cookies(request.headers())?;
+            let session = auth.inner.sessions.get(&token, Instant::now())?;
+            Some((
+                Caller {
+                    user: session.user,
+                    role: session.role,
+                    source,
+                },
+                token,
+            ))
+        }
+    }
+}
+
+/// Refuses anonymous requests (a redirect to the login page for page loads, 401 otherwise) and
+/// gives the others their [`Caller`] and [`SessionId`] as request extensions.
+pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let peer = peer_of(&request);
+    match identify(&auth, &request, peer) {
+        Some((caller, key)) => {
+            let fresh_anonymous = key.is_empty();
+            let key = if fresh_anonymous {
+                match nkvm_engine::auth::random_token() {
+                    Ok(token) => token,
+                    Err(error) => {
+                        tracing::error!(%error, "no randomness for a session id");
+                        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    }
+                }
+            } else {
+                key
+            };
+            request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(SessionId(key.clone()));
+            let mut response = next.run(request).await;
+            if fresh_anonymous && let Some(cookie) = auth.cookie(&key, None) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        None if is_public(&path) => next.run(request).await,
+        None => {
+            let wants_page = request.method() == axum::http::Method::GET
+                && !path.starts_with("/api/")
+                && !path.starts_with("/download/")
+                && request
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|accept| accept.contains("text/html"));
+            if wants_page {
+                let next_path = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |pq| pq.as_str());
+                let target = format!(
+                    "/login?next={}",
+                    nkvm_app::table::encode_component(next_path)
+                );
+                Redirect::to(&target).into_response()
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "not logged in: log in at /login first",
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginPageQuery {
+    next: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /login`: a plain HTML form (no script), styled by the site's CSS.
+pub async fn login_page(State(auth): State<Auth>, Query(query): Query<LoginPageQuery>) -> Response {
+    let next = safe_next(query.next.as_deref());
+    let message = match query.error.as_deref() {
+        Some("invalid") => Some("Wrong user name or password."),
+        Some("limited") => Some("Too many failed logins. Wait a few minutes, then try again."),
+        Some("proxy") => Some("This server takes your identity from its reverse proxy; sign in there."),
+        _ => None,
+    };
+    if matches!(auth.inner.mode, AuthMode::Disabled) {
+        return Redirect::to(&next).into_response();
+    }
+    let alert = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(m)))
+        .unwrap_or_default();
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/pkg/nkvm.css\">\
+         <title>Log in · nkvm</title></head><body><main id=\"main\" class=\"login\">\
+         <h1>Log in to nkvm</h1>{alert}\
+         <form method=\"post\" action=\"/auth/login\" class=\"login-form\">\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
+         <label for=\"username\">User name</label>\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" required maxlength=\"64\" autofocus>\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required maxlength=\"1024\">\
+         <button type=\"submit\">Log in</button></form></main></body></html>",
+        next = escape_html(&next),
+    );
+    let mut response = Html(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// `POST /auth/login`: checks the rate limit, verifies the password (off the async threads), starts
+/// a session and sets its cookie; every outcome is audited. Never says whether the name exists.
+pub async fn login(
+    State(auth): State<Auth>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let AuthMode::Local(users) = &auth.inner.mode else {
+        return Redirect::to("/login?error=proxy").into_response();
+    };
+    let next = safe_next(form.next.as_deref());
+    let ip = peer.ip();
+    let name = form.username.trim().to_ascii_lowercase();
+    // What the audit trail may record of a name nobody has: only a valid-looking name.
+    let shown_name = if is_valid_name(&name) {
+        name.clone()
+    } else {
+        "(invalid name)".to_owned()
+    };
+    let now = Instant::now();
+    if let Err(retry) = auth.inner.limiter.check(ip, &name, now) {
+        auth.audit(
+            AuditEvent::new(&shown_name, AuditAction::AccessDenied, AuditOutcome::Denied)
+                .with_target("login")
+                .with_detail("rate limited")
+                .with_source(ip.to_string()),
+        )
+        .await;
+        let mut response = Redirect::to("/login?error=limited").into_response();
+        if let Ok(value) = HeaderValue::from_str(&retry.seconds().to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let verified: Option<User> = users.verify_async(&name, &form.password).await;
+    let Some(user) = verified else {
+        auth.inner.limiter.record_failure(ip, &name, Instant::now());
+        auth.audit(
+            AuditEvent::new(&shown_name, AuditAction::LoginFailed, AuditOutcome::Failure)
+                .with_source(ip.to_string()),
+        )
+        .await;
+        let target = format!("/login?error=invalid&next={}", nkvm_app::table::encode_component(&next));
+        return Redirect::to(&target).into_response();
+    };
+    auth.inner.limiter.record_success(ip, &name);
+    let (token, _) = match auth.inner.sessions.create(&user, Instant::now()) {
+        Ok(created) => created,
+        Err(error) => {
+            tracing::error!(%error, "no randomness for a session");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    auth.audit(
+        AuditEvent::new(&user.name, AuditAction::Login, AuditOutcome::Success)
+            .with_detail(format!("role {}", user.role))
+            .with_source(ip.to_string()),
+    )
+    .await;
+    tracing::info!(user = %user.name, role = %user.role, "login");
+    let mut response = Redirect::to(&next).into_response();
+    let max_age = auth.inner.sessions.options().absolute.as_secs();
+    if let Some(cookie) = auth.cookie(token.as_str(), Some(max_age)) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `POST /auth/logout`: ends the session (and its connection choice) and clears the cookie.
+pub async fn logout(State(auth): State<Auth>, request: Request) -> Response {
+    let peer = peer_of(&request).map(|p| p.to_string()).unwrap_or_default();
+    if let Some(token) = token_from_cookies(request.headers()) {
+        if let Some(session) = auth.inner.sessions.get(&token, Instant::now()) {
+            auth.audit(
+                AuditEvent::new(&session.user, AuditAction::Logout, AuditOutcome::Success)
+                    .with_source(peer),
+            )
+            .await;
+        }
+        auth.inner.sessions.revoke(&token);
+        auth.inner.workspace.forget(&token);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    if let Some(cookie) = auth.cookie("", Some(0)) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_health_login_and_site_files_are_public() {
+        for path in ["/healthz", "/login", "/auth/login", "/pkg/nkvm.js", "/pkg/nkvm_bg.wasm"] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in ["/", "/history", "/connect", "/audit", "/api/inventory", "/download/1/archive", "/auth/logout", "/pkgx"] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn next_is_a_local_path() {
+        assert_eq!(safe_next(Some("/history?status=failed")), "/history?status=failed");
+        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", "/auth/logout", "history"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape_html("\"><script>"), "&quot;&gt;&lt;script&gt;");
+    }
+}
