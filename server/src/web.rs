@@ -88,7 +88,15 @@ pub fn router(state: WebState) -> Router {
 
     let route_context = {
         let context = state.context.clone();
-        move || provide_context(context.clone())
+        move || {
+            provide_context(context.clone());
+            // The CSP nonce of this response (set by `security_headers`) for the inline scripts.
+            if let Some(nonce) = leptos::prelude::use_context::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<CspNonce>().cloned())
+            {
+                provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+            }
+        }
     };
     let fallback_context = route_context.clone();
     let page = {
@@ -109,6 +117,7 @@ pub fn router(state: WebState) -> Router {
             shell,
         ))
         .layer(middleware::from_fn(session_layer))
+        .layer(middleware::from_fn(same_origin_guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -130,9 +139,9 @@ fn session_from_cookies(request: &Request) -> Option<String> {
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// 256 random bits, hex.
-fn new_session_id() -> std::io::Result<String> {
-    let mut bytes = [0u8; 32];
+/// `len` random bytes, hex.
+fn new_random_hex(len: usize) -> std::io::Result<String> {
+    let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -142,7 +151,7 @@ fn new_session_id() -> std::io::Result<String> {
 async fn session_layer(mut request: Request, next: Next) -> Response {
     let (id, fresh) = match session_from_cookies(&request) {
         Some(id) => (id, false),
-        None => match new_session_id() {
+        None => match new_random_hex(32) {
             Ok(id) => (id, true),
             Err(error) => {
                 tracing::error!(%error, "no randomness for a session id");
@@ -163,10 +172,37 @@ async fn session_layer(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Headers every response carries: no framing, no MIME sniffing, no referrer to other origins.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// A per-response random value that marks the page's own inline scripts for the CSP.
+#[derive(Debug, Clone)]
+struct CspNonce(String);
+
+/// The Content-Security-Policy of every response: scripts only from this origin or carrying the
+/// response's nonce (Leptos' hydration and resource scripts), wasm compilation allowed, nothing
+/// else from anywhere else, no framing, forms and base URLs pinned to this origin.
+fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// Headers every response carries: the CSP (with a fresh nonce), no framing, no MIME sniffing, no
+/// referrer to other origins.
+async fn security_headers(mut request: Request, next: Next) -> Response {
+    let nonce = match new_random_hex(16) {
+        Ok(nonce) => nonce,
+        Err(error) => {
+            tracing::error!(%error, "no randomness for a CSP nonce");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available").into_response();
+        }
+    };
+    request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&nonce)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -177,6 +213,75 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("same-origin"),
     );
     response
+}
+
+/// Whether a request can change state or open a channel: anything but GET/HEAD/OPTIONS, and any
+/// websocket upgrade.
+fn is_state_changing(request: &Request) -> bool {
+    let method = request.method();
+    let safe = method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || method == axum::http::Method::OPTIONS;
+    !safe
+        || request
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The `host[:port]` of an `Origin` header value (`scheme://host[:port]`), lowercase.
+fn origin_authority(origin: &str) -> Option<String> {
+    let (scheme, rest) = origin.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+        return None;
+    }
+    Some(rest.to_ascii_lowercase())
+}
+
+/// Why a state-changing request is refused as cross-site, if it is.
+fn cross_origin_refusal(request: &Request) -> Option<&'static str> {
+    if !is_state_changing(request) {
+        return None;
+    }
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some("the request has no Origin header");
+    };
+    let Some(origin) = origin_authority(origin) else {
+        return Some("the Origin header is not an http(s) origin");
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if host.as_deref() == Some(origin.as_str()) {
+        None
+    } else {
+        Some("the Origin does not match the Host")
+    }
+}
+
+/// CSRF defence: every state-changing request (server-function POSTs, forms, websocket upgrades)
+/// must come from a page of this origin, as browsers state in `Origin`.
+async fn same_origin_guard(request: Request, next: Next) -> Response {
+    if let Some(reason) = cross_origin_refusal(&request) {
+        tracing::warn!(
+            method = %request.method(),
+            path = %request.uri().path(),
+            reason,
+            "cross-origin request refused"
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            format!("cross-origin request refused: {reason}"),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// `GET /download/{id}/{archive|sha256|manifest}`: streams a file of history row `id`. The path
@@ -312,6 +417,106 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(method: &str, headers: &[(&str, &str)]) -> Request {
+        let mut builder = axum::http::Request::builder().method(method).uri("/api/x");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn safe_requests_need_no_origin() {
+        assert_eq!(cross_origin_refusal(&request("GET", &[])), None);
+        assert_eq!(
+            cross_origin_refusal(&request("HEAD", &[("host", "a")])),
+            None
+        );
+    }
+
+    #[test]
+    fn state_changing_requests_must_be_same_origin() {
+        let same = [
+            ("host", "nkvm.example:8443"),
+            ("origin", "https://NKVM.example:8443"),
+        ];
+        assert_eq!(cross_origin_refusal(&request("POST", &same)), None);
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 5] = [
+            (
+                "POST",
+                &[("host", "nkvm.example")],
+                "the request has no Origin header",
+            ),
+            (
+                "POST",
+                &[("host", "nkvm.example"), ("origin", "https://evil.example")],
+                "the Origin does not match the Host",
+            ),
+            (
+                "DELETE",
+                &[("host", "nkvm.example"), ("origin", "null")],
+                "the Origin header is not an http(s) origin",
+            ),
+            (
+                "POST",
+                &[
+                    ("host", "nkvm.example"),
+                    ("origin", "https://nkvm.example.evil.example"),
+                ],
+                "the Origin does not match the Host",
+            ),
+            (
+                "GET",
+                &[
+                    ("host", "nkvm.example"),
+                    ("origin", "http://evil.example"),
+                    ("upgrade", "websocket"),
+                ],
+                "the Origin does not match the Host",
+            ),
+        ];
+        for (method, headers, reason) in cases {
+            assert_eq!(
+                cross_origin_refusal(&request(method, headers)),
+                Some(reason),
+                "{method} {headers:?}"
+            );
+        }
+        let upgrade = [
+            ("host", "nkvm.example"),
+            ("origin", "http://nkvm.example"),
+            ("upgrade", "WebSocket"),
+        ];
+        assert_eq!(cross_origin_refusal(&request("GET", &upgrade)), None);
+    }
+
+    #[test]
+    fn csp_allows_only_this_origin_and_the_nonce() {
+        let csp = content_security_policy("abc");
+        assert!(csp.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe-inline"));
+    }
+
+    #[test]
+    fn session_cookie_must_look_like_ours() {
+        let id = "a".repeat(64);
+        let ok = request("GET", &[("cookie", &format!("x=1; nkvm_session={id}"))]);
+        assert_eq!(session_from_cookies(&ok), Some(id));
+        for bad in [
+            "nkvm_session=short",
+            "nkvm_session=../../etc/passwd",
+            "other=1",
+        ] {
+            assert_eq!(
+                session_from_cookies(&request("GET", &[("cookie", bad)])),
+                None,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn site_root_prefers_a_site_next_to_the_binary() {
