@@ -88,8 +88,22 @@ YAML
 
 data_dir="$(mktemp -d)"
 export NKVM_E2E_DATA_DIR="$data_dir"
-"$CARGO_TARGET_DIR/debug/nkvm" --data-dir "$data_dir" --helper-image nkvm.local/helper:1 \
+nkvm="$CARGO_TARGET_DIR/debug/nkvm"
+# One user per role, with random passwords for this run only.
+new_password() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
+export NKVM_E2E_ADMIN_PASSWORD="$(new_password)" NKVM_E2E_OPERATOR_PASSWORD="$(new_password)" \
+  NKVM_E2E_VIEWER_PASSWORD="$(new_password)"
+hash_of() { printf '%s\n' "$1" | "$nkvm" hash-password; }
+(umask 077; cat >"$data_dir/users.yaml" <<USERS
+users:
+- {name: admin, role: admin, password_hash: "$(hash_of "$NKVM_E2E_ADMIN_PASSWORD")"}
+- {name: operator, role: operator, password_hash: "$(hash_of "$NKVM_E2E_OPERATOR_PASSWORD")"}
+- {name: viewer, role: viewer, password_hash: "$(hash_of "$NKVM_E2E_VIEWER_PASSWORD")"}
+USERS
+)
+"$nkvm" --data-dir "$data_dir" --helper-image nkvm.local/helper:1 \
   serve --listen "127.0.0.1:$port" --allow-pasted-kubeconfig --concurrency 2 \
+  --users-file "$data_dir/users.yaml" \
   >"$repo/end2end/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 60); do

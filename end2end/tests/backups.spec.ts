@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
+import { login } from './login';
 
 const big = process.env.NKVM_E2E_PVC;
 const small = process.env.NKVM_E2E_PVC2;
@@ -34,6 +35,7 @@ async function select(page: Page, target: string) {
 
 test.describe('backups', () => {
   test.describe.configure({ mode: 'serial' });
+  test.beforeEach(async ({ page }) => login(page, 'operator'));
 
   test('two PVCs: start, watch live from two pages, history, verified download', async ({
     page,
@@ -140,6 +142,7 @@ test.describe('backups', () => {
 });
 
 test.describe('history page', () => {
+  test.beforeEach(async ({ page }) => login(page, 'viewer'));
   test('renders and filters on the server', async ({ page }) => {
     test.skip(!namespace, 'needs NKVM_E2E_PVC');
     const response = await page.goto('/history');

@@ -5,10 +5,13 @@
 // scripts/e2e.sh to the test cluster's).
 import { readFileSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
+import { login } from './login';
 
 const kubeconfigFile = process.env.NKVM_E2E_KUBECONFIG_FILE;
 
 test.describe('connect page', () => {
+  test.beforeEach(async ({ page }) => login(page, 'admin'));
+
   test('shows the active connection and the contexts', async ({ page }) => {
     const response = await page.goto('/connect');
     expect(response?.status()).toBe(200);

@@ -6,6 +6,7 @@
 //   NKVM_E2E_EXPECT_ERROR  set to 1 when the server's cluster is unreachable on purpose: the page
 //                          must then show the error instead of the table (and must not crash)
 import { expect, test, type Page } from '@playwright/test';
+import { login } from './login';
 
 const pvc = process.env.NKVM_E2E_PVC;
 const owner = process.env.NKVM_E2E_OWNER;
@@ -39,6 +40,8 @@ async function waitUntilInteractive(page: Page, javaScriptEnabled: boolean) {
 }
 
 test.describe('inventory page', () => {
+  test.beforeEach(async ({ page }) => login(page, 'viewer'));
+
   test('renders the header with the active cluster', async ({ page }) => {
     const response = await page.goto('/');
     expect(response?.status()).toBe(200);

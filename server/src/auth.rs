@@ -164,7 +164,11 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
             ))
         }
         AuthMode::Proxy(config) => {
-            let values: Vec<&HeaderValue> = request.headers().get_all(config.header.as_str()).iter().collect();
+            let values: Vec<&HeaderValue> = request
+                .headers()
+                .get_all(config.header.as_str())
+                .iter()
+                .collect();
             let value = match values.as_slice() {
                 [] => None,
                 [one] => one.to_str().ok(),
@@ -246,10 +250,7 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|accept| accept.contains("text/html"));
             if wants_page {
-                let next_path = request
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |pq| pq.as_str());
+                let next_path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
                 let target = format!(
                     "/login?next={}",
                     nkvm_app::table::encode_component(next_path)
@@ -278,7 +279,9 @@ pub async fn login_page(State(auth): State<Auth>, Query(query): Query<LoginPageQ
     let message = match query.error.as_deref() {
         Some("invalid") => Some("Wrong user name or password."),
         Some("limited") => Some("Too many failed logins. Wait a few minutes, then try again."),
-        Some("proxy") => Some("This server takes your identity from its reverse proxy; sign in there."),
+        Some("proxy") => {
+            Some("This server takes your identity from its reverse proxy; sign in there.")
+        }
         _ => None,
     };
     if matches!(auth.inner.mode, AuthMode::Disabled) {
@@ -373,7 +376,10 @@ pub async fn login(
                 .with_source(ip.to_string()),
         )
         .await;
-        let target = format!("/login?error=invalid&next={}", nkvm_app::table::encode_component(&next));
+        let target = format!(
+            "/login?error=invalid&next={}",
+            nkvm_app::table::encode_component(&next)
+        );
         return Redirect::to(&target).into_response();
     };
     auth.inner.limiter.record_success(ip, &name);
@@ -421,23 +427,50 @@ pub async fn logout(State(auth): State<Auth>, request: Request) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit_tests {
     use super::*;
 
     #[test]
     fn only_health_login_and_site_files_are_public() {
-        for path in ["/healthz", "/login", "/auth/login", "/pkg/nkvm.js", "/pkg/nkvm_bg.wasm"] {
+        for path in [
+            "/healthz",
+            "/login",
+            "/auth/login",
+            "/pkg/nkvm.js",
+            "/pkg/nkvm_bg.wasm",
+        ] {
             assert!(is_public(path), "{path}");
         }
-        for path in ["/", "/history", "/connect", "/audit", "/api/inventory", "/download/1/archive", "/auth/logout", "/pkgx"] {
+        for path in [
+            "/",
+            "/history",
+            "/connect",
+            "/audit",
+            "/api/inventory",
+            "/download/1/archive",
+            "/auth/logout",
+            "/pkgx",
+        ] {
             assert!(!is_public(path), "{path}");
         }
     }
 
     #[test]
     fn next_is_a_local_path() {
-        assert_eq!(safe_next(Some("/history?status=failed")), "/history?status=failed");
-        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", "/auth/logout", "history"] {
+        assert_eq!(
+            safe_next(Some("/history?status=failed")),
+            "/history?status=failed"
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "/auth/logout",
+            "history",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");

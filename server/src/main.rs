@@ -1,5 +1,6 @@
 //! The `nkvm` binary: parses the command line and dispatches to the web server or a CLI subcommand.
 
+mod auth;
 mod cli;
 mod config;
 mod web;

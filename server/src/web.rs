@@ -24,7 +24,11 @@ use leptos_axum::{
     LeptosRoutes, file_and_error_handler_with_context, generate_route_list, site_pkg_dir_service,
     site_pkg_dir_service_route_path,
 };
-use nkvm_app::ssr::{AppContext, SessionId};
+use nkvm_app::ssr::{AppContext, Caller};
+use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
+use nkvm_engine::auth::Role;
+
+use crate::auth::{self, Auth};
 use nkvm_app::{App, OUTPUT_NAME, shell};
 use nkvm_engine::download::{self, DownloadKind};
 
@@ -36,6 +40,13 @@ pub const SITE_ROOT_ENV: &str = "LEPTOS_SITE_ROOT";
 pub struct WebState {
     pub context: AppContext,
     pub leptos_options: LeptosOptions,
+    pub auth: Auth,
+}
+
+impl FromRef<WebState> for Auth {
+    fn from_ref(state: &WebState) -> Self {
+        state.auth.clone()
+    }
 }
 
 impl FromRef<WebState> for LeptosOptions {
@@ -48,7 +59,7 @@ impl FromRef<WebState> for LeptosOptions {
 ///
 /// # Errors
 /// When the address cannot be bound or the server fails while running.
-pub async fn serve(listen: SocketAddr, context: AppContext) -> anyhow::Result<()> {
+pub async fn serve(listen: SocketAddr, context: AppContext, auth: Auth) -> anyhow::Result<()> {
     let site_root = site_root();
     let wasm = site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm"));
     if !wasm.is_file() {
@@ -60,6 +71,7 @@ pub async fn serve(listen: SocketAddr, context: AppContext) -> anyhow::Result<()
     let state = WebState {
         context,
         leptos_options: leptos_options(listen, &site_root),
+        auth,
     };
     let app = router(state);
 
@@ -73,10 +85,13 @@ pub async fn serve(listen: SocketAddr, context: AppContext) -> anyhow::Result<()
         site_root = %site_root.display(),
         "nkvm web server listening on http://{address}"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("web server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("web server failed")?;
     tracing::info!("web server stopped");
     Ok(())
 }
@@ -107,6 +122,10 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/download/{id}/{kind}", get(download_file))
+        .route("/audit.csv", get(audit_csv))
+        .route("/login", get(auth::login_page))
+        .route("/auth/login", axum::routing::post(auth::login))
+        .route("/auth/logout", axum::routing::post(auth::logout))
         .route_service(
             &site_pkg_dir_service_route_path(&options),
             site_pkg_dir_service(&options),
@@ -116,27 +135,13 @@ pub fn router(state: WebState) -> Router {
             fallback_context,
             shell,
         ))
-        .layer(middleware::from_fn(session_layer))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn(same_origin_guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
-}
-
-/// Name of the browser-session cookie.
-pub const SESSION_COOKIE: &str = "nkvm_session";
-
-/// The session id in the request's cookie, when it has the shape nkvm issues (64 hex digits).
-fn session_from_cookies(request: &Request) -> Option<String> {
-    request
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `len` random bytes, hex.
@@ -146,29 +151,74 @@ fn new_random_hex(len: usize) -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Gives every request a browser session: the one in its cookie, else a new one set as an
-/// `HttpOnly`, `SameSite=Strict` cookie. The id reaches server functions as a request extension.
-async fn session_layer(mut request: Request, next: Next) -> Response {
-    let (id, fresh) = match session_from_cookies(&request) {
-        Some(id) => (id, false),
-        None => match new_random_hex(32) {
-            Ok(id) => (id, true),
-            Err(error) => {
-                tracing::error!(%error, "no randomness for a session id");
-                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
-                    .into_response();
-            }
-        },
-    };
-    request.extensions_mut().insert(SessionId(id.clone()));
-    let mut response = next.run(request).await;
-    if fresh
-        && let Ok(cookie) = HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"
-        ))
-    {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+async fn audit(context: &AppContext, event: AuditEvent) {
+    if let Err(error) = context.workspace.store().record_audit(&event).await {
+        tracing::error!(%error, "could not write the audit trail");
     }
+}
+
+/// `GET /audit.csv`: the whole audit trail as CSV (admins only; the export is itself audited as a
+/// download).
+async fn audit_csv(
+    State(state): State<WebState>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Response {
+    let Some(axum::Extension(caller)) = caller else {
+        return (StatusCode::UNAUTHORIZED, "not logged in").into_response();
+    };
+    if !caller.role.allows(Role::Admin) {
+        audit(
+            &state.context,
+            AuditEvent::new(
+                &caller.user,
+                AuditAction::AccessDenied,
+                AuditOutcome::Denied,
+            )
+            .with_target("audit export")
+            .with_source(caller.source.clone()),
+        )
+        .await;
+        return (
+            StatusCode::FORBIDDEN,
+            "the audit export needs the admin role",
+        )
+            .into_response();
+    }
+    let records = match state
+        .context
+        .workspace
+        .store()
+        .audit_events(&nkvm_engine::audit::AuditFilter::default())
+        .await
+    {
+        Ok(records) => records,
+        Err(error) => {
+            tracing::error!(%error, "reading the audit trail failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the audit trail failed",
+            )
+                .into_response();
+        }
+    };
+    audit(
+        &state.context,
+        AuditEvent::new(&caller.user, AuditAction::Download, AuditOutcome::Success)
+            .with_target("audit export")
+            .with_source(caller.source.clone()),
+    )
+    .await;
+    let mut response = nkvm_engine::audit::to_csv(&records).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"nkvm-audit.csv\""),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -289,9 +339,34 @@ async fn same_origin_guard(request: Request, next: Next) -> Response {
 /// directory; namespaces outside the allowlist are not served.
 async fn download_file(
     State(state): State<WebState>,
+    caller: Option<axum::Extension<Caller>>,
     UrlPath((id, kind)): UrlPath<(String, String)>,
 ) -> Response {
     let refuse = |status: StatusCode, message: String| (status, message).into_response();
+    let Some(axum::Extension(caller)) = caller else {
+        return refuse(StatusCode::UNAUTHORIZED, "not logged in".to_owned());
+    };
+    if !caller.role.allows(Role::Operator) {
+        audit(
+            &state.context,
+            AuditEvent::new(
+                &caller.user,
+                AuditAction::AccessDenied,
+                AuditOutcome::Denied,
+            )
+            .with_target(format!("download {id}/{kind}"))
+            .with_detail(format!("role {} < operator", caller.role))
+            .with_source(caller.source.clone()),
+        )
+        .await;
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "downloads need the operator role; you are {} ({})",
+                caller.user, caller.role
+            ),
+        );
+    }
     let Ok(id) = id.parse::<i64>() else {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -314,7 +389,17 @@ async fn download_file(
     .await;
     match opened {
         Ok(file) => {
-            tracing::info!(id, %kind, file = %file.file_name, "download");
+            tracing::info!(id, %kind, file = %file.file_name, user = %caller.user, "download");
+            audit(
+                context,
+                AuditEvent::new(&caller.user, AuditAction::Download, AuditOutcome::Success)
+                    .with_target(format!(
+                        "{}/{} run {} {kind}",
+                        file.run.namespace, file.run.pvc, file.run.run_id
+                    ))
+                    .with_source(caller.source.clone()),
+            )
+            .await;
             let disposition = format!(
                 "attachment; filename=\"{}\"",
                 file.file_name.replace(['"', '\\', '\r', '\n'], "_")
@@ -498,24 +583,6 @@ mod tests {
         assert!(csp.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"));
         assert!(csp.contains("frame-ancestors 'none'"));
         assert!(!csp.contains("unsafe-inline"));
-    }
-
-    #[test]
-    fn session_cookie_must_look_like_ours() {
-        let id = "a".repeat(64);
-        let ok = request("GET", &[("cookie", &format!("x=1; nkvm_session={id}"))]);
-        assert_eq!(session_from_cookies(&ok), Some(id));
-        for bad in [
-            "nkvm_session=short",
-            "nkvm_session=../../etc/passwd",
-            "other=1",
-        ] {
-            assert_eq!(
-                session_from_cookies(&request("GET", &[("cookie", bad)])),
-                None,
-                "{bad}"
-            );
-        }
     }
 
     #[test]

@@ -1,0 +1,21 @@
+// Logging in through the login form, as one of the users scripts/e2e.sh creates (admin, operator,
+// viewer; passwords in NKVM_E2E_<ROLE>_PASSWORD).
+import { expect, type Page } from '@playwright/test';
+
+export type Role = 'admin' | 'operator' | 'viewer';
+
+export function password(role: Role): string {
+  const value = process.env[`NKVM_E2E_${role.toUpperCase()}_PASSWORD`];
+  if (!value) throw new Error(`NKVM_E2E_${role.toUpperCase()}_PASSWORD is not set (run scripts/e2e.sh)`);
+  return value;
+}
+
+/** Logs in as `role` and lands on `path` (default `/`). */
+export async function login(page: Page, role: Role, path = '/') {
+  await page.goto(`/login?next=${encodeURIComponent(path)}`);
+  await page.getByLabel('User name').fill(role);
+  await page.getByLabel('Password').fill(password(role));
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL((url) => url.pathname === path.split('?')[0]);
+  await expect(page.getByTestId('user-name')).toHaveText(role);
+}
