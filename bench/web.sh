@@ -32,7 +32,8 @@ sleep 5
 
 wasm="$CARGO_TARGET_DIR/site/pkg/nkvm_bg.wasm"
 printf 'wasm: %s bytes raw, %s bytes gzip -9\n' "$(stat -c %s "$wasm")" "$(gzip -9 -c "$wasm" | wc -c)"
-"$CARGO_TARGET_DIR/release/nkvm" --data-dir "$data_dir" serve --listen "127.0.0.1:$port" \
+# Loopback only, so the benchmark may run without login (`--auth none`).
+"$CARGO_TARGET_DIR/release/nkvm" --data-dir "$data_dir" serve --listen "127.0.0.1:$port" --auth none \
   >/tmp/nkvm-bench-web.log 2>&1 &
 server_pid=$!
 for _ in $(seq 1 60); do
