@@ -11,6 +11,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Archives, the history database and the users file are for nkvm's user only: every file and
+    // directory nkvm creates is owner-only, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = cli::Cli::parse();
     init_tracing(cli.default_log_level());
     match cli.run().await {
