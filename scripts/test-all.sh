@@ -11,6 +11,9 @@ cd "$repo"
 export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
 export CARGO_TERM_COLOR=never
+# Every CI run builds a fresh clone at a new path: incremental data would never be reused and only
+# fills the shared target directory (tens of GB over a few runs).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 mkdir -p "$NKVM_CACHE_DIR"
 step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
