@@ -112,6 +112,30 @@ pub struct RunView {
     pub sha256: Option<String>,
 }
 
+impl RunView {
+    /// A run the server accepted that waits for a free slot (no progress event yet).
+    #[must_use]
+    pub fn queued(run_id: String, namespace: &str, pvc: &str) -> Self {
+        Self {
+            run_id,
+            namespace: namespace.to_owned(),
+            pvc: pvc.to_owned(),
+            stage: "preflight".to_owned(),
+            status: "queued".to_owned(),
+            bytes: 0,
+            total_bytes: None,
+            files: 0,
+            total_files: None,
+            rate_bytes_per_sec: 0.0,
+            elapsed_secs: 0.0,
+            archive_bytes: 0,
+            message: Some("waiting for a free backup slot".to_owned()),
+            history_id: None,
+            sha256: None,
+        }
+    }
+}
+
 /// Messages of the runs websocket: first a snapshot of every run (running and recently finished),
 /// then one update per progress event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

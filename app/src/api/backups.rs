@@ -145,23 +145,7 @@ async fn runs_snapshot(
         .into_iter()
         .map(|run| match &run.latest {
             Some(event) => RunView::from(event),
-            None => RunView {
-                run_id: run.run_id.clone(),
-                namespace: run.target.namespace.clone(),
-                pvc: run.target.name.clone(),
-                stage: "preflight".to_owned(),
-                status: "queued".to_owned(),
-                bytes: 0,
-                total_bytes: None,
-                files: 0,
-                total_files: None,
-                rate_bytes_per_sec: 0.0,
-                elapsed_secs: 0.0,
-                archive_bytes: 0,
-                message: Some("waiting for a free backup slot".to_owned()),
-                history_id: None,
-                sha256: None,
-            },
+            None => RunView::queued(run.run_id.clone(), &run.target.namespace, &run.target.name),
         })
         .collect();
     let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);

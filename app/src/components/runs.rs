@@ -36,7 +36,7 @@ impl LiveRuns {
         };
         self.runs.update(|runs| {
             if !runs.iter().any(|r| r.run_id == run_id) {
-                runs.insert(0, queued_view(run_id, namespace, pvc));
+                runs.insert(0, RunView::queued(run_id, namespace, pvc));
             }
         });
     }
@@ -61,26 +61,6 @@ impl LiveRuns {
 impl Default for LiveRuns {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn queued_view(run_id: String, namespace: &str, pvc: &str) -> RunView {
-    RunView {
-        run_id,
-        namespace: namespace.to_owned(),
-        pvc: pvc.to_owned(),
-        stage: "preflight".to_owned(),
-        status: "queued".to_owned(),
-        bytes: 0,
-        total_bytes: None,
-        files: 0,
-        total_files: None,
-        rate_bytes_per_sec: 0.0,
-        elapsed_secs: 0.0,
-        archive_bytes: 0,
-        message: Some("waiting for a free backup slot".to_owned()),
-        history_id: None,
-        sha256: None,
     }
 }
 
@@ -324,7 +304,7 @@ mod tests {
         RunView {
             bytes,
             status: status.to_owned(),
-            ..queued_view(id.to_owned(), "ns", "pvc")
+            ..RunView::queued(id.to_owned(), "ns", "pvc")
         }
     }
 
