@@ -1,4 +1,7 @@
 //! The `nkvm` binary: parses the command line and dispatches to the web server or a CLI subcommand.
+// The app's view types are deep (with `hydrate` unified in workspace builds, computing their layout
+// needs more than the default 128 levels).
+#![recursion_limit = "256"]
 
 mod auth;
 mod cli;
