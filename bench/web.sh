@@ -11,7 +11,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
-eval "$(end2end/cluster/up | tail -n 1)"
+# The local test cluster (never the caller's KUBECONFIG: the fixture is 5,000 PVCs). Set
+# NKVM_BENCH_KUBECONFIG to the kubeconfig of a test cluster started from another checkout.
+if [[ -n "${NKVM_BENCH_KUBECONFIG:-}" ]]; then
+  export KUBECONFIG="$NKVM_BENCH_KUBECONFIG"
+else
+  eval "$(end2end/cluster/up | tail -n 1)"
+fi
 eval "$(scripts/install-tools.sh | tail -n 1)"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
