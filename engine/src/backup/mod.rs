@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod cleanup;
 pub mod error;
 pub mod helper;
+pub mod pgzip;
 pub mod pod;
 pub mod preflight;
 pub mod runner;
@@ -101,6 +102,9 @@ pub struct BackupOptions {
     pub concurrency: usize,
     /// gzip level 0–9.
     pub gzip_level: u32,
+    /// Blocks of a run's archive compressed in parallel (at least 1; default: the available
+    /// parallelism). The archive's bytes do not depend on it.
+    pub gzip_threads: usize,
     /// Fail a stream that delivers no byte for this long.
     pub stall_timeout: Duration,
     /// Time the helper may take to start running.
@@ -135,6 +139,7 @@ impl Default for BackupOptions {
             helper_image: DEFAULT_HELPER_IMAGE.to_owned(),
             concurrency: 2,
             gzip_level: 6,
+            gzip_threads: pgzip::default_threads(),
             stall_timeout: Duration::from_secs(120),
             schedule_timeout: Duration::from_secs(300),
             active_deadline: Duration::from_secs(6 * 3600),

@@ -685,6 +685,7 @@ impl<'a> Run<'a> {
         self.enter(Stage::Stream);
         let config = StreamConfig {
             gzip_level: options.gzip_level,
+            gzip_threads: options.gzip_threads,
             stall_timeout: options.stall_timeout,
             progress_interval: options.progress_interval,
             drain_grace: DRAIN_GRACE,
@@ -703,9 +704,12 @@ impl<'a> Run<'a> {
         let outcome = match &streamed {
             Ok(_) => session.finish(STATUS_WAIT).await,
             // tar's exit code cannot change these outcomes: drop the connection at once.
-            Err(StreamError::Cancelled | StreamError::Stalled(_) | StreamError::Write { .. }) => {
-                session.abort()
-            }
+            Err(
+                StreamError::Cancelled
+                | StreamError::Stalled(_)
+                | StreamError::Write { .. }
+                | StreamError::Compress(_),
+            ) => session.abort(),
             // tar may have died: its exit code explains the broken stream.
             Err(_) => session.finish(Duration::from_secs(5)).await,
         };

@@ -1,6 +1,7 @@
-//! The data path of a backup: tar bytes from the helper's stdout → tar checker → gzip → sha256 →
-//! `<final>.partial` → fsync → rename → fsync of the directory. Memory stays bounded (one read buffer,
-//! the encoder's state and a write buffer) whatever the size of the volume.
+//! The data path of a backup: tar bytes from the helper's stdout → tar checker → block-parallel
+//! gzip ([`super::pgzip`]) → sha256 → `<final>.partial` → fsync → rename → fsync of the directory.
+//! Memory stays bounded (one read buffer, the encoder's blocks in flight and a write buffer)
+//! whatever the size of the volume.
 //!
 //! The reader is any `AsyncRead`, so the pipeline is tested without a cluster. A read that returns no
 //! byte for `stall_timeout` fails the stream as stalled; there is no wall-clock limit.
@@ -11,12 +12,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_compression::Level;
-use async_compression::tokio::write::GzipEncoder;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufWriter};
 use tokio_util::sync::CancellationToken;
 
+use super::pgzip::{ParallelGzipEncoder, PgzipConfig, PgzipError};
 use super::tarcheck::{TarChecker, TarCounts, TarError};
 
 /// Size of one read from the exec stream.
@@ -29,6 +29,8 @@ const WRITE_BUFFER: usize = 256 * 1024;
 pub struct StreamConfig {
     /// gzip level, 0 (store) to 9 (smallest).
     pub gzip_level: u32,
+    /// Blocks compressed in parallel (at least 1); the archive does not depend on it.
+    pub gzip_threads: usize,
     /// Fail when no byte arrives for this long.
     pub stall_timeout: Duration,
     /// Least time between two progress callbacks.
@@ -110,8 +112,24 @@ pub enum StreamError {
         #[source]
         source: io::Error,
     },
+    /// Compressing failed (not writing: that is [`StreamError::Write`]), e.g. a worker panicked.
+    #[error("compressing the archive failed: {0}")]
+    Compress(#[source] PgzipError),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl StreamError {
+    /// The error of a compression step writing to `path`: a failed write stays a write error.
+    fn compress(path: &Path, err: PgzipError) -> Self {
+        match err {
+            PgzipError::Write(source) => Self::Write {
+                path: path.to_owned(),
+                source,
+            },
+            other => Self::Compress(other),
+        }
+    }
 }
 
 /// `<final>.partial`.
@@ -122,7 +140,7 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
 }
 
 /// Streams `reader` into `<final_path>.partial`: every byte through the tar checker, gzip at the
-/// configured level, sha256 over the compressed bytes; then flushes and `fsync`s the file. The
+/// configured level on `gzip_threads` workers (one gzip member), sha256 over the compressed bytes; then flushes and `fsync`s the file. The
 /// archive must end with the end-of-archive blocks; reading stops there (what follows is zero
 /// padding), at the reader's EOF, or when `exited` has resolved and no byte came for
 /// `drain_grace`. On error (or when the future is dropped) the `.partial` file is removed.
@@ -154,9 +172,12 @@ where
         path: partial.clone(),
         armed: true,
     };
-    let level = i32::try_from(config.gzip_level.min(9)).unwrap_or(6);
     let sink = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
-    let mut encoder = GzipEncoder::with_quality(sink, Level::Precise(level));
+    let mut encoder = ParallelGzipEncoder::new(
+        sink,
+        PgzipConfig::new(config.gzip_level, config.gzip_threads),
+    );
+    let compress_err = |err| StreamError::compress(&partial, err);
     let mut checker = TarChecker::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut progress = StreamProgress::default();
@@ -190,7 +211,7 @@ where
         }
         let chunk = &buf[..n];
         checker.feed(chunk)?;
-        encoder.write_all(chunk).await.map_err(write_err)?;
+        encoder.write_all(chunk).await.map_err(compress_err)?;
         let counts = checker.counts();
         progress = StreamProgress {
             bytes_read: counts.stream_bytes,
@@ -207,8 +228,7 @@ where
         }
     }
     let counts = checker.finish()?;
-    encoder.shutdown().await.map_err(write_err)?;
-    let sink = encoder.into_inner();
+    let sink = encoder.finish().await.map_err(compress_err)?;
     let archive_bytes = sink.written;
     let sha256 = hex::encode(sink.hasher.finalize());
     let file = sink.inner.into_inner();
@@ -310,10 +330,12 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
 mod tests {
     use super::*;
     use std::process::Command;
+    use tokio::io::AsyncWriteExt as _;
 
     fn config() -> StreamConfig {
         StreamConfig {
             gzip_level: 6,
+            gzip_threads: 2,
             stall_timeout: Duration::from_secs(5),
             progress_interval: Duration::ZERO,
             drain_grace: Duration::from_secs(2),
@@ -573,6 +595,29 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(4));
         assert!(!partial_path_of(&path).exists());
         feeder.abort();
+    }
+
+    #[tokio::test]
+    async fn compression_failures_name_their_step() {
+        let path = Path::new("/d/a.tar.gz.partial");
+        let panicked = tokio::task::spawn_blocking(|| panic!("boom"))
+            .await
+            .unwrap_err();
+        let err = StreamError::compress(
+            path,
+            PgzipError::Worker {
+                block: 3,
+                source: panicked,
+            },
+        );
+        assert!(matches!(err, StreamError::Compress(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("compressing the archive failed: the compression worker of block 3"),
+            "{err}"
+        );
+        let err = StreamError::compress(path, PgzipError::Write(io::Error::other("full")));
+        assert_eq!(err.to_string(), "writing /d/a.tar.gz.partial failed: full");
     }
 
     #[tokio::test]

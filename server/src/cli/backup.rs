@@ -41,6 +41,16 @@ pub struct BackupArgs {
     )]
     pub gzip_level: u32,
 
+    /// Threads compressing each backup's archive (in 1 MiB blocks, one gzip member); the archive
+    /// does not depend on it [default: the number of CPUs]
+    #[arg(
+        long,
+        env = "NKVM_GZIP_THREADS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub gzip_threads: Option<u16>,
+
     /// Fail a backup whose stream delivers no data for this many seconds (there is no overall time
     /// limit)
     #[arg(
@@ -80,6 +90,9 @@ pub fn options(global: &GlobalOptions, args: &BackupArgs, instance: String) -> B
             .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
         concurrency: usize::from(args.concurrency),
         gzip_level: args.gzip_level,
+        gzip_threads: args
+            .gzip_threads
+            .map_or_else(backup::pgzip::default_threads, usize::from),
         stall_timeout: Duration::from_secs(args.stall_timeout),
         request_timeout: global.request_timeout(),
         instance: Some(instance),
@@ -315,6 +328,8 @@ mod tests {
             "3",
             "--gzip-level",
             "1",
+            "--gzip-threads",
+            "3",
             "--stall-timeout",
             "30",
             "--output",
@@ -331,6 +346,7 @@ mod tests {
         let options = options(&cli.global, args, "inst".to_owned());
         assert_eq!(options.concurrency, 3);
         assert_eq!(options.gzip_level, 1);
+        assert_eq!(options.gzip_threads, 3);
         assert_eq!(options.stall_timeout, Duration::from_secs(30));
         assert_eq!(options.helper_image, "nkvm.local/helper:1");
         assert_eq!(options.instance.as_deref(), Some("inst"));
@@ -348,6 +364,10 @@ mod tests {
         assert_eq!(args.stall_timeout, 120);
         assert_eq!(args.output, Output::Table);
         let options = options(&cli.global, args, "i".to_owned());
+        if std::env::var_os("NKVM_GZIP_THREADS").is_none() {
+            assert_eq!(args.gzip_threads, None);
+            assert_eq!(options.gzip_threads, backup::pgzip::default_threads());
+        }
         if std::env::var_os("NKVM_HELPER_IMAGE").is_none() {
             assert_eq!(options.helper_image, DEFAULT_HELPER_IMAGE);
         }
@@ -360,6 +380,7 @@ mod tests {
             vec!["nkvm", "backup", "data"],
             vec!["nkvm", "backup", "Shop/data"],
             vec!["nkvm", "backup", "shop/data", "--gzip-level", "10"],
+            vec!["nkvm", "backup", "shop/data", "--gzip-threads", "0"],
             vec!["nkvm", "backup", "shop/data", "--concurrency", "0"],
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");

@@ -1,0 +1,760 @@
+//! Block-parallel gzip (pigz style): one gzip member whose deflate stream is compressed in
+//! fixed-size blocks on blocking worker threads and written in order, with bounded memory.
+//!
+//! The input is cut into blocks of [`PgzipConfig::block_size`] bytes. Each block is compressed as
+//! raw deflate on its own worker ([`tokio::task::spawn_blocking`]), primed with the last 32 KiB of
+//! the input before it as the deflate dictionary, so matches reach back across block boundaries as
+//! in a single-threaded stream and the ratio stays that of plain gzip. Every block but the last
+//! ends with a sync flush (an empty stored block: byte-aligned and not final), the last one with
+//! the stream's end, so the concatenation is one valid deflate stream. A block that does not
+//! compress (random or already compressed data: four 16 KiB samples spread over it each save less
+//! than 1/64 at level 1) is written as stored deflate blocks instead, which are byte-aligned too:
+//! deflate spends more time per byte on such data than on text, for no gain. Each worker also computes
+//! its block's CRC32; the CRCs are combined in order into the trailer with the input size mod 2³².
+//! The result is an ordinary single-member gzip file that `gzip`, `tar -z` and single-member
+//! decoders (such as `flate2`'s `GzDecoder`) read to its end.
+//!
+//! The output depends only on the input, the level and the block size, not on the number of
+//! workers or on how the input was split into writes. At most [`PgzipConfig::threads`] blocks are
+//! being compressed at a time; when all workers are busy and the next block is full, writing waits
+//! for the oldest block, so memory stays at about `2 × threads + 1` blocks whatever the input size.
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// Default uncompressed size of one block.
+pub const DEFAULT_BLOCK_SIZE: usize = 1024 * 1024;
+/// Deflate's window: the dictionary handed from one block to the next.
+const DICT_SIZE: usize = 32 * 1024;
+/// Windows of a block test-compressed to decide whether it is worth deflating, and their size.
+const SAMPLES: usize = 4;
+const SAMPLE: usize = 16 * 1024;
+
+/// Workers used when none are configured: the machine's available parallelism (at least 1).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// Settings of one encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgzipConfig {
+    /// gzip level, 0 (stored) to 9 (smallest); higher values are taken as 9.
+    pub level: u32,
+    /// Blocks compressed at the same time (at least 1).
+    pub threads: usize,
+    /// Uncompressed bytes per block (at least 1).
+    pub block_size: usize,
+}
+
+impl PgzipConfig {
+    /// `level` (capped at 9) with `threads` workers (at least 1) and [`DEFAULT_BLOCK_SIZE`] blocks.
+    pub fn new(level: u32, threads: usize) -> Self {
+        Self {
+            level: level.min(9),
+            threads: threads.max(1),
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+/// Why compressing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgzipError {
+    #[error("deflate failed on block {block}: {source}")]
+    Deflate {
+        block: u64,
+        #[source]
+        source: CompressError,
+    },
+    #[error("deflate made no progress on block {block}")]
+    NoProgress { block: u64 },
+    /// The worker panicked or was cancelled (e.g. the runtime shut down).
+    #[error("the compression worker of block {block} failed: {source}")]
+    Worker {
+        block: u64,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("writing compressed data failed: {0}")]
+    Write(#[source] io::Error),
+}
+
+/// One block handed to a worker.
+struct Job {
+    index: u64,
+    level: Compression,
+    compress: Option<Compress>,
+    /// Level-1 compressor for [`looks_incompressible`].
+    sampler: Option<Compress>,
+    dict: Vec<u8>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    last: bool,
+}
+
+/// A compressed block, with the buffers and the compressor to reuse.
+struct Done {
+    /// Time the worker spent on the block.
+    busy: Duration,
+    output: Vec<u8>,
+    crc: crc32fast::Hasher,
+    input: Vec<u8>,
+    compress: Option<Compress>,
+    sampler: Option<Compress>,
+}
+
+type Worker = fn(Job) -> Result<Done, PgzipError>;
+
+/// Writes one gzip member to `W`; see the module documentation. Call [`Self::finish`] at the end:
+/// dropping the encoder abandons the member (workers still running finish their block and their
+/// result is dropped).
+pub struct ParallelGzipEncoder<W> {
+    sink: W,
+    level: Compression,
+    threads: usize,
+    block_size: usize,
+    worker: Worker,
+    /// The block being filled.
+    block: Vec<u8>,
+    /// The last (up to) 32 KiB of the input before `block`.
+    dict: Vec<u8>,
+    in_flight: VecDeque<(u64, JoinHandle<Result<Done, PgzipError>>)>,
+    next_index: u64,
+    header_written: bool,
+    crc: crc32fast::Hasher,
+    total_in: u64,
+    spare_inputs: Vec<Vec<u8>>,
+    spare_outputs: Vec<Vec<u8>>,
+    spare_compressors: Vec<Compress>,
+    spare_samplers: Vec<Compress>,
+    /// Worker time summed over the blocks written, and time spent waiting for workers: logged at
+    /// the end to tell a compression-bound stream from one waiting for input.
+    busy: Duration,
+    waited: Duration,
+}
+
+impl<W: AsyncWrite + Unpin> ParallelGzipEncoder<W> {
+    pub fn new(sink: W, config: PgzipConfig) -> Self {
+        Self::with_worker(sink, config, deflate_block)
+    }
+
+    fn with_worker(sink: W, config: PgzipConfig, worker: Worker) -> Self {
+        Self {
+            sink,
+            level: Compression::new(config.level.min(9)),
+            threads: config.threads.max(1),
+            block_size: config.block_size.max(1),
+            worker,
+            block: Vec::new(),
+            dict: Vec::new(),
+            in_flight: VecDeque::new(),
+            next_index: 0,
+            header_written: false,
+            crc: crc32fast::Hasher::new(),
+            total_in: 0,
+            spare_inputs: Vec::new(),
+            spare_outputs: Vec::new(),
+            spare_compressors: Vec::new(),
+            spare_samplers: Vec::new(),
+            busy: Duration::ZERO,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// The sink (compressed bytes reach it in order, block by block).
+    pub fn get_ref(&self) -> &W {
+        &self.sink
+    }
+
+    /// Uncompressed bytes accepted so far.
+    pub fn total_in(&self) -> u64 {
+        self.total_in
+    }
+
+    /// Accepts `data`; hands every full block to a worker, waiting for the oldest block (and
+    /// writing it to the sink) while all workers are busy.
+    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), PgzipError> {
+        while !data.is_empty() {
+            if self.block.capacity() == 0 {
+                self.block = self
+                    .spare_inputs
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(self.block_size));
+            }
+            let take = (self.block_size - self.block.len()).min(data.len());
+            self.block.extend_from_slice(&data[..take]);
+            self.total_in += take as u64;
+            data = &data[take..];
+            if self.block.len() == self.block_size {
+                self.submit(false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compresses what is left as the final block, writes every block and the trailer in order,
+    /// flushes the sink and returns it.
+    pub async fn finish(mut self) -> Result<W, PgzipError> {
+        self.submit(true).await?;
+        while !self.in_flight.is_empty() {
+            self.write_oldest().await?;
+        }
+        let mut trailer = [0u8; 8];
+        trailer[..4].copy_from_slice(&self.crc.clone().finalize().to_le_bytes());
+        // ISIZE is the input size modulo 2^32 (RFC 1952): the truncating cast is the definition.
+        trailer[4..].copy_from_slice(&(self.total_in as u32).to_le_bytes());
+        self.sink
+            .write_all(&trailer)
+            .await
+            .map_err(PgzipError::Write)?;
+        self.sink.flush().await.map_err(PgzipError::Write)?;
+        tracing::debug!(
+            blocks = self.next_index,
+            bytes_in = self.total_in,
+            threads = self.threads,
+            worker_secs = self.busy.as_secs_f64(),
+            waited_secs = self.waited.as_secs_f64(),
+            "gzip member finished"
+        );
+        Ok(self.sink)
+    }
+
+    /// Hands the current block to a worker (after waiting for a free one).
+    async fn submit(&mut self, last: bool) -> Result<(), PgzipError> {
+        while self.in_flight.len() >= self.threads {
+            self.write_oldest().await?;
+        }
+        let input = mem::take(&mut self.block);
+        // The next block's dictionary: the last 32 KiB of everything so far.
+        let keep = DICT_SIZE.saturating_sub(input.len()).min(self.dict.len());
+        let mut next_dict = Vec::with_capacity(DICT_SIZE);
+        next_dict.extend_from_slice(&self.dict[self.dict.len() - keep..]);
+        next_dict.extend_from_slice(&input[input.len().saturating_sub(DICT_SIZE)..]);
+        let dict = mem::replace(&mut self.dict, next_dict);
+        let job = Job {
+            index: self.next_index,
+            level: self.level,
+            compress: self.spare_compressors.pop(),
+            sampler: self.spare_samplers.pop(),
+            dict,
+            input,
+            output: self.spare_outputs.pop().unwrap_or_default(),
+            last,
+        };
+        let worker = self.worker;
+        let handle = tokio::task::spawn_blocking(move || worker(job));
+        self.in_flight.push_back((self.next_index, handle));
+        self.next_index += 1;
+        Ok(())
+    }
+
+    /// Waits for the oldest block and writes it (after the header, the first time).
+    async fn write_oldest(&mut self) -> Result<(), PgzipError> {
+        let Some((block, handle)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let done = handle
+            .await
+            .map_err(|source| PgzipError::Worker { block, source })??;
+        self.waited += started.elapsed();
+        self.busy += done.busy;
+        if !self.header_written {
+            self.sink
+                .write_all(&header(self.level))
+                .await
+                .map_err(PgzipError::Write)?;
+            self.header_written = true;
+        }
+        self.sink
+            .write_all(&done.output)
+            .await
+            .map_err(PgzipError::Write)?;
+        self.crc.combine(&done.crc);
+        let mut input = done.input;
+        input.clear();
+        self.spare_inputs.push(input);
+        self.spare_outputs.push(done.output);
+        self.spare_compressors.extend(done.compress);
+        self.spare_samplers.extend(done.sampler);
+        Ok(())
+    }
+}
+
+/// The 10-byte gzip header: no name, no time, OS unknown; XFL says "best" or "fastest" as gzip
+/// does.
+fn header(level: Compression) -> [u8; 10] {
+    let xfl = match level.level() {
+        9.. => 2,
+        0 | 1 => 4,
+        _ => 0,
+    };
+    [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff]
+}
+
+/// Compresses one block as raw deflate (the worker's job): stored when it does not compress,
+/// else deflated with the previous 32 KiB as dictionary.
+fn deflate_block(job: Job) -> Result<Done, PgzipError> {
+    let started = Instant::now();
+    let Job {
+        index,
+        level,
+        compress,
+        mut sampler,
+        dict,
+        input,
+        mut output,
+        last,
+    } = job;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&input);
+    output.clear();
+    // Enough for stored blocks and for the worst case of deflate, so one call normally does it.
+    output.reserve(input.len() + input.len() / 64 + 1024);
+    let incompressible = level.level() > 0
+        && looks_incompressible(&input, &mut sampler, &mut output).map_err(|source| {
+            PgzipError::Deflate {
+                block: index,
+                source,
+            }
+        })?;
+    let compress = if incompressible {
+        write_stored(&input, last, &mut output);
+        compress
+    } else {
+        Some(deflate_into(
+            index,
+            level,
+            compress,
+            &dict,
+            &input,
+            last,
+            &mut output,
+        )?)
+    };
+    Ok(Done {
+        busy: started.elapsed(),
+        output,
+        crc,
+        input,
+        compress,
+        sampler,
+    })
+}
+
+/// Whether `input` is not worth deflating (random or already compressed data): each of
+/// [`SAMPLES`] windows of [`SAMPLE`] bytes spread over it saves less than 1/64 at level 1. Deflate
+/// spends more time per byte on such data than on text, for nothing. Blocks smaller than the
+/// samples are never judged. `scratch` is left empty.
+fn looks_incompressible(
+    input: &[u8],
+    sampler: &mut Option<Compress>,
+    scratch: &mut Vec<u8>,
+) -> Result<bool, CompressError> {
+    if input.len() < SAMPLE * SAMPLES {
+        return Ok(false);
+    }
+    let sampler = sampler.get_or_insert_with(|| Compress::new(Compression::fast(), false));
+    scratch.reserve(SAMPLE + SAMPLE / 8 + 1024);
+    let step = (input.len() - SAMPLE) / (SAMPLES - 1);
+    for i in 0..SAMPLES {
+        let sample = &input[i * step..i * step + SAMPLE];
+        sampler.reset();
+        scratch.clear();
+        let status = sampler.compress_vec(sample, scratch, FlushCompress::Finish)?;
+        // With room for the worst case the call ends the stream; if not, it did not compress.
+        if status == Status::StreamEnd && scratch.len() < sample.len() - sample.len() / 64 {
+            scratch.clear();
+            return Ok(false);
+        }
+    }
+    scratch.clear();
+    Ok(true)
+}
+
+/// Appends `input` as stored deflate blocks (at most 65,535 bytes each), the very last one final
+/// when `last`. The output starts and ends on a byte boundary, as after a sync flush.
+fn write_stored(input: &[u8], last: bool, output: &mut Vec<u8>) {
+    let mut chunks = input.chunks(usize::from(u16::MAX)).peekable();
+    while let Some(chunk) = chunks.next() {
+        let is_final = last && chunks.peek().is_none();
+        // BFINAL in bit 0, BTYPE 00 (stored), then padding to the byte boundary.
+        output.push(u8::from(is_final));
+        let len = u16::try_from(chunk.len()).unwrap_or(u16::MAX);
+        output.extend_from_slice(&len.to_le_bytes());
+        output.extend_from_slice(&(!len).to_le_bytes());
+        output.extend_from_slice(chunk);
+    }
+}
+
+/// Deflates `input` into `output`, primed with `dict`; ends with a sync flush, or with the end of
+/// the stream when `last`. Returns the compressor for reuse.
+fn deflate_into(
+    index: u64,
+    level: Compression,
+    compress: Option<Compress>,
+    dict: &[u8],
+    input: &[u8],
+    last: bool,
+    output: &mut Vec<u8>,
+) -> Result<Compress, PgzipError> {
+    let deflate_err = |source| PgzipError::Deflate {
+        block: index,
+        source,
+    };
+    let mut compress = match compress {
+        Some(mut compress) => {
+            compress.reset();
+            compress
+        }
+        None => Compress::new(level, false),
+    };
+    if !dict.is_empty() {
+        compress.set_dictionary(dict).map_err(deflate_err)?;
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    loop {
+        let (in_before, out_before) = (compress.total_in(), compress.total_out());
+        let consumed = usize::try_from(in_before)
+            .unwrap_or(usize::MAX)
+            .min(input.len());
+        let status = compress
+            .compress_vec(&input[consumed..], output, flush)
+            .map_err(deflate_err)?;
+        let all_in = usize::try_from(compress.total_in()).is_ok_and(|n| n == input.len());
+        let done = if last {
+            status == Status::StreamEnd
+        } else {
+            // A flush is complete when it returns with output space left.
+            all_in && output.len() < output.capacity()
+        };
+        if done {
+            return Ok(compress);
+        }
+        let progressed = (compress.total_in(), compress.total_out()) != (in_before, out_before);
+        if !progressed && output.len() < output.capacity() {
+            return Err(PgzipError::NoProgress { block: index });
+        }
+        output.reserve(64 * 1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+
+    /// Deterministic pseudo-random bytes (xorshift64*).
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Log-like text: repetitive, but not trivially so.
+    fn text(len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 100);
+        let mut i = 0u64;
+        while out.len() < len {
+            let line = format!(
+                "2026-11-29T01:{:02}:{:02}Z level=info request_id={:08x} path=/api/v1/items/{} took={}ms\n",
+                (i / 60) % 60,
+                i % 60,
+                i.wrapping_mul(2_654_435_761) % 0xffff_ffff,
+                i % 977,
+                i % 13
+            );
+            out.extend_from_slice(line.as_bytes());
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    async fn encode(data: &[u8], config: PgzipConfig, write_size: usize) -> Vec<u8> {
+        let mut encoder = ParallelGzipEncoder::new(Vec::new(), config);
+        for piece in data.chunks(write_size.max(1)) {
+            encoder.write_all(piece).await.unwrap();
+        }
+        assert_eq!(encoder.total_in(), data.len() as u64);
+        encoder.finish().await.unwrap()
+    }
+
+    fn config(level: u32, threads: usize, block_size: usize) -> PgzipConfig {
+        PgzipConfig {
+            block_size,
+            ..PgzipConfig::new(level, threads)
+        }
+    }
+
+    /// Runs the system `gzip` with `args`, `input` on stdin.
+    fn system_gzip(args: &[&str], input: &[u8]) -> std::process::Output {
+        let mut child = Command::new("gzip")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gzip is installed");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        out
+    }
+
+    /// Decodes `gz` as exactly one gzip member with nothing after it.
+    fn single_member(gz: &[u8]) -> Vec<u8> {
+        let mut decoder = flate2::read::GzDecoder::new(gz);
+        let mut out = Vec::new();
+        decoder.read_to_end(&mut out).unwrap();
+        assert!(decoder.into_inner().is_empty(), "bytes after the member");
+        out
+    }
+
+    /// Every decoder must return `data` exactly, and `gzip -t` must accept the CRC and size.
+    fn assert_round_trip(data: &[u8], gz: &[u8]) {
+        assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
+        let tested = system_gzip(&["-t"], gz);
+        assert!(
+            tested.status.success(),
+            "gzip -t: {}",
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        let decoded = system_gzip(&["-dc"], gz);
+        assert!(decoded.status.success());
+        assert!(decoded.stdout == data, "gzip -dc returned other bytes");
+        assert!(single_member(gz) == data, "GzDecoder returned other bytes");
+        let crc = crc32fast::hash(data);
+        let n = gz.len();
+        assert_eq!(gz[n - 8..n - 4], crc.to_le_bytes());
+        assert_eq!(gz[n - 4..], (data.len() as u32).to_le_bytes());
+    }
+
+    #[tokio::test]
+    async fn sizes_round_trip_through_gzip_and_a_single_member_decoder() {
+        let block = 64 * 1024;
+        let mut mixed = text(3 * block);
+        mixed.extend(random(2 * block + 17, 7));
+        mixed.extend(text(block / 3));
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("one byte", b"x".to_vec()),
+            ("exactly one block", text(block)),
+            ("one block and one byte", text(block + 1)),
+            ("many blocks and a remainder", mixed),
+            ("incompressible", random(5 * block + 3, 42)),
+            ("highly compressible", vec![0u8; 7 * block + 5]),
+        ];
+        for (name, data) in &cases {
+            for write_size in [1000, 100_000] {
+                let gz = encode(data, config(6, 3, block), write_size).await;
+                assert_round_trip(data, &gz);
+                println!("{name}: {} -> {} bytes", data.len(), gz.len());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_block_size_round_trips() {
+        let mut data = text(DEFAULT_BLOCK_SIZE * 2);
+        data.extend(random(DEFAULT_BLOCK_SIZE / 2, 3));
+        let gz = encode(&data, PgzipConfig::new(6, 2), 128 * 1024).await;
+        assert_round_trip(&data, &gz);
+    }
+
+    #[tokio::test]
+    async fn every_level_round_trips_and_levels_differ() {
+        let block = 32 * 1024;
+        let mut data = text(5 * block);
+        data.extend(random(block, 9));
+        let mut sizes = Vec::new();
+        for level in 0..=9 {
+            let gz = encode(&data, config(level, 2, block), 10_000).await;
+            assert_round_trip(&data, &gz);
+            sizes.push(gz.len());
+        }
+        assert!(sizes[0] > data.len(), "level 0 stores: {sizes:?}");
+        assert!(sizes[1] < data.len() / 2, "level 1 compresses: {sizes:?}");
+        assert!(sizes[9] < sizes[1], "level 9 beats level 1: {sizes:?}");
+        // XFL as gzip writes it.
+        assert_eq!(header(Compression::new(9))[8], 2);
+        assert_eq!(header(Compression::new(1))[8], 4);
+        assert_eq!(header(Compression::new(6))[8], 0);
+    }
+
+    #[tokio::test]
+    async fn output_does_not_depend_on_workers_or_write_sizes() {
+        let block = 16 * 1024;
+        let mut data = text(20 * block + 123);
+        data.extend(random(3 * block, 5));
+        let one = encode(&data, config(6, 1, block), 4096).await;
+        let four = encode(&data, config(6, 4, block), 50_000).await;
+        let four_again = encode(&data, config(6, 4, block), 1).await;
+        assert!(one == four, "1 and 4 workers differ");
+        assert!(four == four_again, "write sizes change the output");
+        assert_round_trip(&data, &one);
+    }
+
+    #[tokio::test]
+    async fn the_dictionary_carries_matches_across_blocks() {
+        // 16 KiB of random bytes repeated: incompressible within any 4 KiB block on its own, almost
+        // free with the previous 32 KiB as dictionary, as in a single deflate stream.
+        let pattern = random(16 * 1024, 1);
+        let data: Vec<u8> = pattern.iter().copied().cycle().take(640 * 1024).collect();
+        let parallel = encode(&data, config(6, 2, 4 * 1024), 4096).await;
+        assert_round_trip(&data, &parallel);
+        let mut single = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
+        single.write_all(&data).unwrap();
+        let single = single.finish().unwrap();
+        // The first pattern is stored as is; then a few bytes per block (matches + sync marker).
+        let allowed = single.len() + 64 * (data.len() / 4096);
+        assert!(
+            parallel.len() <= allowed,
+            "parallel {} vs single {}",
+            parallel.len(),
+            single.len()
+        );
+        // Without the dictionary every block would be stored: about the input size.
+        assert!(parallel.len() < data.len() / 10, "{}", parallel.len());
+    }
+
+    #[tokio::test]
+    async fn incompressible_blocks_are_stored_and_mixed_ones_deflated() {
+        let data = random(3 * DEFAULT_BLOCK_SIZE, 21);
+        let gz = encode(&data, PgzipConfig::new(6, 2), 128 * 1024).await;
+        assert_round_trip(&data, &gz);
+        // Header, three blocks of 16 full stored blocks + 1 of 16 bytes (5 bytes of framing each),
+        // the empty final block deflated (2 bytes), trailer.
+        let stored = DEFAULT_BLOCK_SIZE + 5 * DEFAULT_BLOCK_SIZE.div_ceil(65_535);
+        assert_eq!(gz.len(), 10 + 3 * stored + 2 + 8);
+
+        // Text in the first sample, random bytes in the others: deflated.
+        let mut mixed = text(DEFAULT_BLOCK_SIZE / 4);
+        mixed.extend(random(DEFAULT_BLOCK_SIZE * 3 / 4, 22));
+        let gz = encode(&mixed, PgzipConfig::new(6, 1), 128 * 1024).await;
+        assert_round_trip(&mixed, &gz);
+        let random_part = DEFAULT_BLOCK_SIZE * 3 / 4;
+        assert!(
+            gz.len() < random_part + DEFAULT_BLOCK_SIZE / 16,
+            "text not compressed: {}",
+            gz.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sink_receives_blocks_while_writing_and_memory_stays_bounded() {
+        let block = 8 * 1024;
+        let data = random(200 * block, 11);
+        let mut encoder = ParallelGzipEncoder::new(Vec::new(), config(1, 2, block));
+        let mut most_in_flight = 0;
+        for piece in data.chunks(block) {
+            encoder.write_all(piece).await.unwrap();
+            most_in_flight = most_in_flight.max(encoder.in_flight.len());
+        }
+        assert!(most_in_flight <= 2, "{most_in_flight} blocks in flight");
+        // All but the blocks still in flight (and the one being filled) are written already.
+        assert!(
+            encoder.get_ref().len() > 190 * block,
+            "{}",
+            encoder.get_ref().len()
+        );
+        let gz = encoder.finish().await.unwrap();
+        assert_round_trip(&data, &gz);
+    }
+
+    fn panicking_worker(job: Job) -> Result<Done, PgzipError> {
+        assert!(job.index != 1, "injected failure in block 1");
+        deflate_block(job)
+    }
+
+    #[tokio::test]
+    async fn a_worker_panic_is_an_error_not_a_hang() {
+        let data = text(64 * 1024);
+        let mut encoder =
+            ParallelGzipEncoder::with_worker(Vec::new(), config(6, 2, 4096), panicking_worker);
+        let result = async {
+            encoder.write_all(&data).await?;
+            encoder.finish().await
+        };
+        let err = tokio::time::timeout(std::time::Duration::from_secs(30), result)
+            .await
+            .expect("no hang")
+            .unwrap_err();
+        assert!(
+            matches!(err, PgzipError::Worker { block: 1, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("the compression worker of block 1 failed: "),
+            "{err}"
+        );
+    }
+
+    /// A sink that refuses every write.
+    struct Broken;
+
+    impl AsyncWrite for Broken {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            std::task::Poll::Ready(Err(io::Error::other("disk on fire")))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_sink_is_a_write_error() {
+        let encoder = ParallelGzipEncoder::new(Broken, PgzipConfig::new(6, 1));
+        let err = encoder.finish().await.err().unwrap();
+        assert!(matches!(err, PgzipError::Write(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "writing compressed data failed: disk on fire"
+        );
+    }
+
+    #[test]
+    fn config_clamps_level_threads_and_defaults() {
+        let config = PgzipConfig::new(12, 0);
+        assert_eq!((config.level, config.threads), (9, 1));
+        assert_eq!(config.block_size, DEFAULT_BLOCK_SIZE);
+        assert!(default_threads() >= 1);
+    }
+}
