@@ -140,10 +140,11 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
 }
 
 /// Streams `reader` into `<final_path>.partial`: every byte through the tar checker, gzip at the
-/// configured level on `gzip_threads` workers (one gzip member), sha256 over the compressed bytes; then flushes and `fsync`s the file. The
-/// archive must end with the end-of-archive blocks; reading stops there (what follows is zero
-/// padding), at the reader's EOF, or when `exited` has resolved and no byte came for
-/// `drain_grace`. On error (or when the future is dropped) the `.partial` file is removed.
+/// configured level on `gzip_threads` workers (one gzip member), sha256 over the compressed
+/// bytes; then flushes and `fsync`s the file. The archive must end with the end-of-archive
+/// blocks; reading stops there (what follows is zero padding), at the reader's EOF, or when
+/// `exited` has resolved and no byte came for `drain_grace`. On error (or when the future is
+/// dropped) the `.partial` file is removed.
 pub async fn write_partial<R, E, F>(
     mut reader: R,
     final_path: &Path,
