@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
+use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
 use nkvm_engine::connection::{ConnectOptions, ConnectionSource};
 use nkvm_engine::inventory::{DEFAULT_MAX_NAMESPACES, DEFAULT_PAGE_SIZE, InventoryOptions};
+use nkvm_engine::store::{self, Store};
 
 /// Options shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -85,7 +88,85 @@ pub struct GlobalOptions {
     pub page_size: u32,
 }
 
+/// How backups run, for `nkvm backup` and the web server alike.
+#[derive(Debug, Clone, Args)]
+pub struct BackupTuning {
+    /// Backups running at the same time (per cluster connection in the web server)
+    #[arg(
+        long,
+        env = "NKVM_BACKUP_CONCURRENCY",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub concurrency: u16,
+
+    /// gzip level: 0 (store only) to 9 (smallest)
+    #[arg(
+        long,
+        env = "NKVM_GZIP_LEVEL",
+        default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(0..=9)
+    )]
+    pub gzip_level: u32,
+
+    /// Threads compressing each backup's archive (in 1 MiB blocks, one gzip member); the archive
+    /// does not depend on it [default: the number of CPUs]
+    #[arg(
+        long,
+        env = "NKVM_GZIP_THREADS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub gzip_threads: Option<u16>,
+
+    /// Fail a backup whose stream delivers no data for this many seconds (there is no overall time
+    /// limit)
+    #[arg(
+        long,
+        env = "NKVM_STALL_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(5..=86_400)
+    )]
+    pub stall_timeout: u64,
+}
+
 impl GlobalOptions {
+    /// Engine settings from the global options and the backup tuning.
+    pub fn backup_options(&self, tuning: &BackupTuning, instance: String) -> BackupOptions {
+        BackupOptions {
+            data_dir: self.data_dir.clone(),
+            helper_image: self
+                .helper_image
+                .clone()
+                .filter(|i| !i.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
+            concurrency: usize::from(tuning.concurrency),
+            gzip_level: tuning.gzip_level,
+            gzip_threads: tuning
+                .gzip_threads
+                .map_or_else(backup::pgzip::default_threads, usize::from),
+            stall_timeout: Duration::from_secs(tuning.stall_timeout),
+            request_timeout: self.request_timeout(),
+            instance: Some(instance),
+            ..BackupOptions::default()
+        }
+    }
+
+    /// Creates the data directory if needed, reads (or creates) its instance id and opens the
+    /// history database.
+    pub async fn open_data_dir(&self) -> anyhow::Result<(String, Store)> {
+        let dir = &self.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        let instance = backup::instance_id(dir)
+            .with_context(|| format!("cannot read or create {}/instance-id", dir.display()))?;
+        let store = Store::open(&store::database_path(dir))
+            .await
+            .context("cannot open the history database")?;
+        Ok((instance, store))
+    }
+
     /// Where the cluster credentials come from. `--in-cluster` excludes `--kubeconfig`/`--context`
     /// (checked here rather than by clap, so that `NKVM_IN_CLUSTER=false` does not conflict).
     pub fn connection_source(&self) -> anyhow::Result<ConnectionSource> {

@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use nkvm_engine::backup::runner::stream_client;
-use nkvm_engine::backup::{
-    self, BackupEngine, BackupOptions, BackupResult, DEFAULT_HELPER_IMAGE, ProgressEvent, PvcRef,
-    ResultStatus,
-};
-use nkvm_engine::store::{RunStatus, Stage, Store};
+use nkvm_engine::backup::{BackupOptions, BackupResult, ProgressEvent, PvcRef, ResultStatus};
+use nkvm_engine::store::{RunStatus, Stage};
+use nkvm_engine::workspace::Connection;
 
 use super::{Output, table};
-use crate::config::GlobalOptions;
+use crate::config::{BackupTuning, GlobalOptions};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -23,44 +20,8 @@ pub struct BackupArgs {
     #[arg(value_name = "NS/PVC", required = true, value_parser = parse_target)]
     pub targets: Vec<PvcRef>,
 
-    /// Backups running at the same time
-    #[arg(
-        long,
-        env = "NKVM_BACKUP_CONCURRENCY",
-        default_value_t = 2,
-        value_parser = clap::value_parser!(u16).range(1..=64)
-    )]
-    pub concurrency: u16,
-
-    /// gzip level: 0 (store only) to 9 (smallest)
-    #[arg(
-        long,
-        env = "NKVM_GZIP_LEVEL",
-        default_value_t = 6,
-        value_parser = clap::value_parser!(u32).range(0..=9)
-    )]
-    pub gzip_level: u32,
-
-    /// Threads compressing each backup's archive (in 1 MiB blocks, one gzip member); the archive
-    /// does not depend on it [default: the number of CPUs]
-    #[arg(
-        long,
-        env = "NKVM_GZIP_THREADS",
-        value_name = "N",
-        value_parser = clap::value_parser!(u16).range(1..=256)
-    )]
-    pub gzip_threads: Option<u16>,
-
-    /// Fail a backup whose stream delivers no data for this many seconds (there is no overall time
-    /// limit)
-    #[arg(
-        long,
-        env = "NKVM_STALL_TIMEOUT",
-        value_name = "SECS",
-        default_value_t = 120,
-        value_parser = clap::value_parser!(u64).range(5..=86_400)
-    )]
-    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub tuning: BackupTuning,
 
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
@@ -81,23 +42,7 @@ fn started_by() -> String {
 
 /// Engine settings from the global options and the subcommand's.
 pub fn options(global: &GlobalOptions, args: &BackupArgs, instance: String) -> BackupOptions {
-    BackupOptions {
-        data_dir: global.data_dir.clone(),
-        helper_image: global
-            .helper_image
-            .clone()
-            .filter(|i| !i.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
-        concurrency: usize::from(args.concurrency),
-        gzip_level: args.gzip_level,
-        gzip_threads: args
-            .gzip_threads
-            .map_or_else(backup::pgzip::default_threads, usize::from),
-        stall_timeout: Duration::from_secs(args.stall_timeout),
-        request_timeout: global.request_timeout(),
-        instance: Some(instance),
-        ..BackupOptions::default()
-    }
+    global.backup_options(&args.tuning, instance)
 }
 
 pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -114,29 +59,11 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
             allowed.join(", ")
         );
     }
-    std::fs::create_dir_all(&global.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            global.data_dir.display()
-        )
-    })?;
-    let instance = backup::instance_id(&global.data_dir).with_context(|| {
-        format!(
-            "cannot read or create {}/instance-id",
-            global.data_dir.display()
-        )
-    })?;
-    let store = Store::open(&global.data_dir.join("nkvm.db"))
-        .await
-        .context("cannot open the history database")?;
+    let (instance, store) = global.open_data_dir().await?;
     let cluster = super::connect(global).await?;
-    let stream = stream_client(cluster.config()).context("cannot build the streaming client")?;
-    let engine = BackupEngine::with_clients(
-        cluster.client.clone(),
-        stream,
-        store,
-        options(global, &args, instance),
-    );
+    let engine = Connection::new(cluster, store, options(global, &args, instance))
+        .context("cannot set up the backup engine")?
+        .backups;
 
     let report = engine
         .recover(allowlist.as_deref())
@@ -233,7 +160,7 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<ProgressEve
 }
 
 fn stage_name(stage: Stage) -> &'static str {
-    backup::error::stage_name(stage)
+    nkvm_engine::backup::error::stage_name(stage)
 }
 
 fn progress_line(event: &ProgressEvent) -> String {
@@ -310,6 +237,7 @@ fn render_table(results: &[BackupResult]) -> String {
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use nkvm_engine::backup::{self, DEFAULT_HELPER_IMAGE};
 
     fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
         crate::cli::Cli::try_parse_from(args)
@@ -359,13 +287,13 @@ mod tests {
         let crate::cli::Command::Backup(args) = &cli.command else {
             panic!("not backup");
         };
-        assert_eq!(args.concurrency, 2);
-        assert_eq!(args.gzip_level, 6);
-        assert_eq!(args.stall_timeout, 120);
+        assert_eq!(args.tuning.concurrency, 2);
+        assert_eq!(args.tuning.gzip_level, 6);
+        assert_eq!(args.tuning.stall_timeout, 120);
         assert_eq!(args.output, Output::Table);
         let options = options(&cli.global, args, "i".to_owned());
         if std::env::var_os("NKVM_GZIP_THREADS").is_none() {
-            assert_eq!(args.gzip_threads, None);
+            assert_eq!(args.tuning.gzip_threads, None);
             assert_eq!(options.gzip_threads, backup::pgzip::default_threads());
         }
         if std::env::var_os("NKVM_HELPER_IMAGE").is_none() {

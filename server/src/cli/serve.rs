@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
-use nkvm_engine::store::Store;
 use nkvm_engine::workspace::{DEFAULT_MAX_SESSIONS, Workspace, WorkspaceOptions};
 
-use crate::config::GlobalOptions;
+use crate::config::{BackupTuning, GlobalOptions};
 
 /// How long shutdown waits for cancelled backups to clean up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -35,23 +33,8 @@ pub struct ServeArgs {
     #[arg(long, env = "NKVM_STALE_AFTER_HOURS", default_value_t = 24)]
     pub stale_after_hours: u64,
 
-    /// Backups running at the same time, per cluster connection
-    #[arg(
-        long,
-        env = "NKVM_BACKUP_CONCURRENCY",
-        default_value_t = 2,
-        value_parser = clap::value_parser!(u16).range(1..=64)
-    )]
-    pub concurrency: u16,
-
-    /// gzip level of web-started backups: 0 (store only) to 9 (smallest)
-    #[arg(
-        long,
-        env = "NKVM_GZIP_LEVEL",
-        default_value_t = 6,
-        value_parser = clap::value_parser!(u32).range(0..=9)
-    )]
-    pub gzip_level: u32,
+    #[command(flatten)]
+    pub tuning: BackupTuning,
 
     /// How users log in: `local` (users file and/or a first admin from the environment), `proxy`
     /// (a trusted reverse proxy names the user in a header), or `none` (loopback only)
@@ -184,41 +167,10 @@ impl ServeArgs {
     }
 }
 
-/// Backup settings of the web server's engines.
-fn backup_options(global: &GlobalOptions, args: &ServeArgs, instance: String) -> BackupOptions {
-    BackupOptions {
-        data_dir: global.data_dir.clone(),
-        helper_image: global
-            .helper_image
-            .clone()
-            .filter(|i| !i.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
-        concurrency: usize::from(args.concurrency),
-        gzip_level: args.gzip_level,
-        request_timeout: global.request_timeout(),
-        instance: Some(instance),
-        ..BackupOptions::default()
-    }
-}
-
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow: a server without a way to log in must not start.
     let auth_mode = args.auth_mode()?;
-    std::fs::create_dir_all(&global.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            global.data_dir.display()
-        )
-    })?;
-    let instance = backup::instance_id(&global.data_dir).with_context(|| {
-        format!(
-            "cannot read or create {}/instance-id",
-            global.data_dir.display()
-        )
-    })?;
-    let store = Store::open(&nkvm_engine::store::database_path(&global.data_dir))
-        .await
-        .context("cannot open the history database")?;
+    let (instance, store) = global.open_data_dir().await?;
     let source = global.connection_source()?;
     let cluster = super::connect(global).await?;
     tracing::info!(
@@ -233,7 +185,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     let options = WorkspaceOptions {
         kubeconfig: global.kubeconfig.clone(),
         connect: global.connect_options(),
-        backup: backup_options(global, &args, instance),
+        backup: global.backup_options(&args.tuning, instance),
         allow_pasted: args.allow_pasted_kubeconfig,
         in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
