@@ -4,6 +4,8 @@
 // The app under test must already be running: NKVM_E2E_URL (default http://127.0.0.1:3000).
 // Every spec runs twice: `hydrated` (JavaScript on, the wasm app hydrates) and `no-js` (JavaScript
 // off: the server-rendered HTML alone). Screenshots and traces are kept in test-results/.
+// The `deploy` project (tests/deploy.spec.ts, nkvm running in the cluster) exists only with
+// NKVM_E2E_DEPLOY=1: scripts/e2e-deploy.sh sets it.
 import { defineConfig } from '@playwright/test';
 
 const baseURL = process.env.NKVM_E2E_URL ?? 'http://127.0.0.1:3000';
@@ -38,8 +40,10 @@ export default defineConfig({
       ],
     },
   },
-  projects: [
-    { name: 'hydrated', use: { javaScriptEnabled: true } },
-    { name: 'no-js', use: { javaScriptEnabled: false } },
-  ],
+  projects: process.env.NKVM_E2E_DEPLOY
+    ? [{ name: 'deploy', testMatch: /deploy\.spec\.ts/, use: { javaScriptEnabled: true } }]
+    : [
+        { name: 'hydrated', testIgnore: /deploy\.spec\.ts/, use: { javaScriptEnabled: true } },
+        { name: 'no-js', testIgnore: /deploy\.spec\.ts/, use: { javaScriptEnabled: false } },
+      ],
 });

@@ -13,6 +13,7 @@
 #
 # Build-time environment:
 #   CARGO_TARGET_DIR   cargo's target directory (default: <repo>/target). SITE = $CARGO_TARGET_DIR/site
+#   NKVM_SITE_DIR      write the site here instead of $CARGO_TARGET_DIR/site (deploy/image/build.sh)
 #   NKVM_CACHE_DIR     where scripts/install-tools.sh put wasm-bindgen (default: $HOME/.cache/nkvm)
 #   NKVM_SKIP_SERVER   set to 1 to build only the site (wasm, js, css)
 #   LEPTOS_OUTPUT_NAME is deliberately NOT set (and is unset here): when `leptos` is compiled with it,
@@ -51,7 +52,7 @@ log() { printf 'build-web: %s\n' "$*" >&2; }
 
 target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 case "$target_dir" in /*) ;; *) target_dir="$repo_root/$target_dir" ;; esac
-site="$target_dir/site"
+site="${NKVM_SITE_DIR:-$target_dir/site}"
 pkg="$site/pkg"
 output_name=nkvm
 cache_dir="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"

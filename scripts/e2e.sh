@@ -85,6 +85,9 @@ YAML
 "$kubectl" -n "$ns" exec deploy/web -- sh -c \
   'dd if=/dev/urandom of=/data/random.bin bs=1M count=300 2>/dev/null && mkdir -p /data/docs && for i in 1 2 3 4 5; do echo "page $i" > /data/docs/p$i.txt; done'
 "$kubectl" -n "$ns" exec deploy/db -- sh -c 'echo "id,name" > /data/table.csv && echo "1,ada" >> /data/table.csv'
+# Markup in an annotation must stay inert wherever the PVC shows up (inventory.spec.ts).
+payload='<img src=x onerror="window.__nkvmXss=3"><script>window.__nkvmXss=4</script>'
+"$kubectl" -n "$ns" annotate pvc web-data "nkvm.test/note=$payload" >/dev/null
 
 data_dir="$(mktemp -d)"
 export NKVM_E2E_DATA_DIR="$data_dir"
@@ -113,6 +116,6 @@ for _ in $(seq 1 60); do
 done
 
 cd end2end
-NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_OWNER="Deployment/web" \
+NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_PAYLOAD="$payload" NKVM_E2E_OWNER="Deployment/web" \
   NKVM_E2E_PVC2="$ns/db-data" NKVM_E2E_FAIL_PVC="$ns/locked" NKVM_E2E_KUBECONFIG_FILE="$KUBECONFIG" \
   npx playwright test "$@"

@@ -23,8 +23,8 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
 API_PORT=6443
 # Start order; `down` stops in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet provisioner)
-APT_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables curl openssl gcc libc6-dev pigz python3 iproute2 util-linux)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy api-forwarder provisioner)
+APT_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables curl openssl gcc libc6-dev pigz python3 iproute2 util-linux socat)
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -81,10 +81,10 @@ install_packages() {
   fi
 }
 
-# Images are rebuilt when images.py, pause.c or IMAGES_VERSION change; kept in the cache dir.
+# Images are rebuilt when images.py, scripts/dockerarchive.py, pause.c or IMAGES_VERSION change; kept in the cache dir.
 build_images() {
   local key
-  key="$(cat "$CLUSTER_DIR/images.py" "$CLUSTER_DIR/pause.c" "$CLUSTER_DIR/versions.env" | sha256sum | cut -c1-16)"
+  key="$(cat "$CLUSTER_DIR/images.py" "$REPO_ROOT/scripts/dockerarchive.py" "$CLUSTER_DIR/pause.c" "$CLUSTER_DIR/versions.env" | sha256sum | cut -c1-16)"
   IMAGES="$CACHE/images-$key"
   if [[ ! -f "$IMAGES/helper.tar" ]]; then
     log "building images into $IMAGES"
@@ -119,6 +119,7 @@ EOF
       echo "$(token),system:node:$NODE_NAME,kubelet,system:nodes"
       echo "$(token),system:kube-controller-manager,kube-controller-manager"
       echo "$(token),system:kube-scheduler,kube-scheduler"
+      echo "$(token),system:kube-proxy,kube-proxy"
     } >tokens.csv
     chmod 600 ./*.key tokens.csv
   )
@@ -311,6 +312,38 @@ EOF
   wait_for kubelet 120 node_ready
 }
 
+# Services: kube-proxy (iptables mode) turns ClusterIPs into DNAT rules for pods and for this host.
+# Pods reach the apiserver through the `kubernetes` Service, whose endpoint is the advertise address
+# on the bridge ($BRIDGE_IP:$API_PORT); the apiserver itself listens on loopback only, so a socat
+# forwarder listens on the bridge address and relays to it. NodePorts stay on the bridge address.
+start_kube_proxy() {
+  write_kubeconfig "$STATE/kube-proxy.kubeconfig" system:kube-proxy
+  cat >"$STATE/kube-proxy-config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: "$STATE/kube-proxy.kubeconfig"}
+mode: iptables
+clusterCIDR: $POD_CIDR
+hostnameOverride: "$NODE_NAME"
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: ["$BRIDGE_IP/32"]
+iptables: {localhostNodePorts: false}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  start kube-proxy "$BIN/kube-proxy" --config="$STATE/kube-proxy-config.yaml" --v=1
+  wait_for kube-proxy 60 curl -fsS http://127.0.0.1:10256/healthz
+  start api-forwarder socat "TCP-LISTEN:$API_PORT,bind=$BRIDGE_IP,fork,reuseaddr" "TCP:127.0.0.1:$API_PORT"
+  wait_for api-forwarder 30 curl -fsS --cacert "$PKI/ca.crt" -o /dev/null "https://$BRIDGE_IP:$API_PORT/version"
+  wait_for kube-proxy 60 service_routed
+}
+
+# The `kubernetes` Service answers through kube-proxy's rules (the certificate covers its IP).
+service_routed() {
+  curl -fsS --cacert "$PKI/ca.crt" -o /dev/null "https://${SERVICE_CIDR%.0/*}.1:443/version"
+}
+
 node_ready() {
   [[ "$(kubectl_admin get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == "True" ]]
 }
@@ -419,6 +452,11 @@ teardown() {
   done
   kill_shims
   clean_cgroups
+  # kube-proxy's iptables chains (KUBE-*), removed by kube-proxy itself.
+  local proxy="$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin/kube-proxy"
+  if [[ -x "$proxy" ]] && iptables -t nat -S 2>/dev/null | grep -q -- '-N KUBE-'; then
+    "$proxy" --cleanup >/dev/null 2>&1 || log "warning: kube-proxy --cleanup failed"
+  fi
   unmount_under "$state/kubelet"
   unmount_under "$state/containerd"
   unmount_under "$RUN"

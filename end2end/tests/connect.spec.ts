@@ -1,5 +1,5 @@
 // The connect page: the session's connection, the server's contexts, and a pasted kubeconfig (held
-// by this browser session only; refused when it would run a command).
+// by this browser session only; refused when it would run a command; names from it rendered as text).
 //
 // Environment: NKVM_E2E_KUBECONFIG_FILE, a kubeconfig whose credentials are embedded (set by
 // scripts/e2e.sh to the test cluster's).
@@ -54,6 +54,32 @@ test.describe('connect page', () => {
     await page.waitForURL((url) => url.pathname === '/');
     await expect(page.getByTestId('cluster-source')).toHaveText('pasted');
     await expect(page.getByRole('table', { name: /PVCs with the workloads/ })).toBeVisible();
+    await page.goto('/connect');
+    await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
+    await page.getByRole('button', { name: 'Back to the server’s own connection' }).click();
+    await page.waitForURL((url) => url.pathname === '/');
+    await expect(page.getByTestId('cluster-source')).toHaveText('kubeconfig');
+  });
+  test('names from a pasted kubeconfig are shown as text, never run', async ({ page, javaScriptEnabled }) => {
+    test.skip(!javaScriptEnabled || !kubeconfigFile, 'hydrated only; needs NKVM_E2E_KUBECONFIG_FILE');
+    const payload = '<img src=x onerror="window.__nkvmXss=1"><script>window.__nkvmXss=2</script>';
+    const text = readFileSync(kubeconfigFile!, 'utf8')
+      .replace(/^(contexts:\n- name: )nkvm-test$/m, `$1'${payload}'`)
+      .replace(/^current-context: nkvm-test$/m, `current-context: '${payload}'`);
+    expect(text.split(payload).length).toBe(3);
+    await page.goto('/connect');
+    await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
+    await page.getByLabel('Kubeconfig (YAML)').fill(text);
+    await page.getByRole('button', { name: 'Connect', exact: true }).click();
+    await page.waitForURL((url) => url.pathname === '/');
+    for (const render of ['hydrated', 'server-rendered']) {
+      if (render === 'server-rendered') await page.reload();
+      await expect(page.getByTestId('cluster-source'), render).toHaveText('pasted');
+      await expect(page.getByTestId('cluster-context'), render).toHaveText(payload);
+      await expect(page.locator('img[src="x"]'), render).toHaveCount(0);
+      expect(await page.evaluate(() => (window as unknown as { __nkvmXss?: number }).__nkvmXss), render).toBeUndefined();
+    }
+    await page.screenshot({ path: test.info().outputPath('context-name-payload.png'), fullPage: true });
     await page.goto('/connect');
     await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
     await page.getByRole('button', { name: 'Back to the server’s own connection' }).click();

@@ -100,6 +100,18 @@ test.describe('inventory page', () => {
     }
   });
 
+  test('markup in a PVC annotation stays inert', async ({ page }) => {
+    // scripts/e2e.sh annotates NKVM_E2E_PVC with an <img onerror> payload (label values cannot hold
+    // markup: the apiserver refuses them). Whatever nkvm shows of the PVC, nothing may run.
+    test.skip(!pvc || expectError || !process.env.NKVM_E2E_PAYLOAD, 'needs NKVM_E2E_PVC and NKVM_E2E_PAYLOAD');
+    const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');
+    const response = await page.goto(`/?ns=${encodeURIComponent(namespace)}`);
+    await expect(pvcRow(page, namespace, name)).toHaveCount(1);
+    expect(await response!.text()).not.toContain(process.env.NKVM_E2E_PAYLOAD!);
+    await expect(page.locator('img[src="x"]')).toHaveCount(0);
+    expect(await page.evaluate(() => (window as unknown as { __nkvmXss?: number }).__nkvmXss)).toBeUndefined();
+  });
+
   test('the filter hides rows that do not match', async ({ page, javaScriptEnabled }) => {
     test.skip(!pvc || expectError, 'needs NKVM_E2E_PVC and a reachable cluster');
     const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');

@@ -117,8 +117,9 @@ pub fn api_advice(err: &kube::Error, verb: &str, resource: &str, namespace: &str
             "HTTP 401: the credentials are expired or invalid; refresh them and retry".to_owned()
         }
         Some(403) => format!(
-            "HTTP 403: the credentials may not {verb} {resource} in namespace {namespace}; grant it \
-             (see deploy/ RBAC) or ask an administrator"
+            "HTTP 403 Forbidden: grant {verb} on {resource} in namespace {namespace} to nkvm's \
+             credentials (in-cluster: bind the ClusterRole nkvm-backup there, see docs/security.md) \
+             or ask an administrator"
         ),
         Some(404) => format!("HTTP 404: {resource} not found in namespace {namespace}"),
         Some(409) => format!("HTTP 409: {resource} already exists; retry"),
@@ -275,7 +276,7 @@ mod tests {
     fn advice_names_what_to_do() {
         let advice = api_advice(&api(403), "create", "pods", "shop");
         assert!(
-            advice.contains("may not create pods in namespace shop"),
+            advice.contains("grant create on pods in namespace shop"),
             "{advice}"
         );
         assert!(api_advice(&api(422), "create", "pods", "shop").contains("Pod Security"));

@@ -72,7 +72,7 @@ pub async fn create_with_retry(
         match timed(timeout, api.create(&PostParams::default(), pod)).await {
             Ok(created) => return Ok(created),
             Err(err) if http_status(&err) == Some(409) && last.is_some() => {
-                if let Ok(existing) = timed(timeout, api.get(&name)).await {
+                if let Ok(Some(existing)) = timed(timeout, super::lookup::object(api, &name)).await {
                     let same = existing
                         .metadata
                         .labels
@@ -261,7 +261,7 @@ pub async fn wait_running(
             "watching the pod failed ({err}); check the connection to the apiserver and retry"
         ))),
         Err(_) => {
-            let state = match api.get_opt(name).await {
+            let state = match super::lookup::object(api, name).await {
                 Ok(Some(pod)) => describe_state(&pod),
                 Ok(None) => "the pod no longer exists".to_owned(),
                 Err(err) => format!("its state could not be read: {err}"),
@@ -455,9 +455,8 @@ impl TarSession {
                     return Err(BackupError::Exec {
                         pod: pod.to_owned(),
                         message: format!(
-                            "could not exec `{}` in helper pod {pod}: {}",
-                            command.join(" "),
-                            api_advice(&err, "create", "pods/exec", &namespace)
+                            "could not exec into helper pod {pod}: {}",
+                            api_advice(&err, "get and create", "pods/exec", &namespace)
                         ),
                     });
                 }
@@ -675,7 +674,7 @@ pub async fn prescan(api: &Api<Pod>, pod: &str, timeout: Duration) -> Option<Tot
 /// Whether the helper pod is gone or being deleted.
 pub async fn helper_gone(client: &Client, namespace: &str, pod: &str) -> bool {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    match timed(Duration::from_secs(10), api.get_opt(pod)).await {
+    match timed(Duration::from_secs(10), super::lookup::object(&api, pod)).await {
         Ok(None) => true,
         Ok(Some(pod)) => {
             pod.metadata.deletion_timestamp.is_some()

@@ -264,7 +264,7 @@ async fn create_forbidden_is_not_retried_and_is_recorded() {
     assert!(
         result
             .message
-            .contains("may not create pods in namespace shop"),
+            .contains("grant create on pods in namespace shop"),
         "{}",
         result.message
     );

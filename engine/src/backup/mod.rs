@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod cleanup;
 pub mod error;
 pub mod helper;
+pub mod lookup;
 pub mod pgzip;
 pub mod pod;
 pub mod preflight;

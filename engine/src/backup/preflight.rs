@@ -339,7 +339,7 @@ where
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match timed(timeout, api.get_metadata_opt(name)).await {
+    match timed(timeout, super::lookup::metadata(&api, name)).await {
         Ok(Some(PartialObjectMeta { metadata, .. })) => {
             Lookup::Found(metadata.owner_references.unwrap_or_default())
         }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# In-cluster deployment test on the running local test cluster:
+#   1. builds the nkvm image without Docker (deploy/image/build.sh) and imports it into containerd;
+#   2. deploys deploy/overlays/test-cluster (the kustomize base + test settings) with kubectl -k,
+#      the users Secret (random passwords for this run; only hashes reach the cluster), and fixture
+#      workloads in an allowlisted namespace and in one outside the allowlist;
+#   3. waits for the rollout and runs the Playwright `deploy` project against the Service's ClusterIP
+#      (kube-proxy routes it): login, inventory, a backup under the service account, the allowlist,
+#      and each RBAC rule removed in turn (end2end/tests/deploy.spec.ts);
+#   4. removes everything it created, also when it fails (the pod's log is kept in
+#      end2end/deploy-server.log).
+# Needs: end2end/cluster/up, scripts/install-tools.sh, npm.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+source end2end/cluster/versions.env
+kubectl="$NKVM_CACHE_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin/kubectl"
+export KUBECONFIG="${KUBECONFIG:-$repo/.cluster/kubeconfig}"
+overlay=deploy/overlays/test-cluster
+log() { printf 'e2e-deploy: %s\n' "$*" >&2; }
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  log "installing Debian's chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+(cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+
+image_tar="$(deploy/image/build.sh)"
+ctr --address /run/nkvm-cluster/containerd.sock -n k8s.io images import "$image_tar" >&2
+nkvm="$CARGO_TARGET_DIR/image/nkvm"
+
+remove_all() {
+  "$kubectl" delete -k "$overlay" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
+}
+cleanup() {
+  "$kubectl" -n nkvm logs deploy/nkvm --tail=-1 >"$repo/end2end/deploy-server.log" 2>&1 || true
+  remove_all
+}
+remove_all
+trap cleanup EXIT
+
+"$kubectl" apply -k "$overlay" >&2
+new_password() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
+export NKVM_E2E_ADMIN_PASSWORD="$(new_password)" NKVM_E2E_OPERATOR_PASSWORD="$(new_password)"
+hash_of() { printf '%s\n' "$1" | "$nkvm" hash-password; }
+"$kubectl" -n nkvm create secret generic nkvm-users --from-file=users.yaml=<(cat <<USERS
+users:
+- {name: admin, role: admin, password_hash: "$(hash_of "$NKVM_E2E_ADMIN_PASSWORD")"}
+- {name: operator, role: operator, password_hash: "$(hash_of "$NKVM_E2E_OPERATOR_PASSWORD")"}
+USERS
+) >&2
+
+for ns in nkvm-deploy-e2e nkvm-deploy-other; do
+  "$kubectl" -n "$ns" apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never,
+         command: ["sh", "-c", "mkdir -p /data/docs && echo hello > /data/docs/a.txt && dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null; exec sleep 3600"],
+         volumeMounts: [{name: data, mountPath: /data}]}
+      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+YAML
+done
+"$kubectl" -n nkvm-deploy-e2e wait deployment/app --for=condition=Available --timeout=120s >/dev/null
+"$kubectl" -n nkvm-deploy-other wait deployment/app --for=condition=Available --timeout=120s >/dev/null
+if ! "$kubectl" -n nkvm rollout status deployment/nkvm --timeout=180s >&2; then
+  "$kubectl" -n nkvm describe pods >&2 || true
+  exit 1
+fi
+ip="$("$kubectl" -n nkvm get service nkvm -o jsonpath='{.spec.clusterIP}')"
+url="http://$ip"
+for _ in $(seq 1 60); do
+  curl -fsS "$url/healthz" >/dev/null 2>&1 && break
+  sleep 1
+done
+curl -fsS "$url/healthz" >/dev/null || { log "the Service $url does not answer"; exit 1; }
+log "nkvm answers at $url (Service nkvm/nkvm)"
+
+status=0
+(
+  cd end2end
+  NKVM_E2E_DEPLOY=1 NKVM_E2E_URL="$url" NKVM_E2E_KUBECTL="$kubectl" \
+    NKVM_E2E_PVC=nkvm-deploy-e2e/data NKVM_E2E_OTHER_PVC=nkvm-deploy-other/data \
+    npx playwright test "$@"
+) || status=1
+
+# The pod's log must name no password and no bearer token (service account tokens are JWTs).
+pod_log="$("$kubectl" -n nkvm logs deploy/nkvm --tail=-1 2>&1)"
+if grep -qF -e "$NKVM_E2E_ADMIN_PASSWORD" -e "$NKVM_E2E_OPERATOR_PASSWORD" -e 'eyJhbGci' <<<"$pod_log"; then
+  log "FAILED: the server's log contains a password or a token"
+  status=1
+else
+  log "the server's log ($(wc -l <<<"$pod_log") lines) holds no password and no token"
+fi
+exit "$status"
