@@ -88,6 +88,10 @@ test.describe('inventory page', () => {
     const row = pvcRow(page, namespace, name);
     await expect(row).toHaveCount(1);
     await expect(row).toBeVisible();
+    // With PVCs listed, the "no PVCs" notes stay hidden and no template text leaks into the page.
+    await expect(page.getByText('No PVCs in the namespaces this server may read.')).toBeHidden();
+    await expect(page.getByText('No PVC matches the filter.')).toBeHidden();
+    await expect(page.locator('main')).not.toContainText('.get()');
     // Cells around the row header (the name): selection, namespace, phase, capacity, storage class,
     // access modes, owner…
     const ownerCell = row.getByRole('cell').nth(6);

@@ -224,6 +224,8 @@ fn RunRow(run: RunView) -> impl IntoView {
     let failed = run.status == "failed" || run.status == "interrupted";
     let stage_text = if failed {
         format!("failed at {}", run.stage)
+    } else if run.status == "succeeded" {
+        "done".to_owned()
     } else {
         run.stage.clone()
     };

@@ -371,7 +371,7 @@ fn InventoryTable(
                 </tbody>
             </table>
         </div>
-        <p class="more" hidden=move || shown.get() >= matched.get()>
+        <p class="more" hidden=move || { shown.get() >= matched.get() }>
             <a href=move || {
                 let mut next = state.get();
                 next.limit = next.limit.saturating_add(PAGE_ROWS);
@@ -384,10 +384,10 @@ fn InventoryTable(
                 format!("/?{}", next.to_query())
             }>{move || format!("Show all {} matching PVCs", matched.get())}</a>
         </p>
-        <p class="empty" hidden=move || total == 0 || matched.get() != 0>
+        <p class="empty" hidden=move || { total == 0 || matched.get() != 0 }>
             "No PVC matches the filter."
         </p>
-        <p class="empty" hidden=total != 0>
+        <p class="empty" hidden={ total != 0 }>
             "No PVCs in the namespaces this server may read."
         </p>
     }

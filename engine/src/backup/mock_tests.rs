@@ -23,6 +23,8 @@ struct Script {
     creates: Vec<u16>,
     /// The helper as the watch's initial list shows it.
     helper_status: Value,
+    /// Status code answered to helper deletions instead of deleting (e.g. 403).
+    delete_status: Option<u16>,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +66,7 @@ fn script() -> Script {
         pods: Vec::new(),
         creates: vec![201],
         helper_status: image_never_pull(),
+        delete_status: None,
     }
 }
 
@@ -154,6 +157,10 @@ fn serve(script: Script) -> (Client, Arc<Mutex<Calls>>) {
                     }
                 }
                 (Method::DELETE, p) if p.starts_with("/api/v1/namespaces/shop/pods/") => {
+                    if let Some(code) = script.delete_status {
+                        send.send_response(status(code, "Forbidden"));
+                        continue;
+                    }
                     match helper.take() {
                         Some(pod) => ok(200, &pod),
                         None => status(404, "NotFound"),
@@ -331,6 +338,35 @@ async fn transient_create_failures_are_retried_then_schedule_fails_fast() {
             .unwrap()
             .starts_with("nkvm-backup-")
     );
+}
+
+#[tokio::test]
+async fn a_forbidden_helper_deletion_is_a_warning_everyone_sees() {
+    let f = fixture(Script {
+        creates: vec![201],
+        delete_status: Some(403),
+        ..script()
+    })
+    .await;
+    let mut events = f.engine.subscribe();
+    let result = one(&f).await;
+    assert_eq!(result.stage, Some(Stage::Schedule), "{}", result.message);
+    assert_eq!(result.warnings.len(), 1, "{:?}", result.warnings);
+    assert!(
+        result.warnings[0].contains("grant delete on pods in namespace shop"),
+        "{}",
+        result.warnings[0]
+    );
+    let mut last = None;
+    while let Ok(event) = events.try_recv() {
+        last = Some(event);
+    }
+    let shown = last.unwrap().message.unwrap();
+    assert!(shown.starts_with(&result.message), "{shown}");
+    assert!(shown.contains("; warning: deleting helper pod shop/nkvm-backup-"), "{shown}");
+    let row = &rows(&f.store).await[0];
+    assert_eq!(row.message.as_deref(), Some(shown.as_str()));
+    assert_eq!(f.engine.sweeper().pending().len(), 1);
 }
 
 #[tokio::test]

@@ -955,10 +955,8 @@ impl<'a> Run<'a> {
                 if !self.warnings.is_empty()
                     && let Some(row) = self.row
                 {
-                    let message =
-                        format!("{}; warning: {}", result.message, self.warnings.join("; "));
                     let update = RunUpdate {
-                        message: Some(message),
+                        message: Some(with_warnings(&result.message, &self.warnings)),
                         ..RunUpdate::default()
                     };
                     if let Err(err) = inner.store.update_run(row, &update).await {
@@ -981,14 +979,10 @@ impl<'a> Run<'a> {
                 if !matches!(err, BackupError::Record { .. })
                     && let Some(row) = self.row
                 {
-                    let mut message = result.message.clone();
-                    if !self.warnings.is_empty() {
-                        message = format!("{message}; warning: {}", self.warnings.join("; "));
-                    }
                     let update = RunUpdate {
                         status: Some(status),
                         stage: Some(stage),
-                        message: Some(message),
+                        message: Some(with_warnings(&result.message, &self.warnings)),
                         finished_at: Some(finished_at),
                         helper_pod: self.helper_name.clone(),
                         node: self.node.clone(),
@@ -1014,14 +1008,24 @@ impl<'a> Run<'a> {
                 tracing::info!(run_id = %self.run_id, pvc = %self.target, ?stage, error = %result.message, "backup failed");
             }
         }
+        // Observers (the web UI) see what the history row says, cleanup warnings included.
+        self.tracker.event.message = Some(with_warnings(&result.message, &self.warnings));
         result.warnings = std::mem::take(&mut self.warnings);
-        self.tracker.event.message = Some(result.message.clone());
         self.tracker.emit();
         result
     }
 
     fn stage_event_only(&mut self, stage: Stage) {
         self.tracker.stage(stage);
+    }
+}
+
+/// A result message followed by the run's warnings (as recorded in the history).
+fn with_warnings(message: &str, warnings: &[String]) -> String {
+    if warnings.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}; warning: {}", warnings.join("; "))
     }
 }
 
