@@ -72,7 +72,8 @@ pub async fn create_with_retry(
         match timed(timeout, api.create(&PostParams::default(), pod)).await {
             Ok(created) => return Ok(created),
             Err(err) if http_status(&err) == Some(409) && last.is_some() => {
-                if let Ok(Some(existing)) = timed(timeout, super::lookup::object(api, &name)).await {
+                if let Ok(Some(existing)) = timed(timeout, super::lookup::object(api, &name)).await
+                {
                     let same = existing
                         .metadata
                         .labels
@@ -257,8 +258,9 @@ pub async fn wait_running(
              controller); retry"
                 .to_owned(),
         )),
-        Ok(Err(err)) => Err(schedule(format!(
-            "watching the pod failed ({err}); check the connection to the apiserver and retry"
+        Ok(Err(err)) => Err(schedule(watch_failure(
+            &err,
+            api.namespace().unwrap_or_default(),
         ))),
         Err(_) => {
             let state = match super::lookup::object(api, name).await {
@@ -273,6 +275,26 @@ pub async fn wait_running(
             )))
         }
     }
+}
+
+/// What to do when the watch on the helper failed: the list or watch call's HTTP status and the
+/// grant it needs when the apiserver answered, else a generic retry hint.
+fn watch_failure(err: &kube::runtime::wait::Error, namespace: &str) -> String {
+    use kube::runtime::watcher::Error as Watch;
+    let kube::runtime::wait::Error::ProbeFailed(watch) = err;
+    let (verb, source) = match watch {
+        Watch::InitialListFailed(source) => ("list", source),
+        Watch::WatchStartFailed(source) | Watch::WatchFailed(source) => ("watch", source),
+        Watch::WatchError(_) | Watch::NoResourceVersion => {
+            return format!(
+                "watching the pod failed ({err}); check the connection to the apiserver and retry"
+            );
+        }
+    };
+    format!(
+        "watching the pod failed: {}",
+        api_advice(source, verb, "pods", namespace)
+    )
 }
 
 /// Marker the helper's shell prints on stderr with tar's exit code.
@@ -691,6 +713,37 @@ pub async fn helper_gone(client: &Client, namespace: &str, pod: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_forbidden_watch_names_the_grant() {
+        use kube::runtime::wait::Error as Wait;
+        use kube::runtime::watcher::Error as Watch;
+        let forbidden = || {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 403,
+                message: "forbidden".into(),
+                ..kube::core::Status::default()
+            }))
+        };
+        let watch = watch_failure(
+            &Wait::ProbeFailed(Watch::WatchStartFailed(forbidden())),
+            "shop",
+        );
+        assert!(
+            watch.contains("HTTP 403 Forbidden: grant watch on pods in namespace shop"),
+            "{watch}"
+        );
+        let list = watch_failure(
+            &Wait::ProbeFailed(Watch::InitialListFailed(forbidden())),
+            "shop",
+        );
+        assert!(
+            list.contains("grant list on pods in namespace shop"),
+            "{list}"
+        );
+        let other = watch_failure(&Wait::ProbeFailed(Watch::NoResourceVersion), "shop");
+        assert!(other.contains("retry"), "{other}");
+    }
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(json!({

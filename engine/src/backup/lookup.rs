@@ -36,7 +36,10 @@ mod tests {
     #[test]
     fn selects_exactly_one_name() {
         let params = by_name("web-7d9f");
-        assert_eq!(params.field_selector.as_deref(), Some("metadata.name=web-7d9f"));
+        assert_eq!(
+            params.field_selector.as_deref(),
+            Some("metadata.name=web-7d9f")
+        );
         assert_eq!(params.label_selector, None);
     }
 }

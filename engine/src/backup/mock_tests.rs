@@ -363,7 +363,10 @@ async fn a_forbidden_helper_deletion_is_a_warning_everyone_sees() {
     }
     let shown = last.unwrap().message.unwrap();
     assert!(shown.starts_with(&result.message), "{shown}");
-    assert!(shown.contains("; warning: deleting helper pod shop/nkvm-backup-"), "{shown}");
+    assert!(
+        shown.contains("; warning: deleting helper pod shop/nkvm-backup-"),
+        "{shown}"
+    );
     let row = &rows(&f.store).await[0];
     assert_eq!(row.message.as_deref(), Some(shown.as_str()));
     assert_eq!(f.engine.sweeper().pending().len(), 1);
