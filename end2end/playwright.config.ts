@@ -5,7 +5,9 @@
 // Every spec runs twice: `hydrated` (JavaScript on, the wasm app hydrates) and `no-js` (JavaScript
 // off: the server-rendered HTML alone). Screenshots and traces are kept in test-results/.
 // The `deploy` project (tests/deploy.spec.ts, nkvm running in the cluster) exists only with
-// NKVM_E2E_DEPLOY=1: scripts/e2e-deploy.sh sets it.
+// NKVM_E2E_DEPLOY=1: scripts/e2e-deploy.sh sets it. The `oidc-*` projects (tests/oidc.spec.ts, nkvm
+// with --auth oidc and a real OpenID provider) exist only with NKVM_E2E_OIDC=1: scripts/e2e-oidc.sh
+// sets it.
 import { defineConfig } from '@playwright/test';
 
 const baseURL = process.env.NKVM_E2E_URL ?? 'http://127.0.0.1:3000';
@@ -42,8 +44,13 @@ export default defineConfig({
   },
   projects: process.env.NKVM_E2E_DEPLOY
     ? [{ name: 'deploy', testMatch: /deploy\.spec\.ts/, use: { javaScriptEnabled: true } }]
-    : [
-        { name: 'hydrated', testIgnore: /deploy\.spec\.ts/, use: { javaScriptEnabled: true } },
-        { name: 'no-js', testIgnore: /deploy\.spec\.ts/, use: { javaScriptEnabled: false } },
-      ],
+    : process.env.NKVM_E2E_OIDC
+      ? [
+          { name: 'oidc-hydrated', testMatch: /oidc\.spec\.ts/, use: { javaScriptEnabled: true } },
+          { name: 'oidc-no-js', testMatch: /oidc\.spec\.ts/, use: { javaScriptEnabled: false } },
+        ]
+      : [
+          { name: 'hydrated', testIgnore: /(deploy|oidc)\.spec\.ts/, use: { javaScriptEnabled: true } },
+          { name: 'no-js', testIgnore: /(deploy|oidc)\.spec\.ts/, use: { javaScriptEnabled: false } },
+        ],
 });

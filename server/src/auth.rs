@@ -1,7 +1,9 @@
-//! Web authentication glue: who is calling (a local login's session cookie, or a trusted proxy's
-//! identity header), the login page and the login/logout endpoints (rate limited, audited), and
-//! the middleware that refuses anonymous requests to everything but the health check, the login
-//! page and the site's static files.
+//! Web authentication glue: who is calling (the session cookie of a local or OIDC login, or a
+//! trusted proxy's identity header), the login page and the login/logout endpoints (rate limited,
+//! audited; the OIDC routes are in [`oidc`]), and the middleware that refuses anonymous requests to
+//! everything but the health check, the login routes and the site's static files.
+
+pub mod oidc;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use nkvm_app::ssr::{Caller, SessionId};
 use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
 use nkvm_engine::auth::Role;
+use nkvm_engine::auth::oidc::OidcClient;
 use nkvm_engine::auth::proxy::ProxyConfig;
 use nkvm_engine::auth::ratelimit::LoginLimiter;
 use nkvm_engine::auth::sessions::SessionStore;
@@ -33,6 +36,8 @@ pub enum AuthMode {
     Local(Users),
     /// A reverse proxy (e.g. oauth2-proxy) in front of nkvm names the user in a header.
     Proxy(ProxyConfig),
+    /// Users sign in at an OpenID provider (code flow with PKCE); a session cookie follows.
+    Oidc(OidcClient),
     /// Nobody logs in; every caller is an anonymous admin. Only allowed on a loopback address.
     Disabled,
 }
@@ -87,6 +92,28 @@ impl Auth {
         &self.inner.limiter
     }
 
+    /// Forgets expired sessions, rate-limit counters and OIDC logins in progress.
+    pub fn expire(&self, now: Instant) {
+        self.inner.sessions.expire(now);
+        self.inner.limiter.expire(now);
+        if let AuthMode::Oidc(client) = &self.inner.mode {
+            client.expire(now);
+        }
+    }
+
+    /// Starts a session for `user` and returns its cookie (`None`: no randomness; logged).
+    fn start_session(&self, user: &User) -> Option<HeaderValue> {
+        let (token, _) = match self.inner.sessions.create(user, Instant::now()) {
+            Ok(created) => created,
+            Err(error) => {
+                tracing::error!(%error, "no randomness for a session");
+                return None;
+            }
+        };
+        let max_age = self.inner.sessions.options().absolute.as_secs();
+        self.cookie(token.as_str(), Some(max_age))
+    }
+
     fn cookie(&self, value: &str, max_age: Option<u64>) -> Option<HeaderValue> {
         let mut cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
         if let Some(seconds) = max_age {
@@ -126,25 +153,17 @@ pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Paths anyone may request: the health check, the login page and endpoint, the site's files.
+/// Paths anyone may request: the health check, the login page and endpoints, the site's files.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/login" | "/auth/login") || path.starts_with("/pkg/")
+    matches!(
+        path,
+        "/healthz" | "/login" | "/auth/login" | "/auth/oidc/start" | "/auth/oidc/callback"
+    ) || path.starts_with("/pkg/")
 }
 
-/// A local path to return to after login: absolute, not protocol-relative, no backslashes.
+/// A local path to return to after login (see [`nkvm_engine::auth::oidc::safe_next`]).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.contains('\\')
-                && !path.starts_with("/auth/")
-                && path.len() <= 2048 =>
-        {
-            path.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
+    nkvm_engine::auth::oidc::safe_next(next)
 }
 
 /// Who is calling, if anyone: a trusted proxy's header, a live session, or (auth disabled) the
@@ -197,7 +216,7 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
                 }
             }
         }
-        AuthMode::Local(_) => {
+        AuthMode::Local(_) | AuthMode::Oidc(_) => {
             let token = token_from_cookies(request.headers())?;
             let session = auth.inner.sessions.get(&token, Instant::now())?;
             Some((
@@ -282,6 +301,9 @@ pub async fn login_page(State(auth): State<Auth>, Query(query): Query<LoginPageQ
         Some("proxy") => {
             Some("This server takes your identity from its reverse proxy; sign in there.")
         }
+        Some("oidc") => {
+            Some("This server signs you in with your identity provider; use the button.")
+        }
         _ => None,
     };
     if matches!(auth.inner.mode, AuthMode::Disabled) {
@@ -290,6 +312,16 @@ pub async fn login_page(State(auth): State<Auth>, Query(query): Query<LoginPageQ
     let alert = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(m)))
         .unwrap_or_default();
+    if let AuthMode::Oidc(client) = &auth.inner.mode {
+        let main = format!(
+            "<h1>Log in to nkvm</h1>{alert}<p class=\"login-form\">\
+             <a class=\"button\" href=\"/auth/oidc/start?next={next}\" data-testid=\"oidc-login\">\
+             Sign in with {host}</a></p>",
+            next = escape_html(&nkvm_app::table::encode_component(&next)),
+            host = escape_html(&client.issuer_host()),
+        );
+        return html_page(StatusCode::OK, "Log in", &main);
+    }
     let body = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -306,6 +338,27 @@ pub async fn login_page(State(auth): State<Auth>, Query(query): Query<LoginPageQ
         next = escape_html(&next),
     );
     let mut response = Html(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A plain page in the login page's frame (no script), never cached.
+fn html_page(status: StatusCode, title: &str, main: &str) -> Response {
+    html_page_with_head(status, title, "", main)
+}
+
+fn html_page_with_head(status: StatusCode, title: &str, head: &str, main: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}\
+         <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/pkg/nkvm.css\">\
+         <title>{title} · nkvm</title></head><body><main id=\"main\" class=\"login\">{main}\
+         </main></body></html>",
+        title = escape_html(title),
+    );
+    let mut response = (status, Html(body)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -341,8 +394,10 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let AuthMode::Local(users) = &auth.inner.mode else {
-        return Redirect::to("/login?error=proxy").into_response();
+    let users = match &auth.inner.mode {
+        AuthMode::Local(users) => users,
+        AuthMode::Oidc(_) => return Redirect::to("/login?error=oidc").into_response(),
+        _ => return Redirect::to("/login?error=proxy").into_response(),
     };
     let next = safe_next(form.next.as_deref());
     let ip = peer.ip();
@@ -383,12 +438,8 @@ pub async fn login(
         return Redirect::to(&target).into_response();
     };
     auth.inner.limiter.record_success(ip, &name);
-    let (token, _) = match auth.inner.sessions.create(&user, Instant::now()) {
-        Ok(created) => created,
-        Err(error) => {
-            tracing::error!(%error, "no randomness for a session");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+    let Some(cookie) = auth.start_session(&user) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     auth.audit(
         AuditEvent::new(&user.name, AuditAction::Login, AuditOutcome::Success)
@@ -398,10 +449,7 @@ pub async fn login(
     .await;
     tracing::info!(user = %user.name, role = %user.role, "login");
     let mut response = Redirect::to(&next).into_response();
-    let max_age = auth.inner.sessions.options().absolute.as_secs();
-    if let Some(cookie) = auth.cookie(token.as_str(), Some(max_age)) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
+    response.headers_mut().append(header::SET_COOKIE, cookie);
     response
 }
 
@@ -439,6 +487,8 @@ mod unit_tests {
             "/healthz",
             "/login",
             "/auth/login",
+            "/auth/oidc/start",
+            "/auth/oidc/callback",
             "/pkg/nkvm.js",
             "/pkg/nkvm_bg.wasm",
         ] {
@@ -452,6 +502,8 @@ mod unit_tests {
             "/api/inventory",
             "/download/1/archive",
             "/auth/logout",
+            "/auth/oidc",
+            "/auth/oidc/callbackx",
             "/pkgx",
         ] {
             assert!(!is_public(path), "{path}");

@@ -126,6 +126,8 @@ pub fn router(state: WebState) -> Router {
         .route("/login", get(auth::login_page))
         .route("/auth/login", axum::routing::post(auth::login))
         .route("/auth/logout", axum::routing::post(auth::logout))
+        .route("/auth/oidc/start", get(auth::oidc::start))
+        .route("/auth/oidc/callback", get(auth::oidc::callback))
         .route_service(
             &site_pkg_dir_service_route_path(&options),
             site_pkg_dir_service(&options),

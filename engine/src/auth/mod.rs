@@ -1,6 +1,7 @@
 //! Authentication and authorization primitives of the web server: roles, local users with argon2id
 //! password hashes, in-memory sessions, login rate limiting and identities asserted by a trusted
-//! reverse proxy. Pure library code: no HTTP types; the server maps requests onto these calls.
+//! reverse proxy, and OpenID Connect logins ([`oidc`], whose client calls the identity provider).
+//! No web framework: the server maps requests onto these calls.
 //!
 //! A login with a password, as the server is expected to wire it:
 //!
@@ -17,6 +18,7 @@
 //! There is no default user and no default password: an empty [`users::Users`] is refused by
 //! [`users::Users::non_empty`].
 
+pub mod oidc;
 pub mod proxy;
 pub mod ratelimit;
 pub mod sessions;

@@ -167,6 +167,8 @@ pub enum UsersError {
         #[source]
         problem: HashProblem,
     },
+    #[error("{who}: no password_hash (only --auth oidc reads users without one)")]
+    MissingHash { who: String },
     #[error("{who}: this name is already configured")]
     Duplicate { who: String },
     #[error(
@@ -325,7 +327,9 @@ struct RawFile {
 struct RawUser {
     name: String,
     role: String,
-    password_hash: String,
+    /// Required for local logins; [`Users::load_roles`] (OIDC) reads files without it.
+    #[serde(default)]
+    password_hash: Option<String>,
 }
 
 impl Users {
@@ -353,11 +357,51 @@ impl Users {
 
     /// Parses and checks the text of a users file. An empty file or an empty list gives no users.
     pub fn from_text(text: &str) -> Result<Self, UsersError> {
+        let mut users = Self::empty();
+        for (who, user, role) in Self::parse_entries(text)? {
+            let hash = user
+                .password_hash
+                .ok_or_else(|| UsersError::MissingHash { who: who.clone() })?;
+            users = users.with_user(who, user.name, role, &hash)?;
+        }
+        Ok(users)
+    }
+
+    /// Name → role from a users file, for logins whose identity comes from elsewhere (OIDC):
+    /// `password_hash` may be absent and is ignored. Names, roles and duplicates are checked as
+    /// in [`Users::load`].
+    pub fn load_roles(path: &Path) -> Result<BTreeMap<String, Role>, UsersError> {
+        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::roles_from_text(&text).map_err(|source| UsersError::File {
+            path: path.display().to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    /// [`Users::load_roles`] on the text of a users file.
+    pub fn roles_from_text(text: &str) -> Result<BTreeMap<String, Role>, UsersError> {
+        let mut roles = BTreeMap::new();
+        for (who, user, role) in Self::parse_entries(text)? {
+            if !is_valid_name(&user.name) {
+                return Err(UsersError::InvalidName { who });
+            }
+            if roles.insert(user.name, role).is_some() {
+                return Err(UsersError::Duplicate { who });
+            }
+        }
+        Ok(roles)
+    }
+
+    /// The entries of a users file with a description for errors and the parsed role.
+    fn parse_entries(text: &str) -> Result<Vec<(String, RawUser, Role)>, UsersError> {
         if text.lines().all(|l| {
             let l = l.trim();
             l.is_empty() || l.starts_with('#') || l == "---"
         }) {
-            return Ok(Self::empty());
+            return Ok(Vec::new());
         }
         let raw: RawFile = serde_yaml::from_str(text).map_err(|e| {
             let location = e.location();
@@ -375,7 +419,7 @@ impl Users {
                 },
             }
         })?;
-        let mut users = Self::empty();
+        let mut entries = Vec::new();
         for (index, user) in raw.users.unwrap_or_default().into_iter().enumerate() {
             let who = if is_valid_name(&user.name) {
                 format!("user #{} {:?}", index + 1, user.name)
@@ -389,9 +433,9 @@ impl Users {
                     who: who.clone(),
                     role: shown(&user.role),
                 })?;
-            users = users.with_user(who, user.name, role, &user.password_hash)?;
+            entries.push((who, user, role));
         }
-        Ok(users)
+        Ok(entries)
     }
 
     /// Adds an admin from configuration (e.g. environment variables); refuses a name already

@@ -33,13 +33,14 @@ fn fast_hash(password: &str) -> String {
     .unwrap()
 }
 
-struct Server {
-    app: axum::Router,
+pub(super) struct Server {
+    pub(super) app: axum::Router,
+    pub(super) workspace: Workspace,
     _dir: tempfile::TempDir,
 }
 
-async fn server(secure_cookie: bool) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+/// A workspace whose cluster connection is built from a kubeconfig and never used.
+async fn test_workspace(dir: &std::path::Path) -> Workspace {
     let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:9\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n";
     let source = ConnectionSource::KubeconfigText {
         text: kubeconfig.to_owned(),
@@ -48,12 +49,12 @@ async fn server(secure_cookie: bool) -> Server {
     let cluster = connection::connect(&source, &ConnectOptions::default())
         .await
         .unwrap();
-    let store = Store::open(&dir.path().join("nkvm.db")).await.unwrap();
+    let store = Store::open(&dir.join("nkvm.db")).await.unwrap();
     let options = WorkspaceOptions {
         kubeconfig: None,
         connect: ConnectOptions::default(),
         backup: nkvm_engine::backup::BackupOptions {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: dir.to_path_buf(),
             ..Default::default()
         },
         allow_pasted: false,
@@ -61,21 +62,31 @@ async fn server(secure_cookie: bool) -> Server {
         session_idle: std::time::Duration::from_secs(3600),
         max_sessions: 100,
     };
-    let workspace = Workspace::new(cluster, source, store, options).unwrap();
+    Workspace::new(cluster, source, store, options).unwrap()
+}
+
+async fn server(secure_cookie: bool) -> Server {
     let users = Users::from_text(&format!(
         "users:\n- {{name: ada, role: operator, password_hash: \"{}\"}}\n",
         fast_hash(PASSWORD)
     ))
     .unwrap();
+    server_with(AuthMode::Local(users), secure_cookie).await
+}
+
+/// The real router with `mode`, a fresh data directory and a workspace that needs no cluster.
+pub(super) async fn server_with(mode: AuthMode, secure_cookie: bool) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = test_workspace(dir.path()).await;
     let auth = Auth::new(
-        AuthMode::Local(users),
+        mode,
         SessionStore::default(),
         LoginLimiter::default(),
         workspace.clone(),
         secure_cookie,
     );
     let context = nkvm_app::ssr::AppContext {
-        workspace,
+        workspace: workspace.clone(),
         inventory: nkvm_engine::inventory::InventoryOptions::default(),
         stale_after: None,
     };
@@ -87,11 +98,12 @@ async fn server(secure_cookie: bool) -> Server {
     };
     Server {
         app: router(state),
+        workspace,
         _dir: dir,
     }
 }
 
-fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
+pub(super) fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
     let mut request = HttpRequest::builder()
         .method(method)
         .uri(path)
@@ -105,11 +117,11 @@ fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
     request
 }
 
-async fn send(server: &Server, request: HttpRequest<Body>) -> axum::response::Response {
+pub(super) async fn send(server: &Server, request: HttpRequest<Body>) -> axum::response::Response {
     server.app.clone().oneshot(request).await.unwrap()
 }
 
-fn location(response: &axum::response::Response) -> String {
+pub(super) fn location(response: &axum::response::Response) -> String {
     response
         .headers()
         .get(header::LOCATION)
@@ -277,7 +289,7 @@ async fn cross_origin_logins_and_upgrades_are_refused() {
 
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Captured(pub(super) Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -37,11 +37,13 @@ pub struct ServeArgs {
     pub tuning: BackupTuning,
 
     /// How users log in: `local` (users file and/or a first admin from the environment), `proxy`
-    /// (a trusted reverse proxy names the user in a header), or `none` (loopback only)
+    /// (a trusted reverse proxy names the user in a header), `oidc` (an OpenID provider), or
+    /// `none` (loopback only)
     #[arg(long, env = "NKVM_AUTH", value_enum, default_value_t = AuthKind::Local)]
     pub auth: AuthKind,
 
-    /// Users file (YAML: users with name, role, argon2id password hash; see docs/security.md)
+    /// Users file (YAML: users with name, role, argon2id password hash; see docs/security.md). With
+    /// --auth oidc it only grants roles, and entries need no password hash
     #[arg(long, env = "NKVM_USERS_FILE", value_name = "PATH")]
     pub users_file: Option<std::path::PathBuf>,
 
@@ -70,6 +72,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NKVM_PROXY_DEFAULT_ROLE", value_name = "ROLE")]
     pub proxy_default_role: Option<String>,
 
+    #[command(flatten)]
+    pub oidc: Box<OidcArgs>,
+
     /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS)
     #[arg(
         long,
@@ -93,26 +98,193 @@ pub struct ServeArgs {
 pub enum AuthKind {
     Local,
     Proxy,
+    Oidc,
     None,
+}
+
+/// Options of `--auth oidc`. The client secret is never an option value (command lines are
+/// visible to every local user): it comes from NKVM_OIDC_CLIENT_SECRET or a file.
+#[derive(Debug, Clone, Args)]
+pub struct OidcArgs {
+    /// The OpenID provider's issuer URL, exactly as its discovery document states it (https; http
+    /// only on a loopback host)
+    #[arg(long, env = "NKVM_OIDC_ISSUER", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+
+    /// Client id registered at the provider
+    #[arg(long, env = "NKVM_OIDC_CLIENT_ID", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// File holding the client secret (or set NKVM_OIDC_CLIENT_SECRET; neither: a public client)
+    #[arg(long, env = "NKVM_OIDC_CLIENT_SECRET_FILE", value_name = "PATH")]
+    pub oidc_client_secret_file: Option<std::path::PathBuf>,
+
+    /// Public URL of nkvm's /auth/oidc/callback, as registered at the provider
+    #[arg(long, env = "NKVM_OIDC_REDIRECT_URL", value_name = "URL")]
+    pub oidc_redirect_url: Option<String>,
+
+    /// Scopes to request (space- or comma-separated; `openid` is always added)
+    #[arg(long, env = "NKVM_OIDC_SCOPES", default_value = "openid profile email")]
+    pub oidc_scopes: String,
+
+    /// Claim holding the nkvm user name (falls back to a verified `email`)
+    #[arg(
+        long,
+        env = "NKVM_OIDC_USERNAME_CLAIM",
+        default_value = "preferred_username"
+    )]
+    pub oidc_username_claim: String,
+
+    /// Claim holding the user's groups
+    #[arg(long, env = "NKVM_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+
+    /// Groups whose members are admins
+    #[arg(
+        long,
+        env = "NKVM_OIDC_ADMIN_GROUP",
+        value_name = "GROUP,...",
+        value_delimiter = ','
+    )]
+    pub oidc_admin_group: Vec<String>,
+
+    /// Groups whose members are operators
+    #[arg(
+        long,
+        env = "NKVM_OIDC_OPERATOR_GROUP",
+        value_name = "GROUP,...",
+        value_delimiter = ','
+    )]
+    pub oidc_operator_group: Vec<String>,
+
+    /// Groups whose members are viewers
+    #[arg(
+        long,
+        env = "NKVM_OIDC_VIEWER_GROUP",
+        value_name = "GROUP,...",
+        value_delimiter = ','
+    )]
+    pub oidc_viewer_group: Vec<String>,
+}
+
+/// Environment variable holding the OIDC client secret.
+pub const OIDC_SECRET_ENV: &str = "NKVM_OIDC_CLIENT_SECRET";
+
+impl OidcArgs {
+    /// The settings of `--auth oidc`; `roles` come from the users file.
+    fn settings(
+        &self,
+        roles: std::collections::BTreeMap<String, nkvm_engine::auth::Role>,
+    ) -> anyhow::Result<nkvm_engine::auth::oidc::OidcSettings> {
+        use nkvm_engine::auth::Role;
+        use nkvm_engine::auth::oidc::{ClientSecret, OidcSettings, RoleMapping};
+
+        let issuer = self
+            .oidc_issuer
+            .clone()
+            .context("--auth oidc needs --oidc-issuer (NKVM_OIDC_ISSUER)")?;
+        let client_id = self
+            .oidc_client_id
+            .clone()
+            .context("--auth oidc needs --oidc-client-id (NKVM_OIDC_CLIENT_ID)")?;
+        let redirect_url = self.oidc_redirect_url.clone().context(
+            "--auth oidc needs --oidc-redirect-url (NKVM_OIDC_REDIRECT_URL): the public URL of \
+             nkvm's /auth/oidc/callback",
+        )?;
+        let from_env = std::env::var(OIDC_SECRET_ENV).ok();
+        let client_secret = match (&self.oidc_client_secret_file, from_env) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both {OIDC_SECRET_ENV} and --oidc-client-secret-file are set; keep one"
+            ),
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the client secret file {}", path.display())
+                })?;
+                Some(ClientSecret::new(&text).with_context(|| {
+                    format!("the client secret file {} is empty", path.display())
+                })?)
+            }
+            (None, Some(text)) => Some(
+                ClientSecret::new(&text)
+                    .with_context(|| format!("{OIDC_SECRET_ENV} is set but empty"))?,
+            ),
+            (None, None) => None,
+        };
+        let mut mapping = RoleMapping {
+            users: roles,
+            ..RoleMapping::default()
+        };
+        for (groups, role) in [
+            (&self.oidc_viewer_group, Role::Viewer),
+            (&self.oidc_operator_group, Role::Operator),
+            (&self.oidc_admin_group, Role::Admin),
+        ] {
+            for group in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+                mapping.add_group(group, role);
+            }
+        }
+        if mapping.is_empty() {
+            anyhow::bail!(
+                "--auth oidc grants nobody a role: list users and their roles in --users-file \
+                 (no password hash needed), or name groups with --oidc-admin-group, \
+                 --oidc-operator-group or --oidc-viewer-group"
+            );
+        }
+        Ok(OidcSettings {
+            issuer,
+            client_id,
+            client_secret,
+            redirect_url,
+            scopes: self
+                .oidc_scopes
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            username_claim: self.oidc_username_claim.clone(),
+            groups_claim: self.oidc_groups_claim.clone(),
+            roles: mapping,
+        })
+    }
 }
 
 /// Environment variable holding the first admin's argon2id hash (never a password).
 pub const ADMIN_HASH_ENV: &str = "NKVM_ADMIN_PASSWORD_HASH";
 
 impl ServeArgs {
-    /// The authentication mode from the options; every refusal says what to configure.
-    pub fn auth_mode(&self) -> anyhow::Result<crate::auth::AuthMode> {
+    /// The authentication mode from the options (with `oidc`, after discovering the provider);
+    /// every refusal says what to configure.
+    pub async fn auth_mode(&self) -> anyhow::Result<crate::auth::AuthMode> {
         use crate::auth::AuthMode;
         use nkvm_engine::auth::Role;
+        use nkvm_engine::auth::oidc::OidcClient;
         use nkvm_engine::auth::proxy::{Cidr, ProxyConfig};
         use nkvm_engine::auth::users::Users;
 
-        let file_users = match &self.users_file {
-            Some(path) => Users::load(path)
-                .with_context(|| format!("cannot load the users file {}", path.display()))?,
-            None => Users::empty(),
+        let file_users = || -> anyhow::Result<Users> {
+            Ok(match &self.users_file {
+                Some(path) => Users::load(path)
+                    .with_context(|| format!("cannot load the users file {}", path.display()))?,
+                None => Users::empty(),
+            })
         };
         match self.auth {
+            AuthKind::Oidc => {
+                // The users file only grants roles here: entries need no password hash.
+                let roles = match &self.users_file {
+                    Some(path) => Users::load_roles(path).with_context(|| {
+                        format!("cannot load the users file {}", path.display())
+                    })?,
+                    None => Default::default(),
+                };
+                let settings = self.oidc.settings(roles)?;
+                let issuer = settings.issuer.clone();
+                let client = OidcClient::discover(settings)
+                    .await
+                    .with_context(|| format!("cannot set up OIDC login with {issuer}"))?;
+                tracing::info!(%issuer, "OIDC login configured");
+                Ok(AuthMode::Oidc(client))
+            }
             AuthKind::None => {
                 if !self.listen.ip().is_loopback() {
                     anyhow::bail!(
@@ -127,13 +299,13 @@ impl ServeArgs {
             }
             AuthKind::Local => {
                 let users = match (&self.admin_user, std::env::var(ADMIN_HASH_ENV).ok()) {
-                    (Some(name), Some(hash)) => file_users
+                    (Some(name), Some(hash)) => file_users()?
                         .with_admin(name, hash.trim())
                         .context("cannot add the first admin from NKVM_ADMIN_USER")?,
                     (Some(_), None) => anyhow::bail!(
                         "NKVM_ADMIN_USER is set but {ADMIN_HASH_ENV} is not: put the admin's                          argon2id hash there (`nkvm hash-password` prints one)"
                     ),
-                    (None, _) => file_users,
+                    (None, _) => file_users()?,
                 };
                 let users = users.non_empty().context(
                     "no users configured: give --users-file, or NKVM_ADMIN_USER and                      NKVM_ADMIN_PASSWORD_HASH (hash a password with `nkvm hash-password`); there                      is no default password",
@@ -149,7 +321,7 @@ impl ServeArgs {
                 let trusted = Cidr::parse_list(&self.trusted_proxies.join(","))
                     .context("--trusted-proxies")?;
                 let mut config = ProxyConfig::new(self.proxy_user_header.clone(), trusted);
-                config.roles = file_users.roles();
+                config.roles = file_users()?.roles();
                 config.default_role = self
                     .proxy_default_role
                     .as_deref()
@@ -169,7 +341,7 @@ impl ServeArgs {
 
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow: a server without a way to log in must not start.
-    let auth_mode = args.auth_mode()?;
+    let auth_mode = args.auth_mode().await?;
     let (instance, store) = global.open_data_dir().await?;
     let source = global.connection_source()?;
     let cluster = super::connect(global).await?;
@@ -243,9 +415,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                let now = std::time::Instant::now();
-                auth.sessions().expire(now);
-                auth.limiter().expire(now);
+                auth.expire(std::time::Instant::now());
             }
         })
     };

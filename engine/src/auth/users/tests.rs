@@ -474,3 +474,31 @@ fn load_reads_a_file_and_names_it_in_errors() {
     let err = Users::load(&dir.path().join("missing.yaml")).unwrap_err();
     assert!(matches!(err, UsersError::Read { .. }), "{err}");
 }
+
+#[test]
+fn local_users_need_a_hash_but_oidc_roles_do_not() {
+    let text = "users:\n  - name: alice\n    role: admin\n  - {name: bob, role: viewer}\n";
+    match Users::from_text(text) {
+        Err(UsersError::MissingHash { who }) => assert_eq!(who, "user #1 \"alice\""),
+        other => panic!("expected a missing hash, got {other:?}"),
+    }
+    let roles = Users::roles_from_text(text).unwrap();
+    assert_eq!(roles.len(), 2);
+    assert_eq!(roles["alice"], Role::Admin);
+    assert_eq!(roles["bob"], Role::Viewer);
+    // A hash, when present, is ignored; names, roles and duplicates are still checked.
+    let with_hash = "users:\n  - {name: carol, role: operator, password_hash: 'x'}\n";
+    assert_eq!(
+        Users::roles_from_text(with_hash).unwrap()["carol"],
+        Role::Operator
+    );
+    for bad in [
+        "users:\n  - {name: Carol, role: admin}\n",
+        "users:\n  - {name: carol, role: root}\n",
+        "users:\n  - {name: carol, role: admin}\n  - {name: carol, role: viewer}\n",
+        "users:\n  - {name: carol, role: admin, password: x}\n",
+    ] {
+        assert!(Users::roles_from_text(bad).is_err(), "{bad}");
+    }
+    assert!(Users::roles_from_text("# nobody\n").unwrap().is_empty());
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# OIDC end-to-end test with a real OpenID provider: builds zitadel/oidc's example provider
+# (end2end/oidc/build-idp.sh, cached) and the web app (scripts/build-web.sh, debug), starts the
+# provider on 127.0.0.1 (issuer http://localhost:<port>/, a different site than nkvm's
+# 127.0.0.1, so the cross-site return from the provider is exercised) and `nkvm serve --auth oidc`
+# with client `web` and a users file that maps only test-user@localhost (operator), then runs the
+# Playwright projects oidc-hydrated and oidc-no-js (tests/oidc.spec.ts, NKVM_E2E_OIDC=1).
+#
+# The login flow needs no cluster, but `nkvm serve` connects at start-up: the kubeconfig is
+# $NKVM_E2E_KUBECONFIG, else <repo>/.cluster/kubeconfig, else the main worktree's
+# .cluster/kubeconfig (the test cluster is never started or stopped here), else a placeholder
+# pointing at an unused local port.
+# Logs: end2end/oidc-idp.log, end2end/oidc-server.log. Extra arguments go to `playwright test`.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+log() { printf 'e2e-oidc: %s\n' "$*" >&2; }
+
+[[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]] || { log "chromium missing (apt-get install chromium)"; exit 1; }
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+(cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+
+idp_bin="$(end2end/oidc/build-idp.sh)"
+[[ "${NKVM_E2E_SKIP_BUILD:-}" == 1 ]] || scripts/build-web.sh
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="${NKVM_E2E_PORT:-$(free_port)}"
+idp_port="${NKVM_E2E_IDP_PORT:-$(free_port)}"
+[[ "$port" != "$idp_port" ]] || idp_port="$(free_port)"
+
+work="$(mktemp -d)"
+idp_pid=""
+server_pid=""
+cleanup() {
+  for pid in "$server_pid" "$idp_pid"; do
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A private copy of the binary and its site: the cargo target directory is shared with other builds.
+cp "$CARGO_TARGET_DIR/debug/nkvm" "$work/nkvm"
+cp -r "$CARGO_TARGET_DIR/site" "$work/site"
+
+kubeconfig="${NKVM_E2E_KUBECONFIG:-}"
+main_worktree="$(git worktree list --porcelain | awk 'NR == 1 {print $2}')"
+for candidate in "$repo/.cluster/kubeconfig" "$main_worktree/.cluster/kubeconfig"; do
+  [[ -z "$kubeconfig" && -f "$candidate" ]] && kubeconfig="$candidate"
+done
+if [[ -z "$kubeconfig" ]]; then
+  kubeconfig="$work/kubeconfig"
+  log "no test cluster kubeconfig: using a placeholder (the login flow does not need the cluster)"
+  (umask 077; cat >"$kubeconfig" <<'KUBECONFIG'
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+users: [{name: none, user: {token: placeholder}}]
+KUBECONFIG
+  )
+fi
+
+issuer="http://localhost:$idp_port/"
+callback="http://127.0.0.1:$port/auth/oidc/callback"
+PORT="$idp_port" REDIRECT_URI="$callback" "$idp_bin" >"$repo/end2end/oidc-idp.log" 2>&1 &
+idp_pid=$!
+for _ in $(seq 1 60); do
+  curl -fsS "${issuer}.well-known/openid-configuration" >/dev/null 2>&1 && break
+  kill -0 "$idp_pid" 2>/dev/null || { tail -n 30 "$repo/end2end/oidc-idp.log" >&2; exit 1; }
+  sleep 0.5
+done
+log "provider: $issuer"
+
+# Roles only (no password hashes): test-user@localhost is an operator, test-user2 has no role.
+(umask 077
+ printf 'users:\n- {name: test-user@localhost, role: operator}\n' >"$work/users.yaml"
+ printf 'secret\n' >"$work/client-secret")
+mkdir -p "$work/data"
+KUBECONFIG="$kubeconfig" RUST_LOG="${RUST_LOG:-info}" "$work/nkvm" --data-dir "$work/data" serve \
+  --listen "127.0.0.1:$port" --auth oidc --oidc-issuer "$issuer" --oidc-client-id web \
+  --oidc-client-secret-file "$work/client-secret" --oidc-redirect-url "$callback" \
+  --users-file "$work/users.yaml" >"$repo/end2end/oidc-server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 120); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$repo/end2end/oidc-server.log" >&2; exit 1; }
+  sleep 0.5
+done
+log "nkvm: http://127.0.0.1:$port"
+
+status=0
+(cd end2end && NKVM_E2E_OIDC=1 NKVM_E2E_URL="http://127.0.0.1:$port" \
+  NKVM_E2E_OIDC_ISSUER_HOST="localhost:$idp_port" npx playwright test "$@") || status=$?
+
+# Whatever the outcome: nkvm's log must not hold a code, a state or the client secret's value.
+if grep -E 'code=|state=|[^_]secret[^ _-]' "$repo/end2end/oidc-server.log" >&2; then
+  log "nkvm's log holds a code, a state or the client secret (lines above)"
+  status=1
+fi
+exit "$status"

@@ -1,0 +1,294 @@
+//! The OIDC login routes: `GET /auth/oidc/start` sends the browser to the identity provider with a
+//! fresh state (also kept in a short-lived cookie that binds the login to this browser), and
+//! `GET /auth/oidc/callback` finishes it (rate limited like password logins, audited), then starts
+//! the same session as a local login.
+//!
+//! The callback answers with a small page that moves on to `next` itself instead of a redirect:
+//! the browser arrives from the provider's site, and a redirect would still count as cross-site,
+//! so the `SameSite=Strict` session cookie would not be sent with it.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
+use nkvm_engine::auth::oidc::{Completed, OidcClient, OidcError, PENDING_TTL};
+use nkvm_engine::auth::users::User;
+use serde::Deserialize;
+
+use super::{Auth, AuthMode, escape_html, html_page, html_page_with_head};
+
+/// Cookie holding the state of the login in progress (sent back only to the callback).
+pub const STATE_COOKIE: &str = "nkvm_oidc_state";
+
+/// Longest error text from the provider shown on the page, in characters.
+const MAX_SHOWN_ERROR: usize = 200;
+
+impl Auth {
+    fn oidc(&self) -> Option<&OidcClient> {
+        match &self.inner.mode {
+            AuthMode::Oidc(client) => Some(client),
+            _ => None,
+        }
+    }
+
+    /// The state cookie: `SameSite=Lax`, since it must come along when the provider sends the
+    /// browser back (a cross-site top-level GET); limited to the OIDC routes.
+    fn state_cookie(&self, value: &str, max_age: u64) -> Option<HeaderValue> {
+        let mut cookie = format!(
+            "{STATE_COOKIE}={value}; Path=/auth/oidc/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+        );
+        if self.inner.secure_cookie {
+            cookie.push_str("; Secure");
+        }
+        HeaderValue::from_str(&cookie).ok()
+    }
+}
+
+fn state_from_cookies(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == STATE_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StartQuery {
+    next: Option<String>,
+}
+
+/// `GET /auth/oidc/start?next=/path`: remembers a new login and sends the browser to the provider.
+pub async fn start(State(auth): State<Auth>, Query(query): Query<StartQuery>) -> Response {
+    let Some(client) = auth.oidc() else {
+        return (StatusCode::NOT_FOUND, "OIDC login is not configured").into_response();
+    };
+    let started = match client.start(query.next.as_deref(), Instant::now()) {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::error!(%error, "cannot start an OIDC login");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = Redirect::to(&started.url).into_response();
+    if let Some(cookie) = auth.state_cookie(&started.state, PENDING_TTL.as_secs()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The callback's query. Every field is optional so that a malformed callback gets a page, not a
+/// bare 400.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Text from the query for a page: printable, bounded.
+fn clipped(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_SHOWN_ERROR)
+        .collect();
+    if text.chars().count() > MAX_SHOWN_ERROR {
+        out.push('…');
+    }
+    out
+}
+
+/// A refusal page with a way back to the login page.
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let main = format!(
+        "<h1>Login refused</h1><p class=\"error\" role=\"alert\" data-testid=\"login-error\">{}</p>\
+         <p><a href=\"/login\">Back to the login page</a></p>",
+        escape_html(message)
+    );
+    html_page(status, "Login refused", &main)
+}
+
+/// `GET /auth/oidc/callback?code=…&state=…` (or `?error=…`): finishes the login and starts a
+/// session, or explains why not. Every outcome is audited and clears the state cookie.
+pub async fn callback(
+    State(auth): State<Auth>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let mut response = finish(&auth, peer, &headers, query).await;
+    if let Some(cookie) = auth.state_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn finish(
+    auth: &Auth,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: CallbackQuery,
+) -> Response {
+    let Some(client) = auth.oidc() else {
+        return (StatusCode::NOT_FOUND, "OIDC login is not configured").into_response();
+    };
+    let ip = peer.ip();
+    let source = ip.to_string();
+    if let Err(retry) = auth.inner.limiter.check(ip, "", Instant::now()) {
+        auth.audit(
+            AuditEvent::new("(unknown)", AuditAction::AccessDenied, AuditOutcome::Denied)
+                .with_target("login")
+                .with_detail("rate limited (OIDC callback)")
+                .with_source(source),
+        )
+        .await;
+        let mut response = refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed logins. Wait a few minutes, then try again.",
+        );
+        if let Ok(value) = HeaderValue::from_str(&retry.seconds().to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let fail = |actor: String, outcome: AuditOutcome, detail: String| async move {
+        auth.inner
+            .limiter
+            .record_failure(ip, &actor, Instant::now());
+        auth.audit(
+            AuditEvent::new(&actor, AuditAction::LoginFailed, outcome)
+                .with_detail(detail)
+                .with_source(ip.to_string()),
+        )
+        .await;
+    };
+
+    if let Some(error) = query.error.as_deref() {
+        if let Some(state) = query.state.as_deref() {
+            client.abandon(state);
+        }
+        let error = clipped(error);
+        let description = query.error_description.as_deref().map(clipped);
+        let text = match &description {
+            Some(d) => format!("{error}: {d}"),
+            None => error.clone(),
+        };
+        tracing::warn!(error = %text, "the identity provider refused a login");
+        fail(
+            "(unknown)".to_owned(),
+            AuditOutcome::Failure,
+            format!("identity provider: {text}"),
+        )
+        .await;
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            &format!("The identity provider did not sign you in ({text})."),
+        );
+    }
+
+    let (Some(code), Some(state)) = (query.code.as_deref(), query.state.as_deref()) else {
+        fail(
+            "(unknown)".to_owned(),
+            AuditOutcome::Failure,
+            "OIDC callback without code or state".to_owned(),
+        )
+        .await;
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "The identity provider's answer lacks the code or the state. Start again from the \
+             login page.",
+        );
+    };
+    let cookie_state = state_from_cookies(headers);
+    let done = match client
+        .finish(state, code, cookie_state.as_deref(), Instant::now())
+        .await
+    {
+        Ok(done) => done,
+        Err(error) => {
+            tracing::warn!(%error, "OIDC login failed");
+            fail(
+                "(unknown)".to_owned(),
+                AuditOutcome::Failure,
+                error.to_string(),
+            )
+            .await;
+            return refusal(status_of(&error), &format!("The login failed: {error}."));
+        }
+    };
+    let Completed {
+        username,
+        role,
+        next,
+        ..
+    } = done;
+    let Some(role) = role else {
+        tracing::warn!(user = %username, "OIDC login without a role refused");
+        fail(
+            username.clone(),
+            AuditOutcome::Denied,
+            "signed in at the identity provider, but granted no role".to_owned(),
+        )
+        .await;
+        return refusal(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "You are signed in as {username} at the identity provider, but nkvm grants \
+                 {username} no role. Ask an admin to add {username} to nkvm's users file (or you \
+                 to a group that has a role)."
+            ),
+        );
+    };
+    auth.inner.limiter.record_success(ip, &username);
+    let user = User {
+        name: username,
+        role,
+    };
+    let Some(cookie) = auth.start_session(&user) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    auth.audit(
+        AuditEvent::new(&user.name, AuditAction::Login, AuditOutcome::Success)
+            .with_detail(format!(
+                "role {} via OIDC ({})",
+                user.role,
+                client.issuer_host()
+            ))
+            .with_source(source),
+    )
+    .await;
+    tracing::info!(user = %user.name, role = %user.role, "login (OIDC)");
+    let next = escape_html(&next);
+    let main = format!(
+        "<h1>Signed in</h1><p>Signed in as {name}. <a href=\"{next}\">Continue</a></p>",
+        name = escape_html(&user.name),
+    );
+    let head = format!("<meta http-equiv=\"refresh\" content=\"0;url={next}\">");
+    let mut response = html_page_with_head(StatusCode::OK, "Signed in", &head, &main);
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// 502 when nkvm could not get an answer from the provider, 400 when the request or a token was
+/// wrong.
+fn status_of(error: &OidcError) -> StatusCode {
+    match error {
+        OidcError::Random(_)
+        | OidcError::TokenRequest(_)
+        | OidcError::Keys { .. }
+        | OidcError::KeySet { .. }
+        | OidcError::UserInfoRequest(_)
+        | OidcError::UserInfoStatus(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[cfg(test)]
+mod tests;
