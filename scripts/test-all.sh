@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of nkvm on a fresh machine: installs what is missing, builds (or reuses
 # the cached) test cluster, starts it, then runs fmt, clippy, unit and integration tests, the cluster
-# smoke test, the browser end-to-end suite and the in-cluster deployment test. Stops the cluster at
-# the end (also on failure) unless it was already running before, or NKVM_KEEP_CLUSTER=1.
+# smoke test, the browser end-to-end suite, the in-cluster deployment test and the OIDC login test.
+# Stops the cluster at the end (also on failure) unless it was already running before, or
+# NKVM_KEEP_CLUSTER=1.
 # Caches live outside the clone: NKVM_CACHE_DIR (default ~/.cache/nkvm) holds the Kubernetes binaries,
 # images, tools and the cargo target directory (CARGO_TARGET_DIR defaults to $NKVM_CACHE_DIR/cargo-target).
 set -euo pipefail
@@ -62,14 +63,17 @@ scripts/e2e.sh 2>&1 | tee "$results/e2e.log"
 step "in-cluster deployment tests"
 scripts/e2e-deploy.sh 2>&1 | tee "$results/deploy.log"
 
+step "OIDC end-to-end tests"
+NKVM_E2E_SKIP_BUILD=1 scripts/e2e-oidc.sh 2>&1 | tee "$results/oidc.log"
+
 # One closing line over every suite: cargo's per-binary results, the smoke test, Playwright.
 passed=0
 failed=0
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
   sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$results/cargo.log"
   sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$results/smoke.log"
-  sed -n 's/^ *\([0-9]*\) passed (.*/\1 0/p' "$results/e2e.log" "$results/deploy.log"
-  sed -n 's/^ *\([0-9]*\) failed$/0 \1/p' "$results/e2e.log" "$results/deploy.log"
+  sed -n 's/^ *\([0-9]*\) passed (.*/\1 0/p' "$results/e2e.log" "$results/deploy.log" "$results/oidc.log"
+  sed -n 's/^ *\([0-9]*\) failed$/0 \1/p' "$results/e2e.log" "$results/deploy.log" "$results/oidc.log"
 )
 step "summary"
 echo "$passed passed, $failed failed"
