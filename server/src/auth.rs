@@ -140,16 +140,21 @@ fn peer_of(request: &Request) -> Option<IpAddr> {
         .map(|info| info.0.ip())
 }
 
-/// The session token in the request's cookie, when it has the shape nkvm issues (64 hex digits).
-pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
+/// The value of the first cookie called `wanted` in the request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
+}
+
+/// The session token in the request's cookie, when it has the shape nkvm issues (64 hex digits).
+pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE)
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

@@ -48,14 +48,7 @@ impl Auth {
 }
 
 fn state_from_cookies(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value.to_owned())
+    super::cookie_value(headers, STATE_COOKIE)
 }
 
 #[derive(Debug, Deserialize)]

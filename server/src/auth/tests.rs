@@ -301,36 +301,46 @@ impl Write for Captured {
     }
 }
 
-#[test]
-fn passwords_and_tokens_stay_out_of_the_logs() {
+/// Runs `work` on a fresh runtime with every `tracing` event (TRACE and up) captured; returns its
+/// output and the captured log text.
+pub(super) fn logs_of<T, F: std::future::Future<Output = T>>(
+    work: impl FnOnce() -> F,
+) -> (T, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let cookie = tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    let output = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
-            let server = server(false).await;
-            send(
-                &server,
-                request("POST", "/auth/login", &login_body("ada", "a-wrong-secret")),
-            )
-            .await;
-            let ok = send(
-                &server,
-                request("POST", "/auth/login", &login_body("ada", PASSWORD)),
-            )
-            .await;
-            ok.headers()[header::SET_COOKIE]
-                .to_str()
-                .unwrap()
-                .to_owned()
-        })
+            .unwrap()
+            .block_on(work())
+    });
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (output, logs)
+}
+
+#[test]
+fn passwords_and_tokens_stay_out_of_the_logs() {
+    let (cookie, logs) = logs_of(|| async {
+        let server = server(false).await;
+        send(
+            &server,
+            request("POST", "/auth/login", &login_body("ada", "a-wrong-secret")),
+        )
+        .await;
+        let ok = send(
+            &server,
+            request("POST", "/auth/login", &login_body("ada", PASSWORD)),
+        )
+        .await;
+        ok.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned()
     });
     let token = cookie
         .split(';')
@@ -338,7 +348,6 @@ fn passwords_and_tokens_stay_out_of_the_logs() {
         .and_then(|pair| pair.split_once('='))
         .map(|(_, v)| v.to_owned())
         .unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("login"), "the login is logged: {logs}");
     for secret in [PASSWORD, "a-wrong-secret", token.as_str()] {
         assert!(

@@ -11,7 +11,7 @@ use nkvm_engine::auth::Role;
 use nkvm_engine::auth::oidc::{ClientSecret, OidcClient, OidcSettings, RoleMapping};
 use serde_json::json;
 
-use super::super::tests::{Captured, Server, location, request, send, server_with};
+use super::super::tests::{Server, location, logs_of, request, send, server_with};
 use super::super::{AuthMode, SESSION_COOKIE};
 use super::STATE_COOKIE;
 
@@ -353,61 +353,47 @@ async fn the_oidc_routes_are_public_but_nothing_else_is() {
 
 #[test]
 fn codes_tokens_secrets_and_verifiers_stay_out_of_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let secrets = tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let idp = FakeIdp::start().await;
-            let server = oidc_server(&idp).await;
-            let mut secrets: BTreeMap<&str, String> = BTreeMap::new();
-            // A failed login (a forged code), then a good one.
-            let (url, state) = start(&server, "/").await;
-            let (code, _) = idp.authorize(&url);
-            let forged = format!("{code}-forged");
-            callback(
-                &server,
-                &format!("code={forged}&state={state}"),
-                Some(&state),
-            )
-            .await;
-            secrets.insert("forged code", forged);
-            secrets.insert("first state", state);
+    let (secrets, logs) = logs_of(|| async {
+        let idp = FakeIdp::start().await;
+        let server = oidc_server(&idp).await;
+        let mut secrets: BTreeMap<&str, String> = BTreeMap::new();
+        // A failed login (a forged code), then a good one.
+        let (url, state) = start(&server, "/").await;
+        let (code, _) = idp.authorize(&url);
+        let forged = format!("{code}-forged");
+        callback(
+            &server,
+            &format!("code={forged}&state={state}"),
+            Some(&state),
+        )
+        .await;
+        secrets.insert("forged code", forged);
+        secrets.insert("first state", state);
 
-            let (url, state) = start(&server, "/").await;
-            let (code, _) = idp.authorize(&url);
-            let response =
-                callback(&server, &format!("code={code}&state={state}"), Some(&state)).await;
-            assert_eq!(response.status(), StatusCode::OK);
-            let token = cookie_value(&set_cookies(&response), SESSION_COOKIE).unwrap();
-            secrets.insert("code", code);
-            secrets.insert("state", state);
-            secrets.insert("session", token);
-            secrets.insert("secret", CLIENT_SECRET.to_owned());
-            secrets.insert("access token", "access-token-of-the-fake-idp".to_owned());
-            let (_, body) = idp.with(|s| s.token_requests.last().cloned().unwrap());
-            let verifier = url::form_urlencoded::parse(body.as_bytes())
-                .find(|(k, _)| k == "code_verifier")
-                .map(|(_, v)| v.into_owned())
-                .unwrap();
-            secrets.insert("verifier", verifier);
-            let id_token = idp.with(|s| s.id_tokens.last().cloned().unwrap());
-            secrets.insert(
-                "ID token signature",
-                id_token.rsplit('.').next().unwrap().to_owned(),
-            );
-            secrets.insert("ID token", id_token);
-            secrets
-        })
+        let (url, state) = start(&server, "/").await;
+        let (code, _) = idp.authorize(&url);
+        let response = callback(&server, &format!("code={code}&state={state}"), Some(&state)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let token = cookie_value(&set_cookies(&response), SESSION_COOKIE).unwrap();
+        secrets.insert("code", code);
+        secrets.insert("state", state);
+        secrets.insert("session", token);
+        secrets.insert("secret", CLIENT_SECRET.to_owned());
+        secrets.insert("access token", "access-token-of-the-fake-idp".to_owned());
+        let (_, body) = idp.with(|s| s.token_requests.last().cloned().unwrap());
+        let verifier = url::form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == "code_verifier")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        secrets.insert("verifier", verifier);
+        let id_token = idp.with(|s| s.id_tokens.last().cloned().unwrap());
+        secrets.insert(
+            "ID token signature",
+            id_token.rsplit('.').next().unwrap().to_owned(),
+        );
+        secrets.insert("ID token", id_token);
+        secrets
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("login (OIDC)"), "the login is logged: {logs}");
     assert!(
         logs.contains("OIDC login failed"),
