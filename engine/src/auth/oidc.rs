@@ -1,5 +1,6 @@
 //! OpenID Connect login (authorization code flow with PKCE): provider discovery, pending logins
-//! (state → PKCE verifier, nonce, return path; one-time, 10-minute TTL, bounded), the
+//! (state → PKCE verifier, nonce, return path, client address; one-time, 10-minute TTL, bounded
+//! per client and in total), the
 //! authorization URL, the code exchange, ID-token verification (signature against the provider's
 //! key set, `iss`, `aud`, `azp`, `exp`, `iat`, `nbf`, `nonce`), the user name and groups from the
 //! claims, and the role they map to (deny by default). No web framework: the server maps its two
@@ -33,8 +34,14 @@ use super::{RandomError, Role, constant_time_eq, random_token};
 /// How long a started login may take at the identity provider.
 pub const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
 
-/// Logins in progress kept at most; the oldest is dropped first.
+/// Logins in progress kept at most; when full, the oldest login of the client with the most
+/// logins in progress is dropped first.
 pub const MAX_PENDING: usize = 1000;
+
+/// Logins in progress kept at most per client (an IPv4 address, or an IPv6 /64); its oldest is
+/// dropped first. Starting logins needs no account, so one client must not push out everyone
+/// else's.
+pub const MAX_PENDING_PER_CLIENT: usize = 10;
 
 /// Clock skew tolerated on `exp`, `iat` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -153,8 +160,12 @@ pub enum OidcError {
          must match exactly, trailing slash included)"
     )]
     IssuerMismatch { expected: String, found: String },
-    #[error("the provider's {which} {url:?} is not https (only loopback hosts may use http)")]
-    InsecureEndpoint { which: &'static str, url: String },
+    #[error("the provider's {which} {url:?} is not https ({reason})")]
+    InsecureEndpoint {
+        which: &'static str,
+        url: String,
+        reason: &'static str,
+    },
     #[error(
         "the provider supports neither client_secret_basic nor client_secret_post at its token \
          endpoint (it lists {0})"
@@ -213,7 +224,10 @@ pub enum OidcError {
          of lowercase letters, digits, `.`, `_`, `@` and `-`)"
     )]
     InvalidUsername { claim: String, value: String },
-    #[error("the identity provider says the email address {0:?} is not verified")]
+    #[error(
+        "the identity provider does not confirm that the email address {0:?} is verified \
+         (email_verified must be true to use it as the user name)"
+    )]
     EmailNotVerified(String),
 }
 
@@ -299,6 +313,17 @@ pub fn safe_next(next: Option<&str>) -> String {
         }
         _ => "/".to_owned(),
     }
+}
+
+/// Longest provider `error` code quoted, in bytes.
+pub const MAX_ERROR_CODE_LEN: usize = 64;
+
+/// `text` when it is a plausible OAuth 2.0 `error` code (RFC 6749 §4.1.2.1: 1 or more of
+/// %x20-21 / %x23-5B / %x5D-7E, so no quotes, backslashes or control characters), at most
+/// [`MAX_ERROR_CODE_LEN`] bytes; `None` otherwise.
+pub fn error_code(text: &str) -> Option<&str> {
+    let fits = |b: u8| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+    (!text.is_empty() && text.len() <= MAX_ERROR_CODE_LEN && text.bytes().all(fits)).then_some(text)
 }
 
 /// A configured value for an error message: printable, at most 128 characters.
@@ -423,7 +448,23 @@ struct Pending {
     verifier: String,
     nonce: String,
     next: String,
+    /// Who started it ([`client_key`] of the address).
+    client: IpAddr,
     created: Instant,
+}
+
+/// The client a login in progress is counted against: an IPv4 address (IPv4-mapped IPv6 ones
+/// included), or the /64 prefix of an IPv6 address (one host usually has a whole /64).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+    }
 }
 
 /// Logins in progress, by state. One-time: [`PendingLogins::take`] removes the entry.
@@ -431,6 +472,18 @@ struct PendingLogins {
     entries: Mutex<HashMap<String, Pending>>,
     ttl: Duration,
     max: usize,
+    max_per_client: usize,
+}
+
+/// The state of the oldest entry among `entries` that `keep` selects.
+fn oldest<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Pending)>,
+    keep: impl Fn(&Pending) -> bool,
+) -> Option<String> {
+    entries
+        .filter(|(_, p)| keep(p))
+        .min_by_key(|(_, p)| p.created)
+        .map(|(k, _)| k.clone())
 }
 
 impl PendingLogins {
@@ -438,21 +491,36 @@ impl PendingLogins {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Remembers `pending`. A client at its limit loses its own oldest login; when all clients
+    /// together are at the limit, the client with the most logins in progress loses its oldest.
     fn insert(&self, state: String, pending: Pending, now: Instant) {
         let mut entries = self.lock();
-        if entries.len() >= self.max {
-            let ttl = self.ttl;
+        let client = pending.client;
+        let count = |entries: &HashMap<String, Pending>| {
+            entries.values().filter(|p| p.client == client).count()
+        };
+        let ttl = self.ttl;
+        if entries.len() >= self.max || count(&entries) >= self.max_per_client {
             entries.retain(|_, p| now.saturating_duration_since(p.created) < ttl);
         }
-        while entries.len() >= self.max.max(1) {
-            let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, p)| p.created)
-                .map(|(k, _)| k.clone())
-            else {
+        while count(&entries) >= self.max_per_client.max(1) {
+            let Some(state) = oldest(entries.iter(), |p| p.client == client) else {
                 break;
             };
-            entries.remove(&oldest);
+            entries.remove(&state);
+        }
+        while entries.len() >= self.max.max(1) {
+            let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
+            for p in entries.values() {
+                *per_client.entry(p.client).or_default() += 1;
+            }
+            let Some(heaviest) = per_client.values().copied().max() else {
+                break;
+            };
+            let Some(state) = oldest(entries.iter(), |p| per_client[&p.client] == heaviest) else {
+                break;
+            };
+            entries.remove(&state);
         }
         entries.insert(state, pending);
     }
@@ -516,16 +584,29 @@ struct ErrorAnswer {
     error_description: Option<String>,
 }
 
-fn parse_endpoint(which: &'static str, text: &str, document: &str) -> Result<Url, OidcError> {
+/// An endpoint from the discovery document: https, or http on a loopback host, and https
+/// whenever the issuer is (a provider reached over TLS must not send codes and tokens elsewhere
+/// in the clear, not even to a loopback port).
+fn parse_endpoint(
+    which: &'static str,
+    text: &str,
+    document: &str,
+    issuer: &Url,
+) -> Result<Url, OidcError> {
     let url = Url::parse(text).map_err(|_| OidcError::DiscoveryDocument {
         url: document.to_owned(),
         reason: format!("its {which} is not an absolute URL"),
     })?;
+    let insecure = |reason| OidcError::InsecureEndpoint {
+        which,
+        url: shown(text),
+        reason,
+    };
     if !is_secure_enough(&url) {
-        return Err(OidcError::InsecureEndpoint {
-            which,
-            url: shown(text),
-        });
+        return Err(insecure("only loopback hosts may use http"));
+    }
+    if issuer.scheme() == "https" && url.scheme() != "https" {
+        return Err(insecure("the issuer is https, so every endpoint must be"));
     }
     Ok(url)
 }
@@ -534,7 +615,7 @@ impl OidcClient {
     /// Checks the settings, fetches the discovery document (`{issuer}/.well-known/openid-configuration`,
     /// whose `issuer` must equal the configured one exactly) and the provider's key set.
     pub async fn discover(settings: OidcSettings) -> Result<Self, OidcError> {
-        Self::discover_with(settings, PENDING_TTL, MAX_PENDING).await
+        Self::discover_with(settings, PENDING_TTL, MAX_PENDING, MAX_PENDING_PER_CLIENT).await
     }
 
     /// [`OidcClient::discover`] with other limits for logins in progress (tests).
@@ -542,6 +623,7 @@ impl OidcClient {
         settings: OidcSettings,
         ttl: Duration,
         max_pending: usize,
+        max_pending_per_client: usize,
     ) -> Result<Self, OidcError> {
         let issuer = parse_issuer(&settings.issuer)?;
         let redirect_url = parse_redirect_url(&settings.redirect_url)?;
@@ -600,14 +682,19 @@ impl OidcClient {
             "authorization_endpoint",
             &discovery.authorization_endpoint,
             &document,
+            &issuer,
         )?;
-        let token_endpoint =
-            parse_endpoint("token_endpoint", &discovery.token_endpoint, &document)?;
-        let jwks_uri = parse_endpoint("jwks_uri", &discovery.jwks_uri, &document)?;
+        let token_endpoint = parse_endpoint(
+            "token_endpoint",
+            &discovery.token_endpoint,
+            &document,
+            &issuer,
+        )?;
+        let jwks_uri = parse_endpoint("jwks_uri", &discovery.jwks_uri, &document, &issuer)?;
         let userinfo_endpoint = discovery
             .userinfo_endpoint
             .as_deref()
-            .map(|u| parse_endpoint("userinfo_endpoint", u, &document))
+            .map(|u| parse_endpoint("userinfo_endpoint", u, &document, &issuer))
             .transpose()?;
         if let Some(methods) = &discovery.code_challenge_methods_supported
             && !methods.iter().any(|m| m == "S256")
@@ -651,6 +738,7 @@ impl OidcClient {
                     entries: Mutex::new(HashMap::new()),
                     ttl,
                     max: max_pending,
+                    max_per_client: max_pending_per_client,
                 },
             }),
         })
@@ -685,9 +773,16 @@ impl OidcClient {
         self.inner.pending.expire(now)
     }
 
-    /// Starts a login that returns to `next` (checked with [`safe_next`]): remembers a fresh
-    /// state, nonce and PKCE verifier, and returns the provider's authorization URL.
-    pub fn start(&self, next: Option<&str>, now: Instant) -> Result<Started, OidcError> {
+    /// Starts a login for the browser at `client` that returns to `next` (checked with
+    /// [`safe_next`]): remembers a fresh state, nonce and PKCE verifier, and returns the
+    /// provider's authorization URL. Each client keeps at most [`MAX_PENDING_PER_CLIENT`] logins
+    /// in progress.
+    pub fn start(
+        &self,
+        next: Option<&str>,
+        client: IpAddr,
+        now: Instant,
+    ) -> Result<Started, OidcError> {
         let state = random_token()?;
         let nonce = random_token()?;
         let mut bytes = [0u8; 32];
@@ -710,6 +805,7 @@ impl OidcClient {
                 verifier,
                 nonce,
                 next: safe_next(next),
+                client: client_key(client),
                 created: now,
             },
             now,
@@ -1007,10 +1103,12 @@ fn username_from(claims: &Map<String, Value>, claim: &str) -> Result<String, Oid
             ("email", email)
         }
     };
+    // An unverified address may belong to anybody who typed it in at the provider: the email
+    // names the user only when the provider vouches for it (a missing claim vouches for nothing).
     if used == "email"
-        && claims
+        && !claims
             .get("email_verified")
-            .is_some_and(|v| v != &Value::Bool(true) && v != &Value::String("true".into()))
+            .is_some_and(|v| v == &Value::Bool(true) || v == &Value::String("true".into()))
     {
         return Err(OidcError::EmailNotVerified(shown(value)));
     }

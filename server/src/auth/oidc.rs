@@ -6,6 +6,10 @@
 //! The callback answers with a small page that moves on to `next` itself instead of a redirect:
 //! the browser arrives from the provider's site, and a redirect would still count as cross-site,
 //! so the `SameSite=Strict` session cookie would not be sent with it.
+//!
+//! Pages for anonymous browsers name the failed step and what to do, never the details (the
+//! provider's `error_description`, URLs, connection errors): those go to the log, which never
+//! holds a code, token, verifier, state or secret.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -14,7 +18,8 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
-use nkvm_engine::auth::oidc::{Completed, OidcClient, OidcError, PENDING_TTL};
+use nkvm_engine::auth::constant_time_eq;
+use nkvm_engine::auth::oidc::{Completed, OidcClient, OidcError, PENDING_TTL, error_code};
 use nkvm_engine::auth::users::User;
 use serde::Deserialize;
 
@@ -23,8 +28,12 @@ use super::{Auth, AuthMode, escape_html, html_page, html_page_with_head};
 /// Cookie holding the state of the login in progress (sent back only to the callback).
 pub const STATE_COOKIE: &str = "nkvm_oidc_state";
 
-/// Longest error text from the provider shown on the page, in characters.
-const MAX_SHOWN_ERROR: usize = 200;
+/// Longest error text from the provider written to the log, in characters.
+const MAX_LOGGED_ERROR: usize = 200;
+
+/// What the page says of a provider's error that nkvm cannot vouch for (no matching state
+/// cookie, or not an RFC 6749 error code).
+const UNVERIFIED_ERROR: &str = "provider error (unverified)";
 
 impl Auth {
     fn oidc(&self) -> Option<&OidcClient> {
@@ -56,12 +65,17 @@ pub struct StartQuery {
     next: Option<String>,
 }
 
-/// `GET /auth/oidc/start?next=/path`: remembers a new login and sends the browser to the provider.
-pub async fn start(State(auth): State<Auth>, Query(query): Query<StartQuery>) -> Response {
+/// `GET /auth/oidc/start?next=/path`: remembers a new login (counted against the client's address)
+/// and sends the browser to the provider.
+pub async fn start(
+    State(auth): State<Auth>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<StartQuery>,
+) -> Response {
     let Some(client) = auth.oidc() else {
         return (StatusCode::NOT_FOUND, "OIDC login is not configured").into_response();
     };
-    let started = match client.start(query.next.as_deref(), Instant::now()) {
+    let started = match client.start(query.next.as_deref(), peer.ip(), Instant::now()) {
         Ok(started) => started,
         Err(error) => {
             tracing::error!(%error, "cannot start an OIDC login");
@@ -85,17 +99,97 @@ pub struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// Text from the query for a page: printable, bounded.
+/// Text from the query for the log: printable, bounded.
 fn clipped(text: &str) -> String {
     let mut out: String = text
         .chars()
         .filter(|c| !c.is_control())
-        .take(MAX_SHOWN_ERROR)
+        .take(MAX_LOGGED_ERROR)
         .collect();
-    if text.chars().count() > MAX_SHOWN_ERROR {
+    if text.chars().count() > MAX_LOGGED_ERROR {
         out.push('…');
     }
     out
+}
+
+/// What a refusal page says of a failed login: the step that failed and what to do. The details
+/// (provider texts, URLs, connection errors) are only logged.
+fn page_message(error: &OidcError) -> String {
+    const AGAIN: &str = "Start again from the login page.";
+    const ASK: &str = "If it happens again, an admin finds the cause in nkvm's log.";
+    match error {
+        OidcError::MalformedState | OidcError::UnknownState => {
+            format!("The login failed: unknown or already used login attempt. {AGAIN}")
+        }
+        OidcError::StateExpired => format!(
+            "The login failed: it must finish within {} minutes. {AGAIN}",
+            PENDING_TTL.as_secs() / 60
+        ),
+        OidcError::StateMismatch => format!(
+            "The login failed: it was started in another browser (or this browser dropped its \
+             cookie). {AGAIN}"
+        ),
+        OidcError::MalformedCode => {
+            format!("The login failed: the identity provider's answer is malformed. {AGAIN}")
+        }
+        OidcError::TokenRequest(_) => format!(
+            "The login failed: nkvm could not reach the identity provider to exchange the code. \
+             Try again later. {ASK}"
+        ),
+        OidcError::TokenRefused { status, error, .. } => {
+            let code = error.as_deref().and_then(error_code);
+            let quoted = code.map(|c| format!(", {c}")).unwrap_or_default();
+            format!(
+                "The login failed: the identity provider refused to exchange the code (HTTP \
+                 {status}{quoted}). {AGAIN} {ASK}"
+            )
+        }
+        OidcError::TokenResponse(_) => format!(
+            "The login failed: the identity provider's token answer is invalid. {AGAIN} {ASK}"
+        ),
+        OidcError::IdToken(_) => format!(
+            "The login failed: nkvm refused the identity provider's ID token. {AGAIN} {ASK}"
+        ),
+        OidcError::Keys { .. } | OidcError::KeySet { .. } => format!(
+            "The login failed: nkvm could not get the identity provider's signing keys. Try \
+             again later. {ASK}"
+        ),
+        OidcError::UserInfoRequest(_)
+        | OidcError::UserInfoStatus(_)
+        | OidcError::UserInfoResponse(_)
+        | OidcError::UserInfoSubject => format!(
+            "The login failed: nkvm could not read your user information from the identity \
+             provider. Try again later. {ASK}"
+        ),
+        OidcError::NoUsername { .. } => format!(
+            "The login failed: the identity provider sent no user name for you (nor a verified \
+             email address). Ask an admin to check nkvm's user name claim. {ASK}"
+        ),
+        OidcError::InvalidUsername { .. } => {
+            "The login failed: your user name at the identity provider is not a valid nkvm user \
+             name (1 to 64 of lowercase letters, digits, `.`, `_`, `@` and `-`). Ask an admin."
+                .to_owned()
+        }
+        OidcError::EmailNotVerified(_) => {
+            "The login failed: nkvm would use your email address as your user name, but the \
+             identity provider does not confirm that it is verified. Verify it there, or ask an \
+             admin."
+                .to_owned()
+        }
+        OidcError::Random(_)
+        | OidcError::InvalidIssuer { .. }
+        | OidcError::InvalidRedirectUrl { .. }
+        | OidcError::InvalidClientId
+        | OidcError::InvalidScope(_)
+        | OidcError::InvalidClaim(_)
+        | OidcError::HttpClient(_)
+        | OidcError::Discovery { .. }
+        | OidcError::DiscoveryDocument { .. }
+        | OidcError::IssuerMismatch { .. }
+        | OidcError::InsecureEndpoint { .. }
+        | OidcError::NoClientAuthMethod(_)
+        | OidcError::NoPkce(_) => format!("The login failed inside nkvm. {AGAIN} {ASK}"),
+    }
 }
 
 /// A refusal page with a way back to the login page.
@@ -163,26 +257,38 @@ async fn finish(
         .await;
     };
 
+    let cookie_state = state_from_cookies(headers);
     if let Some(error) = query.error.as_deref() {
-        if let Some(state) = query.state.as_deref() {
+        // Anybody can send a browser here with any `error`: only a callback that carries this
+        // browser's own state ends its login, and only then is the provider's code quoted.
+        let ours = match (query.state.as_deref(), cookie_state.as_deref()) {
+            (Some(state), Some(cookie)) => constant_time_eq(state.as_bytes(), cookie.as_bytes()),
+            _ => false,
+        };
+        if ours && let Some(state) = query.state.as_deref() {
             client.abandon(state);
         }
-        let error = clipped(error);
+        let code = if ours { error_code(error) } else { None };
+        let shown = code.unwrap_or(UNVERIFIED_ERROR);
         let description = query.error_description.as_deref().map(clipped);
-        let text = match &description {
-            Some(d) => format!("{error}: {d}"),
-            None => error.clone(),
-        };
-        tracing::warn!(error = %text, "the identity provider refused a login");
+        tracing::warn!(
+            error = %clipped(error),
+            description = description.as_deref().unwrap_or(""),
+            state_matches = ours,
+            "the identity provider refused a login"
+        );
         fail(
             "(unknown)".to_owned(),
             AuditOutcome::Failure,
-            format!("identity provider: {text}"),
+            format!("identity provider: {shown}"),
         )
         .await;
         return refusal(
             StatusCode::BAD_REQUEST,
-            &format!("The identity provider did not sign you in ({text})."),
+            &format!(
+                "The identity provider did not sign you in ({shown}). Start again from the login \
+                 page."
+            ),
         );
     }
 
@@ -199,7 +305,6 @@ async fn finish(
              login page.",
         );
     };
-    let cookie_state = state_from_cookies(headers);
     let done = match client
         .finish(state, code, cookie_state.as_deref(), Instant::now())
         .await
@@ -213,7 +318,7 @@ async fn finish(
                 error.to_string(),
             )
             .await;
-            return refusal(status_of(&error), &format!("The login failed: {error}."));
+            return refusal(status_of(&error), &page_message(&error));
         }
     };
     let Completed {
@@ -240,6 +345,7 @@ async fn finish(
         );
     };
     auth.inner.limiter.record_success(ip, &username);
+    end_previous_session(auth, headers, &source).await;
     let user = User {
         name: username,
         role,
@@ -267,6 +373,25 @@ async fn finish(
     let mut response = html_page_with_head(StatusCode::OK, "Signed in", &head, &main);
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
+}
+
+/// Ends the session this browser still had (if its cookie came along: only when the provider is
+/// on the same site, since the cookie is `SameSite=Strict`), as `POST /auth/logout` does: a new
+/// login replaces it.
+async fn end_previous_session(auth: &Auth, headers: &HeaderMap, source: &str) {
+    let Some(token) = super::token_from_cookies(headers) else {
+        return;
+    };
+    if let Some(session) = auth.inner.sessions.get(&token, Instant::now()) {
+        auth.audit(
+            AuditEvent::new(&session.user, AuditAction::Logout, AuditOutcome::Success)
+                .with_detail("replaced by a new OIDC login")
+                .with_source(source.to_owned()),
+        )
+        .await;
+    }
+    auth.inner.sessions.revoke(&token);
+    auth.inner.workspace.forget(&token);
 }
 
 /// 502 when nkvm could not get an answer from the provider, 400 when the request or a token was

@@ -75,7 +75,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub oidc: Box<OidcArgs>,
 
-    /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS)
+    /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS; with --auth oidc
+    /// an https --oidc-redirect-url implies it)
     #[arg(
         long,
         env = "NKVM_COOKIE_SECURE",
@@ -127,7 +128,7 @@ pub struct OidcArgs {
     #[arg(long, env = "NKVM_OIDC_SCOPES", default_value = "openid profile email")]
     pub oidc_scopes: String,
 
-    /// Claim holding the nkvm user name (falls back to a verified `email`)
+    /// Claim holding the nkvm user name (without it, `email`, only when `email_verified` is true)
     #[arg(
         long,
         env = "NKVM_OIDC_USERNAME_CLAIM",
@@ -333,6 +334,20 @@ impl ServeArgs {
         }
     }
 
+    /// Whether cookies are `Secure`: `--cookie-secure`, or `--auth oidc` with an https redirect
+    /// URL (users then reach nkvm over TLS, and the state and session cookies must not travel in
+    /// the clear).
+    pub fn secure_cookies(&self) -> bool {
+        self.cookie_secure
+            || (self.auth == AuthKind::Oidc
+                && self
+                    .oidc
+                    .oidc_redirect_url
+                    .as_deref()
+                    .and_then(|url| nkvm_engine::auth::oidc::parse_redirect_url(url).ok())
+                    .is_some_and(|url| url.scheme() == "https"))
+    }
+
     pub fn stale_after(&self) -> Option<Duration> {
         (self.stale_after_hours > 0)
             .then(|| Duration::from_secs(self.stale_after_hours.saturating_mul(3600)))
@@ -407,7 +422,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         nkvm_engine::auth::sessions::SessionStore::default(),
         nkvm_engine::auth::ratelimit::LoginLimiter::default(),
         workspace.clone(),
-        args.cookie_secure,
+        args.secure_cookies(),
     );
     let housekeeping = {
         let auth = auth.clone();
@@ -446,5 +461,45 @@ async fn shut_down(workspace: &Workspace) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::ServeArgs;
+    use crate::cli::{Cli, Command};
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["nkvm", "serve"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_https_oidc_redirect_url_makes_cookies_secure() {
+        let https = "https://nkvm.example/auth/oidc/callback";
+        let http = "http://127.0.0.1:8080/auth/oidc/callback";
+        let oidc = |url| serve(&["--auth", "oidc", "--oidc-redirect-url", url]);
+        assert!(oidc(https).secure_cookies());
+        assert!(!oidc(http).secure_cookies());
+        assert!(
+            serve(&[
+                "--auth",
+                "oidc",
+                "--oidc-redirect-url",
+                http,
+                "--cookie-secure"
+            ])
+            .secure_cookies()
+        );
+        // Other modes are unchanged: only --cookie-secure counts.
+        for mode in ["local", "proxy", "none"] {
+            assert!(!serve(&["--auth", mode, "--oidc-redirect-url", https]).secure_cookies());
+            assert!(serve(&["--auth", mode, "--cookie-secure"]).secure_cookies());
+        }
     }
 }

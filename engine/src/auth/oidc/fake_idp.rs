@@ -66,6 +66,8 @@ pub struct IdpState {
     pub auth_methods: Option<Vec<&'static str>>,
     /// Keys in the key set.
     pub published: Vec<Signer>,
+    /// Keys of `published` listed without a `kid`.
+    pub kidless: Vec<Signer>,
     /// The key that signs ID tokens.
     pub signer: Signer,
     /// The `kid` put in the header (default: the signer's).
@@ -169,6 +171,7 @@ impl FakeIdp {
             discovery_issuer: None,
             auth_methods: Some(vec!["client_secret_basic", "client_secret_post"]),
             published: vec![Signer::Rsa1, Signer::Ec],
+            kidless: Vec::new(),
             signer: Signer::Rsa1,
             header_kid: None,
             header_alg: None,
@@ -301,10 +304,18 @@ impl Shared {
                 let keys: Vec<Value> = state
                     .published
                     .iter()
-                    .map(|signer| match signer {
-                        Signer::Rsa1 => rsa_jwk(&self.rsa1, signer.kid()),
-                        Signer::Rsa2 => rsa_jwk(&self.rsa2, signer.kid()),
-                        Signer::Ec => ec_jwk(&self.ec, signer.kid()),
+                    .map(|signer| {
+                        let mut key = match signer {
+                            Signer::Rsa1 => rsa_jwk(&self.rsa1, signer.kid()),
+                            Signer::Rsa2 => rsa_jwk(&self.rsa2, signer.kid()),
+                            Signer::Ec => ec_jwk(&self.ec, signer.kid()),
+                        };
+                        if state.kidless.contains(signer)
+                            && let Some(key) = key.as_object_mut()
+                        {
+                            key.remove("kid");
+                        }
+                        key
                     })
                     .collect();
                 json_response(StatusCode::OK, &json!({ "keys": keys }))

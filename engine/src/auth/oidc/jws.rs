@@ -328,13 +328,23 @@ pub fn parse(token: &str) -> Result<Compact<'_>, JwsError> {
 }
 
 impl Compact<'_> {
-    /// The payload, when one of `keys` that fits the header verifies the signature.
-    /// [`JwsError::NoKey`] means no key fits (the caller may refetch the key set once).
+    /// The payload, when one of `keys` that fits the header verifies the signature. A token
+    /// naming a key id is checked with the key of that id; when the set has no key of that id, with
+    /// the keys that have no id (a provider may publish its keys without ids yet name them in
+    /// tokens). [`JwsError::NoKey`] means no key fits (the caller may refetch the key set once).
     pub fn verify(&self, keys: &Jwks) -> Result<&[u8], JwsError> {
+        let kid = self.kid.as_deref();
+        let named = kid.is_some_and(|kid| keys.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
         let mut candidates = keys
             .keys
             .iter()
-            .filter(|k| k.fits(self.alg, self.kid.as_deref()))
+            .filter(|k| {
+                if kid.is_none() || named {
+                    k.fits(self.alg, kid)
+                } else {
+                    k.kid.is_none() && k.fits(self.alg, None)
+                }
+            })
             .peekable();
         if candidates.peek().is_none() {
             return Err(JwsError::NoKey {

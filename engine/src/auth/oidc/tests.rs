@@ -8,6 +8,9 @@ use super::*;
 
 const REDIRECT: &str = "http://127.0.0.1:8080/auth/oidc/callback";
 
+/// The address logins start from, unless a test says otherwise.
+const BROWSER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+
 fn settings(idp: &FakeIdp) -> OidcSettings {
     let mut roles = RoleMapping::default();
     roles.users.insert("alice".to_owned(), Role::Operator);
@@ -35,7 +38,7 @@ async fn login(
     next: Option<&str>,
 ) -> Result<Completed, OidcError> {
     let now = Instant::now();
-    let started = client.start(next, now).unwrap();
+    let started = client.start(next, BROWSER, now).unwrap();
     let (code, state) = idp.authorize(&started.url);
     assert_eq!(state, started.state);
     client
@@ -98,8 +101,8 @@ async fn es256_tokens_and_client_secret_post_work() {
 async fn the_authorization_url_carries_state_nonce_and_an_s256_challenge() {
     let idp = FakeIdp::start().await;
     let client = client(&idp).await;
-    let a = client.start(None, Instant::now()).unwrap();
-    let b = client.start(None, Instant::now()).unwrap();
+    let a = client.start(None, BROWSER, Instant::now()).unwrap();
+    let b = client.start(None, BROWSER, Instant::now()).unwrap();
     assert_ne!(a.state, b.state);
     let url = Url::parse(&a.url).unwrap();
     let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
@@ -301,7 +304,7 @@ async fn a_state_is_used_once() {
     let idp = FakeIdp::start().await;
     let client = client(&idp).await;
     let now = Instant::now();
-    let started = client.start(None, now).unwrap();
+    let started = client.start(None, BROWSER, now).unwrap();
     let (code, state) = idp.authorize(&started.url);
     assert!(
         client
@@ -330,7 +333,7 @@ async fn a_state_expires_after_ten_minutes() {
     let idp = FakeIdp::start().await;
     let client = client(&idp).await;
     let now = Instant::now();
-    let started = client.start(None, now).unwrap();
+    let started = client.start(None, BROWSER, now).unwrap();
     let (code, state) = idp.authorize(&started.url);
     let later = now + PENDING_TTL + Duration::from_secs(1);
     assert!(matches!(
@@ -338,8 +341,8 @@ async fn a_state_expires_after_ten_minutes() {
         Err(OidcError::StateExpired)
     ));
     // Expired ones are swept, fresh ones stay.
-    client.start(None, later).unwrap();
-    client.start(None, now).unwrap();
+    client.start(None, BROWSER, later).unwrap();
+    client.start(None, BROWSER, now).unwrap();
     assert_eq!(client.expire(later), 1);
     assert_eq!(client.pending_count(), 1);
     // Nothing reached the provider's token endpoint.
@@ -351,10 +354,10 @@ async fn the_state_must_come_back_from_the_same_browser() {
     let idp = FakeIdp::start().await;
     let client = client(&idp).await;
     let now = Instant::now();
-    let started = client.start(None, now).unwrap();
+    let started = client.start(None, BROWSER, now).unwrap();
     let (code, state) = idp.authorize(&started.url);
     for cookie in [None, Some("f".repeat(64))] {
-        let started = client.start(None, now).unwrap();
+        let started = client.start(None, BROWSER, now).unwrap();
         let (code, state) = idp.authorize(&started.url);
         assert!(matches!(
             client.finish(&state, &code, cookie.as_deref(), now).await,
@@ -369,23 +372,102 @@ async fn the_state_must_come_back_from_the_same_browser() {
     );
 }
 
+/// Whether the login `started` can still be finished.
+async fn finishes(idp: &FakeIdp, client: &OidcClient, started: &Started, now: Instant) -> bool {
+    let (code, state) = idp.authorize(&started.url);
+    match client.finish(&state, &code, Some(&state), now).await {
+        Ok(_) => true,
+        Err(OidcError::UnknownState) => false,
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn pending_logins_are_bounded_oldest_first() {
+async fn one_client_cannot_push_out_another_clients_pending_login() {
     let idp = FakeIdp::start().await;
-    let client = OidcClient::discover_with(settings(&idp), PENDING_TTL, 3)
+    let client = client(&idp).await;
+    let victim: IpAddr = "198.51.100.20".parse().unwrap();
+    let start = Instant::now();
+    let real = client.start(Some("/history"), victim, start).unwrap();
+    // More starts from one address than all clients together may have in progress.
+    let mut flood = Vec::new();
+    for i in 0..(MAX_PENDING as u64 + 100) {
+        let at = start + Duration::from_millis(i + 1);
+        flood.push(client.start(None, BROWSER, at).unwrap());
+    }
+    assert_eq!(client.pending_count(), MAX_PENDING_PER_CLIENT + 1);
+    let later = start + Duration::from_secs(5);
+    assert!(finishes(&idp, &client, &real, later).await);
+    // The flooder only pushed out its own logins: its newest are there, its oldest are not.
+    assert!(finishes(&idp, &client, flood.last().unwrap(), later).await);
+    assert!(!finishes(&idp, &client, &flood[0], later).await);
+}
+
+#[tokio::test]
+async fn pending_logins_are_bounded_per_client_oldest_first() {
+    let idp = FakeIdp::start().await;
+    let client = OidcClient::discover_with(settings(&idp), PENDING_TTL, 100, 3)
         .await
         .unwrap();
     let start = Instant::now();
-    let first = client.start(None, start).unwrap();
+    let first = client.start(None, BROWSER, start).unwrap();
+    let mut rest = Vec::new();
     for i in 1..=3 {
-        client.start(None, start + Duration::from_secs(i)).unwrap();
+        rest.push(
+            client
+                .start(None, BROWSER, start + Duration::from_secs(i))
+                .unwrap(),
+        );
     }
     assert_eq!(client.pending_count(), 3);
-    let (code, state) = idp.authorize(&first.url);
-    assert!(matches!(
-        client.finish(&state, &code, Some(&state), start).await,
-        Err(OidcError::UnknownState)
-    ));
+    assert!(!finishes(&idp, &client, &first, start).await);
+    for started in &rest {
+        assert!(finishes(&idp, &client, started, start).await);
+    }
+    // Addresses of one IPv6 /64 count as one client.
+    let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+    let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+    let first = client.start(None, a, start).unwrap();
+    for i in 1..=3 {
+        client
+            .start(None, b, start + Duration::from_secs(i))
+            .unwrap();
+    }
+    assert!(!finishes(&idp, &client, &first, start).await);
+}
+
+#[tokio::test]
+async fn pending_logins_are_bounded_in_total_busiest_client_first() {
+    let idp = FakeIdp::start().await;
+    let client = OidcClient::discover_with(settings(&idp), PENDING_TTL, 3, 2)
+        .await
+        .unwrap();
+    let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+        "198.51.100.1".parse().unwrap(),
+        "198.51.100.2".parse().unwrap(),
+        "198.51.100.3".parse().unwrap(),
+    );
+    let start = Instant::now();
+    let at = |s| start + Duration::from_secs(s);
+    let a1 = client.start(None, a, at(0)).unwrap();
+    let b1 = client.start(None, b, at(1)).unwrap();
+    let b2 = client.start(None, b, at(2)).unwrap();
+    // Full: the busiest client (b) loses its oldest, not a, although a's is the oldest of all.
+    let c1 = client.start(None, c, at(3)).unwrap();
+    assert_eq!(client.pending_count(), 3);
+    assert!(!finishes(&idp, &client, &b1, at(4)).await);
+    for started in [&a1, &b2, &c1] {
+        assert!(finishes(&idp, &client, started, at(4)).await);
+    }
+}
+
+#[test]
+fn clients_are_ipv4_addresses_or_ipv6_prefixes() {
+    let key = |text: &str| client_key(text.parse().unwrap()).to_string();
+    assert_eq!(key("192.0.2.7"), "192.0.2.7");
+    assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+    assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+    assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
 }
 
 #[tokio::test]
@@ -471,6 +553,23 @@ async fn the_email_is_the_fallback_name_only_when_verified() {
         login(&idp, &client, None).await,
         Err(OidcError::EmailNotVerified(_))
     ));
+    // Some providers send the flag as a string.
+    idp.with(|s| s.claims.insert("email_verified".into(), json!("true")));
+    assert_eq!(
+        login(&idp, &client, None).await.unwrap().username,
+        "alice@example.test"
+    );
+    // Without the flag (in the ID token or the user info), nobody vouches for the address.
+    for unverified in [Value::Null, json!("yes"), json!(1)] {
+        idp.with(|s| s.claims.insert("email_verified".into(), unverified.clone()));
+        assert!(
+            matches!(
+                login(&idp, &client, None).await,
+                Err(OidcError::EmailNotVerified(_))
+            ),
+            "{unverified}"
+        );
+    }
     idp.with(|s| s.claims.insert("email".into(), Value::Null));
     assert!(matches!(
         login(&idp, &client, None).await,
@@ -555,6 +654,87 @@ fn issuers_and_redirect_urls_are_checked() {
     }
 }
 
+#[test]
+fn an_https_issuer_needs_https_endpoints() {
+    let https = Url::parse("https://idp.example/").unwrap();
+    let loopback = Url::parse("http://127.0.0.1:9998/").unwrap();
+    let doc = "https://idp.example/.well-known/openid-configuration";
+    assert!(parse_endpoint("token_endpoint", "https://idp.example/token", doc, &https).is_ok());
+    for http in [
+        "http://127.0.0.1:9998/token",
+        "http://localhost/token",
+        "http://[::1]/token",
+    ] {
+        assert!(
+            matches!(
+                parse_endpoint("token_endpoint", http, doc, &https),
+                Err(OidcError::InsecureEndpoint {
+                    which: "token_endpoint",
+                    ..
+                })
+            ),
+            "{http}"
+        );
+        // A loopback issuer (a test or a local provider) may use http on loopback.
+        assert!(parse_endpoint("token_endpoint", http, doc, &loopback).is_ok());
+    }
+    assert!(parse_endpoint("jwks_uri", "http://idp.example/keys", doc, &loopback).is_err());
+}
+
+#[test]
+fn provider_error_codes_are_quoted_only_in_the_rfc_6749_charset() {
+    assert_eq!(error_code("access_denied"), Some("access_denied"));
+    assert_eq!(error_code("login required!"), Some("login required!"));
+    for bad in [
+        "",
+        "say \"hi\"",
+        "back\\slash",
+        "tab\there",
+        "new\nline",
+        "caf\u{e9}",
+        &"x".repeat(MAX_ERROR_CODE_LEN + 1),
+    ] {
+        assert_eq!(error_code(bad), None, "{bad:?}");
+    }
+    assert!(error_code(&"x".repeat(MAX_ERROR_CODE_LEN)).is_some());
+}
+
+#[tokio::test]
+async fn a_key_id_missing_from_the_set_falls_back_to_keys_without_an_id() {
+    let idp = FakeIdp::start().await;
+    idp.with(|s| s.kidless = vec![Signer::Rsa1, Signer::Ec]);
+    let client = client(&idp).await;
+    // The token names "rsa-1"; the set has the same keys without ids.
+    let done = login(&idp, &client, None).await.unwrap();
+    assert_eq!(done.username, "alice");
+    idp.with(|s| s.signer = Signer::Ec);
+    assert!(login(&idp, &client, None).await.is_ok());
+    // Only keys of the token's type are tried: an RS256 token with the EC key alone finds none.
+    idp.with(|s| {
+        s.published = vec![Signer::Ec];
+        s.signer = Signer::Rsa1;
+    });
+    let fresh = OidcClient::discover(settings(&idp)).await.unwrap();
+    assert!(matches!(
+        id_token_error(login(&idp, &fresh, None).await),
+        IdTokenError::Signature(JwsError::NoKey { .. })
+    ));
+    // When a key has the token's id, only that key is tried, not the id-less ones.
+    idp.with(|s| {
+        s.published = vec![Signer::Rsa1, Signer::Rsa2];
+        s.kidless = vec![Signer::Rsa2];
+        s.signer = Signer::Rsa2;
+        s.header_kid = Some("rsa-1");
+    });
+    let fresh = OidcClient::discover(settings(&idp)).await.unwrap();
+    assert_eq!(
+        id_token_error(login(&idp, &fresh, None).await),
+        IdTokenError::Signature(JwsError::Signature)
+    );
+    idp.with(|s| s.header_kid = Some("rsa-7"));
+    assert!(login(&idp, &fresh, None).await.is_ok());
+}
+
 #[tokio::test]
 async fn secrets_stay_out_of_debug_output_and_errors() {
     let idp = FakeIdp::start().await;
@@ -564,7 +744,7 @@ async fn secrets_stay_out_of_debug_output_and_errors() {
     assert!(!format!("{client:?}").contains(CLIENT_SECRET));
     // A refused code: the error names the provider's answer, not the code or the secret.
     let now = Instant::now();
-    let started = client.start(None, now).unwrap();
+    let started = client.start(None, BROWSER, now).unwrap();
     let (code, state) = idp.authorize(&started.url);
     let forged = format!("{code}-forged");
     let error = client

@@ -1,9 +1,13 @@
 //! The OIDC routes through the real router, against the engine's fake provider on 127.0.0.1: the
-//! login page's button, the state cookie, the session a callback starts, refusals (no role, a
-//! tampered state, the provider's error, the rate limit), the audit trail, and that no code, token,
-//! verifier or secret reaches the logs.
+//! login page's button, the state cookie, the session a callback starts (and the one it replaces),
+//! refusals (no role, a tampered state, the provider's error, the rate limit), pages that keep
+//! internal details to the log, pending logins bounded per client address, the audit trail, and
+//! that no code, token, verifier or secret reaches the logs.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use nkvm_engine::audit::{AuditAction, AuditFilter, AuditOutcome};
@@ -20,7 +24,19 @@ mod fake_idp;
 
 use fake_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp};
 
+/// Makes `tracing` ask every thread's subscriber about each call site. Without a global
+/// subscriber, a call site first reached on a thread that has none (another test) while only one
+/// test captures logs is cached as "nobody listens", and the capturing test misses its events.
+fn listen_on_every_thread() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // A global subscriber another test set first does the same.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 async fn oidc_server(idp: &FakeIdp) -> Server {
+    listen_on_every_thread();
     let mut roles = RoleMapping::default();
     roles.users.insert("alice".to_owned(), Role::Operator);
     let settings = OidcSettings {
@@ -174,6 +190,7 @@ async fn a_provider_login_starts_a_session_like_a_local_one() {
         .find(|c| c.starts_with(&format!("{STATE_COOKIE}=;")))
         .expect("the state cookie is cleared");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(cleared.contains("Secure"), "{cleared}");
     let page = body_text(response).await;
     assert!(
         page.contains("content=\"0;url=/history?status=failed\""),
@@ -289,31 +306,193 @@ async fn a_tampered_or_foreign_state_is_refused() {
 }
 
 #[tokio::test]
-async fn the_providers_error_is_shown_readably_and_escaped() {
+async fn the_providers_error_code_is_quoted_only_for_this_browsers_login() {
     let idp = FakeIdp::start().await;
     let server = oidc_server(&idp).await;
     let (_, state) = start(&server, "/").await;
+    let description = "The%20user%20said%20%3Cb%3Eno%3C%2Fb%3E%20at%20http%3A%2F%2Fidp.internal%2F";
+    // Without this browser's state cookie: nothing quoted, and the login is not ended.
+    for cookie in [None, Some("f".repeat(64))] {
+        let response = callback(
+            &server,
+            &format!("error=account_locked_call_555&error_description={description}&state={state}"),
+            cookie.as_deref(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let page = body_text(response).await;
+        assert!(
+            page.contains(
+                "The identity provider did not sign you in (provider error (unverified))."
+            ),
+            "{page}"
+        );
+        assert!(!page.contains("account_locked"), "{page}");
+    }
+    // A code outside RFC 6749's charset is not quoted even with the cookie.
+    let (_, other) = start(&server, "/").await;
     let response = callback(
         &server,
-        &format!(
-            "error=access_denied&error_description=The%20user%20said%20%3Cb%3Eno%3C%2Fb%3E&state={state}"
-        ),
+        &format!("error=%22quoted%22%5Cx&state={other}"),
+        Some(&other),
+    )
+    .await;
+    let page = body_text(response).await;
+    assert!(page.contains("provider error (unverified)"), "{page}");
+    // With it: the code is quoted, the description is not, and the login is over.
+    let response = callback(
+        &server,
+        &format!("error=access_denied&error_description={description}&state={state}"),
         Some(&state),
     )
     .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let page = body_text(response).await;
     assert!(
-        page.contains("The identity provider did not sign you in (access_denied: The user said &lt;b&gt;no&lt;/b&gt;)."),
+        page.contains("The identity provider did not sign you in (access_denied)."),
         "{page}"
     );
-    // The abandoned state cannot be finished any more.
+    for detail in ["The user said", "&lt;b&gt;", "<b>", "idp.internal"] {
+        assert!(!page.contains(detail), "{detail} in {page}");
+    }
     let response = callback(&server, &format!("code=abc&state={state}"), Some(&state)).await;
     assert!(
         body_text(response)
             .await
             .contains("unknown or already used")
     );
+}
+
+#[tokio::test]
+async fn an_unverified_error_does_not_end_the_login() {
+    let idp = FakeIdp::start().await;
+    let server = oidc_server(&idp).await;
+    let (url, state) = start(&server, "/").await;
+    let response = callback(&server, &format!("error=access_denied&state={state}"), None).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (code, _) = idp.authorize(&url);
+    let response = callback(&server, &format!("code={code}&state={state}"), Some(&state)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[test]
+fn failure_pages_name_the_step_and_keep_details_for_the_log() {
+    let (pages, logs) = logs_of(|| async {
+        let idp = FakeIdp::start().await;
+        let server = oidc_server(&idp).await;
+        let mut pages = Vec::new();
+        // The token endpoint refuses a forged code, with an error_description.
+        let (url, state) = start(&server, "/").await;
+        let (code, _) = idp.authorize(&url);
+        let response = callback(
+            &server,
+            &format!("code={code}-forged&state={state}"),
+            Some(&state),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        pages.push(body_text(response).await);
+        // The key set cannot be used any more (an error that names its URL).
+        idp.with(|s| {
+            s.header_kid = Some("rsa-9");
+            s.published = vec![];
+        });
+        let response = login(&server, &idp, "/").await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        pages.push(body_text(response).await);
+        (idp.issuer.clone(), pages)
+    });
+    let (issuer, pages) = pages;
+    let host = issuer.trim_start_matches("http://").trim_end_matches('/');
+    assert!(
+        pages[0].contains(
+            "the identity provider refused to exchange the code (HTTP 400, invalid_grant)"
+        ),
+        "{}",
+        pages[0]
+    );
+    assert!(
+        pages[1].contains("nkvm could not get the identity provider&#39;s signing keys"),
+        "{}",
+        pages[1]
+    );
+    for page in &pages {
+        for detail in ["refused by the fake", host, "/keys", "127.0.0.1"] {
+            assert!(!page.contains(detail), "{detail} in {page}");
+        }
+    }
+    // The admin finds the details in the log.
+    assert!(logs.contains("refused by the fake"), "{logs}");
+    assert!(logs.contains(&format!("{issuer}keys")), "{logs}");
+}
+
+#[tokio::test]
+async fn a_new_login_ends_the_session_the_browser_had() {
+    let idp = FakeIdp::start().await;
+    let server = oidc_server(&idp).await;
+    let response = login(&server, &idp, "/").await;
+    let old = cookie_value(&set_cookies(&response), SESSION_COOKIE).unwrap();
+    assert_eq!(whoami(&server, &old).await.0, StatusCode::OK);
+    // Another login in the same browser (the provider is on the same site: the cookie comes along).
+    let (url, state) = start(&server, "/").await;
+    let (code, _) = idp.authorize(&url);
+    let mut request = request(
+        "GET",
+        &format!("/auth/oidc/callback?code={code}&state={state}"),
+        "",
+    );
+    request.headers_mut().insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("{STATE_COOKIE}={state}; {SESSION_COOKIE}={old}")).unwrap(),
+    );
+    let response = send(&server, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let new = cookie_value(&set_cookies(&response), SESSION_COOKIE).unwrap();
+    assert_ne!(new, old);
+    assert_eq!(whoami(&server, &old).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(whoami(&server, &new).await.0, StatusCode::OK);
+    let audit = server
+        .workspace
+        .store()
+        .audit_events(&AuditFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|r| r.action == AuditAction::Logout
+            && r.detail.as_deref() == Some("replaced by a new OIDC login")),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_address_cannot_push_out_another_addresss_pending_login() {
+    let idp = FakeIdp::start().await;
+    let server = oidc_server(&idp).await;
+    let victim: SocketAddr = "198.51.100.20:50000".parse().unwrap();
+    let mut first = request("GET", "/auth/oidc/start?next=%2Fhistory", "");
+    first.extensions_mut().insert(ConnectInfo(victim));
+    let response = send(&server, first).await;
+    let state = cookie_value(&set_cookies(&response), STATE_COOKIE).unwrap();
+    let url = location(&response);
+    for _ in 0..1_050 {
+        let response = send(&server, request("GET", "/auth/oidc/start", "")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+    let (code, _) = idp.authorize(&url);
+    let mut back = request(
+        "GET",
+        &format!("/auth/oidc/callback?code={code}&state={state}"),
+        "",
+    );
+    back.extensions_mut().insert(ConnectInfo(victim));
+    back.headers_mut().insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("{STATE_COOKIE}={state}")).unwrap(),
+    );
+    let response = send(&server, back).await;
+    let status = response.status();
+    let page = body_text(response).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
 }
 
 #[tokio::test]
