@@ -75,7 +75,19 @@ async fn server(secure_cookie: bool) -> Server {
 }
 
 /// The real router with `mode`, a fresh data directory and a workspace that needs no cluster.
+/// Makes `tracing` ask every thread's subscriber about each call site. Without a global
+/// subscriber, a call site first reached on a thread that has none (another test) while only one
+/// test captures logs is cached as "nobody listens", and the capturing test misses its events.
+fn listen_on_every_thread() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // A global subscriber another test set first does the same.
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 pub(super) async fn server_with(mode: AuthMode, secure_cookie: bool) -> Server {
+    listen_on_every_thread();
     let dir = tempfile::tempdir().unwrap();
     let workspace = test_workspace(dir.path()).await;
     let auth = Auth::new(
@@ -306,6 +318,7 @@ impl Write for Captured {
 pub(super) fn logs_of<T, F: std::future::Future<Output = T>>(
     work: impl FnOnce() -> F,
 ) -> (T, String) {
+    listen_on_every_thread();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

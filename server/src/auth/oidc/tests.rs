@@ -24,19 +24,7 @@ mod fake_idp;
 
 use fake_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp};
 
-/// Makes `tracing` ask every thread's subscriber about each call site. Without a global
-/// subscriber, a call site first reached on a thread that has none (another test) while only one
-/// test captures logs is cached as "nobody listens", and the capturing test misses its events.
-fn listen_on_every_thread() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // A global subscriber another test set first does the same.
-        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
-    });
-}
-
 async fn oidc_server(idp: &FakeIdp) -> Server {
-    listen_on_every_thread();
     let mut roles = RoleMapping::default();
     roles.users.insert("alice".to_owned(), Role::Operator);
     let settings = OidcSettings {
