@@ -16,6 +16,8 @@ export CARGO_TERM_COLOR=never
 # fills the shared target directory (tens of GB over a few runs).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 mkdir -p "$NKVM_CACHE_DIR"
+# Artifacts of nkvm's own crates built by earlier clones are never reused: drop them (older than 12 h).
+scripts/prune-target.sh "$CARGO_TARGET_DIR"
 step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
 was_running=0
