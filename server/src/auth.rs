@@ -18,7 +18,7 @@ use nkvm_app::ssr::{Caller, SessionId};
 use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
 use nkvm_engine::auth::Role;
 use nkvm_engine::auth::oidc::OidcClient;
-use nkvm_engine::auth::proxy::ProxyConfig;
+use nkvm_engine::auth::proxy::{Cidr, ProxyConfig, forwarded_client};
 use nkvm_engine::auth::ratelimit::LoginLimiter;
 use nkvm_engine::auth::sessions::SessionStore;
 use nkvm_engine::auth::users::{User, Users, is_valid_name};
@@ -55,6 +55,8 @@ struct AuthInner {
     store: Store,
     workspace: Workspace,
     secure_cookie: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (local and OIDC logins).
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -70,6 +72,7 @@ impl Auth {
         limiter: LoginLimiter,
         workspace: Workspace,
         secure_cookie: bool,
+        trusted_proxies: Vec<Cidr>,
     ) -> Self {
         let store = workspace.store().clone();
         Self {
@@ -80,6 +83,7 @@ impl Auth {
                 store,
                 workspace,
                 secure_cookie,
+                trusted_proxies,
             }),
         }
     }
@@ -238,6 +242,39 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
 
 /// Refuses anonymous requests (a redirect to the login page for page loads, 401 otherwise) and
 /// gives the others their [`Caller`] and [`SessionId`] as request extensions.
+/// Behind trusted proxies (an Ingress controller), makes the request's peer address the client's
+/// (from `X-Forwarded-For`, see [`forwarded_client`]), so that login rate limits, OIDC login caps
+/// and the audit trail see users rather than the proxy. Not in proxy-header mode, whose trust
+/// check needs the real peer.
+pub async fn client_address(
+    State(auth): State<Auth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let proxies = &auth.inner.trusted_proxies;
+    if !proxies.is_empty()
+        && !matches!(auth.inner.mode, AuthMode::Proxy(_))
+        && let Some(ConnectInfo(peer)) = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied()
+    {
+        let values: Vec<&str> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        let client = forwarded_client(peer.ip(), &values, proxies);
+        if client != peer.ip() {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+        }
+    }
+    next.run(request).await
+}
+
 pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let peer = peer_of(&request);

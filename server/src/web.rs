@@ -141,6 +141,10 @@ pub fn router(state: WebState) -> Router {
             state.auth.clone(),
             auth::authenticate,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::client_address,
+        ))
         .layer(middleware::from_fn(same_origin_guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)

@@ -1,7 +1,8 @@
 //! Identities asserted by a trusted reverse proxy (an authenticating proxy in front of the server
 //! that puts the user name in a header such as `X-Forwarded-User`): the header is believed only
 //! from peers inside configured networks, and the role comes from a name → role map or a default.
-//! Also the small CIDR parser and matcher (IPv4 and IPv6) the trusted networks are written in.
+//! Also the small CIDR parser and matcher (IPv4 and IPv6) the trusted networks are written in, and
+//! the client address behind trusted proxies (`X-Forwarded-For`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -227,6 +228,38 @@ impl ProxyConfig {
             .ok_or_else(|| ProxyError::NoRole { user: name.clone() })?;
         Ok(Some(User { name, role }))
     }
+}
+
+/// The address of the client behind trusted proxies: when `peer` (the TCP peer) is inside
+/// `trusted`, the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries are
+/// appended by each proxy, so only those right of the first untrusted one can be believed). `peer`
+/// when it is not trusted, when there is no header, or when an entry does not parse (everything
+/// left of it could be forged). `forwarded_for` holds every `X-Forwarded-For` header value in order.
+pub fn forwarded_client(peer: IpAddr, forwarded_for: &[&str], trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in forwarded_for
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .rev()
+    {
+        let parsed = entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()));
+        let Some(ip) = parsed else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            return ip;
+        }
+    }
+    client
 }
 
 #[cfg(test)]

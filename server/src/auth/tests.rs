@@ -74,7 +74,6 @@ async fn server(secure_cookie: bool) -> Server {
     server_with(AuthMode::Local(users), secure_cookie).await
 }
 
-/// The real router with `mode`, a fresh data directory and a workspace that needs no cluster.
 /// Makes `tracing` ask every thread's subscriber about each call site. Without a global
 /// subscriber, a call site first reached on a thread that has none (another test) while only one
 /// test captures logs is cached as "nobody listens", and the capturing test misses its events.
@@ -86,7 +85,17 @@ fn listen_on_every_thread() {
     });
 }
 
+/// The real router with `mode`, a fresh data directory and a workspace that needs no cluster.
 pub(super) async fn server_with(mode: AuthMode, secure_cookie: bool) -> Server {
+    server_behind(mode, secure_cookie, Vec::new()).await
+}
+
+/// [`server_with`] behind the proxies `trusted`.
+pub(super) async fn server_behind(
+    mode: AuthMode,
+    secure_cookie: bool,
+    trusted: Vec<Cidr>,
+) -> Server {
     listen_on_every_thread();
     let dir = tempfile::tempdir().unwrap();
     let workspace = test_workspace(dir.path()).await;
@@ -96,6 +105,7 @@ pub(super) async fn server_with(mode: AuthMode, secure_cookie: bool) -> Server {
         LoginLimiter::default(),
         workspace.clone(),
         secure_cookie,
+        trusted,
     );
     let context = nkvm_app::ssr::AppContext {
         workspace: workspace.clone(),
@@ -277,6 +287,90 @@ async fn wrong_passwords_are_rate_limited() {
         .unwrap();
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
     assert!(response.headers().get(header::SET_COOKIE).is_none());
+}
+
+/// A login from the test peer (192.0.2.7) carrying `X-Forwarded-For: forwarded`.
+fn forwarded_login(name: &str, password: &str, forwarded: &str) -> HttpRequest<Body> {
+    let mut login = request("POST", "/auth/login", &login_body(name, password));
+    login
+        .headers_mut()
+        .insert("x-forwarded-for", HeaderValue::from_str(forwarded).unwrap());
+    login
+}
+
+async fn local_server_behind(trusted: &str) -> Server {
+    let users = Users::from_text(&format!(
+        "users:\n- {{name: ada, role: operator, password_hash: \"{}\"}}\n",
+        fast_hash(PASSWORD)
+    ))
+    .unwrap();
+    let trusted = if trusted.is_empty() {
+        Vec::new()
+    } else {
+        Cidr::parse_list(trusted).unwrap()
+    };
+    server_behind(AuthMode::Local(users), false, trusted).await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_and_audit_see_each_client() {
+    // The test peer 192.0.2.7 is the Ingress controller.
+    let server = local_server_behind("192.0.2.0/24").await;
+    for attempt in 1..=5 {
+        let response = send(
+            &server,
+            forwarded_login(&format!("u{attempt}"), "nope", "203.0.113.5"),
+        )
+        .await;
+        assert!(
+            location(&response).starts_with("/login?error=invalid"),
+            "{}",
+            location(&response)
+        );
+    }
+    // That client is now limited (by address: each name failed once only)...
+    let response = send(&server, forwarded_login("u6", "nope", "203.0.113.5")).await;
+    assert_eq!(location(&response), "/login?error=limited");
+    // ...but another user behind the same proxy is not, and logs in.
+    let response = send(&server, forwarded_login("ada", PASSWORD, "198.51.100.20")).await;
+    assert!(
+        !location(&response).starts_with("/login"),
+        "{}",
+        location(&response)
+    );
+    assert!(response.headers().get(header::SET_COOKIE).is_some());
+    let events = server
+        .workspace
+        .store()
+        .audit_events(&nkvm_engine::audit::AuditFilter::default())
+        .await
+        .unwrap();
+    let login = events
+        .iter()
+        .find(|e| e.action == nkvm_engine::audit::AuditAction::Login)
+        .unwrap();
+    assert_eq!(login.source.as_deref(), Some("198.51.100.20"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.source.as_deref() == Some("203.0.113.5"))
+    );
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
+    let server = local_server_behind("").await;
+    for attempt in 1..=5 {
+        // A client rotating forged addresses is still one client.
+        let forged = format!("203.0.113.{attempt}");
+        send(
+            &server,
+            forwarded_login(&format!("u{attempt}"), "nope", &forged),
+        )
+        .await;
+    }
+    let response = send(&server, forwarded_login("ada", PASSWORD, "198.51.100.20")).await;
+    assert_eq!(location(&response), "/login?error=limited");
 }
 
 #[tokio::test]

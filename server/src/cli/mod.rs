@@ -157,6 +157,26 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_parse_and_empty_means_none() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve");
+            };
+            args.trusted_proxy_networks()
+        };
+        assert!(parse(&["nkvm", "serve"]).unwrap().is_empty());
+        assert!(
+            parse(&["nkvm", "serve", "--trusted-proxies", ""])
+                .unwrap()
+                .is_empty()
+        );
+        let two = parse(&["nkvm", "serve", "--trusted-proxies", "10.0.0.0/8, fd00::/8"]).unwrap();
+        assert_eq!(two.len(), 2);
+        assert!(parse(&["nkvm", "serve", "--trusted-proxies", "10.0.0.0/33"]).is_err());
+    }
+
+    #[test]
     fn in_cluster_conflicts_with_kubeconfig() {
         let cli =
             Cli::try_parse_from(["nkvm", "--in-cluster", "--kubeconfig", "x", "contexts"]).unwrap();

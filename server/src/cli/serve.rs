@@ -59,7 +59,9 @@ pub struct ServeArgs {
     )]
     pub proxy_user_header: String,
 
-    /// Addresses of the trusted proxies, as CIDRs (with --auth proxy)
+    /// Addresses of the trusted proxies, as CIDRs: with --auth proxy, the only peers whose identity
+    /// header is believed; with local and OIDC login, the peers (e.g. the Ingress controller) whose
+    /// X-Forwarded-For names the client for rate limits and the audit trail
     #[arg(
         long,
         env = "NKVM_TRUSTED_PROXIES",
@@ -259,7 +261,7 @@ impl ServeArgs {
         use crate::auth::AuthMode;
         use nkvm_engine::auth::Role;
         use nkvm_engine::auth::oidc::OidcClient;
-        use nkvm_engine::auth::proxy::{Cidr, ProxyConfig};
+        use nkvm_engine::auth::proxy::ProxyConfig;
         use nkvm_engine::auth::users::Users;
 
         let file_users = || -> anyhow::Result<Users> {
@@ -289,7 +291,7 @@ impl ServeArgs {
             AuthKind::None => {
                 if !self.listen.ip().is_loopback() {
                     anyhow::bail!(
-                        "--auth none is only allowed on a loopback address (--listen {});                          configure users (--users-file or NKVM_ADMIN_USER + {ADMIN_HASH_ENV}) or                          --auth proxy",
+                        "--auth none is only allowed on a loopback address (--listen {}); configure users (--users-file or NKVM_ADMIN_USER + {ADMIN_HASH_ENV}) or --auth proxy",
                         self.listen
                     );
                 }
@@ -304,24 +306,25 @@ impl ServeArgs {
                         .with_admin(name, hash.trim())
                         .context("cannot add the first admin from NKVM_ADMIN_USER")?,
                     (Some(_), None) => anyhow::bail!(
-                        "NKVM_ADMIN_USER is set but {ADMIN_HASH_ENV} is not: put the admin's                          argon2id hash there (`nkvm hash-password` prints one)"
+                        "NKVM_ADMIN_USER is set but {ADMIN_HASH_ENV} is not: put the admin's argon2id hash there (`nkvm hash-password` prints one)"
                     ),
                     (None, _) => file_users()?,
                 };
                 let users = users.non_empty().context(
-                    "no users configured: give --users-file, or NKVM_ADMIN_USER and                      NKVM_ADMIN_PASSWORD_HASH (hash a password with `nkvm hash-password`); there                      is no default password",
+                    "no users configured: give --users-file, or NKVM_ADMIN_USER and NKVM_ADMIN_PASSWORD_HASH (hash a password with `nkvm hash-password`); there is no default password",
                 )?;
                 Ok(AuthMode::Local(users))
             }
             AuthKind::Proxy => {
-                if self.trusted_proxies.is_empty() {
+                if self.trusted_proxy_networks()?.is_empty() {
                     anyhow::bail!(
-                        "--auth proxy needs --trusted-proxies (the proxy's addresses as CIDRs): a                          header from anyone else is ignored"
+                        "--auth proxy needs --trusted-proxies (the proxy's addresses as CIDRs): a header from anyone else is ignored"
                     );
                 }
-                let trusted = Cidr::parse_list(&self.trusted_proxies.join(","))
-                    .context("--trusted-proxies")?;
-                let mut config = ProxyConfig::new(self.proxy_user_header.clone(), trusted);
+                let mut config = ProxyConfig::new(
+                    self.proxy_user_header.clone(),
+                    self.trusted_proxy_networks()?,
+                );
                 config.roles = file_users()?.roles();
                 config.default_role = self
                     .proxy_default_role
@@ -332,6 +335,21 @@ impl ServeArgs {
                 Ok(AuthMode::Proxy(config))
             }
         }
+    }
+
+    /// The `--trusted-proxies` networks (none when not given).
+    pub fn trusted_proxy_networks(&self) -> anyhow::Result<Vec<nkvm_engine::auth::proxy::Cidr>> {
+        // An empty NKVM_TRUSTED_PROXIES (as in deploy/base) means none.
+        let given: Vec<&str> = self
+            .trusted_proxies
+            .iter()
+            .map(|cidr| cidr.trim())
+            .filter(|cidr| !cidr.is_empty())
+            .collect();
+        if given.is_empty() {
+            return Ok(Vec::new());
+        }
+        nkvm_engine::auth::proxy::Cidr::parse_list(&given.join(",")).context("--trusted-proxies")
     }
 
     /// Whether cookies are `Secure`: `--cookie-secure`, or `--auth oidc` with an https redirect
@@ -423,6 +441,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         nkvm_engine::auth::ratelimit::LoginLimiter::default(),
         workspace.clone(),
         args.secure_cookies(),
+        args.trusted_proxy_networks()?,
     );
     let housekeeping = {
         let auth = auth.clone();

@@ -260,3 +260,55 @@ fn roles_come_from_the_map_then_the_default() {
         Ok(user("alice", Role::Admin))
     );
 }
+
+#[test]
+fn the_client_behind_trusted_proxies_is_the_right_most_untrusted_entry() {
+    let trusted = vec![cidr("10.0.0.0/8"), cidr("fd00::/8")];
+    let proxy = ip("10.1.2.3");
+    // A direct client: its header is its own word, ignored.
+    assert_eq!(
+        forwarded_client(ip("198.51.100.9"), &["203.0.113.5"], &trusted),
+        ip("198.51.100.9")
+    );
+    // One trusted proxy: the entry it appended.
+    assert_eq!(
+        forwarded_client(proxy, &["203.0.113.5"], &trusted),
+        ip("203.0.113.5")
+    );
+    // A forged left part cannot win: the right-most untrusted entry does.
+    assert_eq!(
+        forwarded_client(proxy, &["1.1.1.1, 203.0.113.5"], &trusted),
+        ip("203.0.113.5")
+    );
+    // Chains of trusted proxies are skipped, across repeated headers too.
+    assert_eq!(
+        forwarded_client(proxy, &["203.0.113.5, 10.9.9.9", "fd00::7"], &trusted),
+        ip("203.0.113.5")
+    );
+    // Ports and IPv6 forms.
+    assert_eq!(
+        forwarded_client(proxy, &["203.0.113.5:4711"], &trusted),
+        ip("203.0.113.5")
+    );
+    assert_eq!(
+        forwarded_client(proxy, &["[2001:db8::1]:443"], &trusted),
+        ip("2001:db8::1")
+    );
+    // Garbage stops the walk at the last address that could be believed.
+    assert_eq!(
+        forwarded_client(proxy, &["203.0.113.5, unknown"], &trusted),
+        proxy
+    );
+    assert_eq!(
+        forwarded_client(proxy, &["unknown, 10.9.9.9"], &trusted),
+        ip("10.9.9.9")
+    );
+    // No header, or only trusted entries: the nearest trusted hop.
+    assert_eq!(forwarded_client(proxy, &[], &trusted), proxy);
+    assert_eq!(
+        forwarded_client(proxy, &["10.8.8.8"], &trusted),
+        ip("10.8.8.8")
+    );
+    // Nothing trusted: never read.
+    assert_eq!(forwarded_client(proxy, &["203.0.113.5"], &[]), proxy);
+}
