@@ -21,12 +21,8 @@ export KUBECONFIG="${KUBECONFIG:-$repo/.cluster/kubeconfig}"
 overlay=deploy/overlays/test-cluster
 log() { printf 'e2e-deploy: %s\n' "$*" >&2; }
 
-if [[ ! -x /usr/bin/chromium ]]; then
-  log "installing Debian's chromium"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-(cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+source scripts/e2e-lib.sh
+e2e_prepare_browser
 
 image_tar="$(deploy/image/build.sh)"
 ctr --address /run/nkvm-cluster/containerd.sock -n k8s.io images import "$image_tar" >&2
@@ -43,15 +39,9 @@ remove_all
 trap cleanup EXIT
 
 "$kubectl" apply -k "$overlay" >&2
-new_password() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
-export NKVM_E2E_ADMIN_PASSWORD="$(new_password)" NKVM_E2E_OPERATOR_PASSWORD="$(new_password)"
-hash_of() { printf '%s\n' "$1" | "$nkvm" hash-password; }
-"$kubectl" -n nkvm create secret generic nkvm-users --from-file=users.yaml=<(cat <<USERS
-users:
-- {name: admin, role: admin, password_hash: "$(hash_of "$NKVM_E2E_ADMIN_PASSWORD")"}
-- {name: operator, role: operator, password_hash: "$(hash_of "$NKVM_E2E_OPERATOR_PASSWORD")"}
-USERS
-) >&2
+new_passwords admin operator
+"$kubectl" -n nkvm create secret generic nkvm-users \
+  --from-file=users.yaml=<(users_file "$nkvm" admin operator) >&2
 
 for ns in nkvm-deploy-e2e nkvm-deploy-other; do
   "$kubectl" -n "$ns" apply -f - >/dev/null <<'YAML'
@@ -85,11 +75,7 @@ if ! "$kubectl" -n nkvm rollout status deployment/nkvm --timeout=180s >&2; then
 fi
 ip="$("$kubectl" -n nkvm get service nkvm -o jsonpath='{.spec.clusterIP}')"
 url="http://$ip"
-for _ in $(seq 1 60); do
-  curl -fsS "$url/healthz" >/dev/null 2>&1 && break
-  sleep 1
-done
-curl -fsS "$url/healthz" >/dev/null || { log "the Service $url does not answer"; exit 1; }
+wait_http "$url/healthz"
 log "nkvm answers at $url (Service nkvm/nkvm)"
 
 status=0

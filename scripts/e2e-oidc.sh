@@ -7,9 +7,8 @@
 # Playwright projects oidc-hydrated and oidc-no-js (tests/oidc.spec.ts, NKVM_E2E_OIDC=1).
 #
 # The login flow needs no cluster, but `nkvm serve` connects at start-up: the kubeconfig is
-# $NKVM_E2E_KUBECONFIG, else <repo>/.cluster/kubeconfig, else the main worktree's
-# .cluster/kubeconfig (the test cluster is never started or stopped here), else a placeholder
-# pointing at an unused local port.
+# $NKVM_E2E_KUBECONFIG, else <repo>/.cluster/kubeconfig (the test cluster is never started or
+# stopped here), else a placeholder pointing at an unused local port.
 # Logs: end2end/oidc-idp.log, end2end/oidc-server.log. Extra arguments go to `playwright test`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,9 +17,8 @@ export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
 log() { printf 'e2e-oidc: %s\n' "$*" >&2; }
 
-[[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]] || { log "chromium missing (apt-get install chromium)"; exit 1; }
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-(cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+source scripts/e2e-lib.sh
+e2e_prepare_browser
 
 idp_bin="$(end2end/oidc/build-idp.sh)"
 [[ "${NKVM_E2E_SKIP_BUILD:-}" == 1 ]] || scripts/build-web.sh
@@ -46,10 +44,7 @@ cp "$CARGO_TARGET_DIR/debug/nkvm" "$work/nkvm"
 cp -r "$CARGO_TARGET_DIR/site" "$work/site"
 
 kubeconfig="${NKVM_E2E_KUBECONFIG:-}"
-main_worktree="$(git worktree list --porcelain | awk 'NR == 1 {print $2}')"
-for candidate in "$repo/.cluster/kubeconfig" "$main_worktree/.cluster/kubeconfig"; do
-  [[ -z "$kubeconfig" && -f "$candidate" ]] && kubeconfig="$candidate"
-done
+[[ -z "$kubeconfig" && -f "$repo/.cluster/kubeconfig" ]] && kubeconfig="$repo/.cluster/kubeconfig"
 if [[ -z "$kubeconfig" ]]; then
   kubeconfig="$work/kubeconfig"
   log "no test cluster kubeconfig: using a placeholder (the login flow does not need the cluster)"
@@ -68,11 +63,7 @@ issuer="http://localhost:$idp_port/"
 callback="http://127.0.0.1:$port/auth/oidc/callback"
 PORT="$idp_port" REDIRECT_URI="$callback" "$idp_bin" >"$repo/end2end/oidc-idp.log" 2>&1 &
 idp_pid=$!
-for _ in $(seq 1 60); do
-  curl -fsS "${issuer}.well-known/openid-configuration" >/dev/null 2>&1 && break
-  kill -0 "$idp_pid" 2>/dev/null || { tail -n 30 "$repo/end2end/oidc-idp.log" >&2; exit 1; }
-  sleep 0.5
-done
+wait_http "${issuer}.well-known/openid-configuration" "$idp_pid" "$repo/end2end/oidc-idp.log"
 log "provider: $issuer"
 
 # Roles only (no password hashes): test-user@localhost is an operator, test-user2 has no role.
@@ -85,11 +76,7 @@ KUBECONFIG="$kubeconfig" RUST_LOG="${RUST_LOG:-info}" "$work/nkvm" --data-dir "$
   --oidc-client-secret-file "$work/client-secret" --oidc-redirect-url "$callback" \
   --users-file "$work/users.yaml" >"$repo/end2end/oidc-server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 120); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$repo/end2end/oidc-server.log" >&2; exit 1; }
-  sleep 0.5
-done
+wait_http "http://127.0.0.1:$port/healthz" "$server_pid" "$repo/end2end/oidc-server.log"
 log "nkvm: http://127.0.0.1:$port"
 
 status=0

@@ -14,12 +14,8 @@ export KUBECONFIG="${KUBECONFIG:-$repo/.cluster/kubeconfig}"
 port="${NKVM_E2E_PORT:-3917}"
 log() { printf 'e2e: %s\n' "$*" >&2; }
 
-if [[ ! -x /usr/bin/chromium ]]; then
-  log "installing Debian's chromium"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-(cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+source scripts/e2e-lib.sh
+e2e_prepare_browser
 
 scripts/build-web.sh
 
@@ -93,27 +89,14 @@ data_dir="$(mktemp -d)"
 export NKVM_E2E_DATA_DIR="$data_dir"
 nkvm="$CARGO_TARGET_DIR/debug/nkvm"
 # One user per role, with random passwords for this run only.
-new_password() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
-export NKVM_E2E_ADMIN_PASSWORD="$(new_password)" NKVM_E2E_OPERATOR_PASSWORD="$(new_password)" \
-  NKVM_E2E_VIEWER_PASSWORD="$(new_password)"
-hash_of() { printf '%s\n' "$1" | "$nkvm" hash-password; }
-(umask 077; cat >"$data_dir/users.yaml" <<USERS
-users:
-- {name: admin, role: admin, password_hash: "$(hash_of "$NKVM_E2E_ADMIN_PASSWORD")"}
-- {name: operator, role: operator, password_hash: "$(hash_of "$NKVM_E2E_OPERATOR_PASSWORD")"}
-- {name: viewer, role: viewer, password_hash: "$(hash_of "$NKVM_E2E_VIEWER_PASSWORD")"}
-USERS
-)
+new_passwords admin operator viewer
+(umask 077; users_file "$nkvm" admin operator viewer >"$data_dir/users.yaml")
 "$nkvm" --data-dir "$data_dir" --helper-image nkvm.local/helper:1 \
   serve --listen "127.0.0.1:$port" --allow-pasted-kubeconfig --concurrency 2 \
   --users-file "$data_dir/users.yaml" \
   >"$repo/end2end/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 60); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$repo/end2end/server.log" >&2; exit 1; }
-  sleep 0.5
-done
+wait_http "http://127.0.0.1:$port/healthz" "$server_pid" "$repo/end2end/server.log"
 
 cd end2end
 NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_PAYLOAD="$payload" NKVM_E2E_OWNER="Deployment/web" \
