@@ -129,6 +129,25 @@ impl Auth {
         HeaderValue::from_str(&cookie).ok()
     }
 
+    /// Ends the session whose cookie `headers` carry, if any (audited as a logout, with `detail`),
+    /// and forgets its connection choice.
+    async fn end_session(&self, headers: &HeaderMap, source: &str, detail: Option<&str>) {
+        let Some(token) = token_from_cookies(headers) else {
+            return;
+        };
+        if let Some(session) = self.inner.sessions.get(&token, Instant::now()) {
+            let mut event =
+                AuditEvent::new(&session.user, AuditAction::Logout, AuditOutcome::Success)
+                    .with_source(source.to_owned());
+            if let Some(detail) = detail {
+                event = event.with_detail(detail);
+            }
+            self.audit(event).await;
+        }
+        self.inner.sessions.revoke(&token);
+        self.inner.workspace.forget(&token);
+    }
+
     async fn audit(&self, event: AuditEvent) {
         if let Err(error) = self.inner.store.record_audit(&event).await {
             tracing::error!(%error, action = event.action.as_str(), "could not write the audit trail");
@@ -498,17 +517,7 @@ pub async fn login(
 /// `POST /auth/logout`: ends the session (and its connection choice) and clears the cookie.
 pub async fn logout(State(auth): State<Auth>, request: Request) -> Response {
     let peer = peer_of(&request).map(|p| p.to_string()).unwrap_or_default();
-    if let Some(token) = token_from_cookies(request.headers()) {
-        if let Some(session) = auth.inner.sessions.get(&token, Instant::now()) {
-            auth.audit(
-                AuditEvent::new(&session.user, AuditAction::Logout, AuditOutcome::Success)
-                    .with_source(peer),
-            )
-            .await;
-        }
-        auth.inner.sessions.revoke(&token);
-        auth.inner.workspace.forget(&token);
-    }
+    auth.end_session(request.headers(), &peer, None).await;
     let mut response = Redirect::to("/login").into_response();
     if let Some(cookie) = auth.cookie("", Some(0)) {
         response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -322,6 +322,21 @@ struct RawFile {
     users: Option<Vec<RawUser>>,
 }
 
+/// Reads the users file at `path` and parses it with `parse`; errors name the file.
+fn read_users_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, UsersError>,
+) -> Result<T, UsersError> {
+    let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|source| UsersError::File {
+        path: path.display().to_string(),
+        source: Box::new(source),
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUser {
@@ -345,14 +360,7 @@ impl Users {
 
     /// Reads and checks a users file (see the module documentation for the format).
     pub fn load(path: &Path) -> Result<Self, UsersError> {
-        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_text(&text).map_err(|source| UsersError::File {
-            path: path.display().to_string(),
-            source: Box::new(source),
-        })
+        read_users_file(path, Self::from_text)
     }
 
     /// Parses and checks the text of a users file. An empty file or an empty list gives no users.
@@ -371,14 +379,7 @@ impl Users {
     /// `password_hash` may be absent and is ignored. Names, roles and duplicates are checked as
     /// in [`Users::load`].
     pub fn load_roles(path: &Path) -> Result<BTreeMap<String, Role>, UsersError> {
-        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::roles_from_text(&text).map_err(|source| UsersError::File {
-            path: path.display().to_string(),
-            source: Box::new(source),
-        })
+        read_users_file(path, Self::roles_from_text)
     }
 
     /// [`Users::load_roles`] on the text of a users file.

@@ -345,7 +345,10 @@ async fn finish(
         );
     };
     auth.inner.limiter.record_success(ip, &username);
-    end_previous_session(auth, headers, &source).await;
+    // A new login replaces the session this browser still had (its cookie comes along only when
+    // the provider is on the same site: the cookie is `SameSite=Strict`).
+    auth.end_session(headers, &source, Some("replaced by a new OIDC login"))
+        .await;
     let user = User {
         name: username,
         role,
@@ -373,25 +376,6 @@ async fn finish(
     let mut response = html_page_with_head(StatusCode::OK, "Signed in", &head, &main);
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
-}
-
-/// Ends the session this browser still had (if its cookie came along: only when the provider is
-/// on the same site, since the cookie is `SameSite=Strict`), as `POST /auth/logout` does: a new
-/// login replaces it.
-async fn end_previous_session(auth: &Auth, headers: &HeaderMap, source: &str) {
-    let Some(token) = super::token_from_cookies(headers) else {
-        return;
-    };
-    if let Some(session) = auth.inner.sessions.get(&token, Instant::now()) {
-        auth.audit(
-            AuditEvent::new(&session.user, AuditAction::Logout, AuditOutcome::Success)
-                .with_detail("replaced by a new OIDC login")
-                .with_source(source.to_owned()),
-        )
-        .await;
-    }
-    auth.inner.sessions.revoke(&token);
-    auth.inner.workspace.forget(&token);
 }
 
 /// 502 when nkvm could not get an answer from the provider, 400 when the request or a token was

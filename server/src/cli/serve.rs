@@ -291,7 +291,8 @@ impl ServeArgs {
             AuthKind::None => {
                 if !self.listen.ip().is_loopback() {
                     anyhow::bail!(
-                        "--auth none is only allowed on a loopback address (--listen {}); configure users (--users-file or NKVM_ADMIN_USER + {ADMIN_HASH_ENV}) or --auth proxy",
+                        "--auth none is only allowed on a loopback address (--listen {}); configure users \
+                         (--users-file or NKVM_ADMIN_USER + {ADMIN_HASH_ENV}) or --auth proxy",
                         self.listen
                     );
                 }
@@ -306,25 +307,27 @@ impl ServeArgs {
                         .with_admin(name, hash.trim())
                         .context("cannot add the first admin from NKVM_ADMIN_USER")?,
                     (Some(_), None) => anyhow::bail!(
-                        "NKVM_ADMIN_USER is set but {ADMIN_HASH_ENV} is not: put the admin's argon2id hash there (`nkvm hash-password` prints one)"
+                        "NKVM_ADMIN_USER is set but {ADMIN_HASH_ENV} is not: put the admin's argon2id hash \
+                         there (`nkvm hash-password` prints one)"
                     ),
                     (None, _) => file_users()?,
                 };
                 let users = users.non_empty().context(
-                    "no users configured: give --users-file, or NKVM_ADMIN_USER and NKVM_ADMIN_PASSWORD_HASH (hash a password with `nkvm hash-password`); there is no default password",
+                    "no users configured: give --users-file, or NKVM_ADMIN_USER and \
+                     NKVM_ADMIN_PASSWORD_HASH (hash a password with `nkvm hash-password`); there is \
+                     no default password",
                 )?;
                 Ok(AuthMode::Local(users))
             }
             AuthKind::Proxy => {
-                if self.trusted_proxy_networks()?.is_empty() {
+                let trusted = self.trusted_proxy_networks()?;
+                if trusted.is_empty() {
                     anyhow::bail!(
-                        "--auth proxy needs --trusted-proxies (the proxy's addresses as CIDRs): a header from anyone else is ignored"
+                        "--auth proxy needs --trusted-proxies (the proxy's addresses as CIDRs): a \
+                         header from anyone else is ignored"
                     );
                 }
-                let mut config = ProxyConfig::new(
-                    self.proxy_user_header.clone(),
-                    self.trusted_proxy_networks()?,
-                );
+                let mut config = ProxyConfig::new(self.proxy_user_header.clone(), trusted);
                 config.roles = file_users()?.roles();
                 config.default_role = self
                     .proxy_default_role
