@@ -1,7 +1,7 @@
 //! Pure client-side filtering of inventory rows: a query of whitespace-separated terms, each of which
 //! must appear (case-insensitively) in one of the row's displayed fields.
 
-use crate::model::PvcRow;
+use crate::model::PvcRecord;
 
 /// A parsed filter query: lowercase terms, all of which must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,23 +37,23 @@ impl Filter {
 /// access modes, volume, owner kind and name, every resolved owner (`Kind/name`), consumers and flags.
 /// Fields are separated by a newline so a term never matches across two fields.
 #[must_use]
-pub fn haystack(row: &PvcRow) -> String {
+pub fn haystack(row: &PvcRecord) -> String {
     let mut parts: Vec<&str> = vec![
-        &row.namespace,
-        &row.name,
-        &row.phase,
+        &row.pvc.namespace,
+        &row.pvc.name,
+        &row.pvc.phase,
         &row.owner_kind,
         &row.owner_name,
     ];
-    parts.extend(row.storage_class.as_deref());
-    parts.extend(row.volume_name.as_deref());
-    parts.extend(row.capacity.as_deref());
-    parts.extend(row.access_modes.iter().map(String::as_str));
+    parts.extend(row.pvc.storage_class.as_deref());
+    parts.extend(row.pvc.volume_name.as_deref());
+    parts.extend(row.pvc.capacity.as_deref());
+    parts.extend(row.pvc.access_modes.iter().map(String::as_str));
     parts.extend(row.consumers.iter().map(String::as_str));
-    parts.extend(row.flags.iter().map(String::as_str));
+    parts.extend(row.flags.iter().map(|f| f.as_str()));
     let mut text = parts.join("\n");
     text.push('\n');
-    text.push_str(&format!("{}/{}", row.namespace, row.name));
+    text.push_str(&format!("{}/{}", row.pvc.namespace, row.pvc.name));
     for owner in &row.owners {
         text.push('\n');
         text.push_str(&format!("{}/{}", owner.kind, owner.name));
@@ -63,34 +63,34 @@ pub fn haystack(row: &PvcRow) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::model::OwnerRow;
+    use nkvm_engine::domain::{Flag, Owner, PvcSummary};
 
-    fn row(namespace: &str, name: &str) -> PvcRow {
-        PvcRow {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            uid: "uid-1".to_owned(),
-            phase: "Bound".to_owned(),
-            capacity: Some("1Gi".to_owned()),
-            capacity_bytes: Some(1 << 30),
-            storage_class: Some("local-path".to_owned()),
-            access_modes: vec!["ReadWriteOnce".to_owned()],
-            volume_name: Some("pv-1".to_owned()),
+    use super::*;
+
+    fn row(namespace: &str, name: &str) -> PvcRecord {
+        PvcRecord {
+            pvc: PvcSummary {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                uid: "uid-1".to_owned(),
+                phase: "Bound".to_owned(),
+                capacity: Some("1Gi".to_owned()),
+                capacity_bytes: Some(1 << 30),
+                storage_class: Some("local-path".to_owned()),
+                access_modes: vec!["ReadWriteOnce".to_owned()],
+                volume_name: Some("pv-1".to_owned()),
+            },
             owner_kind: "Deployment".to_owned(),
             owner_name: "web".to_owned(),
-            owners: vec![OwnerRow {
-                kind: "Deployment".to_owned(),
-                name: "web".to_owned(),
-            }],
+            owners: vec![Owner::new("Deployment", "web")],
             consumers: vec!["web-7d9c-abcde".to_owned()],
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: None,
-            flags: vec!["never-backed-up".to_owned()],
+            flags: vec![Flag::NeverBackedUp],
         }
     }
 
-    fn hit(query: &str, row: &PvcRow) -> bool {
+    fn hit(query: &str, row: &PvcRecord) -> bool {
         Filter::parse(query).matches(&haystack(row))
     }
 

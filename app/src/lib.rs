@@ -3,12 +3,13 @@
 pub mod api;
 pub mod components;
 pub mod filter;
-pub mod format;
 pub mod model;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod table;
+
+pub use nkvm_engine::domain::format;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

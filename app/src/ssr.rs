@@ -7,14 +7,11 @@ use std::time::Duration;
 use leptos::prelude::ServerFnError;
 use nkvm_engine::backup::ProgressEvent;
 use nkvm_engine::connection::Cluster;
-use nkvm_engine::inventory::{Inventory, InventoryOptions, NamespaceRefusal, PvcRecord};
-use nkvm_engine::owners::Owner;
+use nkvm_engine::inventory::{Inventory, InventoryOptions};
 use nkvm_engine::store::RunRecord;
 use nkvm_engine::workspace::{Connection, Workspace};
 
-use crate::model::{
-    ClusterInfo, HistoryRow, InventoryView, OwnerRow, PvcRow, RefusedNamespace, RunView,
-};
+use crate::model::{ClusterInfo, HistoryRow, InventoryView, RunView};
 
 /// What every request's server functions can use, provided by the web server through Leptos context.
 #[derive(Clone)]
@@ -92,8 +89,59 @@ pub async fn require(needed: nkvm_engine::auth::Role, what: &str) -> Result<Call
 
 /// Writes an audit event; a failure to write is logged, not shown to the user.
 pub async fn audit(ctx: &AppContext, event: nkvm_engine::audit::AuditEvent) {
-    if let Err(error) = ctx.workspace.store().record_audit(&event).await {
-        tracing::error!(%error, action = event.action.as_str(), "could not write the audit trail");
+    ctx.workspace.store().audit(&event).await;
+}
+
+/// The one error type of the server functions: what the browser may read ([`AppError::Shown`]:
+/// refusals, invalid input, operator-facing engine errors that carry no secrets) and what only the
+/// server's log gets ([`AppError::Internal`]: database and wiring failures, with their detail; the
+/// browser learns only which step failed).
+#[derive(Debug)]
+pub enum AppError {
+    Shown(String),
+    Internal { what: &'static str, detail: String },
+}
+
+impl AppError {
+    /// An internal failure of `what` (e.g. "reading the backup history"), logged with `error`.
+    pub fn internal(what: &'static str, error: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            what,
+            detail: error.to_string(),
+        }
+    }
+}
+
+impl From<AppError> for ServerFnError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Shown(message) => ServerFnError::new(message),
+            AppError::Internal { what, detail } => {
+                tracing::error!(error = %detail, "{what} failed");
+                ServerFnError::new(format!(
+                    "{what} failed on the server; the server's log has the details"
+                ))
+            }
+        }
+    }
+}
+
+impl From<nkvm_engine::inventory::InventoryError> for AppError {
+    fn from(error: nkvm_engine::inventory::InventoryError) -> Self {
+        use nkvm_engine::inventory::InventoryError;
+        match error {
+            InventoryError::History(error) => Self::internal("reading the backup history", error),
+            other => {
+                tracing::warn!(error = %other, "inventory scan failed");
+                Self::Shown(format!("Inventory scan failed: {other}"))
+            }
+        }
+    }
+}
+
+impl From<nkvm_engine::store::StoreError> for AppError {
+    fn from(error: nkvm_engine::store::StoreError) -> Self {
+        Self::internal("reading the history database", error)
     }
 }
 
@@ -199,67 +247,6 @@ impl From<RunRecord> for HistoryRow {
     }
 }
 
-impl From<Owner> for OwnerRow {
-    fn from(owner: Owner) -> Self {
-        Self {
-            kind: owner.kind,
-            name: owner.name,
-        }
-    }
-}
-
-impl From<PvcRecord> for PvcRow {
-    fn from(record: PvcRecord) -> Self {
-        // Destructured so that a field added to the engine's record is a compile error here.
-        let PvcRecord {
-            namespace,
-            name,
-            uid,
-            phase,
-            capacity,
-            capacity_bytes,
-            storage_class,
-            access_modes,
-            volume_name,
-            owner_kind,
-            owner_name,
-            owners,
-            consumers,
-            consumer_nodes,
-            last_success_at,
-            flags,
-        } = record;
-        Self {
-            namespace,
-            name,
-            uid,
-            phase,
-            capacity,
-            capacity_bytes,
-            storage_class,
-            access_modes,
-            volume_name,
-            owner_kind,
-            owner_name,
-            owners: owners.into_iter().map(OwnerRow::from).collect(),
-            consumers,
-            consumer_nodes,
-            last_success_at,
-            flags,
-        }
-    }
-}
-
-impl From<NamespaceRefusal> for RefusedNamespace {
-    fn from(refusal: NamespaceRefusal) -> Self {
-        Self {
-            namespace: refusal.namespace,
-            status: refusal.status,
-            message: refusal.message,
-        }
-    }
-}
-
 /// What the header shows about the connection: source label, context and API server URL.
 #[must_use]
 pub fn cluster_info(cluster: &Cluster) -> ClusterInfo {
@@ -275,12 +262,8 @@ pub fn cluster_info(cluster: &Cluster) -> ClusterInfo {
 #[must_use]
 pub fn inventory_view(inventory: Inventory, scanned_at_unix: i64) -> InventoryView {
     InventoryView {
-        rows: inventory.pvcs.into_iter().map(PvcRow::from).collect(),
-        refused: inventory
-            .refused
-            .into_iter()
-            .map(RefusedNamespace::from)
-            .collect(),
+        rows: inventory.pvcs,
+        refused: inventory.refused,
         scanned_at_unix,
     }
 }
@@ -306,72 +289,48 @@ pub fn app_context() -> Result<AppContext, ServerFnError> {
 
 #[cfg(test)]
 mod tests {
+    use nkvm_engine::domain::{Flag, NamespaceRefusal, PvcRecord, PvcSummary};
+
     use super::*;
 
     fn record() -> PvcRecord {
         PvcRecord {
-            namespace: "shop".to_owned(),
-            name: "data".to_owned(),
-            uid: "u-1".to_owned(),
-            phase: "Bound".to_owned(),
-            capacity: Some("1Gi".to_owned()),
-            capacity_bytes: Some(1 << 30),
-            storage_class: None,
-            access_modes: vec!["ReadWriteOnce".to_owned()],
-            volume_name: Some("pv-1".to_owned()),
-            owner_kind: "Multiple[Deployment, StatefulSet]".to_owned(),
-            owner_name: "a, b".to_owned(),
-            owners: vec![
-                Owner {
-                    kind: "Deployment".to_owned(),
-                    name: "a".to_owned(),
-                },
-                Owner {
-                    kind: "StatefulSet".to_owned(),
-                    name: "b".to_owned(),
-                },
-            ],
-            consumers: vec!["a-1".to_owned(), "b-0".to_owned()],
+            pvc: PvcSummary {
+                namespace: "shop".to_owned(),
+                name: "data".to_owned(),
+                uid: "u-1".to_owned(),
+                phase: "Bound".to_owned(),
+                capacity: Some("1Gi".to_owned()),
+                capacity_bytes: Some(1 << 30),
+                storage_class: None,
+                access_modes: vec!["ReadWriteOnce".to_owned()],
+                volume_name: Some("pv-1".to_owned()),
+            },
+            owner_kind: "Deployment".to_owned(),
+            owner_name: "a".to_owned(),
+            owners: vec![],
+            consumers: vec!["a-1".to_owned()],
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: Some("2025-01-01T00:00:00Z".to_owned()),
-            flags: vec!["stale-backup".to_owned()],
+            flags: vec![Flag::StaleBackup],
         }
     }
 
     #[test]
-    fn row_mirrors_the_engine_record_field_for_field() {
-        // The JSON of the engine's record must read back as the same row the conversion builds:
-        // same field names, same meaning (this is also the `nkvm inventory --output json` shape).
-        let json = serde_json::to_value(record()).expect("record serialises");
-        let from_json: PvcRow = serde_json::from_value(json.clone()).expect("row deserialises");
-        assert_eq!(from_json, PvcRow::from(record()));
-        assert_eq!(
-            serde_json::to_value(PvcRow::from(record())).expect("row serialises"),
-            json
-        );
-    }
-
-    #[test]
     fn refusals_and_scan_time_reach_the_view() {
+        let refusal = NamespaceRefusal {
+            namespace: "secret".to_owned(),
+            status: Some(403),
+            message: "grant list on persistentvolumeclaims".to_owned(),
+        };
         let inventory = Inventory {
             pvcs: vec![record()],
-            refused: vec![NamespaceRefusal {
-                namespace: "secret".to_owned(),
-                status: Some(403),
-                message: "grant list on persistentvolumeclaims".to_owned(),
-            }],
+            refused: vec![refusal.clone()],
             api_requests: 6,
         };
         let view = inventory_view(inventory, 1_700_000_000);
-        assert_eq!(view.rows.len(), 1);
-        assert_eq!(
-            view.refused,
-            vec![RefusedNamespace {
-                namespace: "secret".to_owned(),
-                status: Some(403),
-                message: "grant list on persistentvolumeclaims".to_owned(),
-            }]
-        );
+        assert_eq!(view.rows, vec![record()]);
+        assert_eq!(view.refused, vec![refusal]);
         assert_eq!(view.scanned_at_unix, 1_700_000_000);
     }
 }

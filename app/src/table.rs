@@ -7,51 +7,31 @@ use std::cmp::Ordering;
 
 use crate::filter::Filter;
 use crate::format::parse_rfc3339_unix;
-use crate::model::PvcRow;
+use crate::model::PvcRecord;
 
 /// Rows shown per step: the first page, and each "show more".
 pub const PAGE_ROWS: usize = 200;
 
-/// A sortable column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortKey {
-    #[default]
-    Namespace,
-    Name,
-    Phase,
-    Capacity,
-    StorageClass,
-    Owner,
-    LastBackup,
+nkvm_engine::text_enum! {
+    /// A sortable column, by its name in the URL.
+    #[derive(Default)]
+    pub enum SortKey("sort column") {
+        #[default]
+        Namespace => "namespace",
+        Name => "name",
+        Phase => "phase",
+        Capacity => "capacity",
+        StorageClass => "class",
+        Owner => "owner",
+        LastBackup => "backup",
+    }
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 7] = [
-        Self::Namespace,
-        Self::Name,
-        Self::Phase,
-        Self::Capacity,
-        Self::StorageClass,
-        Self::Owner,
-        Self::LastBackup,
-    ];
-
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Namespace => "namespace",
-            Self::Name => "name",
-            Self::Phase => "phase",
-            Self::Capacity => "capacity",
-            Self::StorageClass => "class",
-            Self::Owner => "owner",
-            Self::LastBackup => "backup",
-        }
-    }
-
+    /// The column named `text`, if any.
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == text)
+        text.parse().ok()
     }
 }
 
@@ -162,12 +142,12 @@ pub fn owner_kind_group(kind: &str) -> &str {
 /// Indices of the rows that pass the filters, in display order (all of them; the caller shows the
 /// first `limit`). `haystacks[i]` is [`crate::filter::haystack`] of `rows[i]`.
 #[must_use]
-pub fn visible_rows(rows: &[PvcRow], haystacks: &[String], state: &TableState) -> Vec<usize> {
+pub fn visible_rows(rows: &[PvcRecord], haystacks: &[String], state: &TableState) -> Vec<usize> {
     let filter = Filter::parse(&state.query);
     let mut indices: Vec<usize> = (0..rows.len())
         .filter(|&i| {
             let row = &rows[i];
-            (state.namespace.is_empty() || row.namespace == state.namespace)
+            (state.namespace.is_empty() || row.pvc.namespace == state.namespace)
                 && (state.owner_kind.is_empty()
                     || owner_kind_group(&row.owner_kind) == state.owner_kind)
                 && haystacks.get(i).is_none_or(|h| filter.matches(h))
@@ -186,27 +166,28 @@ pub fn visible_rows(rows: &[PvcRow], haystacks: &[String], state: &TableState) -
     indices
 }
 
-fn by_key(a: &PvcRow, b: &PvcRow) -> Ordering {
-    a.namespace
-        .cmp(&b.namespace)
-        .then_with(|| a.name.cmp(&b.name))
+fn by_key(a: &PvcRecord, b: &PvcRecord) -> Ordering {
+    a.pvc
+        .namespace
+        .cmp(&b.pvc.namespace)
+        .then_with(|| a.pvc.name.cmp(&b.pvc.name))
 }
 
 /// Compares on one column. Missing values (no capacity, no class, never backed up) sort first in
 /// ascending order.
-fn compare(a: &PvcRow, b: &PvcRow, key: SortKey) -> Ordering {
+fn compare(a: &PvcRecord, b: &PvcRecord, key: SortKey) -> Ordering {
     match key {
         SortKey::Namespace => by_key(a, b),
-        SortKey::Name => a.name.cmp(&b.name),
-        SortKey::Phase => a.phase.cmp(&b.phase),
-        SortKey::Capacity => a.capacity_bytes.cmp(&b.capacity_bytes),
-        SortKey::StorageClass => a.storage_class.cmp(&b.storage_class),
+        SortKey::Name => a.pvc.name.cmp(&b.pvc.name),
+        SortKey::Phase => a.pvc.phase.cmp(&b.pvc.phase),
+        SortKey::Capacity => a.pvc.capacity_bytes.cmp(&b.pvc.capacity_bytes),
+        SortKey::StorageClass => a.pvc.storage_class.cmp(&b.pvc.storage_class),
         SortKey::Owner => a
             .owner_kind
             .cmp(&b.owner_kind)
             .then_with(|| a.owner_name.cmp(&b.owner_name)),
         SortKey::LastBackup => {
-            let at = |row: &PvcRow| row.last_success_at.as_deref().and_then(parse_rfc3339_unix);
+            let at = |row: &PvcRecord| row.last_success_at.as_deref().and_then(parse_rfc3339_unix);
             at(a).cmp(&at(b))
         }
     }
@@ -214,8 +195,8 @@ fn compare(a: &PvcRow, b: &PvcRow, key: SortKey) -> Ordering {
 
 /// The distinct namespaces and owner-kind groups of the rows, sorted, for the filter menus.
 #[must_use]
-pub fn facets(rows: &[PvcRow]) -> (Vec<String>, Vec<String>) {
-    let mut namespaces: Vec<String> = rows.iter().map(|r| r.namespace.clone()).collect();
+pub fn facets(rows: &[PvcRecord]) -> (Vec<String>, Vec<String>) {
+    let mut namespaces: Vec<String> = rows.iter().map(|r| r.pvc.namespace.clone()).collect();
     namespaces.sort();
     namespaces.dedup();
     let mut kinds: Vec<String> = rows
@@ -229,20 +210,30 @@ pub fn facets(rows: &[PvcRow]) -> (Vec<String>, Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    use nkvm_engine::domain::PvcSummary;
+
     use super::*;
     use crate::filter::haystack;
 
-    fn row(ns: &str, name: &str, kind: &str, bytes: Option<u64>, backup: Option<&str>) -> PvcRow {
-        PvcRow {
-            namespace: ns.into(),
-            name: name.into(),
-            uid: format!("{ns}-{name}"),
-            phase: "Bound".into(),
-            capacity: bytes.map(|b| b.to_string()),
-            capacity_bytes: bytes,
-            storage_class: Some("nkvm-local".into()),
-            access_modes: vec!["ReadWriteOnce".into()],
-            volume_name: None,
+    fn row(
+        ns: &str,
+        name: &str,
+        kind: &str,
+        bytes: Option<u64>,
+        backup: Option<&str>,
+    ) -> PvcRecord {
+        PvcRecord {
+            pvc: PvcSummary {
+                namespace: ns.into(),
+                name: name.into(),
+                uid: format!("{ns}-{name}"),
+                phase: "Bound".into(),
+                capacity: bytes.map(|b| b.to_string()),
+                capacity_bytes: bytes,
+                storage_class: Some("nkvm-local".into()),
+                access_modes: vec!["ReadWriteOnce".into()],
+                volume_name: None,
+            },
             owner_kind: kind.into(),
             owner_name: format!("{name}-owner"),
             owners: vec![],
@@ -253,7 +244,7 @@ mod tests {
         }
     }
 
-    fn rows() -> Vec<PvcRow> {
+    fn rows() -> Vec<PvcRecord> {
         vec![
             row(
                 "shop",
@@ -281,11 +272,11 @@ mod tests {
         ]
     }
 
-    fn names(rows: &[PvcRow], state: &TableState) -> Vec<String> {
+    fn names(rows: &[PvcRecord], state: &TableState) -> Vec<String> {
         let hay: Vec<String> = rows.iter().map(haystack).collect();
         visible_rows(rows, &hay, state)
             .into_iter()
-            .map(|i| format!("{}/{}", rows[i].namespace, rows[i].name))
+            .map(|i| format!("{}/{}", rows[i].pvc.namespace, rows[i].pvc.name))
             .collect()
     }
 

@@ -8,12 +8,7 @@
 //! that was typed (use [`crate::auth::users::is_valid_name`] to avoid recording a password typed
 //! into the name field), a target names a PVC, a run or a context.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::store::UnknownValue;
 
 /// Longest stored actor, in bytes (longer texts are cut at a character boundary, marked `…`).
 pub const MAX_ACTOR_LEN: usize = 256;
@@ -24,111 +19,28 @@ pub const MAX_DETAIL_LEN: usize = 4096;
 /// Longest stored source, in bytes.
 pub const MAX_SOURCE_LEN: usize = 256;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditAction {
-    Login,
-    LoginFailed,
-    Logout,
-    BackupStarted,
-    BackupCancelled,
-    Download,
-    ConnectionChanged,
-    /// A request refused for lack of a role (or a login refused by the rate limiter).
-    AccessDenied,
-}
-
-/// How it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditOutcome {
-    Success,
-    Failure,
-    /// Refused: not allowed, or rate limited.
-    Denied,
-}
-
-impl AuditAction {
-    pub const ALL: [Self; 8] = [
-        Self::Login,
-        Self::LoginFailed,
-        Self::Logout,
-        Self::BackupStarted,
-        Self::BackupCancelled,
-        Self::Download,
-        Self::ConnectionChanged,
-        Self::AccessDenied,
-    ];
-
-    /// The stored (and serialized) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::LoginFailed => "login_failed",
-            Self::Logout => "logout",
-            Self::BackupStarted => "backup_started",
-            Self::BackupCancelled => "backup_cancelled",
-            Self::Download => "download",
-            Self::ConnectionChanged => "connection_changed",
-            Self::AccessDenied => "access_denied",
-        }
+crate::text_enum! {
+    /// What happened.
+    pub enum AuditAction("audit action") {
+        Login => "login",
+        LoginFailed => "login_failed",
+        Logout => "logout",
+        BackupStarted => "backup_started",
+        BackupCancelled => "backup_cancelled",
+        Download => "download",
+        ConnectionChanged => "connection_changed",
+        /// A request refused for lack of a role (or a login refused by the rate limiter).
+        AccessDenied => "access_denied",
     }
 }
 
-impl fmt::Display for AuditAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AuditAction {
-    type Err = UnknownValue;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == text)
-            .ok_or_else(|| UnknownValue {
-                what: "audit action",
-                value: text.to_owned(),
-                expected: "login, login_failed, logout, backup_started, backup_cancelled, \
-                           download, connection_changed, access_denied",
-            })
-    }
-}
-
-impl AuditOutcome {
-    pub const ALL: [Self; 3] = [Self::Success, Self::Failure, Self::Denied];
-
-    /// The stored (and serialized) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::Failure => "failure",
-            Self::Denied => "denied",
-        }
-    }
-}
-
-impl fmt::Display for AuditOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AuditOutcome {
-    type Err = UnknownValue;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.as_str() == text)
-            .ok_or_else(|| UnknownValue {
-                what: "audit outcome",
-                value: text.to_owned(),
-                expected: "success, failure, denied",
-            })
+crate::text_enum! {
+    /// How it ended.
+    pub enum AuditOutcome("audit outcome") {
+        Success => "success",
+        Failure => "failure",
+        /// Refused: not allowed, or rate limited.
+        Denied => "denied",
     }
 }
 
@@ -298,7 +210,7 @@ mod tests {
 
     #[test]
     fn actions_and_outcomes_round_trip() {
-        for action in AuditAction::ALL {
+        for &action in AuditAction::ALL {
             assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
             assert_eq!(
                 serde_json::to_string(&action).unwrap(),
@@ -310,7 +222,7 @@ mod tests {
             AuditAction::ConnectionChanged.as_str(),
             "connection_changed"
         );
-        for outcome in AuditOutcome::ALL {
+        for &outcome in AuditOutcome::ALL {
             assert_eq!(outcome.as_str().parse::<AuditOutcome>(), Ok(outcome));
             assert_eq!(
                 serde_json::to_string(&outcome).unwrap(),

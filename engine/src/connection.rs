@@ -9,6 +9,8 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::kubeapi;
+
 /// Largest pasted kubeconfig accepted, in bytes.
 pub const MAX_PASTED_KUBECONFIG_BYTES: usize = 256 * 1024;
 
@@ -114,38 +116,22 @@ impl Cluster {
     /// Asks the apiserver for its version (one GET `/version`), to surface bad addresses, TLS problems
     /// and rejected credentials right after connecting. Returns the version (`v1.35.4`).
     pub async fn probe(&self, timeout: Duration) -> Result<String, ConnectError> {
-        let answer = tokio::time::timeout(timeout, self.client.apiserver_version()).await;
         let server = self.info.server.clone();
-        match answer {
-            Err(_elapsed) => Err(ConnectError::ProbeTimeout {
+        match kubeapi::timed(timeout, self.client.apiserver_version()).await {
+            Ok(info) => Ok(info.git_version),
+            Err(err) if kubeapi::timed_out(&err).is_some() => Err(ConnectError::ProbeTimeout {
                 server,
                 after: timeout,
             }),
-            Ok(Err(source)) => {
-                let status = match &source {
-                    kube::Error::Api(status) if status.code != 0 => Some(status.code),
-                    _ => None,
-                };
-                let advice = match status {
-                    Some(401) => {
-                        "HTTP 401: the credentials are expired or invalid; refresh them".to_owned()
-                    }
-                    Some(403) => "HTTP 403: the credentials may not read /version; grant the \
-                                  system:public-info-viewer role"
-                        .to_owned(),
-                    Some(code) => format!("HTTP {code}; check the apiserver and retry"),
-                    None => "could not reach it; check the server address, network and TLS \
-                             settings (certificate authority), then retry"
-                        .to_owned(),
-                };
-                Err(ConnectError::Probe {
-                    server,
-                    status,
-                    advice,
-                    source,
-                })
-            }
-            Ok(Ok(info)) => Ok(info.git_version),
+            Err(source) => Err(ConnectError::Probe {
+                server,
+                status: kubeapi::http_status(&source),
+                advice: kubeapi::advice(
+                    &source,
+                    kubeapi::Call::cluster_wide("get", "the /version endpoint"),
+                ),
+                source,
+            }),
         }
     }
 }

@@ -2,33 +2,25 @@
 //! path taken from a request), only for a succeeded run in an allowed namespace, and only when the
 //! file resolves inside the artifacts directory.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use crate::store::{RunRecord, RunStatus, Store, StoreError};
+use crate::domain::RunStatus;
+use crate::store::{RunRecord, Store, StoreError};
 
-/// The files of one backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownloadKind {
-    /// `<stamp>.tar.gz`
-    Archive,
-    /// `<stamp>.tar.gz.sha256` (`sha256sum -c` format)
-    Checksum,
-    /// `<stamp>.manifest.json`
-    Manifest,
+crate::text_enum! {
+    /// The files of one backup.
+    pub enum DownloadKind("file kind") {
+        /// `<stamp>.tar.gz`
+        Archive => "archive",
+        /// `<stamp>.tar.gz.sha256` (`sha256sum -c` format)
+        Checksum => "sha256",
+        /// `<stamp>.manifest.json`
+        Manifest => "manifest",
+    }
 }
 
 impl DownloadKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Archive => "archive",
-            Self::Checksum => "sha256",
-            Self::Manifest => "manifest",
-        }
-    }
-
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Archive => "application/gzip",
@@ -49,30 +41,9 @@ impl DownloadKind {
     }
 }
 
-impl fmt::Display for DownloadKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DownloadKind {
-    type Err = DownloadError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "archive" => Ok(Self::Archive),
-            "sha256" => Ok(Self::Checksum),
-            "manifest" => Ok(Self::Manifest),
-            _ => Err(DownloadError::UnknownKind),
-        }
-    }
-}
-
 /// Why a download is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("unknown file kind: use archive, sha256 or manifest")]
-    UnknownKind,
     #[error("no backup run has id {0}")]
     NotFound(i64),
     #[error("run {0} is in a namespace this server may not serve")]
@@ -102,7 +73,6 @@ impl DownloadError {
     /// without files, 500 for server-side faults.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::UnknownKind => 400,
             Self::NotFound(_) | Self::NotAllowed(_) | Self::Missing { .. } => 404,
             Self::NotSucceeded(_) => 409,
             Self::Outside { .. } | Self::Store(_) | Self::Open { .. } => 500,

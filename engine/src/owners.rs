@@ -1,9 +1,9 @@
 //! Pure owner-reference resolution: follows a pod's controller chain (ReplicaSet→Deployment,
-//! Job→CronJob, …) to the workload that owns it and renders the predecessor's display strings.
+//! Job→CronJob, …) to the workload that owns it, with the owner objects listed into an index.
 //!
 //! Semantics (kept from the predecessor, see `shared/notes/product.md`):
 //! - A pod's owner reference to follow is its controller reference, else its first reference. A pod
-//!   without references owns itself: kind `Pod`, name `Pod/<pod name>`.
+//!   without references owns itself: kind `Pod`, name = the pod's name.
 //! - The walk is generic: a reference whose kind was listed into the [`OwnerIndex`] (ReplicaSets, Jobs,
 //!   Deployments, CronJobs, …) is looked up, and the object's own controller reference (else first
 //!   reference) is followed; an object without references is the owner (an ownerless ReplicaSet or Job
@@ -14,46 +14,16 @@
 //! - At most [`MAX_OWNER_DEPTH`] references are followed from the pod. When the walk would need more
 //!   (a very deep chain, or a reference cycle) the owner is kind `Unknown`, name `<Kind>/<name>` of the
 //!   pod's own (first followed) reference, which is where an operator starts looking.
-//! - Display ([`display`]): no owner → `Unknown`/`Unknown`; one distinct owner → its kind and name;
-//!   several → kind `Multiple[<distinct kinds sorted, joined by ", ">]` (e.g.
-//!   `Multiple[Deployment, StatefulSet]`) and name = the distinct owner names sorted, the first 3
-//!   joined by `", "`, plus `", ..."` when there are more than 3.
+//! - Display: see [`crate::domain::pvc::display_owners`].
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use serde::{Deserialize, Serialize};
 
-/// A resolved workload owning a PVC through one of its consumer pods.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Owner {
-    pub kind: String,
-    pub name: String,
-}
-
-impl Owner {
-    /// An owner of the given kind and name.
-    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            name: name.into(),
-        }
-    }
-
-    /// An owner that could not be resolved: kind `Unknown`, name `<Kind>/<name>`.
-    pub fn unknown(kind: &str, name: &str) -> Self {
-        Self::new(UNKNOWN, format!("{kind}/{name}"))
-    }
-}
-
-/// The kind (and name) shown when no owner is known.
-pub const UNKNOWN: &str = "Unknown";
+pub use crate::domain::pvc::Owner;
 
 /// Maximum number of owner references followed from a pod before giving up with `Unknown`.
 pub const MAX_OWNER_DEPTH: usize = 5;
-
-/// Maximum number of owner names shown in a `Multiple[...]` display name.
-pub const MAX_DISPLAY_NAMES: usize = 3;
 
 /// The reference a walk follows from an object: its controller reference, else its first reference.
 pub fn reference_to_follow(refs: &[OwnerReference]) -> Option<&OwnerReference> {
@@ -150,7 +120,7 @@ impl OwnerIndex {
         pod_owner_references: &[OwnerReference],
     ) -> Owner {
         let Some(first) = reference_to_follow(pod_owner_references) else {
-            return Owner::new("Pod", format!("Pod/{pod_name}"));
+            return Owner::pod(pod_name);
         };
         let mut current = first;
         for _followed in 1..=MAX_OWNER_DEPTH {
@@ -173,45 +143,6 @@ impl OwnerIndex {
         }
         Owner::unknown(&first.kind, &first.name)
     }
-}
-
-/// The predecessor's `(owner_kind, owner_name)` display of a PVC's owners (duplicates are ignored).
-pub fn display(owners: &[Owner]) -> (String, String) {
-    let distinct: BTreeSet<&Owner> = owners.iter().collect();
-    match distinct.len() {
-        0 => (UNKNOWN.to_owned(), UNKNOWN.to_owned()),
-        1 => {
-            let only = distinct.into_iter().next().expect("one owner");
-            (only.kind.clone(), only.name.clone())
-        }
-        _ => {
-            let kinds: BTreeSet<&str> = distinct.iter().map(|o| o.kind.as_str()).collect();
-            let names: BTreeSet<&str> = distinct.iter().map(|o| o.name.as_str()).collect();
-            let kind = format!(
-                "Multiple[{}]",
-                kinds.into_iter().collect::<Vec<_>>().join(", ")
-            );
-            let mut name = names
-                .iter()
-                .take(MAX_DISPLAY_NAMES)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ");
-            if names.len() > MAX_DISPLAY_NAMES {
-                name.push_str(", ...");
-            }
-            (kind, name)
-        }
-    }
-}
-
-/// Sorts and deduplicates owners (the `owners` field of an inventory record).
-pub fn distinct_sorted(owners: impl IntoIterator<Item = Owner>) -> Vec<Owner> {
-    owners
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
 }
 
 #[cfg(test)]
@@ -281,7 +212,7 @@ mod tests {
     #[test]
     fn bare_pod_owns_itself() {
         let index = IndexBuilder::new().build();
-        assert_eq!(resolve(&index, &[]), owner("Pod", "Pod/pod-0"));
+        assert_eq!(resolve(&index, &[]), owner("Pod", "pod-0"));
     }
 
     #[test]
@@ -514,124 +445,6 @@ mod tests {
         assert_eq!(
             resolve(&index, &[ctrl("ReplicaSet", "a")]),
             owner("Unknown", "ReplicaSet/a")
-        );
-    }
-
-    #[test]
-    fn display_no_owner_is_unknown_unknown() {
-        assert_eq!(display(&[]), ("Unknown".to_owned(), "Unknown".to_owned()));
-    }
-
-    #[test]
-    fn display_single_owner() {
-        assert_eq!(
-            display(&[owner("Deployment", "web")]),
-            ("Deployment".to_owned(), "web".to_owned())
-        );
-        assert_eq!(
-            display(&[owner("Pod", "Pod/debug")]),
-            ("Pod".to_owned(), "Pod/debug".to_owned())
-        );
-        assert_eq!(
-            display(&[owner("Unknown", "ReplicaSet/gone")]),
-            ("Unknown".to_owned(), "ReplicaSet/gone".to_owned())
-        );
-    }
-
-    #[test]
-    fn display_duplicates_count_once() {
-        let owners = [owner("Deployment", "web"), owner("Deployment", "web")];
-        assert_eq!(
-            display(&owners),
-            ("Deployment".to_owned(), "web".to_owned())
-        );
-    }
-
-    #[test]
-    fn display_two_deployments_sharing_a_claim() {
-        let owners = [owner("Deployment", "writer"), owner("Deployment", "reader")];
-        assert_eq!(
-            display(&owners),
-            (
-                "Multiple[Deployment]".to_owned(),
-                "reader, writer".to_owned()
-            )
-        );
-    }
-
-    #[test]
-    fn display_mixed_kinds_are_sorted_and_joined() {
-        let owners = [
-            owner("StatefulSet", "db"),
-            owner("Deployment", "web"),
-            owner("Pod", "Pod/debug"),
-        ];
-        assert_eq!(
-            display(&owners),
-            (
-                "Multiple[Deployment, Pod, StatefulSet]".to_owned(),
-                "Pod/debug, db, web".to_owned()
-            )
-        );
-    }
-
-    #[test]
-    fn display_more_than_three_names_is_truncated() {
-        let owners = [
-            owner("Deployment", "d"),
-            owner("Deployment", "c"),
-            owner("Deployment", "b"),
-            owner("Deployment", "a"),
-        ];
-        assert_eq!(
-            display(&owners),
-            ("Multiple[Deployment]".to_owned(), "a, b, c, ...".to_owned())
-        );
-    }
-
-    #[test]
-    fn display_exactly_three_names_has_no_ellipsis() {
-        let owners = [
-            owner("Deployment", "c"),
-            owner("Job", "b"),
-            owner("Unknown", "ReplicaSet/a"),
-        ];
-        assert_eq!(
-            display(&owners),
-            (
-                "Multiple[Deployment, Job, Unknown]".to_owned(),
-                "ReplicaSet/a, b, c".to_owned()
-            )
-        );
-    }
-
-    #[test]
-    fn display_same_name_different_kinds_lists_the_name_once() {
-        let owners = [owner("Deployment", "web"), owner("StatefulSet", "web")];
-        assert_eq!(
-            display(&owners),
-            (
-                "Multiple[Deployment, StatefulSet]".to_owned(),
-                "web".to_owned()
-            )
-        );
-    }
-
-    #[test]
-    fn distinct_sorted_orders_by_kind_then_name() {
-        let owners = distinct_sorted([
-            owner("StatefulSet", "db"),
-            owner("Deployment", "web"),
-            owner("Deployment", "api"),
-            owner("Deployment", "web"),
-        ]);
-        assert_eq!(
-            owners,
-            vec![
-                owner("Deployment", "api"),
-                owner("Deployment", "web"),
-                owner("StatefulSet", "db")
-            ]
         );
     }
 }

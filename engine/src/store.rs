@@ -6,28 +6,24 @@
 //! across network I/O). Timestamps are UTC with microsecond precision, stored as fixed-width RFC 3339
 //! text (`2026-11-28T23:18:58.123456Z`) so that text order is time order; ties order by row id.
 //!
-//! Submodules: [`timestamp`] (the stored time format), [`names`] (validation of `NS/PVC` input),
-//! the private row conversions, and the audit trail's queries ([`Store::record_audit`],
+//! Times are stored in the form of [`crate::timestamp`]. Submodules: the private row conversions, and the audit trail's queries ([`Store::record_audit`],
 //! [`Store::audit_events`]; types in [`crate::audit`]). Migrations live in `engine/migrations/`
 //! (numbered, immutable, embedded at build time; touch this file after adding one so that cargo
 //! re-embeds the directory).
 
 mod audit;
-pub mod names;
 mod row;
-pub mod timestamp;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite};
 
-pub use names::{NameError, PvcRef};
+use crate::domain::{RunStatus, Stage};
+use crate::timestamp;
 use row::{RunRow, into_records, run_columns, store_time, store_u64};
 
 /// File name of the history database inside the data directory.
@@ -48,33 +44,6 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 
 /// The embedded migrations of `engine/migrations/`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Status of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    Failed,
-    /// The process running it stopped before it finished (found at start-up).
-    Interrupted,
-    Cancelled,
-}
-
-/// The step of a backup; a failed run names the stage that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Preflight,
-    Create,
-    Schedule,
-    Exec,
-    Stream,
-    Write,
-    Finalize,
-    Record,
-    Cleanup,
-}
 
 /// What is known when a run starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,115 +158,6 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: sqlx::SqlitePool,
-}
-
-/// A text that names no variant of a stored enum.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {value:?}: expected one of {expected}")]
-pub struct UnknownValue {
-    pub what: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
-
-impl RunStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [Self; 5] = [
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Interrupted,
-        Self::Cancelled,
-    ];
-
-    /// The stored (and serialized) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Interrupted => "interrupted",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// False only for `running`.
-    pub fn is_finished(self) -> bool {
-        self != Self::Running
-    }
-}
-
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunStatus {
-    type Err = UnknownValue;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| UnknownValue {
-                what: "run status",
-                value: text.to_owned(),
-                expected: "running, succeeded, failed, interrupted, cancelled",
-            })
-    }
-}
-
-impl Stage {
-    /// Every stage, in the order a backup goes through them.
-    pub const ALL: [Self; 9] = [
-        Self::Preflight,
-        Self::Create,
-        Self::Schedule,
-        Self::Exec,
-        Self::Stream,
-        Self::Write,
-        Self::Finalize,
-        Self::Record,
-        Self::Cleanup,
-    ];
-
-    /// The stored (and serialized) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Preflight => "preflight",
-            Self::Create => "create",
-            Self::Schedule => "schedule",
-            Self::Exec => "exec",
-            Self::Stream => "stream",
-            Self::Write => "write",
-            Self::Finalize => "finalize",
-            Self::Record => "record",
-            Self::Cleanup => "cleanup",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Stage {
-    type Err = UnknownValue;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| UnknownValue {
-                what: "stage",
-                value: text.to_owned(),
-                expected: "preflight, create, schedule, exec, stream, write, finalize, record, \
-                           cleanup",
-            })
-    }
 }
 
 /// Maps a failed statement to [`StoreError::Query`] named `query`.

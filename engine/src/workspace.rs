@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backup::runner::stream_client;
+use crate::backup::stream_client;
 use crate::backup::{BackupEngine, BackupOptions};
 use crate::connection::{
     self, Cluster, ClusterInfo, ConnectError, ConnectOptions, ConnectionSource, Contexts,

@@ -21,12 +21,13 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeCl
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use nkvm_engine::backup::pod::{self as helper_pod, HelperPodParams};
-use nkvm_engine::backup::runner::stream_client;
+use nkvm_engine::backup::stream_client;
 use nkvm_engine::backup::{
-    BackupEngine, BackupOptions, BackupResult, ProgressEvent, PvcRef, ResultStatus,
+    BackupEngine, BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester, ResultStatus,
 };
 use nkvm_engine::connection::{self, ConnectOptions};
-use nkvm_engine::store::{NewRun, RunFilter, RunStatus, Stage, Store};
+use nkvm_engine::domain::{RunStatus, Stage};
+use nkvm_engine::store::{NewRun, RunFilter, Store};
 use serde_json::{Value, json};
 use sha2::Digest;
 use support::wait_for;
@@ -232,7 +233,10 @@ async fn engine(cluster: &Cluster, data_dir: &Path, options: BackupOptions) -> B
 
 async fn backup_one(engine: &BackupEngine, ns: &str, pvc: &str) -> BackupResult {
     let mut results = engine
-        .run_batch(vec![PvcRef::new(ns, pvc)], "test:backup_cluster")
+        .run_batch(
+            vec![PvcRef::new(ns, pvc)],
+            &Requester::cli(Some("backup_cluster")),
+        )
         .await;
     results.remove(0)
 }
@@ -277,7 +281,12 @@ async fn assert_failed_clean(
     result: &BackupResult,
     stage: Stage,
 ) {
-    assert_eq!(result.status, ResultStatus::Failed, "{result:#?}");
+    let expected = if result.cancelled {
+        ResultStatus::Cancelled
+    } else {
+        ResultStatus::Failed
+    };
+    assert_eq!(result.status, expected, "{result:#?}");
     assert_eq!(result.stage, Some(stage), "{result:#?}");
     assert!(result.artifact.is_none(), "{result:#?}");
     assert!(helpers_left(client, ns).await.is_empty(), "helper pod left");
@@ -470,7 +479,7 @@ async fn round_trip_of_an_awkward_volume() {
         assert_eq!(manifest["pvc"]["access_modes"], json!(["ReadWriteOnce"]));
         assert_eq!(manifest["pvc"]["capacity"], "1Gi");
         assert_eq!(manifest["owner_kind"], "Pod");
-        assert_eq!(manifest["owner_name"], "Pod/app");
+        assert_eq!(manifest["owner_name"], "app");
         assert_eq!(manifest["node"], "127.0.0.1");
         assert_eq!(manifest["helper_image"], HELPER_IMAGE);
         assert_eq!(
@@ -679,7 +688,8 @@ async fn streaming_run(
     let engine = engine(cluster, data, options).await;
     let mut events = engine.subscribe();
     let run = engine
-        .start(PvcRef::new(ns, "big"), "test")
+        .start(PvcRef::new(ns, "big"), &Requester::cli(Some("test")))
+        .await
         .expect("admitted");
     let helper = loop {
         let event = tokio::time::timeout(Duration::from_secs(120), events.recv())
@@ -764,7 +774,9 @@ async fn batch_of_ten_with_concurrency_three() {
         let engine = engine(&cluster, data.path(), options).await;
         let mut events = engine.subscribe();
         let targets: Vec<PvcRef> = names.iter().map(|n| PvcRef::new(&ns, n)).collect();
-        let results = engine.run_batch(targets, "test").await;
+        let results = engine
+            .run_batch(targets, &Requester::cli(Some("test")))
+            .await;
         assert_eq!(results.len(), 10);
         for (result, name) in results.iter().zip(&names) {
             assert_eq!(&result.pvc, name);

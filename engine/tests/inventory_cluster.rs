@@ -22,8 +22,8 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 use nkvm_engine::connection::{self, ConnectOptions};
+use nkvm_engine::domain::{Flag, Owner};
 use nkvm_engine::inventory::{self, InventoryOptions, PvcRecord};
-use nkvm_engine::owners::Owner;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::wait_for;
@@ -312,7 +312,7 @@ async fn create_fixture(client: &Client, ns: &str) -> String {
 fn find<'a>(records: &'a [PvcRecord], ns: &str, name: &str) -> &'a PvcRecord {
     records
         .iter()
-        .find(|r| r.namespace == ns && r.name == name)
+        .find(|r| r.pvc.namespace == ns && r.pvc.name == name)
         .unwrap_or_else(|| panic!("no PVC {ns}/{name} in {records:#?}"))
 }
 
@@ -321,13 +321,13 @@ fn assert_owner(record: &PvcRecord, kind: &str, name: &str) {
         (record.owner_kind.as_str(), record.owner_name.as_str()),
         (kind, name),
         "owner of {}",
-        record.name
+        record.pvc.name
     );
 }
 
 /// Asserts the owners and consumers of every fixture PVC.
 fn check_records(records: &[PvcRecord], ns: &str, legacy_rs: &str) {
-    let ours: Vec<&PvcRecord> = records.iter().filter(|r| r.namespace == ns).collect();
+    let ours: Vec<&PvcRecord> = records.iter().filter(|r| r.pvc.namespace == ns).collect();
     assert_eq!(ours.len(), 8, "PVCs of {ns}: {ours:#?}");
 
     let web = find(records, ns, "web-data");
@@ -335,8 +335,8 @@ fn check_records(records: &[PvcRecord], ns: &str, legacy_rs: &str) {
     assert_eq!(web.owners, vec![Owner::new("Deployment", "web")]);
     assert_eq!(web.consumers.len(), 1);
     assert!(web.consumers[0].starts_with("web-"), "{:?}", web.consumers);
-    assert_eq!(web.phase, "Bound");
-    assert!(web.volume_name.is_some());
+    assert_eq!(web.pvc.phase, "Bound");
+    assert!(web.pvc.volume_name.is_some());
     assert!(web.flags.is_empty(), "{:?}", web.flags);
     assert_eq!(web.consumer_nodes.len(), 1);
 
@@ -357,7 +357,7 @@ fn check_records(records: &[PvcRecord], ns: &str, legacy_rs: &str) {
     );
 
     let scratch = find(records, ns, "scratch");
-    assert_owner(scratch, "Pod", "Pod/debug");
+    assert_owner(scratch, "Pod", "debug");
     assert_eq!(scratch.consumers, ["debug"]);
 
     let shared = find(records, ns, "shared");
@@ -370,13 +370,13 @@ fn check_records(records: &[PvcRecord], ns: &str, legacy_rs: &str) {
         ]
     );
     assert_eq!(shared.consumers.len(), 2);
-    assert_eq!(shared.access_modes, ["ReadWriteMany"]);
+    assert_eq!(shared.pvc.access_modes, ["ReadWriteMany"]);
 
     let orphan = find(records, ns, "orphan");
     assert_owner(orphan, "Unknown", "Unknown");
     assert!(orphan.consumers.is_empty());
     assert!(
-        orphan.flags.contains(&"no-consumer".to_owned()),
+        orphan.flags.contains(&Flag::NoConsumer),
         "{:?}",
         orphan.flags
     );
@@ -428,7 +428,7 @@ async fn inventory_resolves_every_owner_shape_on_a_real_cluster() {
         let ours: Vec<&PvcRecord> = everything
             .pvcs
             .iter()
-            .filter(|r| r.namespace == ns)
+            .filter(|r| r.pvc.namespace == ns)
             .collect();
         let scoped_refs: Vec<&PvcRecord> = scoped.pvcs.iter().collect();
         assert_eq!(ours, scoped_refs, "scoped and all-namespaces scans agree");

@@ -6,9 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use nkvm_engine::store::{
-    self, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, Stage, Store, StoreError,
-};
+use nkvm_engine::domain::{RunStatus, Stage};
+use nkvm_engine::store::{self, NewRun, RunFilter, RunRecord, RunUpdate, Store, StoreError};
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tempfile::TempDir;
@@ -871,9 +870,10 @@ async fn mark_interrupted_flips_only_running_rows() {
                 record.message.as_deref(),
                 Some("nkvm restarted during the backup")
             );
-            let finished = store::timestamp::parse(record.finished_at.as_deref().unwrap()).unwrap();
+            let finished =
+                nkvm_engine::timestamp::parse(record.finished_at.as_deref().unwrap()).unwrap();
             assert!(
-                store::timestamp::truncate(started) <= finished && finished <= ended,
+                nkvm_engine::timestamp::truncate(started) <= finished && finished <= ended,
                 "{finished} not within [{started}, {ended}]"
             );
             // What was returned is what is stored.

@@ -149,6 +149,7 @@ impl GlobalOptions {
             stall_timeout: Duration::from_secs(tuning.stall_timeout),
             request_timeout: self.request_timeout(),
             instance: Some(instance),
+            allowlist: self.allowlist(),
             ..BackupOptions::default()
         }
     }

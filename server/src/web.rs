@@ -150,17 +150,8 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// `len` random bytes, hex.
-fn new_random_hex(len: usize) -> std::io::Result<String> {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 async fn audit(context: &AppContext, event: AuditEvent) {
-    if let Err(error) = context.workspace.store().record_audit(&event).await {
-        tracing::error!(%error, "could not write the audit trail");
-    }
+    nkvm_app::ssr::audit(context, event).await;
 }
 
 /// `GET /audit.csv`: the whole audit trail as CSV (admins only; the export is itself audited as a
@@ -246,7 +237,7 @@ fn content_security_policy(nonce: &str) -> String {
 /// Headers every response carries: the CSP (with a fresh nonce), no framing, no MIME sniffing, no
 /// referrer to other origins.
 async fn security_headers(mut request: Request, next: Next) -> Response {
-    let nonce = match new_random_hex(16) {
+    let nonce = match nkvm_engine::auth::random_hex::<16>() {
         Ok(nonce) => nonce,
         Err(error) => {
             tracing::error!(%error, "no randomness for a CSP nonce");

@@ -23,10 +23,8 @@ pub async fn list_audit(query: AuditQuery) -> Result<AuditPage, ServerFnError> {
     {
         None => None,
         Some(text) => Some(
-            AuditAction::ALL
-                .into_iter()
-                .find(|a| a.as_str() == text)
-                .ok_or_else(|| ServerFnError::new("action: not a known audit action"))?,
+            text.parse::<AuditAction>()
+                .map_err(|error| ServerFnError::new(format!("action: {error}")))?,
         ),
     };
     let page = query.page.unwrap_or(1).clamp(1, 100_000);
@@ -44,7 +42,7 @@ pub async fn list_audit(query: AuditQuery) -> Result<AuditPage, ServerFnError> {
             ..AuditFilter::default()
         })
         .await
-        .map_err(|error| ServerFnError::new(format!("Reading the audit trail failed: {error}")))?;
+        .map_err(|error| crate::ssr::AppError::internal("reading the audit trail", error))?;
     let has_more = records.len() > AUDIT_PAGE_ROWS as usize;
     records.truncate(AUDIT_PAGE_ROWS as usize);
     Ok(AuditPage {

@@ -16,11 +16,10 @@ pub const MAX_BATCH: usize = 5_000;
 /// on in the server whatever happens to the browser.
 #[server(endpoint = "backups/start")]
 pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, ServerFnError> {
-    use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
-    use nkvm_engine::backup::PvcRef;
+    use nkvm_engine::backup::{PvcRef, Requester};
 
     let caller = crate::ssr::require(nkvm_engine::auth::Role::Operator, "starting backups").await?;
-    let (ctx, _, connection) = crate::ssr::session_connection()?;
+    let (_, _, connection) = crate::ssr::session_connection()?;
     if targets.is_empty() {
         return Err(ServerFnError::new("select at least one PVC to back up"));
     }
@@ -29,63 +28,29 @@ pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, Se
             "at most {MAX_BATCH} PVCs per batch; narrow the selection"
         )));
     }
+    let requester = Requester::web(&caller.user, &caller.source);
     let mut outcomes = Vec::with_capacity(targets.len());
     for target in targets {
-        let outcome = match target.parse::<PvcRef>() {
+        let started = match target.parse::<PvcRef>() {
+            Err(error) => Err(error.to_string()),
+            Ok(pvc) => connection
+                .backups
+                .start(pvc, &requester)
+                .await
+                .map_err(|refused| refused.message),
+        };
+        outcomes.push(match started {
+            Ok(run) => StartOutcome {
+                target,
+                run_id: Some(run.run_id),
+                error: None,
+            },
             Err(error) => StartOutcome {
                 target,
                 run_id: None,
-                error: Some(error.to_string()),
+                error: Some(error),
             },
-            Ok(pvc) if !ctx.namespace_allowed(&pvc.namespace) => StartOutcome {
-                target,
-                run_id: None,
-                error: Some(format!(
-                    "namespace {:?} is not in this server's namespace allowlist",
-                    pvc.namespace
-                )),
-            },
-            Ok(pvc) => match connection
-                .backups
-                .start(pvc, &format!("web:{}", caller.user))
-            {
-                Ok(started) => {
-                    tracing::info!(run_id = %started.run_id, %target, "backup started from the web UI");
-                    StartOutcome {
-                        target,
-                        run_id: Some(started.run_id),
-                        error: None,
-                    }
-                }
-                Err(refused) => StartOutcome {
-                    target,
-                    run_id: None,
-                    error: Some(refused.message),
-                },
-            },
-        };
-        let event = match (&outcome.run_id, &outcome.error) {
-            (Some(run_id), _) => AuditEvent::new(
-                &caller.user,
-                AuditAction::BackupStarted,
-                AuditOutcome::Success,
-            )
-            .with_detail(format!("run {run_id}")),
-            (None, error) => AuditEvent::new(
-                &caller.user,
-                AuditAction::BackupStarted,
-                AuditOutcome::Failure,
-            )
-            .with_detail(error.clone().unwrap_or_default()),
-        };
-        crate::ssr::audit(
-            &ctx,
-            event
-                .with_target(outcome.target.chars().take(300).collect::<String>())
-                .with_source(caller.source.clone()),
-        )
-        .await;
-        outcomes.push(outcome);
+        });
     }
     Ok(outcomes)
 }
@@ -93,35 +58,16 @@ pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, Se
 /// Cancels a running backup of the session's cluster; false when no such run is active.
 #[server(endpoint = "backups/cancel")]
 pub async fn cancel_backup(run_id: String) -> Result<bool, ServerFnError> {
-    use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
+    use nkvm_engine::backup::Requester;
 
     let caller =
         crate::ssr::require(nkvm_engine::auth::Role::Operator, "cancelling backups").await?;
-    let (ctx, _, connection) = crate::ssr::session_connection()?;
-    if run_id.is_empty()
-        || run_id.len() > 64
-        || !run_id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    let (_, _, connection) = crate::ssr::session_connection()?;
+    if !nkvm_engine::backup::is_run_id(&run_id) {
         return Err(ServerFnError::new("not a run id"));
     }
-    let cancelled = connection.backups.cancel(&run_id);
-    if cancelled {
-        tracing::info!(%run_id, user = %caller.user, "backup cancelled from the web UI");
-        crate::ssr::audit(
-            &ctx,
-            AuditEvent::new(
-                &caller.user,
-                AuditAction::BackupCancelled,
-                AuditOutcome::Success,
-            )
-            .with_target(format!("run {run_id}"))
-            .with_source(caller.source.clone()),
-        )
-        .await;
-    }
-    Ok(cancelled)
+    let requester = Requester::web(&caller.user, &caller.source);
+    Ok(connection.backups.cancel_for(&run_id, &requester).await)
 }
 
 /// The session's runs: every active one, then those finished in the last hour (newest first).
@@ -159,9 +105,7 @@ async fn runs_snapshot(
             ..RunFilter::default()
         })
         .await
-        .map_err(|error| {
-            ServerFnError::new(format!("Reading the backup history failed: {error}"))
-        })?;
+        .map_err(|error| crate::ssr::AppError::internal("reading the backup history", error))?;
     for record in finished {
         if record.status.is_finished() && !views.iter().any(|v| v.run_id == record.run_id) {
             views.push(RunView::from(record));

@@ -24,7 +24,8 @@ fn day_start(text: &str, field: &str) -> Result<jiff::Timestamp, ServerFnError> 
 #[server(endpoint = "history")]
 pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnError> {
     use nkvm_engine::auth::Role as RoleNeeded;
-    use nkvm_engine::store::{RunFilter, RunStatus};
+    use nkvm_engine::domain::RunStatus;
+    use nkvm_engine::store::RunFilter;
 
     crate::ssr::require(RoleNeeded::Viewer, "the history").await?;
     let ctx = crate::ssr::app_context()?;
@@ -37,11 +38,11 @@ pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnEr
     };
     let status = match text(&query.status) {
         None => None,
-        Some(value) => Some(value.parse::<RunStatus>().map_err(|_| {
-            ServerFnError::new(
-                "status: expected running, succeeded, failed, cancelled or interrupted",
-            )
-        })?),
+        Some(value) => Some(
+            value
+                .parse::<RunStatus>()
+                .map_err(|error| ServerFnError::new(format!("status: {error}")))?,
+        ),
     };
     let since = text(&query.from)
         .map(|d| day_start(&d, "from"))
@@ -67,9 +68,7 @@ pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnEr
         .store()
         .recent_runs(&filter)
         .await
-        .map_err(|error| {
-            ServerFnError::new(format!("Reading the backup history failed: {error}"))
-        })?;
+        .map_err(|error| crate::ssr::AppError::internal("reading the backup history", error))?;
     let has_more = rows.len() > HISTORY_PAGE_ROWS as usize;
     rows.truncate(HISTORY_PAGE_ROWS as usize);
     Ok(HistoryPage {

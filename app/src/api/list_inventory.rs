@@ -12,27 +12,18 @@ use crate::model::InventoryView;
 pub async fn list_inventory() -> Result<InventoryView, ServerFnError> {
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the inventory").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
-    let mut inventory = nkvm_engine::inventory::scan(&connection.cluster.client, &ctx.inventory)
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, "inventory scan failed");
-            ServerFnError::new(format!("Inventory scan failed: {error}"))
-        })?;
-    let last_success = ctx
-        .workspace
-        .store()
-        .last_success_by_uid()
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "reading the backup history failed");
-            ServerFnError::new(format!("Reading the backup history failed: {error}"))
-        })?;
-    nkvm_engine::inventory::apply_history(
-        &mut inventory.pvcs,
-        &last_success,
-        ctx.stale_after,
-        jiff::Timestamp::now(),
-    );
+    let history = nkvm_engine::inventory::HistoryJoin {
+        store: Some(ctx.workspace.store()),
+        stale_after: ctx.stale_after,
+        now: jiff::Timestamp::now(),
+    };
+    let inventory = nkvm_engine::inventory::scan_with_history(
+        &connection.cluster.client,
+        &ctx.inventory,
+        history,
+    )
+    .await
+    .map_err(crate::ssr::AppError::from)?;
     Ok(crate::ssr::inventory_view(
         inventory,
         crate::ssr::unix_now(),

@@ -16,7 +16,7 @@ use crate::filter::haystack;
 use crate::format::{
     access_mode_short, count_label, format_capacity, last_backup_label, refusal_status,
 };
-use crate::model::{InventoryView, PvcRow, RefusedNamespace, StartOutcome};
+use crate::model::{InventoryView, NamespaceRefusal, PvcRecord, StartOutcome};
 use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
 
 /// The inventory page at `/`.
@@ -121,7 +121,7 @@ fn InventoryTable(
     let shown = Memo::new(move |_| page.with(Vec::len));
     let keys: Arc<Vec<String>> = Arc::new(
         rows.iter()
-            .map(|r| format!("{}/{}", r.namespace, r.name))
+            .map(|r| format!("{}/{}", r.pvc.namespace, r.pvc.name))
             .collect(),
     );
 
@@ -440,15 +440,16 @@ fn StartErrors(
 /// One table row with its selection checkbox.
 #[component]
 fn InventoryRow(
-    row: PvcRow,
+    row: PvcRecord,
     scanned_at_unix: i64,
     selected: RwSignal<BTreeSet<String>>,
 ) -> impl IntoView {
-    let capacity = format_capacity(row.capacity.as_deref(), row.capacity_bytes);
+    let capacity = format_capacity(row.pvc.capacity.as_deref(), row.pvc.capacity_bytes);
     let last_backup = last_backup_label(row.last_success_at.as_deref(), scanned_at_unix);
-    let storage_class = row.storage_class.unwrap_or_else(|| "—".to_owned());
-    let phase_class = format!("phase phase-{}", row.phase.to_lowercase());
+    let storage_class = row.pvc.storage_class.unwrap_or_else(|| "—".to_owned());
+    let phase_class = format!("phase phase-{}", row.pvc.phase.to_lowercase());
     let access_modes = row
+        .pvc
         .access_modes
         .into_iter()
         .map(|mode| {
@@ -466,13 +467,13 @@ fn InventoryRow(
             .collect_view();
         view! { <ul class="consumers">{items}</ul> }.into_any()
     };
-    let key = format!("{}/{}", row.namespace, row.name);
+    let key = format!("{}/{}", row.pvc.namespace, row.pvc.name);
     let flags = row
         .flags
         .into_iter()
         .map(|flag| {
             let class = format!("flag flag-{flag}");
-            view! { <li class=class>{flag}</li> }
+            view! { <li class=class>{flag.as_str()}</li> }
         })
         .collect_view();
     let checked = {
@@ -504,10 +505,10 @@ fn InventoryRow(
                     on:change=toggle
                 />
             </td>
-            <td>{row.namespace}</td>
-            <th scope="row">{row.name}</th>
+            <td>{row.pvc.namespace}</td>
+            <th scope="row">{row.pvc.name}</th>
             <td>
-                <span class=phase_class>{row.phase}</span>
+                <span class=phase_class>{row.pvc.phase}</span>
             </td>
             <td class="num">{capacity}</td>
             <td>{storage_class}</td>
@@ -528,7 +529,7 @@ fn InventoryRow(
 
 /// Warns which namespaces were refused and why, so a partial inventory is never mistaken for a full one.
 #[component]
-fn RefusedWarning(refused: Vec<RefusedNamespace>) -> impl IntoView {
+fn RefusedWarning(refused: Vec<NamespaceRefusal>) -> impl IntoView {
     (!refused.is_empty()).then(|| {
         let items = refused
             .into_iter()

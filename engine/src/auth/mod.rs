@@ -24,11 +24,6 @@ pub mod ratelimit;
 pub mod sessions;
 pub mod users;
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 pub use proxy::{Cidr, CidrError, ProxyConfig, ProxyError};
 pub use ratelimit::{LimiterOptions, LoginLimiter, RetryAfter};
 pub use sessions::{Session, SessionOptions, SessionStore, Token};
@@ -37,57 +32,24 @@ pub use users::{
     is_valid_name,
 };
 
-use crate::store::UnknownValue;
-
-/// What a user may do; each role includes the ones below it (`Viewer < Operator < Admin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads the inventory and the history.
-    Viewer,
-    /// Also starts and cancels backups and downloads archives.
-    Operator,
-    /// Also changes connections and reads the audit trail.
-    Admin,
+crate::text_enum! {
+    /// What a user may do; each role includes the ones below it (`Viewer < Operator < Admin`).
+    #[derive(PartialOrd, Ord)]
+    pub enum Role("role") {
+        /// Reads the inventory and the history.
+        Viewer => "viewer",
+        /// Also starts and cancels backups and downloads archives.
+        Operator => "operator",
+        /// Also changes connections and reads the audit trail.
+        Admin => "admin",
+    }
 }
 
 impl Role {
-    /// Every role, lowest first.
-    pub const ALL: [Self; 3] = [Self::Viewer, Self::Operator, Self::Admin];
-
-    /// The configured (and serialized) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Admin => "admin",
-        }
-    }
-
     /// Whether a user with this role may do something that needs `needed`.
+    #[must_use]
     pub fn allows(self, needed: Role) -> bool {
         self >= needed
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownValue;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| UnknownValue {
-                what: "role",
-                value: text.to_owned(),
-                expected: "viewer, operator, admin",
-            })
     }
 }
 
@@ -103,7 +65,7 @@ pub fn random_token() -> Result<String, RandomError> {
 }
 
 /// `N` random bytes from the operating system, as `2 * N` lowercase hex digits.
-pub(crate) fn random_hex<const N: usize>() -> Result<String, RandomError> {
+pub fn random_hex<const N: usize>() -> Result<String, RandomError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(RandomError)?;
     Ok(hex::encode(bytes))
@@ -138,7 +100,7 @@ mod tests {
 
     #[test]
     fn roles_parse_and_serialize_lowercase() {
-        for role in Role::ALL {
+        for &role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
             assert_eq!(role.to_string(), role.as_str());
             assert_eq!(

@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::preflight::PvcSummary;
 use super::stream::{partial_path_of, sync_dir};
 use super::tarcheck::TarCounts;
-use crate::owners::Owner;
+use crate::domain::{Owner, PvcSummary};
 
 /// Directory of the artifacts under a data directory.
 pub fn artifacts_dir(data_dir: &Path) -> PathBuf {

@@ -12,8 +12,8 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use serde::Serialize;
 
-use super::error::{api_advice, http_status, is_transient};
 use super::pod::{LABEL_RUN_ID, helper_selector};
+use crate::kubeapi::{self, Call, http_status, is_transient, timed};
 use crate::store::{Store, StoreError};
 
 /// Deletes a helper pod immediately (grace period 0). A pod that does not exist counts as deleted.
@@ -32,14 +32,10 @@ pub async fn delete_helper(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = tokio::time::timeout(timeout, api.delete(name, &params)).await;
-        let err = match result {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(err)) if http_status(&err) == Some(404) => return Ok(()),
-            Ok(Err(err)) => err,
-            Err(_) => {
-                kube::Error::Service(format!("no response within {}s", timeout.as_secs()).into())
-            }
+        let err = match timed(timeout, api.delete(name, &params)).await {
+            Ok(_) => return Ok(()),
+            Err(err) if http_status(&err) == Some(404) => return Ok(()),
+            Err(err) => err,
         };
         if is_transient(&err) && attempt < 3 {
             tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
@@ -48,7 +44,7 @@ pub async fn delete_helper(
         return Err(format!(
             "deleting helper pod {namespace}/{name} failed: {}; it is retried in the background \
              and at the next start, or delete it with `kubectl delete pod -n {namespace} {name}`",
-            api_advice(&err, "delete", "pods", namespace)
+            kubeapi::advice(&err, Call::new("delete", "pods", namespace))
         ));
     }
 }
@@ -316,24 +312,23 @@ pub async fn recover(
     };
     for (namespace, api) in apis {
         let where_ = namespace.as_deref().unwrap_or("all namespaces");
-        let listed = tokio::time::timeout(
+        let listed = timed(
             timeout,
             api.list_metadata(&ListParams::default().labels(&selector)),
         )
         .await;
         let pods = match listed {
-            Ok(Ok(list)) => list.items,
-            Ok(Err(err)) => {
+            Ok(list) => list.items,
+            Err(err) => {
+                let call = Call {
+                    verb: "list",
+                    resource: "pods",
+                    namespace: namespace.as_deref(),
+                };
                 report.warnings.push(format!(
                     "could not list helper pods in {where_}: {}",
-                    api_advice(&err, "list", "pods", where_)
+                    kubeapi::advice(&err, call)
                 ));
-                continue;
-            }
-            Err(_) => {
-                report
-                    .warnings
-                    .push(format!("listing helper pods in {where_} timed out"));
                 continue;
             }
         };

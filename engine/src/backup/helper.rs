@@ -15,8 +15,9 @@ use kube::{Api, Client};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::error::{BackupError, api_advice, http_status, is_transient};
+use super::error::BackupError;
 use super::pod::{CONTAINER, LABEL_RUN_ID, MOUNT_PATH};
+use crate::kubeapi::{self, Call, http_status, is_transient, timed};
 
 /// Bounded retries with exponential backoff for transient failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,18 +32,6 @@ impl RetryPolicy {
     fn delay(&self, attempt: u32) -> Duration {
         self.base_delay
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-    }
-}
-
-async fn timed<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, kube::Error> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(kube::Error::Service(
-            format!("no response within {}s", timeout.as_secs()).into(),
-        )),
     }
 }
 
@@ -106,7 +95,10 @@ pub async fn create_with_retry(
     };
     Err(BackupError::CreateHelper {
         pod: name,
-        message: format!("{}{tried}", api_advice(&err, "create", "pods", &namespace)),
+        message: format!(
+            "{}{tried}",
+            kubeapi::advice(&err, Call::new("create", "pods", &namespace))
+        ),
         status,
     })
 }
@@ -293,7 +285,7 @@ fn watch_failure(err: &kube::runtime::wait::Error, namespace: &str) -> String {
     };
     format!(
         "watching the pod failed: {}",
-        api_advice(source, verb, "pods", namespace)
+        kubeapi::advice(source, Call::new(verb, "pods", namespace))
     )
 }
 
@@ -478,7 +470,10 @@ impl TarSession {
                         pod: pod.to_owned(),
                         message: format!(
                             "could not exec into helper pod {pod}: {}",
-                            api_advice(&err, "get and create", "pods/exec", &namespace)
+                            kubeapi::advice(
+                                &err,
+                                Call::new("get and create", "pods/exec", &namespace)
+                            )
                         ),
                     });
                 }

@@ -10,7 +10,8 @@ use kube::client::Body;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::store::{RunFilter, RunStatus, Stage, Store};
+use crate::domain::{RunStatus, Stage};
+use crate::store::{RunFilter, Store};
 
 /// What the fake apiserver does for each kind of call.
 #[derive(Clone)]
@@ -207,6 +208,10 @@ async fn fixture(script: Script) -> Fixture {
     }
 }
 
+fn requester(name: &str) -> Requester {
+    Requester::cli(Some(name))
+}
+
 fn target() -> PvcRef {
     PvcRef::new("shop", "data")
 }
@@ -214,7 +219,7 @@ fn target() -> PvcRef {
 async fn one(fixture: &Fixture) -> BackupResult {
     let mut results = tokio::time::timeout(
         Duration::from_secs(30),
-        fixture.engine.run_batch(vec![target()], "test"),
+        fixture.engine.run_batch(vec![target()], &requester("test")),
     )
     .await
     .expect("run finishes");
@@ -281,7 +286,7 @@ async fn create_forbidden_is_not_retried_and_is_recorded() {
     assert_eq!(rows[0].status, RunStatus::Failed);
     assert_eq!(rows[0].stage, Some(Stage::Create));
     assert_eq!(rows[0].pvc_uid, "uid-data");
-    assert_eq!(rows[0].started_by, "test");
+    assert_eq!(rows[0].started_by, "cli:test");
     assert!(rows[0].finished_at.is_some());
 }
 
@@ -439,8 +444,8 @@ async fn a_second_run_of_a_running_pvc_is_refused_and_cancel_works() {
         ..script()
     })
     .await;
-    let first = f.engine.start(target(), "a").unwrap();
-    let second = f.engine.start(target(), "b").unwrap_err();
+    let first = f.engine.start(target(), &requester("a")).await.unwrap();
+    let second = f.engine.start(target(), &requester("b")).await.unwrap_err();
     assert_eq!(second.stage, Some(Stage::Preflight));
     assert!(
         second.message.contains("already running"),
@@ -456,12 +461,12 @@ async fn a_second_run_of_a_running_pvc_is_refused_and_cancel_works() {
         .unwrap()
         .unwrap();
     assert!(result.cancelled);
-    assert_eq!(result.status, ResultStatus::Failed);
+    assert_eq!(result.status, ResultStatus::Cancelled);
     assert_eq!(result.stage, Some(Stage::Preflight));
     assert_eq!(result.message, "cancelled during preflight");
     assert!(f.engine.active_runs().is_empty());
     // The PVC can be backed up again.
-    assert!(f.engine.start(target(), "c").is_ok());
+    assert!(f.engine.start(target(), &requester("c")).await.is_ok());
     f.engine.cancel_all();
 }
 
@@ -476,7 +481,7 @@ async fn batch_results_are_independent_and_in_order() {
                 PvcRef::new("shop", "missing"),
                 PvcRef::new("shop", "data"),
             ],
-            "t",
+            &requester("t"),
         )
         .await;
     assert_eq!(results.len(), 3);

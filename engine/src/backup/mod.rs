@@ -1,96 +1,46 @@
 //! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
 //!
-//! A run goes through the stages of [`crate::store::Stage`]: pre-flight checks ([`preflight`]),
+//! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks ([`preflight`]),
 //! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it, the
 //! checked, compressed and hashed stream to a `.partial` file ([`stream`], [`tarcheck`]), the rename
 //! to the final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of
-//! the helper ([`cleanup`]). [`BackupEngine`] ([`runner`]) runs batches with bounded concurrency, one
+//! the helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
 pub mod artifact;
 pub mod cleanup;
+mod engine;
 pub mod error;
 pub mod helper;
 pub mod lookup;
+mod outcome;
 pub mod pgzip;
 pub mod pod;
 pub mod preflight;
-pub mod runner;
+mod progress;
+mod run;
 pub mod stream;
 pub mod tarcheck;
 
 #[cfg(test)]
 mod mock_tests;
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use cleanup::{RecoveryReport, Sweeper};
+pub use engine::{ActiveRun, BackupEngine, StartedRun, is_run_id, new_run_id, stream_client};
 pub use error::BackupError;
-pub use runner::{ActiveRun, BackupEngine, StartedRun};
 
-use crate::store::{RunStatus, Stage, names};
+pub use crate::domain::{PvcRef, ResultStatus};
+use crate::domain::{RunStatus, Stage};
+use crate::timestamp::rfc3339;
 
 /// Helper image used when none is configured: Debian's slim image has GNU tar, `sh`, `du`, `find`
 /// and `sleep`. Pin it by digest in production (`--helper-image` / `NKVM_HELPER_IMAGE`).
 pub const DEFAULT_HELPER_IMAGE: &str = "docker.io/library/debian:12-slim";
-
-/// A PVC named by namespace and name (`NS/PVC`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PvcRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl PvcRef {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for PvcRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// A `NS/PVC` argument that is not one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not NAMESPACE/PVC: {reason}")]
-pub struct InvalidPvcRef {
-    pub input: String,
-    pub reason: &'static str,
-}
-
-impl FromStr for PvcRef {
-    type Err = InvalidPvcRef;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| InvalidPvcRef {
-            input: input.to_owned(),
-            reason,
-        };
-        let (namespace, name) = input.split_once('/').ok_or_else(|| err("no `/`"))?;
-        if !names::is_dns1123_label(namespace) {
-            return Err(err(
-                "the namespace must be lowercase letters, digits and '-' (at most 63)",
-            ));
-        }
-        if !names::is_dns1123_subdomain(name) {
-            return Err(err(
-                "the PVC name must be lowercase letters, digits, '-' and '.' (at most 253)",
-            ));
-        }
-        Ok(Self::new(namespace, name))
-    }
-}
 
 /// Settings of the backup engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +81,8 @@ pub struct BackupOptions {
     pub sweep_interval: Duration,
     /// Requests and limits of the helper.
     pub resources: pod::HelperResources,
+    /// Only PVCs in these namespaces may be backed up (`None`: any).
+    pub allowlist: Option<Vec<String>>,
 }
 
 impl Default for BackupOptions {
@@ -154,6 +106,7 @@ impl Default for BackupOptions {
             progress_interval: Duration::from_millis(250),
             sweep_interval: Duration::from_secs(15),
             resources: pod::HelperResources::default(),
+            allowlist: None,
         }
     }
 }
@@ -163,14 +116,51 @@ impl BackupOptions {
     pub fn artifacts_dir(&self) -> PathBuf {
         artifact::artifacts_dir(&self.data_dir)
     }
+
+    /// Whether the allowlist lets PVCs of `namespace` be backed up.
+    #[must_use]
+    pub fn namespace_allowed(&self, namespace: &str) -> bool {
+        self.allowlist
+            .as_deref()
+            .is_none_or(|allowed| allowed.iter().any(|n| n == namespace))
+    }
 }
 
-/// Outcome of one PVC's backup, as `nkvm backup --output json` prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResultStatus {
-    Succeeded,
-    Failed,
+/// Who asks for a run: recorded as the run's `started_by` and in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    /// The history's `started_by`: `web:<user>`, `cli:<user>`, `schedule:<name>`.
+    pub started_by: String,
+    /// The audit trail's actor (a user name, or the same as `started_by`).
+    pub actor: String,
+    /// The client address, when the request came over the network.
+    pub source: Option<String>,
+}
+
+impl Requester {
+    /// A web user at `source`.
+    #[must_use]
+    pub fn web(user: &str, source: &str) -> Self {
+        Self {
+            started_by: format!("web:{user}"),
+            actor: user.to_owned(),
+            source: Some(source.to_owned()),
+        }
+    }
+
+    /// The CLI, run by the local `user` (`cli` alone when unknown).
+    #[must_use]
+    pub fn cli(user: Option<&str>) -> Self {
+        let who = match user {
+            Some(user) if !user.is_empty() => format!("cli:{user}"),
+            _ => "cli".to_owned(),
+        };
+        Self {
+            started_by: who.clone(),
+            actor: who,
+            source: None,
+        }
+    }
 }
 
 /// One PVC's result. Serialises to the CLI contract (`namespace`, `pvc`, `status`, `stage`,
@@ -200,10 +190,48 @@ pub struct BackupResult {
     pub source_bytes: Option<u64>,
     pub node: Option<String>,
     pub helper_pod: Option<String>,
-    /// True when the run was cancelled (status is `failed`).
+    /// True when the run was cancelled (status is `cancelled`).
     pub cancelled: bool,
     /// Problems that did not fail the run (e.g. a helper deletion handed to the sweeper).
     pub warnings: Vec<String>,
+}
+
+impl BackupResult {
+    /// The result of a run of `target` that has produced nothing yet (fill in the rest).
+    #[must_use]
+    pub fn new(target: &PvcRef, started_at: jiff::Timestamp, finished_at: jiff::Timestamp) -> Self {
+        Self {
+            namespace: target.namespace.clone(),
+            pvc: target.name.clone(),
+            status: ResultStatus::Succeeded,
+            stage: None,
+            message: String::new(),
+            artifact: None,
+            sha256: None,
+            bytes: None,
+            files: None,
+            started_at: rfc3339(started_at),
+            finished_at: rfc3339(finished_at),
+            run_id: None,
+            pvc_uid: None,
+            source_bytes: None,
+            node: None,
+            helper_pod: None,
+            cancelled: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A run refused before it started (failed at pre-flight with `message`).
+    #[must_use]
+    pub fn refused(target: &PvcRef, now: jiff::Timestamp, message: &str) -> Self {
+        Self {
+            status: ResultStatus::Failed,
+            stage: Some(Stage::Preflight),
+            message: message.to_owned(),
+            ..Self::new(target, now, now)
+        }
+    }
 }
 
 /// Live state of a run, published at most every `progress_interval` plus at every stage change and
@@ -273,42 +301,9 @@ pub fn instance_id(data_dir: &std::path::Path) -> std::io::Result<String> {
     }
 }
 
-/// RFC 3339 UTC with microseconds, as history stores it.
-pub fn rfc3339(at: jiff::Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pvc_refs_parse_and_validate() {
-        assert_eq!(
-            "shop/data-0".parse::<PvcRef>().unwrap(),
-            PvcRef::new("shop", "data-0")
-        );
-        assert_eq!(
-            "a/www.data.1".parse::<PvcRef>().unwrap().to_string(),
-            "a/www.data.1"
-        );
-        for bad in [
-            "shop",
-            "/data",
-            "shop/",
-            "Shop/data",
-            "shop/Data",
-            "shop/../x",
-            "shop/a/b",
-            "-a/b",
-            "a/.b",
-            "a/b.",
-        ] {
-            assert!(bad.parse::<PvcRef>().is_err(), "{bad}");
-        }
-        let err = "shop".parse::<PvcRef>().unwrap_err();
-        assert_eq!(err.to_string(), "\"shop\" is not NAMESPACE/PVC: no `/`");
-    }
 
     #[test]
     fn result_serialises_to_the_contract() {
@@ -363,11 +358,5 @@ mod tests {
         assert_ne!(instance_id(b.path()).unwrap(), first);
         std::fs::write(a.path().join("instance-id"), "bad id!").unwrap();
         assert!(instance_id(a.path()).is_err());
-    }
-
-    #[test]
-    fn timestamps_have_microseconds() {
-        let at: jiff::Timestamp = "2026-11-28T23:18:58.1Z".parse().unwrap();
-        assert_eq!(rfc3339(at), "2026-11-28T23:18:58.100000Z");
     }
 }

@@ -11,27 +11,14 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::{Api, Client};
-use serde::{Deserialize, Serialize};
 
-use super::PvcRef;
-use super::error::{BackupError, api_advice, http_status};
+use super::error::BackupError;
 use super::pod::{self, RunAs};
-use crate::owners::{self, MAX_OWNER_DEPTH, Owner, OwnerIndex};
-use crate::quantity;
-
-/// What the manifest and history keep about the PVC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PvcSummary {
-    pub uid: String,
-    pub namespace: String,
-    pub name: String,
-    pub phase: String,
-    pub capacity: Option<String>,
-    pub capacity_bytes: Option<u64>,
-    pub storage_class: Option<String>,
-    pub access_modes: Vec<String>,
-    pub volume_name: Option<String>,
-}
+use crate::domain::format::format_bytes_exact;
+use crate::domain::{Owner, PvcRef, PvcSummary, pvc};
+use crate::kubeapi::{self, Call, http_status, timed};
+use crate::objects::{self, is_nkvm_helper, is_terminated, mounts_claim, node_of, summarize};
+use crate::owners::{self, MAX_OWNER_DEPTH, OwnerIndex};
 
 /// The outcome of the pure pre-flight checks.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,74 +34,8 @@ pub struct Plan {
     pub run_as_from: Option<String>,
 }
 
-const RWOP: &str = "ReadWriteOncePod";
-const RWO: &str = "ReadWriteOnce";
-
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default()
-}
-
-fn is_terminated(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-fn is_helper(pod: &Pod) -> bool {
-    pod.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(pod::LABEL_MANAGED_BY))
-        .is_some_and(|v| v == pod::MANAGED_BY)
-}
-
 fn name_of(pod: &Pod) -> &str {
-    pod.metadata.name.as_deref().unwrap_or_default()
-}
-
-/// Whether the pod's spec mounts the claim (directly, or as its generic ephemeral volume).
-pub fn mounts_claim(pod: &Pod, claim: &str) -> bool {
-    let pod_name = name_of(pod);
-    pod.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .any(|v| {
-            v.persistent_volume_claim
-                .as_ref()
-                .is_some_and(|c| c.claim_name == claim)
-                || (v.ephemeral.is_some() && format!("{pod_name}-{}", v.name) == claim)
-        })
-}
-
-/// Summarises a PVC.
-pub fn summarize(pvc: &PersistentVolumeClaim) -> PvcSummary {
-    let spec = pvc.spec.as_ref();
-    let status = pvc.status.as_ref();
-    let capacity = status
-        .and_then(|s| s.capacity.as_ref())
-        .and_then(|c| c.get("storage"))
-        .or_else(|| {
-            spec.and_then(|s| s.resources.as_ref())
-                .and_then(|r| r.requests.as_ref())
-                .and_then(|r| r.get("storage"))
-        })
-        .map(|q| q.0.clone());
-    PvcSummary {
-        uid: pvc.metadata.uid.clone().unwrap_or_default(),
-        namespace: pvc.metadata.namespace.clone().unwrap_or_default(),
-        name: pvc.metadata.name.clone().unwrap_or_default(),
-        phase: status
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Unknown".to_owned()),
-        capacity_bytes: capacity.as_deref().and_then(quantity::parse_bytes),
-        capacity,
-        storage_class: spec.and_then(|s| s.storage_class_name.clone()),
-        access_modes: spec
-            .and_then(|s| s.access_modes.clone())
-            .unwrap_or_default(),
-        volume_name: spec.and_then(|s| s.volume_name.clone()),
-    }
+    objects::name_of(&pod.metadata)
 }
 
 /// The pure checks: Bound, ReadWriteOncePod not in use, node pinning for ReadWriteOnce, run-as.
@@ -140,10 +61,9 @@ pub fn plan(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Result<Plan, BackupErr
         .filter(|p| !is_terminated(p))
         .collect();
 
-    let has_mode = |mode: &str| summary.access_modes.iter().any(|m| m == mode);
-    if has_mode(RWOP) && !active.is_empty() {
+    if summary.is_read_write_once_pod() && !active.is_empty() {
         let names: Vec<&str> = active.iter().map(|p| name_of(p)).collect();
-        let helpers = active.iter().any(|p| is_helper(p));
+        let helpers = active.iter().any(|p| is_nkvm_helper(p));
         let advice = if helpers {
             "another nkvm backup of it is running; wait for it to finish".to_owned()
         } else {
@@ -158,7 +78,11 @@ pub fn plan(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Result<Plan, BackupErr
         )));
     }
 
-    let consumers: Vec<&Pod> = using.iter().copied().filter(|p| !is_helper(p)).collect();
+    let consumers: Vec<&Pod> = using
+        .iter()
+        .copied()
+        .filter(|p| !is_nkvm_helper(p))
+        .collect();
     let mut consumer_names: Vec<String> = consumers.iter().map(|p| name_of(p).to_owned()).collect();
     consumer_names.sort();
     consumer_names.dedup();
@@ -166,13 +90,10 @@ pub fn plan(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Result<Plan, BackupErr
     let running: Vec<&Pod> = consumers
         .iter()
         .copied()
-        .filter(|p| phase(p) == "Running")
+        .filter(|p| objects::pod_phase(p) == "Running")
         .collect();
-    let running_nodes: BTreeSet<&str> = running
-        .iter()
-        .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()))
-        .collect();
-    let node = if has_mode(RWO) || has_mode(RWOP) {
+    let running_nodes: BTreeSet<&str> = running.iter().filter_map(|p| node_of(p)).collect();
+    let node = if summary.is_read_write_once() || summary.is_read_write_once_pod() {
         running_nodes.iter().next().map(|n| (*n).to_owned())
     } else {
         None
@@ -182,10 +103,7 @@ pub fn plan(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Result<Plan, BackupErr
     let mut ordered: Vec<&Pod> = running
         .iter()
         .copied()
-        .filter(|p| {
-            node.is_none()
-                || p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == node.as_deref()
-        })
+        .filter(|p| node.is_none() || node_of(p) == node.as_deref())
         .collect();
     ordered.sort_by_key(|p| name_of(p));
     let mut rest: Vec<&Pod> = consumers.clone();
@@ -202,18 +120,6 @@ pub fn plan(pvc: &PersistentVolumeClaim, pods: &[Pod]) -> Result<Plan, BackupErr
         run_as: source.map(|(_, r)| r),
         run_as_from: source.map(|(p, _)| name_of(p).to_owned()),
     })
-}
-
-async fn timed<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, kube::Error> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(kube::Error::Service(
-            format!("no response within {}s", timeout.as_secs()).into(),
-        )),
-    }
 }
 
 /// Reads the PVC and the pods of its namespace.
@@ -235,7 +141,10 @@ pub async fn fetch(
         Err(err) => {
             return Err(BackupError::preflight(format!(
                 "could not read PVC {target}: {}",
-                api_advice(&err, "get", "persistentvolumeclaims", &target.namespace)
+                kubeapi::advice(
+                    &err,
+                    Call::new("get", "persistentvolumeclaims", &target.namespace)
+                )
             )));
         }
     };
@@ -245,7 +154,7 @@ pub async fn fetch(
         .map_err(|err| {
             BackupError::preflight(format!(
                 "could not list the pods using PVC {target}: {}",
-                api_advice(&err, "list", "pods", &target.namespace)
+                kubeapi::advice(&err, Call::new("list", "pods", &target.namespace))
             ))
         })?;
     Ok((pvc, list.items))
@@ -315,7 +224,7 @@ pub async fn resolve_owners(
             }
         }
     }
-    owners::distinct_sorted(selected.iter().map(|p| {
+    pvc::distinct_sorted(selected.iter().map(|p| {
         index.resolve_pod(
             namespace,
             name_of(p),
@@ -370,36 +279,11 @@ pub fn check_free_space(dir: &Path, needed: u64, what: &str) -> Result<(), Backu
             "not enough free space at {}: {} available, but {what} is {}; free some space or use a \
              data directory on a larger filesystem",
             dir.display(),
-            human_bytes(available),
-            human_bytes(needed)
+            format_bytes_exact(available),
+            format_bytes_exact(needed)
         )));
     }
     Ok(())
-}
-
-/// `1.5 GiB`: a size for messages.
-pub fn short_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// `1.5 GiB (1610612736 bytes)`: a size with the exact count, for messages about limits.
-pub fn human_bytes(bytes: u64) -> String {
-    if bytes < 1024 {
-        short_bytes(bytes)
-    } else {
-        format!("{} ({bytes} bytes)", short_bytes(bytes))
-    }
 }
 
 #[cfg(test)]
@@ -583,13 +467,5 @@ mod tests {
         assert!(message.contains("not enough free space"), "{message}");
         assert!(message.contains("available"), "{message}");
         assert!(message.contains("18446744073709551615 bytes"), "{message}");
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
-        assert_eq!(short_bytes(1536), "1.5 KiB");
-        assert_eq!(short_bytes(3 << 30), "3.0 GiB");
     }
 }

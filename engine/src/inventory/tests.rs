@@ -14,7 +14,12 @@ use k8s_openapi::{
 use kube::client::Body;
 use serde_json::{Value, json};
 
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PartialObjectMeta;
+
 use super::*;
+use crate::domain::Owner;
 
 // ---------- builders ----------
 
@@ -180,7 +185,7 @@ fn owner(kind: &str, name: &str) -> Owner {
 fn find<'a>(records: &'a [PvcRecord], namespace: &str, name: &str) -> &'a PvcRecord {
     records
         .iter()
-        .find(|r| r.namespace == namespace && r.name == name)
+        .find(|r| r.pvc.namespace == namespace && r.pvc.name == name)
         .unwrap_or_else(|| panic!("no record {namespace}/{name}"))
 }
 
@@ -282,12 +287,12 @@ fn records_resolve_every_owner_shape() {
     assert_eq!(shown("db-data-db-0"), ("StatefulSet", "db"));
     assert_eq!(shown("agent-cache"), ("DaemonSet", "agent"));
     assert_eq!(shown("report-out"), ("CronJob", "report"));
-    assert_eq!(shown("scratch"), ("Pod", "Pod/debug"));
+    assert_eq!(shown("scratch"), ("Pod", "debug"));
     assert_eq!(shown("shared"), ("Multiple[Deployment]", "reader, writer"));
     assert_eq!(shown("orphan"), ("Unknown", "Unknown"));
     assert_eq!(shown("legacy-data"), ("ReplicaSet", "legacy-6b8"));
     assert_eq!(shown("gone-data"), ("Unknown", "ReplicaSet/gone-5c4"));
-    assert_eq!(shown("eph-pod-cache"), ("Pod", "Pod/eph-pod"));
+    assert_eq!(shown("eph-pod-cache"), ("Pod", "eph-pod"));
     assert_eq!(
         find(&records, "shop", "shared").owners,
         vec![owner("Deployment", "reader"), owner("Deployment", "writer")]
@@ -322,23 +327,23 @@ fn records_list_consumers_and_running_nodes() {
 fn records_carry_pvc_fields() {
     let records = build_records(&fixture());
     let web = find(&records, "shop", "web-data");
-    assert_eq!(web.uid, "uid-shop-web-data");
-    assert_eq!(web.phase, "Bound");
-    assert_eq!(web.capacity.as_deref(), Some("10Gi"));
-    assert_eq!(web.capacity_bytes, Some(10 << 30));
-    assert_eq!(web.storage_class.as_deref(), Some("standard"));
-    assert_eq!(web.access_modes, ["ReadWriteOnce"]);
-    assert_eq!(web.volume_name.as_deref(), Some("pv-1"));
+    assert_eq!(web.pvc.uid, "uid-shop-web-data");
+    assert_eq!(web.pvc.phase, "Bound");
+    assert_eq!(web.pvc.capacity.as_deref(), Some("10Gi"));
+    assert_eq!(web.pvc.capacity_bytes, Some(10 << 30));
+    assert_eq!(web.pvc.storage_class.as_deref(), Some("standard"));
+    assert_eq!(web.pvc.access_modes, ["ReadWriteOnce"]);
+    assert_eq!(web.pvc.volume_name.as_deref(), Some("pv-1"));
     assert_eq!(web.last_success_at, None);
     let orphan = find(&records, "shop", "orphan");
-    assert_eq!(orphan.phase, "Pending");
+    assert_eq!(orphan.pvc.phase, "Pending");
     assert_eq!(
-        orphan.capacity.as_deref(),
+        orphan.pvc.capacity.as_deref(),
         Some("1Gi"),
         "falls back to the request"
     );
-    assert_eq!(orphan.volume_name, None);
-    assert_eq!(orphan.storage_class, None);
+    assert_eq!(orphan.pvc.volume_name, None);
+    assert_eq!(orphan.pvc.storage_class, None);
 }
 
 #[test]
@@ -346,7 +351,7 @@ fn records_are_sorted_by_namespace_then_name() {
     let records = build_records(&fixture());
     let keys: Vec<(&str, &str)> = records
         .iter()
-        .map(|r| (r.namespace.as_str(), r.name.as_str()))
+        .map(|r| (r.pvc.namespace.as_str(), r.pvc.name.as_str()))
         .collect();
     let mut sorted = keys.clone();
     sorted.sort_unstable();
@@ -357,7 +362,10 @@ fn records_are_sorted_by_namespace_then_name() {
 #[test]
 fn flags_unbound_no_consumer_and_rwop_in_use() {
     let records = build_records(&fixture());
-    let flags = |name: &str| find(&records, "shop", name).flags.clone();
+    let flags = |name: &str| {
+        let record = find(&records, "shop", name);
+        record.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>()
+    };
     assert_eq!(flags("orphan"), ["unbound", "no-consumer"]);
     assert!(flags("web-data").is_empty());
     assert_eq!(flags("exclusive"), ["rwop-in-use"]);
@@ -479,10 +487,13 @@ fn apply_history_sets_times_and_flags() {
     assert!(web.flags.is_empty(), "{:?}", web.flags);
     let db = find(&records, "shop", "db-data-db-0");
     assert_eq!(db.last_success_at.as_deref(), Some("2025-06-01T00:00:00Z"));
-    assert_eq!(db.flags, ["stale-backup"]);
+    assert_eq!(db.flags, [Flag::StaleBackup]);
     let orphan = find(&records, "shop", "orphan");
     assert_eq!(orphan.last_success_at, None);
-    assert_eq!(orphan.flags, ["unbound", "no-consumer", "never-backed-up"]);
+    assert_eq!(
+        orphan.flags,
+        [Flag::Unbound, Flag::NoConsumer, Flag::NeverBackedUp]
+    );
 }
 
 #[test]
@@ -498,7 +509,7 @@ fn apply_history_without_age_limit_never_flags_stale_and_is_idempotent() {
     assert!(find(&records, "shop", "db-data-db-0").flags.is_empty());
     assert_eq!(
         find(&records, "shop", "web-data").flags,
-        ["never-backed-up"]
+        [Flag::NeverBackedUp]
     );
 }
 
@@ -855,7 +866,7 @@ async fn happy_path_scoped_lists_per_namespace() {
     };
     let (result, seen) = scan_with(FakeApi::new(&listed), options).await;
     let inventory = result.unwrap();
-    assert!(inventory.pvcs.iter().all(|r| r.namespace == "shop"));
+    assert!(inventory.pvcs.iter().all(|r| r.pvc.namespace == "shop"));
     assert_eq!(inventory.pvcs.len(), 11);
     assert_eq!(inventory.api_requests, 6);
     assert_eq!(
@@ -873,28 +884,16 @@ async fn happy_path_scoped_lists_per_namespace() {
     assert_eq!(shared.owner_kind, "Multiple[Deployment]");
 }
 
+/// The resource (plural) of the list a scan error names.
 fn variant(err: &InventoryError) -> &'static str {
     match err {
-        InventoryError::ListPvcs { .. } => "ListPvcs",
-        InventoryError::ListPods { .. } => "ListPods",
-        InventoryError::ListReplicaSets { .. } => "ListReplicaSets",
-        InventoryError::ListJobs { .. } => "ListJobs",
-        InventoryError::ListDeployments { .. } => "ListDeployments",
-        InventoryError::ListCronJobs { .. } => "ListCronJobs",
+        InventoryError::List { listing, .. } => listing.plural(),
         _ => "other",
     }
 }
 
-fn expected_variant(resource: &str) -> &'static str {
-    match resource {
-        "persistentvolumeclaims" => "ListPvcs",
-        "pods" => "ListPods",
-        "replicasets" => "ListReplicaSets",
-        "jobs" => "ListJobs",
-        "deployments" => "ListDeployments",
-        "cronjobs" => "ListCronJobs",
-        _ => unreachable!(),
-    }
+fn expected_variant(resource: &str) -> &str {
+    resource
 }
 
 fn rbac(resource: &str) -> &'static str {
@@ -925,17 +924,10 @@ fn expected_advice(resource: &str, namespace: Option<&str>, fault: Fault) -> Str
                  NAMESPACE to scan only namespaces you may read"
             ),
         },
-        Fault::Status(404) => {
-            let api = match resource {
-                "persistentvolumeclaims" | "pods" => "v1",
-                "replicasets" | "deployments" => "apps/v1",
-                _ => "batch/v1",
-            };
-            format!(
-                "HTTP 404 Not Found: the apiserver does not serve {grant} ({api}); check the cluster \
-                 version and that the API is enabled"
-            )
-        }
+        Fault::Status(404) => format!(
+            "HTTP 404 Not Found: the apiserver does not serve {grant}; check the cluster version \
+             and that the API is enabled"
+        ),
         Fault::Status(500) => {
             "HTTP 500: the apiserver failed; retry, and check the apiserver's health \
              and logs if it persists"
@@ -947,8 +939,8 @@ fn expected_advice(resource: &str, namespace: Option<&str>, fault: Fault) -> Str
                 .to_owned()
         }
         Fault::Transport => {
-            "could not reach or understand the apiserver; check the server address, \
-             network and TLS settings, then retry"
+            "could not reach or understand the apiserver; check the server address, network and \
+             TLS settings, then retry (connection reset by peer)"
                 .to_owned()
         }
         Fault::Status(other) => panic!("no expectation for {other}"),
@@ -1001,8 +993,10 @@ async fn every_all_namespaces_list_failure_fails_the_scan_with_its_step() {
                 )
             );
             if let Fault::Hang = fault {
-                let source = std::error::Error::source(&err).unwrap().to_string();
-                assert_eq!(source, "no response from the apiserver within 5s");
+                assert_eq!(
+                    crate::kubeapi::root_cause(&err),
+                    "no response from the apiserver within 5s"
+                );
             }
         }
     }
@@ -1057,7 +1051,7 @@ async fn namespaced_403_on_any_list_records_a_refusal_and_keeps_the_rest() {
         let namespaces: Vec<&str> = inventory
             .pvcs
             .iter()
-            .map(|r| r.namespace.as_str())
+            .map(|r| r.pvc.namespace.as_str())
             .collect();
         assert_eq!(namespaces, ["other"], "{resource}");
     }

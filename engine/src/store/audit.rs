@@ -79,6 +79,14 @@ impl Store {
         .map_err(query_error("record_audit"))
     }
 
+    /// Records `event`, logging a failure instead of returning it: an audit write never fails the
+    /// action it records (use [`Store::record_audit`] where the caller must know).
+    pub async fn audit(&self, event: &AuditEvent) {
+        if let Err(error) = self.record_audit(event).await {
+            tracing::error!(%error, action = event.action.as_str(), "could not write the audit trail");
+        }
+    }
+
     /// Audit events, newest first (`at` desc, then id desc), filtered, with limit/offset.
     ///
     /// Filters combine with AND; `limit == 0` returns every matching row.

@@ -5,10 +5,13 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
-use nkvm_engine::backup::{BackupOptions, BackupResult, ProgressEvent, PvcRef, ResultStatus};
-use nkvm_engine::store::{RunStatus, Stage};
+use nkvm_engine::backup::{
+    BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester, ResultStatus,
+};
+use nkvm_engine::domain::format::{format_bytes, progress_label};
+use nkvm_engine::domain::{RunStatus, Stage};
 use nkvm_engine::workspace::Connection;
 
 use super::{Output, table};
@@ -32,12 +35,9 @@ fn parse_target(text: &str) -> Result<PvcRef, String> {
     text.parse::<PvcRef>().map_err(|e| e.to_string())
 }
 
-/// Who started the runs, for history.
-fn started_by() -> String {
-    match std::env::var("USER") {
-        Ok(user) if !user.is_empty() => format!("cli:{user}"),
-        _ => "cli".to_owned(),
-    }
+/// Who started the runs: the CLI and the local user, for history and the audit trail.
+fn requester() -> Requester {
+    Requester::cli(std::env::var("USER").ok().as_deref())
 }
 
 /// Engine settings from the global options and the subcommand's.
@@ -47,18 +47,6 @@ pub fn options(global: &GlobalOptions, args: &BackupArgs, instance: String) -> B
 
 pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let allowlist = global.allowlist();
-    if let Some(allowed) = &allowlist
-        && let Some(bad) = args
-            .targets
-            .iter()
-            .find(|t| !allowed.contains(&t.namespace))
-    {
-        bail!(
-            "namespace {:?} of {bad} is not in the namespace allowlist ({})",
-            bad.namespace,
-            allowed.join(", ")
-        );
-    }
     let (instance, store) = global.open_data_dir().await?;
     let cluster = super::connect(global).await?;
     let engine = Connection::new(cluster, store, options(global, &args, instance))
@@ -103,7 +91,7 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
         })
     };
 
-    let results = engine.run_batch(args.targets, &started_by()).await;
+    let results = engine.run_batch(args.targets, &requester()).await;
     cancel_on_interrupt.abort();
     if let Some(progress) = progress {
         progress.abort();
@@ -159,45 +147,26 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<ProgressEve
     }
 }
 
-fn stage_name(stage: Stage) -> &'static str {
-    nkvm_engine::backup::error::stage_name(stage)
-}
-
 fn progress_line(event: &ProgressEvent) -> String {
-    let mut line = format!(
-        "{}/{}: {}",
-        event.namespace,
-        event.pvc,
-        stage_name(event.stage)
-    );
+    let mut line = format!("{}/{}: {}", event.namespace, event.pvc, event.stage);
     if event.stage == Stage::Stream {
         line.push_str(&format!(
-            " {} read, {} files, {}/s",
-            mib(event.bytes_read),
-            event.files,
-            mib(event.rate_bytes_per_sec as u64)
+            " {}, {} files",
+            progress_label(
+                event.source_bytes,
+                event.total_bytes,
+                event.rate_bytes_per_sec
+            ),
+            event.files
         ));
-        if let Some(total) = event.total_bytes.filter(|t| *t > 0) {
-            let percent = (event.source_bytes as f64 / total as f64 * 100.0).min(100.0);
-            line.push_str(&format!(" ({percent:.0}% of {})", mib(total)));
-        }
     }
     line
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn render_table(results: &[BackupResult]) -> String {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            let status = match (r.status, r.cancelled) {
-                (ResultStatus::Succeeded, _) => "succeeded",
-                (ResultStatus::Failed, true) => "cancelled",
-                (ResultStatus::Failed, false) => "failed",
-            };
             let detail = match (&r.artifact, r.status) {
                 (Some(artifact), ResultStatus::Succeeded) => artifact.clone(),
                 _ => r.message.clone(),
@@ -205,10 +174,10 @@ fn render_table(results: &[BackupResult]) -> String {
             vec![
                 r.namespace.clone(),
                 r.pvc.clone(),
-                status.to_owned(),
-                table::or_dash(r.stage.map(stage_name)),
+                r.status.to_string(),
+                table::or_dash(r.stage.map(Stage::as_str)),
                 table::or_dash(r.files.map(|f| f.to_string()).as_deref()),
-                table::or_dash(r.bytes.map(mib).as_deref()),
+                table::or_dash(r.bytes.map(format_bytes).as_deref()),
                 detail,
             ]
         })
@@ -379,7 +348,7 @@ mod tests {
         };
         assert_eq!(
             progress_line(&event),
-            "shop/data: stream 10.0 MiB read, 4 files, 2.0 MiB/s (50% of 10.0 MiB)"
+            "shop/data: stream 5.0 MiB of 10.0 MiB (50%) · 2.0 MiB/s · ETA 3s, 4 files"
         );
     }
 }

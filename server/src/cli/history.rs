@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
-use nkvm_engine::store::{self, PvcRef, RunFilter, RunRecord, RunStatus, Store};
+use nkvm_engine::domain::format::{format_bytes, format_duration};
+use nkvm_engine::domain::names::check_namespace;
+use nkvm_engine::domain::{PvcRef, RunStatus};
+use nkvm_engine::store::{self, RunFilter, RunRecord, Store};
 
 use super::{Output, table};
 use crate::config::GlobalOptions;
@@ -29,7 +32,7 @@ pub struct HistoryArgs {
         short = 'n',
         long,
         value_name = "NS",
-        value_parser = |ns: &str| store::names::check_namespace(ns).map(|()| ns.to_owned())
+        value_parser = |ns: &str| check_namespace(ns).map(|()| ns.to_owned())
     )]
     pub namespace: Option<String>,
 
@@ -37,7 +40,7 @@ pub struct HistoryArgs {
     #[arg(
         long,
         value_name = "STATUS",
-        value_parser = PossibleValuesParser::new(RunStatus::ALL.map(RunStatus::as_str))
+        value_parser = PossibleValuesParser::new(RunStatus::ALL.iter().map(|s| s.as_str()))
             .try_map(|s| s.parse::<RunStatus>())
     )]
     pub status: Option<RunStatus>,
@@ -116,7 +119,7 @@ fn render_table(runs: &[RunRecord]) -> String {
                 r.status.to_string(),
                 r.stage.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 duration(r),
-                r.bytes.map_or_else(|| "-".to_owned(), human_bytes),
+                r.bytes.map_or_else(|| "-".to_owned(), format_bytes),
                 r.files.map_or_else(|| "-".to_owned(), |f| f.to_string()),
                 r.run_id.clone(),
                 shorten(r.message.as_deref().unwrap_or(""), 80),
@@ -143,49 +146,22 @@ fn render_table(runs: &[RunRecord]) -> String {
 /// `2026-11-28T23:18:58.123456Z` → `2026-11-28T23:18:58Z` (the table does not need microseconds).
 fn to_seconds(stored: &str) -> String {
     match stored.get(..19) {
-        Some(head) if stored.len() == store::timestamp::WIDTH => format!("{head}Z"),
+        Some(head) if stored.len() == nkvm_engine::timestamp::WIDTH => format!("{head}Z"),
         _ => stored.to_owned(),
     }
 }
 
-/// Wall-clock time of a finished run (`1h02m03s`, `4m05s`, `6.7s`), `-` while running.
+/// Wall-clock time of a finished run (`6s`, `4m 05s`, `1h 02m`), `-` while running.
 fn duration(run: &RunRecord) -> String {
     let (Some(start), Some(end)) = (
-        store::timestamp::parse(&run.started_at),
-        run.finished_at.as_deref().and_then(store::timestamp::parse),
+        nkvm_engine::timestamp::parse(&run.started_at),
+        run.finished_at
+            .as_deref()
+            .and_then(nkvm_engine::timestamp::parse),
     ) else {
         return "-".to_owned();
     };
-    let micros = end.duration_since(start).as_micros();
-    if micros < 0 {
-        return "-".to_owned();
-    }
-    let secs = micros / 1_000_000;
-    match secs {
-        0..60 => format!("{}.{}s", secs, (micros % 1_000_000) / 100_000),
-        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!(
-            "{}h{:02}m{:02}s",
-            secs / 3600,
-            (secs % 3600) / 60,
-            secs % 60
-        ),
-    }
-}
-
-/// Binary units with one decimal (`512 B`, `1.5 KiB`, `3.0 GiB`).
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    format_duration(end.duration_since(start).as_secs_f64())
 }
 
 /// At most `max` characters, on one line, with `…` when cut.
@@ -203,7 +179,8 @@ fn shorten(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
-    use nkvm_engine::store::{NewRun, RunUpdate, Stage};
+    use nkvm_engine::domain::Stage;
+    use nkvm_engine::store::{NewRun, RunUpdate};
 
     #[derive(Debug, Parser)]
     struct TestCli {
@@ -323,21 +300,17 @@ mod tests {
             lines[1]
         );
         assert!(lines[2].starts_with("2026-11-28T23:18:58Z  shop       data  succeeded  -"));
-        assert!(lines[2].contains(" 1m05s "), "{}", lines[2]);
+        assert!(lines[2].contains(" 1m 06s "), "{}", lines[2]);
         assert!(lines[2].contains(" 1.5 GiB  12 "), "{}", lines[2]);
     }
 
     #[test]
     fn cells_are_compact() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
         let mut r = record(1);
         r.finished_at = Some("2026-11-28T23:18:59.900000Z".to_owned());
-        assert_eq!(duration(&r), "1.7s");
+        assert_eq!(duration(&r), "2s");
         r.finished_at = Some("2026-11-29T01:20:03.123456Z".to_owned());
-        assert_eq!(duration(&r), "2h01m05s");
+        assert_eq!(duration(&r), "2h 01m");
         r.finished_at = None;
         assert_eq!(duration(&r), "-");
         assert_eq!(
@@ -393,8 +366,10 @@ mod tests {
                     namespace: ns.to_owned(),
                     pvc: pvc.to_owned(),
                     started_by: "cli:me".to_owned(),
-                    started_at: store::timestamp::parse(&format!("2026-11-28T23:18:5{i}.000000Z"))
-                        .unwrap(),
+                    started_at: nkvm_engine::timestamp::parse(&format!(
+                        "2026-11-28T23:18:5{i}.000000Z"
+                    ))
+                    .unwrap(),
                 })
                 .await
                 .unwrap();

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use nkvm_engine::inventory::{self, Inventory, PvcRecord, Scope};
+use nkvm_engine::domain::PvcRecord;
+use nkvm_engine::domain::format::access_mode_short;
+use nkvm_engine::inventory::{self, Inventory, Scope};
 use nkvm_engine::store::{self, Store};
 
 use super::{Output, table};
@@ -36,18 +38,21 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
     // Checked before connecting, so that a bad filter fails fast without touching the cluster.
     let scope = inventory::resolve_scope(&options)?;
     let cluster = super::connect(global).await?;
-    let mut inventory = inventory::scan(&cluster.client, &options)
-        .await
-        .context("inventory failed")?;
-    let last_success = last_successes(global).await?;
+    let store = history_store(global).await?;
     let stale_after = (args.stale_after_hours > 0)
         .then(|| std::time::Duration::from_secs(args.stale_after_hours.saturating_mul(3600)));
-    inventory::apply_history(
-        &mut inventory.pvcs,
-        &last_success,
+    let history = inventory::HistoryJoin {
+        store: store.as_ref(),
         stale_after,
-        jiff::Timestamp::now(),
-    );
+        now: jiff::Timestamp::now(),
+    };
+    let inventory = inventory::scan_with_history(&cluster.client, &options, history)
+        .await
+        .context("inventory failed");
+    if let Some(store) = store {
+        store.close().await;
+    }
+    let inventory = inventory?;
     tracing::info!(
         pvcs = inventory.pvcs.len(),
         refused = inventory.refused.len(),
@@ -73,19 +78,13 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Last successful backup per PVC UID from the history database; empty when there is no database yet
-/// (reading the inventory never creates files).
-async fn last_successes(
-    global: &GlobalOptions,
-) -> anyhow::Result<std::collections::HashMap<String, jiff::Timestamp>> {
+/// The history database, when there is one (reading the inventory never creates files).
+async fn history_store(global: &GlobalOptions) -> anyhow::Result<Option<Store>> {
     let path = store::database_path(&global.data_dir);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Ok(std::collections::HashMap::new());
+        return Ok(None);
     }
-    let store = Store::open(&path).await?;
-    let map = store.last_success_by_uid().await?;
-    store.close().await;
-    Ok(map)
+    Ok(Some(Store::open(&path).await?))
 }
 
 /// True when every namespace in scope was refused (an all-namespaces scan fails instead of refusing).
@@ -96,39 +95,30 @@ fn nothing_readable(scope: &Scope, inventory: &Inventory) -> bool {
     }
 }
 
-/// kubectl's short names of access modes.
-fn short_access_mode(mode: &str) -> &str {
-    match mode {
-        "ReadWriteOnce" => "RWO",
-        "ReadOnlyMany" => "ROX",
-        "ReadWriteMany" => "RWX",
-        "ReadWriteOncePod" => "RWOP",
-        other => other,
-    }
-}
-
 fn render_table(records: &[PvcRecord]) -> String {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
-            let modes: Vec<String> = r
+            let modes: Vec<&str> = r
+                .pvc
                 .access_modes
                 .iter()
-                .map(|m| short_access_mode(m).to_owned())
+                .map(|m| access_mode_short(m))
                 .collect();
+            let flags: Vec<&str> = r.flags.iter().map(|f| f.as_str()).collect();
             vec![
-                r.namespace.clone(),
-                r.name.clone(),
-                r.phase.clone(),
-                table::or_dash(r.capacity.as_deref()),
-                table::or_dash(r.storage_class.as_deref()),
+                r.pvc.namespace.clone(),
+                r.pvc.name.clone(),
+                r.pvc.phase.clone(),
+                table::or_dash(r.pvc.capacity.as_deref()),
+                table::or_dash(r.pvc.storage_class.as_deref()),
                 table::list(&modes),
-                table::or_dash(r.volume_name.as_deref()),
+                table::or_dash(r.pvc.volume_name.as_deref()),
                 r.owner_kind.clone(),
                 r.owner_name.clone(),
                 table::list(&r.consumers),
                 table::or_dash(r.last_success_at.as_deref()),
-                table::list(&r.flags),
+                table::list(&flags),
             ]
         })
         .collect();
@@ -154,20 +144,21 @@ fn render_table(records: &[PvcRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nkvm_engine::inventory::NamespaceRefusal;
-    use nkvm_engine::owners::Owner;
+    use nkvm_engine::domain::{NamespaceRefusal, Owner, PvcSummary};
 
     fn record(name: &str) -> PvcRecord {
         PvcRecord {
-            namespace: "shop".to_owned(),
-            name: name.to_owned(),
-            uid: "u".to_owned(),
-            phase: "Bound".to_owned(),
-            capacity: Some("1Gi".to_owned()),
-            capacity_bytes: Some(1 << 30),
-            storage_class: None,
-            access_modes: vec!["ReadWriteOnce".to_owned(), "ReadWriteOncePod".to_owned()],
-            volume_name: Some("pv-1".to_owned()),
+            pvc: PvcSummary {
+                namespace: "shop".to_owned(),
+                name: name.to_owned(),
+                uid: "u".to_owned(),
+                phase: "Bound".to_owned(),
+                capacity: Some("1Gi".to_owned()),
+                capacity_bytes: Some(1 << 30),
+                storage_class: None,
+                access_modes: vec!["ReadWriteOnce".to_owned(), "ReadWriteOncePod".to_owned()],
+                volume_name: Some("pv-1".to_owned()),
+            },
             owner_kind: "Deployment".to_owned(),
             owner_name: "web".to_owned(),
             owners: vec![Owner::new("Deployment", "web")],

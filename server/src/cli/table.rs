@@ -36,11 +36,15 @@ pub fn or_dash(value: Option<&str>) -> String {
 }
 
 /// A cell for a list: comma-joined, or `-` when empty.
-pub fn list(values: &[String]) -> String {
+pub fn list<S: AsRef<str>>(values: &[S]) -> String {
     if values.is_empty() {
         "-".to_owned()
     } else {
-        values.join(",")
+        values
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -66,7 +70,7 @@ mod tests {
     fn empty_values_show_a_dash() {
         assert_eq!(or_dash(None), "-");
         assert_eq!(or_dash(Some("")), "-");
-        assert_eq!(list(&[]), "-");
+        assert_eq!(list::<&str>(&[]), "-");
         assert_eq!(list(&["a".to_owned(), "b".to_owned()]), "a,b");
     }
 }

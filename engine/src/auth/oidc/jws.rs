@@ -13,47 +13,23 @@ pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 /// Most keys kept from one key set.
 const MAX_KEYS: usize = 64;
 
-/// A signature algorithm nkvm verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Rs256,
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    Es384,
+crate::text_enum! {
+    /// A signature algorithm nkvm verifies, by its JOSE name.
+    pub enum Algorithm("signature algorithm") {
+        Rs256 => "RS256",
+        Rs384 => "RS384",
+        Rs512 => "RS512",
+        Ps256 => "PS256",
+        Ps384 => "PS384",
+        Ps512 => "PS512",
+        Es256 => "ES256",
+        Es384 => "ES384",
+    }
 }
 
 impl Algorithm {
-    pub const ALL: [Self; 8] = [
-        Self::Rs256,
-        Self::Rs384,
-        Self::Rs512,
-        Self::Ps256,
-        Self::Ps384,
-        Self::Ps512,
-        Self::Es256,
-        Self::Es384,
-    ];
-
-    /// The JOSE name (`RS256`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rs256 => "RS256",
-            Self::Rs384 => "RS384",
-            Self::Rs512 => "RS512",
-            Self::Ps256 => "PS256",
-            Self::Ps384 => "PS384",
-            Self::Ps512 => "PS512",
-            Self::Es256 => "ES256",
-            Self::Es384 => "ES384",
-        }
-    }
-
     fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == name)
+        name.parse().ok()
     }
 
     /// The key type and (for EC) curve a key of this algorithm has.

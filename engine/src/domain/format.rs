@@ -1,4 +1,6 @@
-//! Pure display formatting for the inventory: capacities, byte counts, RFC 3339 times and ages.
+//! Text for people, shared by the CLI, the web UI and the engine's messages: byte counts, rates,
+//! durations, ages, progress, RFC 3339 times, capacities and the inventory's labels. Pure (it also
+//! compiles for the browser).
 
 /// Formats a byte count with binary (IEC) units: `512 B`, `1.5 KiB`, `10.0 GiB`.
 #[must_use]
@@ -17,6 +19,17 @@ pub fn format_bytes(bytes: u64) -> String {
     // `whole` is now in [1024, 1024^2) of the unit below `UNITS[unit]`: one decimal, rounded half up.
     let tenths = (whole * 10 + 512) / 1024;
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+/// A size with its exact count, for messages about limits: `1.5 GiB (1610612736 bytes)`; plain
+/// `512 B` below 1 KiB.
+#[must_use]
+pub fn format_bytes_exact(bytes: u64) -> String {
+    if bytes < 1024 {
+        format_bytes(bytes)
+    } else {
+        format!("{} ({bytes} bytes)", format_bytes(bytes))
+    }
 }
 
 /// The capacity cell: Kubernetes' own notation when known (`1Gi`), else the byte count, else `—`.
@@ -259,6 +272,12 @@ mod tests {
         assert_eq!(format_bytes(10 * 1024 * 1024 * 1024), "10.0 GiB");
         assert_eq!(format_bytes(1_073_741_823), "1024.0 MiB");
         assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn exact_sizes_name_the_byte_count() {
+        assert_eq!(format_bytes_exact(512), "512 B");
+        assert_eq!(format_bytes_exact(1536), "1.5 KiB (1536 bytes)");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Validation of the Kubernetes names users type to select history (`NS/PVC`, a namespace): a
-//! namespace is a DNS-1123 label, a PVC name a DNS-1123 subdomain.
+//! Kubernetes names as users type them: a namespace (a DNS-1123 label), a PVC name (a DNS-1123
+//! subdomain) and a PVC as `NAMESPACE/NAME` ([`PvcRef`]), with one wording for every refusal (the
+//! CLI, the web UI and the engine all validate through here).
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +58,9 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
 }
 
 /// Checks a namespace name.
+///
+/// # Errors
+/// [`NameError::Namespace`] when `name` is not a DNS-1123 label.
 pub fn check_namespace(name: &str) -> Result<(), NameError> {
     if is_dns1123_label(name) {
         Ok(())
@@ -73,7 +77,18 @@ pub struct PvcRef {
 }
 
 impl PvcRef {
+    /// A reference from parts that are already valid (names read from the API or the history).
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
     /// Parses and validates `NAMESPACE/NAME` (no surrounding spaces, exactly one `/`).
+    ///
+    /// # Errors
+    /// A [`NameError`] naming the part that is wrong and what is expected.
     pub fn parse(text: &str) -> Result<Self, NameError> {
         let Some((namespace, name)) = text.split_once('/') else {
             return Err(NameError::NotNamespaced(text.to_owned()));

@@ -1,5 +1,6 @@
-//! Fixed-width RFC 3339 UTC timestamps with microseconds (`2026-11-28T23:18:58.123456Z`): the text
-//! form of every time in the history database, chosen so that text order is time order.
+//! Fixed-width RFC 3339 UTC timestamps with microseconds (`2026-11-28T23:18:58.123456Z`): the one
+//! text form of every time nkvm writes (history rows, manifests, the CLI's JSON), chosen so that
+//! text order is time order.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -25,6 +26,13 @@ pub fn format(ts: Timestamp) -> Option<String> {
         dt.second(),
         dt.subsec_nanosecond() / 1_000
     ))
+}
+
+/// [`format`] for times nkvm produces itself (a sane clock is never before year 0; such a time
+/// falls back to jiff's own RFC 3339 form).
+#[must_use]
+pub fn rfc3339(ts: Timestamp) -> String {
+    format(ts).unwrap_or_else(|| ts.to_string())
 }
 
 /// Parses the exact form written by [`format`]; anything else (other offsets, other precisions,
@@ -74,6 +82,14 @@ mod tests {
 
     fn ts(text: &str) -> Timestamp {
         text.parse().expect(text)
+    }
+
+    #[test]
+    fn rfc3339_always_has_microseconds() {
+        assert_eq!(
+            rfc3339(ts("2026-11-28T23:18:58.1Z")),
+            "2026-11-28T23:18:58.100000Z"
+        );
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! What a run's end means and how it is worded: tar's exit status and the stream's fate judged
+//! together ([`judge`]), advice per tar exit code, the success message, warnings appended to a
+//! result, and the sidecar and manifest written beside a committed archive ([`write_finals`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::Client;
+
+use super::artifact::{self, ArtifactPaths, Manifest};
+use super::error::BackupError;
+use super::helper::{self, ExecOutcome};
+use super::stream::{PartialArchive, StreamError};
+use crate::domain::Stage;
+use crate::domain::format::format_bytes;
+
+/// Decides what the end of the stream means, given tar's exit status.
+pub(super) async fn judge(
+    client: &Client,
+    namespace: &str,
+    helper_image: &str,
+    streamed: Result<PartialArchive, StreamError>,
+    outcome: &ExecOutcome,
+    pod: &str,
+) -> Result<PartialArchive, BackupError> {
+    let streamed = match streamed {
+        Ok(partial) if outcome.succeeded() => return Ok(partial),
+        Err(StreamError::Cancelled) => {
+            return Err(BackupError::Cancelled {
+                stage: Stage::Stream,
+            });
+        }
+        Err(StreamError::Write { path, source }) => {
+            return Err(BackupError::Write {
+                path,
+                message: format!(
+                    "{source}; check free space and permissions of the data directory"
+                ),
+            });
+        }
+        Err(StreamError::Stalled(after)) => {
+            return Err(BackupError::Stream {
+                message: format!(
+                    "stalled: no data for {}s from tar in helper pod {pod}; the volume or its \
+                     node may be hung (check `kubectl describe pod -n {} {pod}`), or raise the \
+                     stall timeout for very slow storage",
+                    after.as_secs(),
+                    namespace
+                ),
+            });
+        }
+        other => other,
+    };
+    let stderr = if outcome.stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; tar said: {}", last_lines(&outcome.stderr, 8))
+    };
+    // A deleted or evicted helper explains whatever else went wrong (tar killed, stream cut).
+    if helper::helper_gone(client, namespace, pod).await {
+        let why = match (&streamed, outcome.exit_code()) {
+            (Err(err), _) => err.to_string(),
+            (Ok(_), Some(code)) => format!("tar exited with code {code}"),
+            (Ok(_), None) => "tar's exit status is unknown".to_owned(),
+        };
+        return Err(BackupError::Stream {
+            message: format!(
+                "helper pod {pod} was deleted or stopped while streaming ({why}); the \
+                 incomplete archive was discarded; retry the backup"
+            ),
+        });
+    }
+    if let Some(code) = outcome.exit_code() {
+        let note = match &streamed {
+            Err(err) => format!(" (and the stream was {})", short(&err.to_string())),
+            Ok(_) => String::new(),
+        };
+        return Err(BackupError::Exec {
+            pod: pod.to_owned(),
+            message: format!(
+                "tar exited with code {code} in helper pod {pod}{note}{stderr}; {}",
+                exit_advice(code, helper_image)
+            ),
+        });
+    }
+    match streamed {
+        Err(err) => Err(BackupError::Stream {
+            message: format!(
+                "{err}{stderr}; the archive was discarded; retry, and check the helper pod and \
+                 the network to the apiserver if it happens again"
+            ),
+        }),
+        Ok(_) => {
+            let detail = match (&outcome.status, &outcome.transport_error) {
+                (Some(status), _) => format!(
+                    "the exec failed: {} {}",
+                    status.reason.as_deref().unwrap_or_default(),
+                    status.message.as_deref().unwrap_or_default()
+                ),
+                (None, Some(err)) => format!("the exec connection failed ({err})"),
+                (None, None) => "the exec connection closed without an exit status".to_owned(),
+            };
+            Err(BackupError::Exec {
+                pod: pod.to_owned(),
+                message: format!(
+                    "tar's exit status is unknown: {detail}{stderr}; the archive was \
+                     discarded; retry"
+                ),
+            })
+        }
+    }
+}
+
+/// A result message followed by the run's warnings (as recorded in the history).
+pub(super) fn with_warnings(message: &str, warnings: &[String]) -> String {
+    if warnings.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}; warning: {}", warnings.join("; "))
+    }
+}
+
+pub(super) async fn write_finals(
+    paths: &ArtifactPaths,
+    sha256: &str,
+    manifest: &Manifest,
+) -> Result<(), BackupError> {
+    let finalize = |path: &PathBuf, message: String| BackupError::Finalize {
+        path: path.clone(),
+        message,
+    };
+    let line = artifact::sidecar_line(sha256, &paths.archive_file_name());
+    artifact::write_file_atomic(&paths.sidecar, line.as_bytes())
+        .await
+        .map_err(|err| {
+            finalize(
+                &paths.sidecar,
+                format!("{err}; the archive was removed; free space and retry"),
+            )
+        })?;
+    let json = serde_json::to_vec_pretty(manifest).map_err(|err| {
+        finalize(
+            &paths.manifest,
+            format!("cannot serialise the manifest: {err}"),
+        )
+    })?;
+    artifact::write_file_atomic(&paths.manifest, &json)
+        .await
+        .map_err(|err| {
+            finalize(
+                &paths.manifest,
+                format!("{err}; the archive was removed; free space and retry"),
+            )
+        })
+}
+
+pub(super) fn success_message(
+    files: u64,
+    source_bytes: u64,
+    archive_bytes: u64,
+    took: Duration,
+) -> String {
+    let secs = took.as_secs_f64().max(0.001);
+    format!(
+        "backed up {files} files ({}) into a {} archive in {secs:.1}s",
+        format_bytes(source_bytes),
+        format_bytes(archive_bytes),
+    )
+}
+
+/// The last `n` lines of a text.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn short(text: &str) -> String {
+    let mut out: String = text.chars().take(200).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// What to do about a tar exit code.
+fn exit_advice(code: i64, image: &str) -> String {
+    match code {
+        1 => "some files changed while tar read them (GNU tar exit 1), so the archive may be \
+              inconsistent; stop or quiesce the workload writing to the volume and retry"
+            .to_owned(),
+        2 => "tar hit a fatal error, usually a file or directory it may not read (the helper runs \
+              as the consumer pod's user when that pod names one); fix the permissions or run the \
+              backup when the volume is readable, then retry"
+            .to_owned(),
+        126 | 127 => format!(
+            "tar is missing or not executable in the helper image {image}; use an image with GNU \
+             tar (--helper-image / NKVM_HELPER_IMAGE)"
+        ),
+        137 => {
+            "tar was killed (out of memory, or the helper pod was deleted); retry, and raise the \
+                helper's memory limit if it happens again"
+                .to_owned()
+        }
+        _ => "see tar's messages above; retry once the cause is fixed".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_advice_covers_common_codes() {
+        assert!(exit_advice(1, "i").contains("changed"));
+        assert!(exit_advice(2, "i").contains("permissions"));
+        assert!(exit_advice(127, "img").contains("img"));
+        assert!(exit_advice(137, "i").contains("killed"));
+    }
+
+    #[test]
+    fn last_lines_joins_the_tail() {
+        assert_eq!(last_lines("a\nb\nc", 2), "b | c");
+    }
+}

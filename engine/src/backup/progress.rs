@@ -1,0 +1,88 @@
+//! A run's live progress: the [`ProgressEvent`] it publishes at every stage change, at most every
+//! `progress_interval` while streaming, and at the end, with a read rate over the last seconds.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::engine::Inner;
+use super::stream::StreamProgress;
+use super::{ProgressEvent, PvcRef};
+use crate::domain::{RunStatus, Stage};
+
+/// Window of the rate estimate.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Publishes one run's progress through the engine.
+pub(super) struct Tracker<'a> {
+    inner: &'a Inner,
+    target: PvcRef,
+    pub(super) event: ProgressEvent,
+    started: Instant,
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl<'a> Tracker<'a> {
+    pub(super) fn new(inner: &'a Inner, target: &PvcRef, run_id: &str) -> Self {
+        Self {
+            inner,
+            target: target.clone(),
+            event: ProgressEvent {
+                run_id: run_id.to_owned(),
+                namespace: target.namespace.clone(),
+                pvc: target.name.clone(),
+                stage: Stage::Preflight,
+                status: RunStatus::Running,
+                bytes_read: 0,
+                source_bytes: 0,
+                archive_bytes: 0,
+                files: 0,
+                rate_bytes_per_sec: 0.0,
+                total_bytes: None,
+                total_files: None,
+                elapsed_secs: 0.0,
+                message: None,
+            },
+            started: Instant::now(),
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Publishes the current state.
+    pub(super) fn emit(&mut self) {
+        self.event.elapsed_secs = self.started.elapsed().as_secs_f64();
+        self.inner.publish(&self.target, &self.event);
+    }
+
+    /// Enters `stage` and publishes it.
+    pub(super) fn stage(&mut self, stage: Stage) {
+        self.event.stage = stage;
+        self.emit();
+    }
+
+    /// Publishes the stream's counters with the rate over the last [`RATE_WINDOW`].
+    pub(super) fn update(&mut self, progress: &StreamProgress) {
+        let now = Instant::now();
+        self.samples.push_back((now, progress.bytes_read));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        if let (Some((t0, b0)), Some((t1, b1))) = (self.samples.front(), self.samples.back()) {
+            let dt = t1.duration_since(*t0).as_secs_f64();
+            if dt > 0.0 {
+                #[allow(clippy::cast_precision_loss)] // rates need no more than f64's 52 bits
+                let delta = (b1 - b0) as f64;
+                self.event.rate_bytes_per_sec = delta / dt;
+            }
+        }
+        self.event.bytes_read = progress.bytes_read;
+        self.event.archive_bytes = progress.archive_bytes;
+        self.event.files = progress.files;
+        self.event.source_bytes = progress.source_bytes;
+        self.emit();
+    }
+}
