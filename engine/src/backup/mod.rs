@@ -1,7 +1,7 @@
 //! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
 //!
 //! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks ([`preflight`]),
-//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it, the
+//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it ([`exec`]), the
 //! checked, compressed and hashed stream to a `.partial` file ([`stream`], [`tarcheck`]), the rename
 //! to the final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of
 //! the helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod cleanup;
 mod engine;
 pub mod error;
+pub mod exec;
 pub mod helper;
 pub mod lookup;
 mod outcome;

@@ -9,7 +9,8 @@ use kube::Client;
 
 use super::artifact::{self, ArtifactPaths, Manifest};
 use super::error::BackupError;
-use super::helper::{self, ExecOutcome};
+use super::exec::ExecOutcome;
+use super::helper;
 use super::stream::{PartialArchive, StreamError};
 use crate::domain::Stage;
 use crate::domain::format::format_bytes;

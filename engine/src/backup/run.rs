@@ -15,7 +15,8 @@ use super::artifact::{self, ArchiveInfo, ArtifactPaths, Manifest};
 use super::cleanup::HelperGuard;
 use super::engine::Inner;
 use super::error::BackupError;
-use super::helper::{self, RetryPolicy, TarSession};
+use super::exec::{self, TarSession};
+use super::helper::{self, RetryPolicy};
 use super::outcome::{self, success_message, with_warnings};
 use super::pod::{self, HelperPodParams};
 use super::preflight::{self, Plan};
@@ -317,7 +318,7 @@ impl<'a> Run<'a> {
         self.enter(Stage::Exec);
         if options.prescan {
             let totals = Self::cancellable(&self.cancel, Stage::Exec, async {
-                Ok(helper::prescan(&api, name, options.prescan_timeout).await)
+                Ok(exec::prescan(&api, name, options.prescan_timeout).await)
             })
             .await?;
             if let Some(totals) = totals {
@@ -328,7 +329,7 @@ impl<'a> Run<'a> {
         Self::cancellable(
             &self.cancel,
             Stage::Exec,
-            TarSession::start(&api, name, helper::tar_command(), true, self.retry_policy()),
+            TarSession::start(&api, name, exec::tar_command(), true, self.retry_policy()),
         )
         .await
     }

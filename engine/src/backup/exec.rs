@@ -1,0 +1,507 @@
+//! Commands in a running helper pod over the exec websocket: `tar` streaming the volume (stdout
+//! streamed, stderr tail kept, exit status read through a marker and the status channel), short
+//! commands with captured output, and the optional cheap pre-scan for progress totals.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::Api;
+use kube::api::{AttachParams, AttachedProcess};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::error::BackupError;
+use super::helper::RetryPolicy;
+use super::pod::{CONTAINER, MOUNT_PATH};
+use crate::kubeapi::{self, Call, is_transient};
+
+/// Marker the helper's shell prints on stderr with tar's exit code.
+pub const EXIT_MARKER: &str = "nkvm-tar-exit=";
+
+/// The command streaming the volume as a tar archive to stdout: `tar -cf - -C /data .`, wrapped so
+/// that the shell reports tar's exit code on stderr and then waits for stdin to close before it
+/// exits with that code. `tar` is looked up in `$PATH` by the shell script itself and run by its
+/// path, as a plain exec would: BusyBox shells otherwise prefer their own `tar` applet over an
+/// installed GNU tar. The wait matters: when an exec'd process exits, the container runtime and
+/// kubelet tear the stream down and drop the stdout bytes still in flight (seen on the test cluster:
+/// megabytes lost behind a slow reader, with `kubectl exec` too). The engine closes stdin only after
+/// it has read the archive to its end-of-archive blocks.
+pub fn tar_command() -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "t=tar; o=$IFS; IFS=:; for d in $PATH; do if [ -x \"$d/tar\" ]; then t=\"$d/tar\"; \
+             break; fi; done; IFS=$o; \"$t\" -cf - -C {MOUNT_PATH} .; rc=$?; \
+             echo \"{EXIT_MARKER}$rc\" >&2; cat >/dev/null; exit $rc"
+        ),
+    ]
+}
+
+/// The exit code in an [`EXIT_MARKER`] line of `stderr`, if there is one.
+pub fn parse_exit_marker(stderr: &str) -> Option<i64> {
+    stderr.lines().rev().find_map(|line| {
+        line.trim()
+            .strip_prefix(EXIT_MARKER)
+            .and_then(|code| code.trim().parse().ok())
+    })
+}
+
+/// `stderr` without the marker line.
+fn without_marker(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().starts_with(EXIT_MARKER))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Bytes of stderr kept for messages.
+pub const STDERR_TAIL: usize = 16 * 1024;
+/// Buffer between the exec connection and the stream reader.
+const STDOUT_BUFFER: usize = 1024 * 1024;
+
+/// The last bytes of a stream.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+}
+
+impl Tail {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            bytes: Arc::default(),
+            limit,
+        }
+    }
+
+    pub fn push(&self, data: &[u8]) {
+        let Ok(mut bytes) = self.bytes.lock() else {
+            return;
+        };
+        bytes.extend_from_slice(data);
+        if bytes.len() > self.limit {
+            let excess = bytes.len() - self.limit;
+            bytes.drain(..excess);
+        }
+    }
+
+    /// The kept text (lossy UTF-8), trimmed.
+    pub fn text(&self) -> String {
+        self.bytes
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// A running command in the helper: its stdout, stdin (held open until [`TarSession::finish`]), the
+/// tail of its stderr, the exit code it reports there, and the exit status.
+pub struct TarSession {
+    process: AttachedProcess,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    status: BoxFuture<'static, Option<Status>>,
+    stderr: Tail,
+    stderr_task: AbortOnDrop,
+    marker: watch::Receiver<Option<i64>>,
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How the remote command ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecOutcome {
+    /// The status from the status channel; `None` when the connection ended without one.
+    pub status: Option<Status>,
+    /// tar's exit code as the helper's shell reported it on stderr.
+    pub reported_exit: Option<i64>,
+    /// stderr without the exit marker.
+    pub stderr: String,
+    /// Error of the connection's message loop, if any.
+    pub transport_error: Option<String>,
+}
+
+impl ExecOutcome {
+    /// tar exited 0: as reported by the shell, else by the exit status.
+    pub fn succeeded(&self) -> bool {
+        match self.reported_exit {
+            Some(code) => code == 0,
+            None => self
+                .status
+                .as_ref()
+                .is_some_and(|s| s.status.as_deref() == Some("Success")),
+        }
+    }
+
+    /// The non-zero exit code, reported by the shell or carried by a `NonZeroExitCode` status.
+    pub fn exit_code(&self) -> Option<i64> {
+        self.reported_exit
+            .filter(|c| *c != 0)
+            .or_else(|| exit_code(self.status.as_ref()?))
+    }
+}
+
+/// The exit code a failure status carries (`details.causes[reason=ExitCode].message`).
+pub fn exit_code(status: &Status) -> Option<i64> {
+    status
+        .details
+        .as_ref()?
+        .causes
+        .as_ref()?
+        .iter()
+        .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        .and_then(|c| c.message.as_deref()?.trim().parse().ok())
+}
+
+impl TarSession {
+    /// Starts `command` in the helper container (stdin attached when `stdin`), retrying transient
+    /// connection failures.
+    pub async fn start(
+        api: &Api<Pod>,
+        pod: &str,
+        command: Vec<String>,
+        stdin: bool,
+        retry: RetryPolicy,
+    ) -> Result<Self, BackupError> {
+        let params = AttachParams::default()
+            .container(CONTAINER)
+            .stdin(stdin)
+            .stdout(true)
+            .stderr(true)
+            .tty(false)
+            .max_stdout_buf_size(STDOUT_BUFFER)
+            .max_stderr_buf_size(64 * 1024);
+        let attempts = retry.attempts.max(1);
+        let mut attempt = 1;
+        let mut process = loop {
+            match api.exec(pod, command.clone(), &params).await {
+                Ok(process) => break process,
+                Err(err) if is_transient(&err) && attempt < attempts => {
+                    tracing::warn!(pod, attempt, error = %err, "exec failed; retrying");
+                    tokio::time::sleep(retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    let namespace = api.namespace().unwrap_or_default().to_owned();
+                    return Err(BackupError::Exec {
+                        pod: pod.to_owned(),
+                        message: format!(
+                            "could not exec into helper pod {pod}: {}",
+                            kubeapi::advice(
+                                &err,
+                                Call::new("get and create", "pods/exec", &namespace)
+                            )
+                        ),
+                    });
+                }
+            }
+        };
+        let missing = |what: &str| BackupError::Exec {
+            pod: pod.to_owned(),
+            message: format!("the exec session has no {what}"),
+        };
+        let stdout = process.stdout().ok_or_else(|| missing("stdout"))?;
+        let mut stderr = process.stderr().ok_or_else(|| missing("stderr"))?;
+        let stdin_writer: Option<Box<dyn AsyncWrite + Send + Unpin>> = if stdin {
+            Some(Box::new(process.stdin().ok_or_else(|| missing("stdin"))?))
+        } else {
+            None
+        };
+        let status = process
+            .take_status()
+            .ok_or_else(|| missing("status channel"))?
+            .boxed();
+        let tail = Tail::new(STDERR_TAIL);
+        let sink = tail.clone();
+        let (marker_tx, marker) = watch::channel(None);
+        // Drained concurrently: an unread stderr would block the connection's message loop.
+        let stderr_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.push(&buf[..n]);
+                if marker_tx.borrow().is_none()
+                    && let Some(code) = parse_exit_marker(&sink.text())
+                {
+                    let _ = marker_tx.send(Some(code));
+                }
+            }
+        });
+        Ok(Self {
+            process,
+            stdout: Box::new(stdout),
+            stdin: stdin_writer,
+            status,
+            stderr: tail,
+            stderr_task: AbortOnDrop(stderr_task),
+            marker,
+        })
+    }
+
+    /// The command's stdout.
+    pub fn stdout(&mut self) -> &mut (dyn AsyncRead + Send + Unpin) {
+        &mut *self.stdout
+    }
+
+    /// Resolves once tar's exit code was reported, or stderr closed (the command or the connection
+    /// ended).
+    pub fn exited(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut marker = self.marker.clone();
+        async move {
+            let _ = marker.wait_for(Option::is_some).await;
+        }
+    }
+
+    /// The stderr kept so far (without the exit marker).
+    pub fn stderr_tail(&self) -> String {
+        without_marker(&self.stderr.text())
+    }
+
+    /// Drops the connection without waiting for the command (which the helper's deletion stops).
+    pub fn abort(self) -> ExecOutcome {
+        let stderr = self.stderr.text();
+        let reported_exit = *self.marker.borrow();
+        ExecOutcome {
+            status: None,
+            reported_exit: reported_exit.or_else(|| parse_exit_marker(&stderr)),
+            stderr: without_marker(&stderr),
+            transport_error: Some("aborted by nkvm".to_owned()),
+        }
+    }
+
+    /// Ends the session: drains stdout until tar's exit code is reported (at most `wait`), closes
+    /// stdin so the helper's shell exits, drains stdout to its end and reads the exit status.
+    pub async fn finish(self, wait: Duration) -> ExecOutcome {
+        let Self {
+            process,
+            mut stdout,
+            stdin,
+            status,
+            stderr,
+            mut stderr_task,
+            mut marker,
+        } = self;
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut eof = false;
+        let reported = async {
+            loop {
+                tokio::select! {
+                    _ = marker.wait_for(Option::is_some) => break,
+                    read = stdout.read(&mut scratch) => {
+                        if !matches!(read, Ok(n) if n > 0) {
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wait, reported).await;
+        if let Some(mut stdin) = stdin {
+            let _ = tokio::time::timeout(Duration::from_secs(5), stdin.shutdown()).await;
+        }
+        if !eof {
+            let drain =
+                async { while matches!(stdout.read(&mut scratch).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+        }
+        drop(stdout);
+        let status = tokio::time::timeout(Duration::from_secs(10), status)
+            .await
+            .ok()
+            .flatten();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut stderr_task.0).await;
+        let text = stderr.text();
+        let reported_exit = *marker.borrow();
+        let transport_error =
+            match tokio::time::timeout(Duration::from_secs(2), process.join()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some("the exec connection did not close".to_owned()),
+            };
+        ExecOutcome {
+            status,
+            reported_exit: reported_exit.or_else(|| parse_exit_marker(&text)),
+            stderr: without_marker(&text),
+            transport_error,
+        }
+    }
+}
+
+/// Reads a small command's whole stdout (at most `limit` bytes) within `timeout`.
+pub async fn exec_capture(
+    api: &Api<Pod>,
+    pod: &str,
+    command: Vec<String>,
+    limit: usize,
+    timeout: Duration,
+) -> Option<String> {
+    let run = async {
+        let retry = RetryPolicy {
+            attempts: 1,
+            base_delay: Duration::ZERO,
+        };
+        let mut session = TarSession::start(api, pod, command, false, retry)
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = session.stdout().read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            if out.len() + n > limit {
+                return None;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    };
+    tokio::time::timeout(timeout, run).await.ok().flatten()
+}
+
+/// Totals of the volume from a cheap walk in the helper, for percentages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Apparent size of everything under the mount (`du -sb`).
+    pub bytes: u64,
+    /// Number of regular files.
+    pub files: u64,
+}
+
+/// The pre-scan command: apparent size, then the number of regular files.
+pub fn prescan_command() -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "du -sb {MOUNT_PATH} 2>/dev/null | cut -f1; find {MOUNT_PATH} -type f 2>/dev/null | wc -l"
+        ),
+    ]
+}
+
+/// Parses the pre-scan output: two numbers on two lines.
+pub fn parse_prescan(output: &str) -> Option<Totals> {
+    let mut numbers = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        });
+    let bytes = numbers.next()??;
+    let files = numbers.next()??;
+    Some(Totals { bytes, files })
+}
+
+/// Runs the pre-scan; `None` when it fails or takes longer than `timeout`.
+pub async fn prescan(api: &Api<Pod>, pod: &str, timeout: Duration) -> Option<Totals> {
+    let output = exec_capture(api, pod, prescan_command(), 4096, timeout).await?;
+    parse_prescan(&output)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn exit_codes_come_from_the_status_causes() {
+        let status: Status = serde_json::from_value(json!({
+            "status": "Failure", "message": "command terminated with non-zero exit code",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": "2"}]}}))
+        .unwrap();
+        assert_eq!(exit_code(&status), Some(2));
+        let outcome = ExecOutcome {
+            status: Some(status),
+            reported_exit: None,
+            stderr: String::new(),
+            transport_error: None,
+        };
+        assert!(!outcome.succeeded());
+        assert_eq!(outcome.exit_code(), Some(2));
+    }
+
+    #[test]
+    fn the_reported_exit_code_decides() {
+        let outcome = ExecOutcome {
+            status: None,
+            reported_exit: Some(0),
+            stderr: String::new(),
+            transport_error: Some("reset".into()),
+        };
+        assert!(outcome.succeeded());
+        assert_eq!(outcome.exit_code(), None);
+        let failed = ExecOutcome {
+            reported_exit: Some(2),
+            ..outcome
+        };
+        assert!(!failed.succeeded());
+        assert_eq!(failed.exit_code(), Some(2));
+    }
+
+    #[test]
+    fn exit_marker_parses_and_is_hidden() {
+        let stderr = "tar: ./x: Cannot open: Permission denied\ntar: Exiting with failure status\nnkvm-tar-exit=2\n";
+        assert_eq!(parse_exit_marker(stderr), Some(2));
+        assert_eq!(parse_exit_marker("nothing"), None);
+        assert!(!without_marker(stderr).contains("nkvm-tar-exit"));
+        assert!(without_marker(stderr).contains("Permission denied"));
+        let command = tar_command();
+        assert_eq!(command[0], "sh");
+        assert!(
+            command[2].contains("\"$t\" -cf - -C /data .;"),
+            "{}",
+            command[2]
+        );
+        assert!(command[2].contains("cat >/dev/null"), "{}", command[2]);
+    }
+
+    #[test]
+    fn prescan_output_parses() {
+        assert_eq!(
+            parse_prescan("123456\n42\n"),
+            Some(Totals {
+                bytes: 123_456,
+                files: 42
+            })
+        );
+        assert_eq!(
+            parse_prescan("12\t/data\n  7\n"),
+            Some(Totals {
+                bytes: 12,
+                files: 7
+            })
+        );
+        assert_eq!(parse_prescan("\n3\n"), None);
+        assert_eq!(parse_prescan("x\n3\n"), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let tail = Tail::new(10);
+        tail.push(b"0123456789");
+        tail.push(b"abc");
+        assert_eq!(tail.text(), "3456789abc");
+    }
+}
