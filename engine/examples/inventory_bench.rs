@@ -59,7 +59,7 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-fn pod_template(labels: &serde_json::Value, volumes: serde_json::Value) -> serde_json::Value {
+fn pod_template(labels: &serde_json::Value, volumes: &serde_json::Value) -> serde_json::Value {
     json!({
         "metadata": {"labels": labels},
         "spec": {
@@ -129,7 +129,7 @@ async fn setup(client: Client) -> Result<(), BoxError> {
                         let d = serde_json::from_value(json!({
                             "metadata": {"name": name},
                             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                                     "template": pod_template(&labels, volumes)}
+                                     "template": pod_template(&labels, &volumes)}
                         }))
                         .map_err(kube::Error::SerdeError)?;
                         deployments.create(&pp, &d).await.map(|_| ())
@@ -140,7 +140,7 @@ async fn setup(client: Client) -> Result<(), BoxError> {
                             "spec": {"replicas": STS_REPLICAS, "serviceName": "bench",
                                      "podManagementPolicy": "Parallel",
                                      "selector": {"matchLabels": labels},
-                                     "template": pod_template(&labels, json!([])),
+                                     "template": pod_template(&labels, &json!([])),
                                      "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim_spec}]}
                         }))
                         .map_err(kube::Error::SerdeError)?;

@@ -75,21 +75,25 @@ impl AuditEvent {
         }
     }
 
+    #[must_use]
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
     }
 
+    #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
+    #[must_use]
     pub fn with_source(mut self, source: impl Into<String>) -> Self {
         self.source = Some(source.into());
         self
     }
 
+    #[must_use]
     pub fn with_time(mut self, at: jiff::Timestamp) -> Self {
         self.at = at;
         self

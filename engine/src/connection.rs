@@ -374,13 +374,10 @@ fn select_context(
             names.join(", ")
         }
     };
-    let name = match requested.or(kubeconfig.current_context.as_deref()) {
-        Some(name) => name,
-        None => {
-            return Err(ConnectError::NoCurrentContext {
-                available: available(),
-            });
-        }
+    let Some(name) = requested.or(kubeconfig.current_context.as_deref()) else {
+        return Err(ConnectError::NoCurrentContext {
+            available: available(),
+        });
     };
     if kubeconfig.contexts.iter().any(|c| c.name == name) {
         Ok(name.to_owned())
@@ -390,6 +387,25 @@ fn select_context(
             available: available(),
         })
     }
+}
+
+/// The client configuration of a kubeconfig's context (`requested`, else the current one).
+async fn config_of(
+    kubeconfig: Kubeconfig,
+    requested: Option<&str>,
+) -> Result<(Config, Option<String>), ConnectError> {
+    let context = select_context(&kubeconfig, requested)?;
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..KubeConfigOptions::default()
+    };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|source| ConnectError::LoadContext {
+            context: context.clone(),
+            source,
+        })?;
+    Ok((config, Some(context)))
 }
 
 /// Builds a client for the source. Makes no request (see [`Cluster::probe`]).
@@ -402,22 +418,13 @@ pub async fn connect(
             Config::incluster().map_err(|source| ConnectError::InCluster { source })?,
             None,
         ),
-        ConnectionSource::KubeconfigFile { context, .. }
-        | ConnectionSource::KubeconfigText { context, .. } => {
-            let kubeconfig =
-                load_kubeconfig(source)?.expect("kubeconfig sources have a kubeconfig");
-            let context = select_context(&kubeconfig, context.as_deref())?;
-            let options = KubeConfigOptions {
-                context: Some(context.clone()),
-                ..KubeConfigOptions::default()
-            };
-            let config = Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|source| ConnectError::LoadContext {
-                    context: context.clone(),
-                    source,
-                })?;
-            (config, Some(context))
+        ConnectionSource::KubeconfigFile { path, context } => {
+            let kubeconfig = read_kubeconfig_file(path.as_ref())?;
+            config_of(kubeconfig, context.as_deref()).await?
+        }
+        ConnectionSource::KubeconfigText { text, context } => {
+            let kubeconfig = validate_pasted_kubeconfig(text)?;
+            config_of(kubeconfig, context.as_deref()).await?
         }
     };
     config.read_timeout = Some(options.request_timeout);

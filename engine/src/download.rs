@@ -143,10 +143,10 @@ pub async fn open(
     if !meta.is_file() {
         return Err(DownloadError::Outside { id, kind });
     }
-    let file_name = resolved
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| format!("nkvm-{id}.{kind}"));
+    let file_name = resolved.file_name().map_or_else(
+        || format!("nkvm-{id}.{kind}"),
+        |n| n.to_string_lossy().into_owned(),
+    );
     Ok(Download {
         file,
         len: meta.len(),

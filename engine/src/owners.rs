@@ -32,7 +32,7 @@ pub fn reference_to_follow(refs: &[OwnerReference]) -> Option<&OwnerReference> {
         .or_else(|| refs.first())
 }
 
-/// API group of an `apiVersion` (`apps/v1` → `apps`, `v1` → ``).
+/// API group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the empty core group).
 fn api_group(api_version: &str) -> &str {
     api_version
         .split_once('/')

@@ -476,7 +476,7 @@ impl Store {
         .await
         .map_err(query_error("mark_interrupted"))?;
         tx.commit().await.map_err(query_error("mark_interrupted"))?;
-        rows.sort_by_key(|row| row.id());
+        rows.sort_by_key(row::RunRow::id);
         into_records(rows)
     }
 

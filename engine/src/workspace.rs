@@ -294,7 +294,7 @@ impl Workspace {
 
     /// Sessions with a connection other than the default.
     pub fn session_count(&self) -> usize {
-        self.inner.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        self.inner.sessions.lock().map_or(0, |s| s.len())
     }
 
     async fn shared(

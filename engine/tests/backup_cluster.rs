@@ -213,8 +213,8 @@ fn engine_options(data_dir: &Path, instance: &str) -> BackupOptions {
         data_dir: data_dir.to_owned(),
         helper_image: HELPER_IMAGE.to_owned(),
         instance: Some(instance.to_owned()),
-        schedule_timeout: Duration::from_secs(120),
-        stall_timeout: Duration::from_secs(60),
+        schedule_timeout: Duration::from_mins(2),
+        stall_timeout: Duration::from_mins(1),
         ..BackupOptions::default()
     }
 }
@@ -380,6 +380,10 @@ fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, String)> {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, checked step by step"
+)]
 async fn round_trip_of_an_awkward_volume() {
     in_namespace("nkvm-bk-rt", |cluster, ns| async move {
         let client = cluster.client.clone();
@@ -692,7 +696,7 @@ async fn streaming_run(
         .await
         .expect("admitted");
     let helper = loop {
-        let event = tokio::time::timeout(Duration::from_secs(120), events.recv())
+        let event = tokio::time::timeout(Duration::from_mins(2), events.recv())
             .await
             .expect("progress")
             .expect("event");
@@ -715,7 +719,7 @@ async fn helper_deleted_mid_stream_fails_the_stream() {
             ..DeleteParams::default()
         };
         pods.delete(&helper, &params).await.expect("delete helper");
-        let result = tokio::time::timeout(Duration::from_secs(180), run.handle)
+        let result = tokio::time::timeout(Duration::from_mins(3), run.handle)
             .await
             .expect("run ends")
             .expect("task");
@@ -732,7 +736,7 @@ async fn cancel_mid_stream_cleans_up() {
         let data = tempfile::tempdir().unwrap();
         let (engine, run, _helper) = streaming_run(&cluster, &ns, data.path(), 256).await;
         assert!(engine.cancel(&run.run_id));
-        let result = tokio::time::timeout(Duration::from_secs(60), run.handle)
+        let result = tokio::time::timeout(Duration::from_mins(1), run.handle)
             .await
             .expect("run ends")
             .expect("task");
@@ -844,7 +848,7 @@ async fn recovery_after_a_killed_process() {
             image: HELPER_IMAGE.to_owned(),
             node: None,
             run_as: None,
-            active_deadline: Duration::from_secs(600),
+            active_deadline: Duration::from_mins(10),
             resources: helper_pod::HelperResources::default(),
             instance: Some(instance.clone()),
         };

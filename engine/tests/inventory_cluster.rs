@@ -167,6 +167,10 @@ async fn wait_claims_bound(client: &Client, namespace: &str, names: &[&str]) {
 }
 
 /// Creates every owner shape; returns the name of the ReplicaSet left behind by the orphan delete.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one object per owner shape, in order"
+)]
 async fn create_fixture(client: &Client, ns: &str) -> String {
     for (name, mode) in [
         ("web-data", "ReadWriteOnce"),

@@ -519,12 +519,12 @@ mod tests {
 
     #[test]
     fn state_changing_requests_must_be_same_origin() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let same = [
             ("host", "nkvm.example:8443"),
             ("origin", "https://NKVM.example:8443"),
         ];
         assert_eq!(cross_origin_refusal(&request("POST", &same)), None);
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: [Case; 5] = [
             (
                 "POST",

@@ -63,6 +63,10 @@ fn nkvm(args: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, checked step by step"
+)]
 async fn inventory_json_follows_the_contract_on_a_real_cluster() {
     let client = client().await;
     let ns = format!(
@@ -107,7 +111,7 @@ async fn inventory_json_follows_the_contract_on_a_real_cluster() {
 
     // Wait until the claim is bound and the pod runs (the provisioner binds on first consumer).
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
     loop {
         let bound = pvcs
             .get("app-data")
@@ -116,7 +120,7 @@ async fn inventory_json_follows_the_contract_on_a_real_cluster() {
             .status
             .and_then(|s| s.phase);
         let running = pods
-            .list(&Default::default())
+            .list(&kube::api::ListParams::default())
             .await
             .expect("list pods")
             .items

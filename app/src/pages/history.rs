@@ -199,22 +199,15 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
         (_, Some(stage), None) => Some(format!("at {stage}")),
         _ => None,
     };
-    let size = row
-        .bytes
-        .map(format_bytes)
-        .unwrap_or_else(|| "—".to_owned());
+    let size = row.bytes.map_or_else(|| "—".to_owned(), format_bytes);
     let source = row
         .source_bytes
         .map(|b| format!("{} read", format_bytes(b)))
         .unwrap_or_default();
     let duration = row
         .duration_secs
-        .map(format_duration)
-        .unwrap_or_else(|| "—".to_owned());
-    let files = row
-        .files
-        .map(|f| f.to_string())
-        .unwrap_or_else(|| "—".to_owned());
+        .map_or_else(|| "—".to_owned(), format_duration);
+    let files = row.files.map_or_else(|| "—".to_owned(), |f| f.to_string());
     let downloads = match (&row.status[..], &row.archive_name) {
         ("succeeded", Some(name)) => {
             let id = row.id;

@@ -156,7 +156,7 @@ fn InventoryTable(
     // Runs the server accepted appear at once (queued), before their first progress event.
     Effect::new(move |_| {
         if let Some(Ok(outcomes)) = start.value().get() {
-            for outcome in outcomes.iter() {
+            for outcome in &outcomes {
                 if let Some(run_id) = &outcome.run_id {
                     live.add_queued(run_id.clone(), &outcome.target);
                 }

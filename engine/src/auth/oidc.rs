@@ -32,7 +32,7 @@ use super::users::is_valid_name;
 use super::{RandomError, Role, constant_time_eq, random_token};
 
 /// How long a started login may take at the identity provider.
-pub const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
+pub const PENDING_TTL: Duration = Duration::from_mins(10);
 
 /// Logins in progress kept at most; when full, the oldest login of the client with the most
 /// logins in progress is dropped first.
@@ -1092,17 +1092,17 @@ fn check_claims(
 
 /// The nkvm user name: the configured claim, else a verified `email`; lowercased, then checked.
 fn username_from(claims: &Map<String, Value>, claim: &str) -> Result<String, OidcError> {
-    let (used, value) = match claims.get(claim).and_then(Value::as_str) {
-        Some(value) => (claim, value),
-        None => {
+    let (used, value) =
+        if let Some(value) = claims.get(claim).and_then(Value::as_str) {
+            (claim, value)
+        } else {
             let email = claims.get("email").and_then(Value::as_str).ok_or_else(|| {
                 OidcError::NoUsername {
                     claim: claim.to_owned(),
                 }
             })?;
             ("email", email)
-        }
-    };
+        };
     // An unverified address may belong to anybody who typed it in at the provider: the email
     // names the user only when the provider vouches for it (a missing claim vouches for nothing).
     if used == "email"

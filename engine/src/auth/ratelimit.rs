@@ -18,13 +18,13 @@ use super::users::is_valid_name;
 pub const DEFAULT_MAX_FAILURES: u32 = 5;
 
 /// The sliding window failures are counted in.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_WINDOW: Duration = Duration::from_mins(15);
 
 /// Addresses and names tracked at most; the least recently active is forgotten first.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
 
 /// How long an attempt passed by [`LoginLimiter::check`] counts without being recorded.
-pub const PENDING_TTL: Duration = Duration::from_secs(60);
+pub const PENDING_TTL: Duration = Duration::from_mins(1);
 
 /// Settings of a [`LoginLimiter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +171,7 @@ impl Default for LoginLimiter {
 fn keys(ip: IpAddr, user: &str) -> Vec<Key> {
     let ip = match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-        v4 => v4,
+        v4 @ IpAddr::V4(_) => v4,
     };
     let mut keys = vec![Key::Ip(ip)];
     if is_valid_name(user) {

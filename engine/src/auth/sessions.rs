@@ -11,10 +11,10 @@ use super::users::User;
 use super::{RandomError, Role, constant_time_eq, random_hex};
 
 /// Longest life of a session, however active.
-pub const DEFAULT_ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
+pub const DEFAULT_ABSOLUTE: Duration = Duration::from_hours(12);
 
 /// A session unused for this long ends.
-pub const DEFAULT_IDLE: Duration = Duration::from_secs(60 * 60);
+pub const DEFAULT_IDLE: Duration = Duration::from_hours(1);
 
 /// Sessions kept at most; the least recently used is dropped first.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
@@ -199,7 +199,7 @@ mod tests {
         }
     }
 
-    const MIN: Duration = Duration::from_secs(60);
+    const MIN: Duration = Duration::from_mins(1);
 
     fn store(absolute_min: u64, idle_min: u64, max: usize) -> SessionStore {
         SessionStore::new(SessionOptions {
@@ -212,8 +212,8 @@ mod tests {
     #[test]
     fn defaults_are_twelve_hours_one_hour_and_ten_thousand() {
         let options = SessionOptions::default();
-        assert_eq!(options.absolute, Duration::from_secs(43_200));
-        assert_eq!(options.idle, Duration::from_secs(3_600));
+        assert_eq!(options.absolute, Duration::from_hours(12));
+        assert_eq!(options.idle, Duration::from_hours(1));
         assert_eq!(options.max_sessions, 10_000);
     }
 
@@ -345,6 +345,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::many_single_char_names,
+        reason = "sessions a, b, c, … in order of creation"
+    )]
     fn the_cap_drops_expired_then_least_recently_used_sessions() {
         let sessions = store(120, 60, 3);
         let t0 = Instant::now();

@@ -534,17 +534,16 @@ impl Users {
         if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
             return None;
         }
-        match self.inner.entries.get(name) {
-            Some(entry) => matches(&entry.hash, password).then(|| User {
+        if let Some(entry) = self.inner.entries.get(name) {
+            matches(&entry.hash, password).then(|| User {
                 name: name.to_owned(),
                 role: entry.role,
-            }),
-            None => {
-                if let Some(dummy) = &self.inner.dummy {
-                    std::hint::black_box(matches(dummy, password));
-                }
-                None
+            })
+        } else {
+            if let Some(dummy) = &self.inner.dummy {
+                std::hint::black_box(matches(dummy, password));
             }
+            None
         }
     }
 

@@ -335,6 +335,10 @@ mod tests {
         assert!(other.contains("retry"), "{other}");
     }
 
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "test builders take inline json! values"
+    )]
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(json!({
             "metadata": {"name": "nkvm-backup-x"},

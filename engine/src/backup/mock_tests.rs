@@ -87,6 +87,10 @@ fn ok(code: u16, body: &Value) -> Response<Body> {
         .unwrap()
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "test builders take inline json! values"
+)]
 fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items})
 }

@@ -84,31 +84,30 @@ pub(super) async fn judge(
             ),
         });
     }
-    match streamed {
-        Err(err) => Err(BackupError::Stream {
+    if let Err(err) = streamed {
+        Err(BackupError::Stream {
             message: format!(
                 "{err}{stderr}; the archive was discarded; retry, and check the helper pod and \
-                 the network to the apiserver if it happens again"
+             the network to the apiserver if it happens again"
             ),
-        }),
-        Ok(_) => {
-            let detail = match (&outcome.status, &outcome.transport_error) {
-                (Some(status), _) => format!(
-                    "the exec failed: {} {}",
-                    status.reason.as_deref().unwrap_or_default(),
-                    status.message.as_deref().unwrap_or_default()
-                ),
-                (None, Some(err)) => format!("the exec connection failed ({err})"),
-                (None, None) => "the exec connection closed without an exit status".to_owned(),
-            };
-            Err(BackupError::Exec {
-                pod: pod.to_owned(),
-                message: format!(
-                    "tar's exit status is unknown: {detail}{stderr}; the archive was \
-                     discarded; retry"
-                ),
-            })
-        }
+        })
+    } else {
+        let detail = match (&outcome.status, &outcome.transport_error) {
+            (Some(status), _) => format!(
+                "the exec failed: {} {}",
+                status.reason.as_deref().unwrap_or_default(),
+                status.message.as_deref().unwrap_or_default()
+            ),
+            (None, Some(err)) => format!("the exec connection failed ({err})"),
+            (None, None) => "the exec connection closed without an exit status".to_owned(),
+        };
+        Err(BackupError::Exec {
+            pod: pod.to_owned(),
+            message: format!(
+                "tar's exit status is unknown: {detail}{stderr}; the archive was \
+                 discarded; retry"
+            ),
+        })
     }
 }
 

@@ -203,7 +203,12 @@ impl<W: AsyncWrite + Unpin> ParallelGzipEncoder<W> {
         let mut trailer = [0u8; 8];
         trailer[..4].copy_from_slice(&self.crc.clone().finalize().to_le_bytes());
         // ISIZE is the input size modulo 2^32 (RFC 1952): the truncating cast is the definition.
-        trailer[4..].copy_from_slice(&(self.total_in as u32).to_le_bytes());
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "ISIZE is the size modulo 2^32"
+        )]
+        let isize = self.total_in as u32;
+        trailer[4..].copy_from_slice(&isize.to_le_bytes());
         self.sink
             .write_all(&trailer)
             .await
@@ -516,7 +521,10 @@ mod tests {
         let crc = crc32fast::hash(data);
         let n = gz.len();
         assert_eq!(gz[n - 8..n - 4], crc.to_le_bytes());
-        assert_eq!(gz[n - 4..], (data.len() as u32).to_le_bytes());
+        assert_eq!(
+            gz[n - 4..],
+            u32::try_from(data.len()).unwrap().to_le_bytes()
+        );
     }
 
     #[tokio::test]

@@ -292,7 +292,7 @@ mod tests {
             image: "registry.example/helper@sha256:abc".to_owned(),
             node: None,
             run_as: None,
-            active_deadline: Duration::from_secs(6 * 3600),
+            active_deadline: Duration::from_hours(6),
             resources: HelperResources::default(),
             instance: Some("i-1".to_owned()),
         }
@@ -484,6 +484,10 @@ mod tests {
         assert_eq!(container(&pod).image_pull_policy.as_deref(), Some("Never"));
     }
 
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "test builders take inline json! values"
+    )]
     fn consumer(value: serde_json::Value) -> Pod {
         serde_json::from_value(json!({
             "metadata": {"name": "web"},

@@ -301,6 +301,10 @@ mod tests {
         .unwrap()
     }
 
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "test builders take inline json! values"
+    )]
     fn pod(name: &str, phase: &str, node: &str, extra: Value) -> Pod {
         let mut spec = json!({
             "nodeName": node,

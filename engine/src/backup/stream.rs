@@ -495,7 +495,7 @@ mod tests {
         let path = out.path().join("s.tar.gz");
         let (_writer, reader) = tokio::io::duplex(1024);
         let cfg = StreamConfig {
-            stall_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_mins(2),
             ..config()
         };
         let err = write_partial(
@@ -548,7 +548,7 @@ mod tests {
         let feeder = tokio::spawn(async move {
             writer.write_all(&stream).await.unwrap();
             // The producer stays alive (as the helper's shell does until told to exit).
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+            tokio::time::sleep(Duration::from_hours(1)).await;
             drop(writer);
         });
         let partial = write_partial(
@@ -573,7 +573,7 @@ mod tests {
         let (mut writer, reader) = tokio::io::duplex(64 * 1024);
         let feeder = tokio::spawn(async move {
             writer.write_all(&stream[..300_000]).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+            tokio::time::sleep(Duration::from_hours(1)).await;
             drop(writer);
         });
         let exited = tokio::time::sleep(Duration::from_secs(1));

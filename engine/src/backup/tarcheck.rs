@@ -576,7 +576,7 @@ fn verify_checksum(block: &[u8; BLOCK], offset: u64) -> Result<(), TarError> {
     for (i, byte) in block.iter().enumerate() {
         let byte = if (148..156).contains(&i) { b' ' } else { *byte };
         unsigned += u64::from(byte);
-        signed += i64::from(byte as i8);
+        signed += i64::from(byte.cast_signed());
     }
     if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
         Ok(())
@@ -634,7 +634,7 @@ mod tests {
     use std::process::Command;
 
     /// A raw header block with a valid checksum.
-    fn header(name: &[u8], typeflag: u8, size: u64, magic: &[u8; 8]) -> [u8; BLOCK] {
+    fn header(name: &[u8], typeflag: u8, size: u64, magic: [u8; 8]) -> [u8; BLOCK] {
         let mut block = [0u8; BLOCK];
         block[..name.len()].copy_from_slice(name);
         block[100..108].copy_from_slice(b"0000644\0");
@@ -644,7 +644,7 @@ mod tests {
         block[124..136].copy_from_slice(size_field.as_bytes());
         block[136..148].copy_from_slice(b"00000000000\0");
         block[156] = typeflag;
-        block[257..265].copy_from_slice(magic);
+        block[257..265].copy_from_slice(&magic);
         set_checksum(&mut block);
         block
     }
@@ -656,12 +656,15 @@ mod tests {
         block[148..156].copy_from_slice(field.as_bytes());
     }
 
-    const GNU: &[u8; 8] = b"ustar  \0";
-    const POSIX: &[u8; 8] = b"ustar\x0000";
+    const GNU: [u8; 8] = *b"ustar  \0";
+    const POSIX: [u8; 8] = *b"ustar\x0000";
 
     fn data_blocks(data: &[u8]) -> Vec<u8> {
         let mut out = data.to_vec();
-        out.resize(data.len() + padding_of(data.len() as u64) as usize, 0);
+        out.resize(
+            data.len() + usize::try_from(padding_of(data.len() as u64)).unwrap(),
+            0,
+        );
         out
     }
 
@@ -824,7 +827,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
         assert!(matches!(
             check_chunked(&garbage),
             Err(TarError::BadHeader { offset: 0, .. })

@@ -127,9 +127,9 @@ fn record(pvc: &PersistentVolumeClaim, users: &[User<'_>]) -> PvcRecord {
 /// recomputes the `never-backed-up` / `stale-backup` flags: never backed up when history has no
 /// entry for the UID; stale when `stale_after` is set and the last success is older than that at
 /// `now`.
-pub fn apply_history(
+pub fn apply_history<S: std::hash::BuildHasher>(
     records: &mut [PvcRecord],
-    last_success: &HashMap<String, jiff::Timestamp>,
+    last_success: &HashMap<String, jiff::Timestamp, S>,
     stale_after: Option<Duration>,
     now: jiff::Timestamp,
 ) {

@@ -138,7 +138,7 @@ pub fn resolve_scope(opts: &InventoryOptions) -> Result<Scope, InventoryError> {
 pub async fn scan(client: &Client, opts: &InventoryOptions) -> Result<Inventory, InventoryError> {
     let scope = resolve_scope(opts)?;
     let lister = Lister::new(client, opts.page_size, opts.request_timeout);
-    let mut listed = Listed::default();
+    let mut found = Listed::default();
     let mut refused = Vec::new();
     match scope {
         Scope::AllNamespaces => {
@@ -146,7 +146,7 @@ pub async fn scan(client: &Client, opts: &InventoryOptions) -> Result<Inventory,
             if let Some((listing, err)) = failures.into_iter().next() {
                 return Err(InventoryError::list(listing, None, err));
             }
-            listed = all;
+            found = all;
         }
         Scope::Namespaces(namespaces) => {
             let lister = &lister;
@@ -158,7 +158,7 @@ pub async fn scan(client: &Client, opts: &InventoryOptions) -> Result<Inventory,
                 .buffered(NAMESPACE_CONCURRENCY);
             while let Some((ns, data, failures)) = results.next().await {
                 if failures.is_empty() {
-                    listed.extend(data);
+                    found.extend(data);
                     continue;
                 }
                 let mut forbidden = Vec::new();
@@ -182,7 +182,7 @@ pub async fn scan(client: &Client, opts: &InventoryOptions) -> Result<Inventory,
             }
         }
     }
-    let pvcs = build_records(&listed);
+    let pvcs = build_records(&found);
     Ok(Inventory {
         pvcs,
         refused,

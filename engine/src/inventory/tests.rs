@@ -480,7 +480,7 @@ fn apply_history_sets_times_and_flags() {
             ts("2025-06-01T00:00:00Z"),
         ),
     ]);
-    let day = Duration::from_secs(24 * 3600);
+    let day = Duration::from_hours(24);
     apply_history(&mut records, &history, Some(day), now);
     let web = find(&records, "shop", "web-data");
     assert_eq!(web.last_success_at.as_deref(), Some("2025-06-10T11:00:00Z"));
@@ -524,7 +524,7 @@ fn apply_history_boundary_is_not_stale() {
     apply_history(
         &mut records,
         &history,
-        Some(Duration::from_secs(24 * 3600)),
+        Some(Duration::from_hours(24)),
         ts("2025-06-10T12:00:00Z"),
     );
     assert!(records[0].flags.is_empty());
@@ -802,7 +802,7 @@ async fn scan_with(
             }
         }
     });
-    let result = tokio::time::timeout(Duration::from_secs(60), scan(&client, &options))
+    let result = tokio::time::timeout(Duration::from_mins(1), scan(&client, &options))
         .await
         .expect("scan must finish (request timeout should fire)");
     drop(client);

@@ -77,7 +77,7 @@ fn options(kubeconfig: Option<&Path>, data_dir: &Path) -> WorkspaceOptions {
         },
         allow_pasted: true,
         in_cluster_available: false,
-        session_idle: Duration::from_secs(3600),
+        session_idle: Duration::from_hours(1),
         max_sessions: DEFAULT_MAX_SESSIONS,
     }
 }

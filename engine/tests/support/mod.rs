@@ -22,7 +22,7 @@ pub fn test_cluster_source() -> ConnectionSource {
 }
 
 /// How long a fixture may take to become ready on the test cluster.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(240);
+pub const READY_TIMEOUT: Duration = Duration::from_mins(4);
 
 /// Polls `check` every `every` until it returns `Some` or `READY_TIMEOUT` passes (then panics, naming
 /// `what`).

@@ -217,6 +217,10 @@ pub async fn callback(
     response
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one callback, one audited refusal per way it can fail; read top to bottom"
+)]
 async fn finish(
     auth: &Auth,
     peer: SocketAddr,

@@ -59,7 +59,7 @@ async fn test_workspace(dir: &std::path::Path) -> Workspace {
         },
         allow_pasted: false,
         in_cluster_available: false,
-        session_idle: std::time::Duration::from_secs(3600),
+        session_idle: std::time::Duration::from_hours(1),
         max_sessions: 100,
     };
     Workspace::new(cluster, source, store, options).unwrap()

@@ -151,7 +151,7 @@ mod tests {
         assert!(!args.allow_pasted_kubeconfig, "pasting is opt-in");
         assert_eq!(
             args.stale_after(),
-            Some(std::time::Duration::from_secs(24 * 3600))
+            Some(std::time::Duration::from_hours(24))
         );
         assert_eq!(cli.global.data_dir, std::path::PathBuf::from("./nkvm-data"));
     }

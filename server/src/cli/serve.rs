@@ -278,7 +278,7 @@ impl ServeArgs {
                     Some(path) => Users::load_roles(path).with_context(|| {
                         format!("cannot load the users file {}", path.display())
                     })?,
-                    None => Default::default(),
+                    None => std::collections::BTreeMap::default(),
                 };
                 let settings = self.oidc.settings(roles)?;
                 let issuer = settings.issuer.clone();
@@ -422,7 +422,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     let expiry = {
         let workspace = workspace.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            let mut tick = tokio::time::interval(Duration::from_mins(5));
             loop {
                 tick.tick().await;
                 let expired = workspace.expire_idle();
@@ -449,7 +449,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     let housekeeping = {
         let auth = auth.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_mins(1));
             loop {
                 tick.tick().await;
                 auth.expire(std::time::Instant::now());

@@ -337,6 +337,10 @@ impl Shared {
         }
     }
 
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the header value is taken from the request it belongs to"
+    )]
     fn token(&self, authorization: Option<String>, body: &str) -> Response<Full<Bytes>> {
         let refuse = |error: &str| {
             json_response(

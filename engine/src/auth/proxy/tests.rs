@@ -166,6 +166,7 @@ fn config() -> ProxyConfig {
     config
 }
 
+#[allow(clippy::unnecessary_wraps, reason = "matches the lookup's signature")]
 fn user(name: &str, role: Role) -> Option<User> {
     Some(User {
         name: name.to_owned(),

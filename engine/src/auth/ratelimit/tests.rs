@@ -1,6 +1,6 @@
 use super::*;
 
-const MIN: Duration = Duration::from_secs(60);
+const MIN: Duration = Duration::from_mins(1);
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -24,7 +24,7 @@ fn fail(limiter: &LoginLimiter, from: &str, user: &str, now: Instant) {
 fn defaults_are_five_failures_per_fifteen_minutes() {
     let options = LimiterOptions::default();
     assert_eq!(options.max_failures, 5);
-    assert_eq!(options.window, Duration::from_secs(900));
+    assert_eq!(options.window, Duration::from_mins(15));
     assert_eq!(options.max_keys, 10_000);
 }
 
@@ -33,7 +33,7 @@ fn retry_after_rounds_up_to_whole_seconds() {
     assert_eq!(RetryAfter(Duration::from_millis(1)).seconds(), 1);
     assert_eq!(RetryAfter(Duration::ZERO).seconds(), 1);
     assert_eq!(RetryAfter(Duration::from_millis(60_001)).seconds(), 61);
-    assert_eq!(RetryAfter(Duration::from_secs(60)).seconds(), 60);
+    assert_eq!(RetryAfter(Duration::from_mins(1)).seconds(), 60);
     assert_eq!(
         RetryAfter(Duration::from_secs(90)).to_string(),
         "too many failed logins; try again in 90 seconds"
@@ -57,7 +57,9 @@ fn blocks_an_address_after_n_failures_until_the_first_leaves_the_window() {
     assert!(limiter.check(ip("192.0.2.8"), "user9", now).is_ok());
     limiter.record_success(ip("192.0.2.8"), "user9");
     // Just before the first failure is 15 minutes old: still blocked; at 15 minutes: one more try.
-    let almost = t0 + 15 * MIN - Duration::from_millis(1);
+    let almost = (t0 + 15 * MIN)
+        .checked_sub(Duration::from_millis(1))
+        .unwrap();
     assert_eq!(
         limiter.check(ip("192.0.2.7"), "user9", almost),
         Err(RetryAfter(Duration::from_millis(1)))

@@ -231,7 +231,13 @@ fn unknown_names_are_checked_against_a_dummy_with_the_users_cost() {
     let dummy = users.inner.dummy.clone().unwrap();
     // The first user's cost, another salt, an output no password yields.
     assert_eq!(dummy.params.to_string(), "m=64,t=1,p=1");
-    assert_eq!(dummy.hash.as_ref().map(|h| h.len()), Some(32));
+    assert_eq!(
+        dummy
+            .hash
+            .as_ref()
+            .map(argon2::password_hash::phc::Output::len),
+        Some(32)
+    );
     assert_ne!(dummy.salt, PasswordHash::new(&phc).unwrap().salt);
     assert!(!matches(&dummy, "pw"));
     assert_eq!(users.verify("carol", "pw"), None);
@@ -348,6 +354,10 @@ fn refuses_invalid_names_roles_and_duplicates() {
 type Expected = fn(&HashProblem) -> bool;
 
 #[test]
+#[allow(
+    clippy::similar_names,
+    reason = "argon2i and argon2d are the algorithms' names"
+)]
 fn refuses_hashes_other_than_argon2id_v19() {
     let good = fast_hash("pw");
     let argon2i = hash_with(Algorithm::Argon2i, "pw");
