@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod connection;
+pub mod destination;
 pub mod download;
 pub mod inventory;
 pub mod owners;
