@@ -183,27 +183,30 @@ impl FtpsDestination {
         while let Some(relative) = pending.pop() {
             let dir = inner.remote(&relative);
             let dir = if dir.is_empty() { ".".to_owned() } else { dir };
-            let lines = match ftp.mlsd(Some(&dir)).await {
-                Ok(lines) => lines,
+            // NLST and SIZE, as every server has them (vsftpd has no MLSD): a name whose SIZE
+            // fails is taken for a directory and listed in turn.
+            let names = match ftp.nlst(Some(&dir)).await {
+                Ok(names) => names,
                 Err(e) if is_missing(&e) => continue,
                 Err(e) => return Err(inner.origin.on(Step::List, prefix, describe(&e, &dir))),
             };
-            for line in lines {
-                let Some((facts, name)) = parse_mlsd(&line) else {
+            for line in names {
+                let name = line.trim_end_matches(['\r', '\n']);
+                let name = name.rsplit('/').next().unwrap_or(name).to_owned();
+                if name.is_empty() || name == "." || name == ".." {
                     continue;
-                };
+                }
                 let key = if relative.is_empty() {
                     name.clone()
                 } else {
                     format!("{relative}/{name}")
                 };
-                match facts.kind.as_str() {
-                    "dir" => pending.push(key),
-                    "file" => found.push(ObjectInfo {
+                match ftp.size(&inner.remote(&key)).await {
+                    Ok(size) => found.push(ObjectInfo {
                         key,
-                        size: facts.size,
+                        size: Some(size as u64),
                     }),
-                    _ => {}
+                    Err(_) => pending.push(key),
                 }
             }
         }
@@ -361,6 +364,7 @@ fn describe(error: &FtpError, path: &str) -> String {
 
 /// `mkdir -p` over FTP (MKD of each missing level).
 async fn create_dirs(ftp: &mut AsyncRustlsFtpStream, dir: &str) -> Result<(), String> {
+    let here = ftp.pwd().await.map_err(|e| describe(&e, "."))?;
     let mut path = String::new();
     for (index, part) in dir.split('/').enumerate() {
         if part.is_empty() {
@@ -374,40 +378,14 @@ async fn create_dirs(ftp: &mut AsyncRustlsFtpStream, dir: &str) -> Result<(), St
         }
         path.push_str(part);
         if let Err(error) = ftp.mkdir(&path).await {
-            // 550 when it exists already: fine if it is a directory we can list.
-            if ftp.mlsd(Some(&path)).await.is_err() {
+            // 550 when it exists already: fine if it is a directory we can enter.
+            if ftp.cwd(&path).await.is_err() {
                 return Err(describe(&error, &path));
             }
+            ftp.cwd(&here).await.map_err(|e| describe(&e, &here))?;
         }
     }
     Ok(())
-}
-
-/// The facts of an MLSD line that matter here.
-struct Facts {
-    kind: String,
-    size: Option<u64>,
-}
-
-/// `type=file;size=5;modify=…; name` → facts and name.
-fn parse_mlsd(line: &str) -> Option<(Facts, String)> {
-    let (facts, name) = line.split_once(' ')?;
-    let mut kind = String::new();
-    let mut size = None;
-    for fact in facts.split(';') {
-        if let Some((key, value)) = fact.split_once('=') {
-            match key.to_ascii_lowercase().as_str() {
-                "type" => kind = value.to_ascii_lowercase(),
-                "size" => size = value.parse().ok(),
-                _ => {}
-            }
-        }
-    }
-    let name = name.trim_end_matches(['\r', '\n']).to_owned();
-    if name.is_empty() || name.contains('/') {
-        return None;
-    }
-    Some((Facts { kind, size }, name))
 }
 
 /// A download, keeping its control connection open.
@@ -554,15 +532,6 @@ impl AsyncWrite for FtpsUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mlsd_lines() {
-        let (facts, name) = parse_mlsd("type=file;size=5;modify=20261130093000; a.tar.gz").unwrap();
-        assert_eq!((facts.kind.as_str(), facts.size, name.as_str()), ("file", Some(5), "a.tar.gz"));
-        let (facts, name) = parse_mlsd("Type=dir;Modify=20261130093000; ns").unwrap();
-        assert_eq!((facts.kind.as_str(), name.as_str()), ("dir", "ns"));
-        assert!(parse_mlsd("garbage").is_none());
-    }
 
     #[test]
     fn uris_and_debug_never_show_the_password() {
