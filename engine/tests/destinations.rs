@@ -43,13 +43,16 @@ impl Servers {
     }
 
     fn get(&self, name: &str) -> &str {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from the servers env file: rerun end2end/servers/up"))
+        self.0.get(name).unwrap_or_else(|| {
+            panic!("{name} missing from the servers env file: rerun end2end/servers/up")
+        })
     }
 
     fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.get(name)).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.get(name))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 }
 
@@ -314,7 +317,11 @@ async fn s3_round_trip_of_a_multipart_stream() {
     let servers = Servers::load();
     let d = s3_trusting(&servers, &unique("s3"), "part_size: 16MiB");
     assert_eq!(d.kind(), Kind::S3);
-    assert!(d.uri("a/b").starts_with("s3://nkvm-test/t-s3-"), "{}", d.uri("a/b"));
+    assert!(
+        d.uri("a/b").starts_with("s3://nkvm-test/t-s3-"),
+        "{}",
+        d.uri("a/b")
+    );
     // 70 MiB in 16 MiB parts: five parts, two in flight at a time.
     round_trip(&d, 70 * MIB).await;
     assert_eq!(pending(&d).await, Vec::<String>::new());
@@ -374,7 +381,10 @@ async fn s3_refusals_are_clear_and_hold_no_secret() {
     assert!(started.elapsed() < Duration::from_secs(2), "retried a 403");
     assert!(matches!(e, DestinationError::Authenticate { .. }), "{e}");
     assert!(e.to_string().contains("secret access key"), "{e}");
-    assert_no_secret(&format!("{e} {e:?} {bad:?}"), &[&secret, "not-the-secret-0123456789"]);
+    assert_no_secret(
+        &format!("{e} {e:?} {bad:?}"),
+        &[&secret, "not-the-secret-0123456789"],
+    );
 
     // Missing bucket.
     let missing = destination(&format!(
@@ -387,16 +397,22 @@ async fn s3_refusals_are_clear_and_hold_no_secret() {
     ));
     let e = missing.begin_upload("a", None).await.unwrap_err();
     assert_eq!(e.step(), "upload", "{e}");
-    assert!(e.to_string().contains("no-such-bucket-nkvm does not exist"), "{e}");
+    assert!(
+        e.to_string().contains("no-such-bucket-nkvm does not exist"),
+        "{e}"
+    );
     assert_no_secret(&format!("{e} {e:?} {missing:?}"), &[&secret]);
 
     // A missing secret file names the reference, not a value.
-    let absent = destination(&format!(
-        "{{name: under-test, type: s3, endpoint: 'https://127.0.0.1:1', bucket: b, path_style: true, \
-         access_key_id_env: NKVM_TEST_SURELY_UNSET, secret_access_key_file: /nonexistent}}"
-    ));
+    let absent = destination(
+        "{name: under-test, type: s3, endpoint: 'https://127.0.0.1:1', bucket: b, path_style: true, \
+         access_key_id_env: NKVM_TEST_SURELY_UNSET, secret_access_key_file: /nonexistent}",
+    );
     let e = absent.check().await.unwrap_err();
-    assert!(e.to_string().contains("NKVM_TEST_SURELY_UNSET is not set"), "{e}");
+    assert!(
+        e.to_string().contains("NKVM_TEST_SURELY_UNSET is not set"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -410,8 +426,14 @@ async fn s3_server_stopped_mid_upload_fails_at_a_named_step_with_nothing_under_t
     let start = || {
         let mut command = tokio::process::Command::new(servers.get("NKVM_TEST_VERSITYGW"));
         command
-            .env("ROOT_ACCESS_KEY_ID", servers.file("NKVM_TEST_S3_ACCESS_KEY_ID_FILE"))
-            .env("ROOT_SECRET_ACCESS_KEY", servers.file("NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE"))
+            .env(
+                "ROOT_ACCESS_KEY_ID",
+                servers.file("NKVM_TEST_S3_ACCESS_KEY_ID_FILE"),
+            )
+            .env(
+                "ROOT_SECRET_ACCESS_KEY",
+                servers.file("NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE"),
+            )
             .args(["--port", &format!("127.0.0.1:{port}"), "--quiet"])
             .arg("--cert")
             .arg(ca_dir.join("server.pem"))
@@ -470,7 +492,10 @@ async fn s3_down_fails_at_connect_after_bounded_retries() {
     let e = d.begin_upload("a", None).await.unwrap_err();
     assert!(matches!(e, DestinationError::Connect { .. }), "{e}");
     assert!(e.to_string().contains("after 4 attempts"), "{e}");
-    assert!(started.elapsed() >= Duration::from_millis(3500), "backoff 0.5 + 1 + 2 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(3500),
+        "backoff 0.5 + 1 + 2 s"
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
@@ -481,7 +506,11 @@ async fn s3_down_fails_at_connect_after_bounded_retries() {
 async fn sftp_round_trip_with_a_pinned_hashed_host_key() {
     let servers = Servers::load();
     let d = sftp_ok(&servers, &format!("/upload/{}", unique("sftp")));
-    assert!(d.uri("a").starts_with("sftp://127.0.0.1:"), "{}", d.uri("a"));
+    assert!(
+        d.uri("a").starts_with("sftp://127.0.0.1:"),
+        "{}",
+        d.uri("a")
+    );
     round_trip(&d, 24 * MIB).await;
 }
 
@@ -509,11 +538,20 @@ async fn sftp_refuses_wrong_and_unknown_host_keys_and_wrong_user_keys() {
     let private_key = std::fs::read_to_string(key).unwrap();
     let secret_line = private_key.lines().nth(1).unwrap().to_owned();
 
-    let wrong = sftp(&servers, "/upload", port, key, servers.get("NKVM_TEST_SFTP_WRONG_KNOWN_HOSTS"));
+    let wrong = sftp(
+        &servers,
+        "/upload",
+        port,
+        key,
+        servers.get("NKVM_TEST_SFTP_WRONG_KNOWN_HOSTS"),
+    );
     let e = wrong.check().await.unwrap_err();
     assert!(matches!(e, DestinationError::VerifyServer { .. }), "{e}");
     let text = e.to_string();
-    assert!(text.contains("HOST KEY MISMATCH") && text.contains("SHA256:"), "{text}");
+    assert!(
+        text.contains("HOST KEY MISMATCH") && text.contains("SHA256:"),
+        "{text}"
+    );
     assert!(text.contains("ssh-keyscan"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -564,7 +602,11 @@ async fn sftp_server_stopped_mid_upload_leaves_nothing_under_the_key() {
     let mut fields = host_key.split_whitespace();
     std::fs::write(
         &known_hosts,
-        format!("[127.0.0.1]:{port} {} {}\n", fields.next().unwrap(), fields.next().unwrap()),
+        format!(
+            "[127.0.0.1]:{port} {} {}\n",
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        ),
     )
     .unwrap();
     let mut command = tokio::process::Command::new("/usr/sbin/sshd");
@@ -578,8 +620,14 @@ async fn sftp_server_stopped_mid_upload_leaves_nothing_under_the_key() {
         servers.get("NKVM_TEST_SFTP_KEY_FILE"),
         known_hosts.to_str().unwrap(),
     );
-    interrupted_upload_leaves_no_final_file(&d, &mut server, &servers, "NKVM_TEST_SFTP_DATA_DIR", &path)
-        .await;
+    interrupted_upload_leaves_no_final_file(
+        &d,
+        &mut server,
+        &servers,
+        "NKVM_TEST_SFTP_DATA_DIR",
+        &path,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------- FTPS
@@ -591,7 +639,11 @@ async fn ftps_round_trip_against_vsftpd_requiring_tls_session_reuse() {
     // vsftpd runs with require_ssl_reuse=YES: every data connection (uploads, downloads, MLSD
     // listings) is refused unless it resumes the control connection's TLS session.
     let d = ftps_ok(&servers, &format!("/upload/{}", unique("ftps")));
-    assert!(d.uri("a").starts_with("ftps://127.0.0.1:"), "{}", d.uri("a"));
+    assert!(
+        d.uri("a").starts_with("ftps://127.0.0.1:"),
+        "{}",
+        d.uri("a")
+    );
     round_trip(&d, 24 * MIB).await;
 }
 
@@ -612,11 +664,20 @@ async fn ftps_refuses_wrong_passwords_and_untrusted_certificates_without_leaking
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("password");
     std::fs::write(&wrong, "wrong-password-0123456789\n").unwrap();
-    let bad = ftps(&servers, "/upload", port, wrong.to_str().unwrap(), servers.get("NKVM_TEST_CA_FILE"));
+    let bad = ftps(
+        &servers,
+        "/upload",
+        port,
+        wrong.to_str().unwrap(),
+        servers.get("NKVM_TEST_CA_FILE"),
+    );
     let e = bad.check().await.unwrap_err();
     assert!(matches!(e, DestinationError::Authenticate { .. }), "{e}");
     assert!(e.to_string().contains("530"), "{e}");
-    assert_no_secret(&format!("{e} {e:?} {bad:?}"), &[&password, "wrong-password-0123456789"]);
+    assert_no_secret(
+        &format!("{e} {e:?} {bad:?}"),
+        &[&password, "wrong-password-0123456789"],
+    );
 
     let untrusted = ftps(
         &servers,
@@ -646,7 +707,10 @@ async fn ftps_server_stopped_mid_upload_leaves_nothing_under_the_key() {
             Some(("pasv_min_port", _)) => "pasv_min_port=17140\n".to_owned(),
             Some(("pasv_max_port", _)) => "pasv_max_port=17159\n".to_owned(),
             Some(("vsftpd_log_file", _)) => {
-                format!("vsftpd_log_file={}\n", dir.path().join("xfer.log").display())
+                format!(
+                    "vsftpd_log_file={}\n",
+                    dir.path().join("xfer.log").display()
+                )
             }
             _ => format!("{line}\n"),
         })
@@ -663,8 +727,14 @@ async fn ftps_server_stopped_mid_upload_leaves_nothing_under_the_key() {
         servers.get("NKVM_TEST_FTPS_PASSWORD_FILE"),
         servers.get("NKVM_TEST_CA_FILE"),
     );
-    interrupted_upload_leaves_no_final_file(&d, &mut server, &servers, "NKVM_TEST_FTPS_DATA_DIR", &path)
-        .await;
+    interrupted_upload_leaves_no_final_file(
+        &d,
+        &mut server,
+        &servers,
+        "NKVM_TEST_FTPS_DATA_DIR",
+        &path,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -694,6 +764,7 @@ async fn interrupted_upload_leaves_no_final_file(
     eprintln!("write error: {write_error:?}; commit: {outcome:?}");
     let e = outcome.unwrap_err();
     assert!(matches!(e.step(), "upload" | "commit"), "{e}");
+    assert!(e.to_string().contains("127.0.0.1"), "names the server: {e}");
     let final_file = Path::new(servers.get(data_dir)).join(path).join(key);
     assert!(!final_file.exists(), "{} exists", final_file.display());
 }
@@ -730,7 +801,12 @@ fn descendants(root: u32) -> Vec<u32> {
     let mut index = 0;
     while index < found.len() {
         let parent = found[index];
-        found.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(pid, _)| *pid));
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(pid, _)| *pid),
+        );
         index += 1;
     }
     found.remove(0);
@@ -753,8 +829,14 @@ impl OwnServer {
             .kill_on_drop(true);
         let child = command.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "own server did not listen on {port}");
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "own server did not listen on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Self { child }

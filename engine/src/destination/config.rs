@@ -165,15 +165,27 @@ const INLINE_SECRETS: &[(&str, &str)] = &[
         "secret_access_key",
         "secret_access_key_env (an environment variable) or secret_access_key_file (a file)",
     ),
-    ("secret_key", "secret_access_key_env or secret_access_key_file"),
+    (
+        "secret_key",
+        "secret_access_key_env or secret_access_key_file",
+    ),
     ("access_key", "access_key_id_env or access_key_id_file"),
-    ("session_token", "nothing: temporary credentials are not supported"),
+    (
+        "session_token",
+        "nothing: temporary credentials are not supported",
+    ),
     (
         "password",
         "password_env (an environment variable) or password_file (a file); SFTP uses private_key_file",
     ),
-    ("private_key", "private_key_file (a file, e.g. a mounted Secret)"),
-    ("passphrase", "an unencrypted private_key_file kept in a Secret"),
+    (
+        "private_key",
+        "private_key_file (a file, e.g. a mounted Secret)",
+    ),
+    (
+        "passphrase",
+        "an unencrypted private_key_file kept in a Secret",
+    ),
 ];
 
 impl DestinationsConfig {
@@ -327,7 +339,9 @@ fn s3_config(raw: RawS3, base: &Path) -> Result<S3Config, String> {
     }
     let bucket = non_empty("bucket", raw.bucket)?;
     if bucket.contains('/') || bucket.chars().any(char::is_whitespace) {
-        return Err(format!("bucket {bucket:?} must be a bucket name (no `/`, no spaces); put key prefixes in `prefix`"));
+        return Err(format!(
+            "bucket {bucket:?} must be a bucket name (no `/`, no spaces); put key prefixes in `prefix`"
+        ));
     }
     let part_size = match raw.part_size {
         None => DEFAULT_PART_SIZE,
@@ -393,9 +407,7 @@ fn secret_ref(
     match (env, file) {
         (Some(env), None) if !env.is_empty() => Ok(SecretRef::Env(env)),
         (None, Some(file)) => Ok(SecretRef::File(base.join(file))),
-        (Some(_), Some(_)) => Err(format!(
-            "give either {what}_env or {what}_file, not both"
-        )),
+        (Some(_), Some(_)) => Err(format!("give either {what}_env or {what}_file, not both")),
         _ => Err(format!(
             "{what} is missing: give {what}_env (an environment variable) or {what}_file (a file)"
         )),
@@ -431,10 +443,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 fn validate_host(host: &str) -> Result<(), String> {
-    if host.is_empty()
-        || host.contains(['/', ' ', '@'])
-        || host.chars().any(char::is_control)
-    {
+    if host.is_empty() || host.contains(['/', ' ', '@']) || host.chars().any(char::is_control) {
         return Err(format!(
             "host {host:?} must be a host name or IP address (no user, port or path)"
         ));
@@ -468,7 +477,9 @@ pub fn validate_key(key: &str) -> Result<(), String> {
         return Err("the key is empty".to_owned());
     }
     if key.chars().any(|c| c.is_control() || c == '\\') {
-        return Err(format!("key {key:?} holds a control character or backslash"));
+        return Err(format!(
+            "key {key:?} holds a control character or backslash"
+        ));
     }
     if key
         .split('/')

@@ -47,7 +47,11 @@ destinations:
 fn a_full_file_parses_with_defaults_and_relative_paths() {
     let config = parse(FULL).unwrap();
     assert_eq!(config.default_destination, "offsite");
-    let names: Vec<_> = config.destinations.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<_> = config
+        .destinations
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
     assert_eq!(names, ["local", "offsite", "nas", "legacy-ftp", "disk2"]);
     assert_eq!(
         config.destinations[0].kind,
@@ -118,12 +122,17 @@ fn inline_secrets_are_refused_with_what_to_use() {
     let e = refused(
         "destinations:\n  - {name: a, type: s3, endpoint: 'https://x', bucket: b, access_key_id_env: K, secret_access_key: hunter2}\n",
     );
-    assert!(e.contains("`secret_access_key` would hold a secret inline"), "{e}");
-    assert!(e.contains("secret_access_key_file"), "{e}");
-    assert!(!e.contains("hunter2"), "the refusal must not echo the secret: {e}");
-    let e = refused(
-        "destinations:\n  - {name: a, type: ftps, host: h, user: u, password: hunter2}\n",
+    assert!(
+        e.contains("`secret_access_key` would hold a secret inline"),
+        "{e}"
     );
+    assert!(e.contains("secret_access_key_file"), "{e}");
+    assert!(
+        !e.contains("hunter2"),
+        "the refusal must not echo the secret: {e}"
+    );
+    let e =
+        refused("destinations:\n  - {name: a, type: ftps, host: h, user: u, password: hunter2}\n");
     assert!(e.contains("password_env") && !e.contains("hunter2"), "{e}");
     let e = refused(
         "destinations:\n  - {name: a, type: sftp, host: h, user: u, password: x, known_hosts_file: k, private_key_file: k}\n",
@@ -150,7 +159,10 @@ fn names_are_validated_and_unique() {
     for bad in ["Offsite", "-a", "a-", "a_b", "a.b", "", &"a".repeat(64)] {
         let text = format!("destinations:\n  - {{name: '{bad}', type: local}}\n");
         let e = refused(&text);
-        assert!(e.contains("is invalid") || e.contains("no `name`"), "{bad}: {e}");
+        assert!(
+            e.contains("is invalid") || e.contains("no `name`"),
+            "{bad}: {e}"
+        );
     }
     let e = refused("destinations:\n  - {name: a, type: local}\n  - {name: a, type: local}\n");
     assert!(e.contains("defined twice"), "{e}");

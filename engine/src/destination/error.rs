@@ -84,7 +84,9 @@ pub enum DestinationError {
         message: String,
     },
     /// `check`: the probe object read back differs from what was written.
-    #[error("destination {destination}: the probe object {key} read back differs from what was written: {message}")]
+    #[error(
+        "destination {destination}: the probe object {key} read back differs from what was written: {message}"
+    )]
     Probe {
         destination: String,
         key: String,
@@ -149,7 +151,8 @@ impl Origin {
     }
     /// An error of a step on one object (`Upload`, `Commit`, …).
     pub fn on(&self, step: Step, key: &str, message: impl Into<String>) -> DestinationError {
-        let (destination, key, message) = (self.destination.clone(), key.to_owned(), message.into());
+        let (destination, key, message) =
+            (self.destination.clone(), key.to_owned(), message.into());
         match step {
             Step::Upload => DestinationError::Upload {
                 destination,
@@ -232,7 +235,10 @@ mod tests {
         assert_eq!(origin.on(Step::Commit, "k", "x").step(), "commit");
         assert_eq!(origin.on(Step::List, "p", "x").step(), "list");
         let text = origin.authenticate("403 AccessDenied").to_string();
-        assert!(text.contains("offsite") && text.contains("s3.example:443"), "{text}");
+        assert!(
+            text.contains("offsite") && text.contains("s3.example:443"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -109,7 +109,11 @@ impl FtpsDestination {
     pub fn uri(&self, key: &str) -> String {
         let path = self.inner.remote(key);
         let separator = if path.starts_with('/') { "" } else { "/" };
-        let scheme = if self.inner.tls.is_some() { "ftps" } else { "ftp" };
+        let scheme = if self.inner.tls.is_some() {
+            "ftps"
+        } else {
+            "ftp"
+        };
         format!("{scheme}://{}{separator}{path}", self.inner.origin.server)
     }
 
@@ -244,9 +248,13 @@ impl Inner {
                     let connector = AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(
                         Arc::clone(config),
                     ));
-                    ftp = ftp.into_secure(connector, &self.host).await.map_err(|e| {
-                        match e {
-                            FtpError::SecureError(text) if text.contains("invalid peer certificate") => {
+                    ftp = ftp
+                        .into_secure(connector, &self.host)
+                        .await
+                        .map_err(|e| match e {
+                            FtpError::SecureError(text)
+                                if text.contains("invalid peer certificate") =>
+                            {
                                 Attempt::Permanent(Failure::Certificate(text))
                             }
                             FtpError::UnexpectedResponse(response) => {
@@ -257,8 +265,7 @@ impl Inner {
                                 )))
                             }
                             other => classify(other),
-                        }
-                    })?;
+                        })?;
                 }
                 ftp.login(self.user.as_str(), password.expose())
                     .await
@@ -268,7 +275,9 @@ impl Inner {
                         }
                         other => classify(other),
                     })?;
-                ftp.transfer_type(FileType::Binary).await.map_err(classify)?;
+                ftp.transfer_type(FileType::Binary)
+                    .await
+                    .map_err(classify)?;
                 ftp.set_mode(Mode::ExtendedPassive);
                 Ok(ftp)
             };
@@ -427,7 +436,9 @@ impl std::fmt::Debug for FtpsUpload {
 impl FtpsUpload {
     pub async fn commit(mut self) -> Result<String, DestinationError> {
         let (Some(mut ftp), Some(transfer)) = (self.ftp.take(), self.transfer.take()) else {
-            return Err(self.origin.on(Step::Commit, &self.key, "the upload was already finished"));
+            return Err(self
+                .origin
+                .on(Step::Commit, &self.key, "the upload was already finished"));
         };
         let result = async {
             transfer
@@ -454,6 +465,11 @@ impl FtpsUpload {
             Err(message) => {
                 let _ = ftp.rm(&self.temp).await;
                 let _ = ftp.quit().await;
+                let message = format!(
+                    "{message} (server {}): nothing was stored under the final name; retry when \
+                     the server is reachable",
+                    self.origin.server
+                );
                 Err(self.origin.on(Step::Commit, &self.key, message))
             }
         }
@@ -550,6 +566,9 @@ mod tests {
         .unwrap();
         assert_eq!(d.uri("ns/p/a"), "ftps://ftp.example:2121/archives/ns/p/a");
         let debug = format!("{d:?}");
-        assert!(debug.contains("environment variable NKVM_FTP_PASSWORD"), "{debug}");
+        assert!(
+            debug.contains("environment variable NKVM_FTP_PASSWORD"),
+            "{debug}"
+        );
     }
 }

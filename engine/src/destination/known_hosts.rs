@@ -94,13 +94,8 @@ impl KnownHosts {
             .iter()
             .filter(|e| host_matches(&name, &e.patterns))
             .collect();
-        if let Some(revoked) = matching
-            .iter()
-            .find(|e| e.revoked && same_key(&e.key, key))
-        {
-            return HostKeyVerdict::Revoked {
-                line: revoked.line,
-            };
+        if let Some(revoked) = matching.iter().find(|e| e.revoked && same_key(&e.key, key)) {
+            return HostKeyVerdict::Revoked { line: revoked.line };
         }
         if matching.iter().any(|e| !e.revoked && same_key(&e.key, key)) {
             return HostKeyVerdict::Trusted;
@@ -211,8 +206,10 @@ mod tests {
     use super::*;
 
     // Two throwaway ed25519 public keys (never used anywhere else).
-    const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGvV3Z762bju2WPvDLU+4IGBWUKD+Efh7ZCcKtCuDmiK";
-    const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMzCIjToe5uANeFS7/2HFKgsqaKrhAQsYJ+97DD7ieKO";
+    const KEY_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGvV3Z762bju2WPvDLU+4IGBWUKD+Efh7ZCcKtCuDmiK";
+    const KEY_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMzCIjToe5uANeFS7/2HFKgsqaKrhAQsYJ+97DD7ieKO";
 
     fn key(text: &str) -> PublicKey {
         PublicKey::from_openssh(text).unwrap()
@@ -223,7 +220,11 @@ mod tests {
             &ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, salt),
             name.as_bytes(),
         );
-        format!("|1|{}|{}", STANDARD.encode(salt), STANDARD.encode(hmac.as_ref()))
+        format!(
+            "|1|{}|{}",
+            STANDARD.encode(salt),
+            STANDARD.encode(hmac.as_ref())
+        )
     }
 
     #[test]
@@ -231,16 +232,34 @@ mod tests {
         let hosts = KnownHosts::parse(&format!(
             "# comment\n\nnas.example,10.0.0.5 {KEY_A}\n[nas.example]:2222 {KEY_B}\n"
         ));
-        assert_eq!(hosts.verify("nas.example", 22, &key(KEY_A)), HostKeyVerdict::Trusted);
-        assert_eq!(hosts.verify("NAS.example", 22, &key(KEY_A)), HostKeyVerdict::Trusted);
-        assert_eq!(hosts.verify("10.0.0.5", 22, &key(KEY_A)), HostKeyVerdict::Trusted);
-        assert_eq!(hosts.verify("nas.example", 2222, &key(KEY_B)), HostKeyVerdict::Trusted);
+        assert_eq!(
+            hosts.verify("nas.example", 22, &key(KEY_A)),
+            HostKeyVerdict::Trusted
+        );
+        assert_eq!(
+            hosts.verify("NAS.example", 22, &key(KEY_A)),
+            HostKeyVerdict::Trusted
+        );
+        assert_eq!(
+            hosts.verify("10.0.0.5", 22, &key(KEY_A)),
+            HostKeyVerdict::Trusted
+        );
+        assert_eq!(
+            hosts.verify("nas.example", 2222, &key(KEY_B)),
+            HostKeyVerdict::Trusted
+        );
         assert!(matches!(
             hosts.verify("nas.example", 2222, &key(KEY_A)),
             HostKeyVerdict::Mismatch { known } if known.len() == 1 && known[0].contains("line 4")
         ));
-        assert_eq!(hosts.verify("other", 22, &key(KEY_A)), HostKeyVerdict::Unknown);
-        assert_eq!(hosts.verify("nas.example", 2200, &key(KEY_B)), HostKeyVerdict::Unknown);
+        assert_eq!(
+            hosts.verify("other", 22, &key(KEY_A)),
+            HostKeyVerdict::Unknown
+        );
+        assert_eq!(
+            hosts.verify("nas.example", 2200, &key(KEY_B)),
+            HostKeyVerdict::Unknown
+        );
         assert_eq!(
             hosts.algorithms_for("nas.example", 22),
             vec![Algorithm::Ed25519]
@@ -255,13 +274,22 @@ mod tests {
             hashed("nas.example", b"saltsaltsaltsaltsalt")
         );
         let hosts = KnownHosts::parse(&text);
-        assert_eq!(hosts.verify("127.0.0.1", 2022, &key(KEY_A)), HostKeyVerdict::Trusted);
-        assert_eq!(hosts.verify("nas.example", 22, &key(KEY_B)), HostKeyVerdict::Trusted);
+        assert_eq!(
+            hosts.verify("127.0.0.1", 2022, &key(KEY_A)),
+            HostKeyVerdict::Trusted
+        );
+        assert_eq!(
+            hosts.verify("nas.example", 22, &key(KEY_B)),
+            HostKeyVerdict::Trusted
+        );
         assert!(matches!(
             hosts.verify("127.0.0.1", 2022, &key(KEY_B)),
             HostKeyVerdict::Mismatch { .. }
         ));
-        assert_eq!(hosts.verify("127.0.0.1", 22, &key(KEY_A)), HostKeyVerdict::Unknown);
+        assert_eq!(
+            hosts.verify("127.0.0.1", 22, &key(KEY_A)),
+            HostKeyVerdict::Unknown
+        );
     }
 
     #[test]
@@ -271,8 +299,14 @@ mod tests {
              broken line\nhost ssh-ed25519 not-base64!\n"
         );
         let hosts = KnownHosts::parse(&text);
-        assert_eq!(hosts.verify("nas.example", 22, &key(KEY_A)), HostKeyVerdict::Trusted);
-        assert_eq!(hosts.verify("evil.example", 22, &key(KEY_A)), HostKeyVerdict::Unknown);
+        assert_eq!(
+            hosts.verify("nas.example", 22, &key(KEY_A)),
+            HostKeyVerdict::Trusted
+        );
+        assert_eq!(
+            hosts.verify("evil.example", 22, &key(KEY_A)),
+            HostKeyVerdict::Unknown
+        );
         assert_eq!(
             hosts.verify("nas.example", 22, &key(KEY_B)),
             HostKeyVerdict::Revoked { line: 2 }

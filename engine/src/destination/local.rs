@@ -189,7 +189,10 @@ impl LocalUpload {
             .map_err(|e| e.to_string())?
             .map_err(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
-                    format!("{} already exists: it is never replaced", self.path.display())
+                    format!(
+                        "{} already exists: it is never replaced",
+                        self.path.display()
+                    )
                 } else {
                     advice(e)
                 }
@@ -259,7 +262,13 @@ mod tests {
         let mut upload = d.begin_upload("ns/pvc/a.tar.gz").await.unwrap();
         upload.write_all(b"hello").await.unwrap();
         upload.flush().await.unwrap();
-        let keys: Vec<_> = d.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+        let keys: Vec<_> = d
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         assert_eq!(keys, ["ns/pvc/a.tar.gz.partial"]);
         assert_eq!(upload.commit().await.unwrap(), "ns/pvc/a.tar.gz");
         let listed = d.list("ns").await.unwrap();

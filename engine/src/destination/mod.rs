@@ -200,7 +200,9 @@ impl Destination {
         if let Err(error) = upload.write_all(&bytes).await {
             let message = error.to_string();
             let _ = upload.abort().await;
-            return Err(self.origin_for_errors().on(error::Step::Upload, key, message));
+            return Err(self
+                .origin_for_errors()
+                .on(error::Step::Upload, key, message));
         }
         upload.commit().await
     }
@@ -370,8 +372,7 @@ impl Destinations {
     /// The default destination (`default_destination`, else `local`).
     #[must_use]
     pub fn default_destination(&self) -> &Destination {
-        self.get(&self.default)
-            .unwrap_or_else(|_| &self.list[0])
+        self.get(&self.default).unwrap_or_else(|_| &self.list[0])
     }
 
     /// Every destination, in the file's order (`local` first when the file does not define it).

@@ -52,7 +52,10 @@ pub(crate) fn delay(policy: RetryPolicy, attempt: u32) -> Duration {
 
 /// Runs `call` until it succeeds, fails permanently, or `policy.attempts` are used up; the error
 /// of the last attempt is returned with the number of attempts made.
-pub(crate) async fn with_retries<T, E, F, Fut>(policy: RetryPolicy, mut call: F) -> Result<T, (E, u32)>
+pub(crate) async fn with_retries<T, E, F, Fut>(
+    policy: RetryPolicy,
+    mut call: F,
+) -> Result<T, (E, u32)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt<E>>>,

@@ -90,7 +90,11 @@ impl std::fmt::Debug for S3Destination {
 #[derive(Debug)]
 enum Failure {
     /// The server answered with an error status (and S3 error code, when the body had one).
-    Status { status: StatusCode, code: String, message: String },
+    Status {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
     /// No answer: connection, TLS or timeout.
     Transport { message: String, certificate: bool },
 }
@@ -156,7 +160,11 @@ impl S3Destination {
     }
 
     pub fn uri(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.inner.bucket.name(), self.inner.object(key))
+        format!(
+            "s3://{}/{}",
+            self.inner.bucket.name(),
+            self.inner.object(key)
+        )
     }
 
     pub async fn begin_upload(
@@ -178,8 +186,14 @@ impl S3Destination {
             .await
             .map_err(|f| inner.error(Step::Upload, key, f, true))?;
         let text = String::from_utf8_lossy(&response).into_owned();
-        let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&text)
-            .map_err(|e| inner.origin.on(Step::Upload, key, format!("unexpected answer to CreateMultipartUpload: {e}")))?;
+        let created =
+            rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(|e| {
+                inner.origin.on(
+                    Step::Upload,
+                    key,
+                    format!("unexpected answer to CreateMultipartUpload: {e}"),
+                )
+            })?;
         let part_size = part_size_for(inner.part_size, size_hint);
         Ok(S3Upload {
             shared: Arc::new(UploadShared {
@@ -195,6 +209,7 @@ impl S3Destination {
             in_flight: JoinSet::new(),
             etags: BTreeMap::new(),
             failed: None,
+            part_error: None,
             finished: false,
         })
     }
@@ -292,9 +307,11 @@ impl S3Destination {
                 .map_err(|f| inner.error(Step::List, prefix, f, true))?;
             let text = String::from_utf8_lossy(&body);
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&text).map_err(|e| {
-                inner
-                    .origin
-                    .on(Step::List, prefix, format!("unexpected ListObjectsV2 answer: {e}"))
+                inner.origin.on(
+                    Step::List,
+                    prefix,
+                    format!("unexpected ListObjectsV2 answer: {e}"),
+                )
             })?;
             for content in page.contents {
                 if let Some(key) = inner.relative_key(&content.key) {
@@ -436,7 +453,10 @@ impl Inner {
         let text = String::from_utf8_lossy(&body);
         let failure = Failure::Status {
             status,
-            code: xml_values(&text, "Code").into_iter().next().unwrap_or_default(),
+            code: xml_values(&text, "Code")
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
             message: xml_values(&text, "Message")
                 .into_iter()
                 .next()
@@ -478,7 +498,10 @@ impl Inner {
                 let text = String::from_utf8_lossy(&body);
                 return Err(Attempt::Transient(Failure::Status {
                     status: StatusCode::OK,
-                    code: xml_values(&text, "Code").into_iter().next().unwrap_or_default(),
+                    code: xml_values(&text, "Code")
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default(),
                     message: xml_values(&text, "Message")
                         .into_iter()
                         .next()
@@ -490,7 +513,13 @@ impl Inner {
         .await
     }
 
-    fn error(&self, step: Step, key: &str, (failure, attempts): (Failure, u32), connecting: bool) -> DestinationError {
+    fn error(
+        &self,
+        step: Step,
+        key: &str,
+        (failure, attempts): (Failure, u32),
+        connecting: bool,
+    ) -> DestinationError {
         self.error_after(step, key, failure, attempts, connecting)
     }
 
@@ -510,10 +539,14 @@ impl Inner {
                 message,
                 certificate: true,
             } => self.origin.verify_server(message),
-            Failure::Transport { message, .. } if connecting => self.origin.connect(after_attempts(
-                format!("{message}: check the endpoint, the network and that the server is running"),
-                attempts,
-            )),
+            Failure::Transport { message, .. } if connecting => {
+                self.origin.connect(after_attempts(
+                    format!(
+                        "{message}: check the endpoint, the network and that the server is running"
+                    ),
+                    attempts,
+                ))
+            }
             Failure::Transport { message, .. } => self.origin.on(
                 step,
                 key,
@@ -522,7 +555,11 @@ impl Inner {
                     attempts,
                 ),
             ),
-            Failure::Status { status, code, message } => {
+            Failure::Status {
+                status,
+                code,
+                message,
+            } => {
                 let answer = format!("HTTP {} {code} {message}", status.as_u16())
                     .trim_end()
                     .to_owned();

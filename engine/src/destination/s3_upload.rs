@@ -26,6 +26,8 @@ pub struct S3Upload {
     pub(super) etags: BTreeMap<u16, String>,
     /// The first failure; every later write reports it.
     pub(super) failed: Option<String>,
+    /// The error of the first failed part, returned by `commit` as it is.
+    pub(super) part_error: Option<DestinationError>,
     /// Completed or aborted: nothing to clean up on drop.
     pub(super) finished: bool,
 }
@@ -51,14 +53,17 @@ impl UploadShared {
         let response = with_retries(inner.retry, || {
             let url = inner
                 .bucket
-                .upload_part(Some(&self.credentials), &self.object, number, &self.upload_id)
+                .upload_part(
+                    Some(&self.credentials),
+                    &self.object,
+                    number,
+                    &self.upload_id,
+                )
                 .sign(SIGNATURE_VALIDITY);
             inner.send(Method::PUT, url, body.clone(), PART_TIMEOUT)
         })
         .await
-        .map_err(|(f, attempts)| {
-            inner.error_after(Step::Upload, &self.key, f, attempts, false)
-        })?;
+        .map_err(|(f, attempts)| inner.error_after(Step::Upload, &self.key, f, attempts, false))?;
         let etag = response
             .headers()
             .get(http::header::ETAG)
@@ -157,7 +162,11 @@ impl S3Upload {
                 self.etags.insert(number, etag);
                 Ok(())
             }
-            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Err(error)) => {
+                let message = error.to_string();
+                self.part_error.get_or_insert(error);
+                Err(message)
+            }
             Err(error) => Err(format!("a part upload task failed: {error}")),
         }
     }
@@ -173,7 +182,10 @@ impl S3Upload {
         let shared = Arc::clone(&self.shared);
         let result = match outcome {
             Ok(()) => shared.complete(&self.etags).await,
-            Err(message) => Err(shared.inner().origin.on(Step::Upload, &shared.key, message)),
+            Err(message) => Err(self
+                .part_error
+                .take()
+                .unwrap_or_else(|| shared.inner().origin.on(Step::Upload, &shared.key, message))),
         };
         match result {
             Ok(()) => {

@@ -247,7 +247,8 @@ impl Inner {
     /// opens the SFTP subsystem.
     async fn connect(&self) -> Result<Session, DestinationError> {
         let origin = &self.origin;
-        let known = KnownHosts::load(&self.known_hosts_file).map_err(|e| origin.verify_server(e))?;
+        let known =
+            KnownHosts::load(&self.known_hosts_file).map_err(|e| origin.verify_server(e))?;
         let key = russh::keys::load_secret_key(&self.private_key_file, None).map_err(|e| {
             origin.secret(format!(
                 "cannot load private_key_file {}: {e}: it must be an unencrypted OpenSSH or PEM \
@@ -307,9 +308,9 @@ impl Inner {
                     Ok(Err(russh::Error::IO(e))) if super::retry::io_error_is_transient(&e) => {
                         Err(Attempt::Transient(e.to_string()))
                     }
-                    Ok(Err(russh::Error::Disconnect | russh::Error::ConnectionTimeout)) => {
-                        Err(Attempt::Transient("the server closed the connection".to_owned()))
-                    }
+                    Ok(Err(russh::Error::Disconnect | russh::Error::ConnectionTimeout)) => Err(
+                        Attempt::Transient("the server closed the connection".to_owned()),
+                    ),
                     Ok(Err(e)) => Err(Attempt::Permanent(e.to_string())),
                 }
             }
@@ -481,6 +482,11 @@ impl SftpUpload {
             Ok(()) => Ok(std::mem::take(&mut self.key)),
             Err(message) => {
                 let _ = self.session.sftp.remove_file(self.temp.clone()).await;
+                let message = format!(
+                    "{message} (server {}): nothing was stored under the final name; retry when \
+                     the server is reachable",
+                    self.origin.server
+                );
                 Err(self.origin.on(Step::Commit, &self.key, message))
             }
         }
@@ -494,7 +500,9 @@ impl SftpUpload {
         match self.session.sftp.remove_file(self.temp.clone()).await {
             Ok(()) => Ok(()),
             Err(e) if is_missing(&e) => Ok(()),
-            Err(e) => Err(self.origin.on(Step::Abort, &self.key, describe(&e, &self.temp))),
+            Err(e) => Err(self
+                .origin
+                .on(Step::Abort, &self.key, describe(&e, &self.temp))),
         }
     }
 }
@@ -567,8 +575,14 @@ mod tests {
     #[test]
     fn remote_paths_and_uris() {
         let d = destination("/srv/backups/", 22);
-        assert_eq!(d.inner.remote("ns/p/a.tar.gz"), "/srv/backups/ns/p/a.tar.gz");
-        assert_eq!(d.uri("ns/p/a.tar.gz"), "sftp://nas.example/srv/backups/ns/p/a.tar.gz");
+        assert_eq!(
+            d.inner.remote("ns/p/a.tar.gz"),
+            "/srv/backups/ns/p/a.tar.gz"
+        );
+        assert_eq!(
+            d.uri("ns/p/a.tar.gz"),
+            "sftp://nas.example/srv/backups/ns/p/a.tar.gz"
+        );
         let d = destination("archive", 2222);
         assert_eq!(d.inner.remote("a"), "archive/a");
         assert_eq!(d.uri("a"), "sftp://nas.example:2222/archive/a");
