@@ -737,6 +737,69 @@ async fn ftps_server_stopped_mid_upload_leaves_nothing_under_the_key() {
     .await;
 }
 
+/// Captures every `log` record (trace level included) of this test binary.
+struct Capture(std::sync::Mutex<Vec<(String, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = (record.target().to_owned(), record.args().to_string());
+        self.0.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
+
+#[tokio::test]
+#[ignore = "needs the test servers (end2end/servers/up)"]
+async fn logs_hold_no_secret_outside_the_filtered_ftp_command_trace() {
+    let servers = Servers::load();
+    log::set_logger(&CAPTURE).unwrap();
+    log::set_max_level(log::LevelFilter::Trace);
+    let password = servers.file("NKVM_TEST_FTPS_PASSWORD_FILE");
+    let secret = servers.file("NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE");
+    let key_line = std::fs::read_to_string(servers.get("NKVM_TEST_SFTP_KEY_FILE"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    ftps_ok(&servers, &format!("/upload/{}", unique("log")))
+        .check()
+        .await
+        .unwrap();
+    s3_trusting(&servers, &unique("log"), "")
+        .check()
+        .await
+        .unwrap();
+    sftp_ok(&servers, &format!("/upload/{}", unique("log")))
+        .check()
+        .await
+        .unwrap();
+    let records = CAPTURE.0.lock().unwrap().clone();
+    assert!(!records.is_empty(), "the logger captured nothing");
+    let mut ftp_command_leak = false;
+    for (target, line) in &records {
+        if target.starts_with("suppaftp") {
+            // suppaftp traces `PASS <password>`: LOG_FILTER_DIRECTIVES turns it off.
+            ftp_command_leak |= line.contains(&password);
+            continue;
+        }
+        assert_no_secret(
+            &format!("{target}: {line}"),
+            &[&password, &secret, &key_line],
+        );
+    }
+    assert!(
+        !ftp_command_leak
+            || nkvm_engine::destination::LOG_FILTER_DIRECTIVES.contains("suppaftp=off"),
+        "suppaftp logs the FTP password and the filter directives do not silence it"
+    );
+}
+
 // ---------------------------------------------------------------- helpers
 
 async fn interrupted_upload_leaves_no_final_file(

@@ -32,6 +32,11 @@ pub use known_hosts::{HostKeyVerdict, KnownHosts};
 pub use retry::{DEFAULT_RETRY, RetryPolicy};
 pub use s3::part_size_for;
 
+/// Directives every tracing filter of a process using destinations must carry: suppaftp traces each
+/// FTP command it sends — `PASS <password>` included — through the `log` crate at trace level, so
+/// its output stays off whatever `RUST_LOG` says (append to the `EnvFilter`, after the user's).
+pub const LOG_FILTER_DIRECTIVES: &str = "suppaftp=off";
+
 /// The kinds of destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
