@@ -221,13 +221,7 @@ impl FtpsDestination {
 
 impl Inner {
     fn remote(&self, key: &str) -> String {
-        let base = self.path.trim_end_matches('/');
-        match (base.is_empty(), key.is_empty()) {
-            (true, _) if self.path.starts_with('/') => format!("/{key}"),
-            (true, _) => key.to_owned(),
-            (false, true) => base.to_owned(),
-            (false, false) => format!("{base}/{key}"),
-        }
+        super::remote_path(&self.path, key)
     }
 
     /// Connects (retrying transient network failures), secures the control connection, logs in
@@ -374,18 +368,7 @@ fn describe(error: &FtpError, path: &str) -> String {
 /// `mkdir -p` over FTP (MKD of each missing level).
 async fn create_dirs(ftp: &mut AsyncRustlsFtpStream, dir: &str) -> Result<(), String> {
     let here = ftp.pwd().await.map_err(|e| describe(&e, "."))?;
-    let mut path = String::new();
-    for (index, part) in dir.split('/').enumerate() {
-        if part.is_empty() {
-            if index == 0 {
-                path.push('/');
-            }
-            continue;
-        }
-        if !path.is_empty() && !path.ends_with('/') {
-            path.push('/');
-        }
-        path.push_str(part);
+    for path in super::dir_prefixes(dir) {
         if let Err(error) = ftp.mkdir(&path).await {
             // 550 when it exists already: fine if it is a directory we can enter.
             if ftp.cwd(&path).await.is_err() {
@@ -465,11 +448,7 @@ impl FtpsUpload {
             Err(message) => {
                 let _ = ftp.rm(&self.temp).await;
                 let _ = ftp.quit().await;
-                let message = format!(
-                    "{message} (server {}): nothing was stored under the final name; retry when \
-                     the server is reachable",
-                    self.origin.server
-                );
+                let message = super::nothing_stored(&message, &self.origin.server);
                 Err(self.origin.on(Step::Commit, &self.key, message))
             }
         }

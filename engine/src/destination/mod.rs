@@ -327,6 +327,49 @@ impl Destination {
     }
 }
 
+/// `<base>/<key>` on an SFTP or FTP server (`base` absolute, relative or empty).
+fn remote_path(base: &str, key: &str) -> String {
+    let trimmed = base.trim_end_matches('/');
+    match (trimmed.is_empty(), key.is_empty()) {
+        (true, _) if base.starts_with('/') => format!("/{key}"),
+        (true, _) => key.to_owned(),
+        (false, true) => trimmed.to_owned(),
+        (false, false) => format!("{trimmed}/{key}"),
+    }
+}
+
+/// `scheme://server/path` (a relative path gets the `/` separator too).
+fn remote_uri(scheme: &str, server: &str, path: &str) -> String {
+    let separator = if path.starts_with('/') { "" } else { "/" };
+    format!("{scheme}://{server}{separator}{path}")
+}
+
+/// Every directory from the top down to `dir`: `/a/b` → `/a`, `/a/b`; `a/b` → `a`, `a/b`.
+fn dir_prefixes(dir: &str) -> Vec<String> {
+    let mut prefixes = Vec::new();
+    let mut path = if dir.starts_with('/') {
+        "/".to_owned()
+    } else {
+        String::new()
+    };
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        if !path.is_empty() && !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(part);
+        prefixes.push(path.clone());
+    }
+    prefixes
+}
+
+/// The message of an SFTP/FTPS upload that could not be committed.
+fn nothing_stored(message: &str, server: &str) -> String {
+    format!(
+        "{message} (server {server}): nothing was stored under the final name; retry when the \
+         server is reachable"
+    )
+}
+
 /// Every configured destination and the default one.
 #[derive(Debug, Clone)]
 pub struct Destinations {
@@ -499,5 +542,36 @@ impl AsyncWrite for Upload {
     /// Flushes only: the upload is finished by [`Upload::commit`], never by a shutdown.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_paths_uris_and_directory_prefixes() {
+        assert_eq!(remote_path("/srv/b/", "ns/p/a"), "/srv/b/ns/p/a");
+        assert_eq!(remote_path("archive", "a"), "archive/a");
+        assert_eq!(remote_path("", "a"), "a");
+        assert_eq!(remote_path("/", "a"), "/a");
+        assert_eq!(remote_path("/srv", ""), "/srv");
+        assert_eq!(remote_uri("sftp", "h:2222", "/x/a"), "sftp://h:2222/x/a");
+        assert_eq!(remote_uri("ftps", "h", "x/a"), "ftps://h/x/a");
+        assert_eq!(dir_prefixes("/a/b"), ["/a", "/a/b"]);
+        assert_eq!(dir_prefixes("a//b/"), ["a", "a/b"]);
+        assert!(dir_prefixes("/").is_empty());
+    }
+
+    #[test]
+    fn artifact_keys_follow_the_local_layout() {
+        let at: jiff::Timestamp = "2026-11-28T23:18:58.123456Z".parse().unwrap();
+        let keys = ArtifactKeys::new("shop", "data", at);
+        assert_eq!(keys.archive, "shop/data/20261128T231858.123Z.tar.gz");
+        assert_eq!(keys.sidecar, "shop/data/20261128T231858.123Z.tar.gz.sha256");
+        assert_eq!(
+            keys.manifest,
+            "shop/data/20261128T231858.123Z.manifest.json"
+        );
     }
 }

@@ -132,9 +132,7 @@ impl SftpDestination {
     }
 
     pub fn uri(&self, key: &str) -> String {
-        let path = self.inner.remote(key);
-        let separator = if path.starts_with('/') { "" } else { "/" };
-        format!("sftp://{}{separator}{path}", self.inner.origin.server)
+        super::remote_uri("sftp", &self.inner.origin.server, &self.inner.remote(key))
     }
 
     pub async fn begin_upload(&self, key: &str) -> Result<SftpUpload, DestinationError> {
@@ -234,13 +232,7 @@ impl SftpDestination {
 
 impl Inner {
     fn remote(&self, key: &str) -> String {
-        let base = self.path.trim_end_matches('/');
-        match (base.is_empty(), key.is_empty()) {
-            (true, _) if self.path.starts_with('/') => format!("/{key}"),
-            (true, _) => key.to_owned(),
-            (false, true) => base.to_owned(),
-            (false, false) => format!("{base}/{key}"),
-        }
+        super::remote_path(&self.path, key)
     }
 
     /// Connects (retrying transient network failures), checks the host key, authenticates and
@@ -373,18 +365,7 @@ impl Inner {
 
 /// `mkdir -p` over SFTP.
 async fn create_dirs(sftp: &SftpSession, dir: &str) -> Result<(), String> {
-    let mut path = String::new();
-    for (index, part) in dir.split('/').enumerate() {
-        if part.is_empty() {
-            if index == 0 {
-                path.push('/');
-            }
-            continue;
-        }
-        if !path.is_empty() && !path.ends_with('/') {
-            path.push('/');
-        }
-        path.push_str(part);
+    for path in super::dir_prefixes(dir) {
         match sftp.metadata(path.clone()).await {
             Ok(meta) if meta.is_dir() => continue,
             Ok(_) => return Err(format!("{path} exists and is not a directory")),
@@ -482,11 +463,7 @@ impl SftpUpload {
             Ok(()) => Ok(std::mem::take(&mut self.key)),
             Err(message) => {
                 let _ = self.session.sftp.remove_file(self.temp.clone()).await;
-                let message = format!(
-                    "{message} (server {}): nothing was stored under the final name; retry when \
-                     the server is reachable",
-                    self.origin.server
-                );
+                let message = super::nothing_stored(&message, &self.origin.server);
                 Err(self.origin.on(Step::Commit, &self.key, message))
             }
         }
