@@ -506,17 +506,11 @@ impl AsyncWrite for FtpsUpload {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.transfer.as_mut() {
-            Some(transfer) => Pin::new(transfer).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::Error::other("the upload is finished"))),
-        }
+        super::poll_write_open(self.transfer.as_mut(), cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.transfer.as_mut() {
-            Some(transfer) => Pin::new(transfer).poll_flush(cx),
-            None => Poll::Ready(Ok(())),
-        }
+        super::poll_flush_open(self.transfer.as_mut(), cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -362,6 +362,29 @@ fn dir_prefixes(dir: &str) -> Vec<String> {
     prefixes
 }
 
+/// `poll_write` of an upload's writer while it is open (`None` once committed or aborted).
+fn poll_write_open<W: AsyncWrite + Unpin>(
+    writer: Option<&mut W>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    match writer {
+        Some(writer) => Pin::new(writer).poll_write(cx, buf),
+        None => Poll::Ready(Err(io::Error::other("the upload is finished"))),
+    }
+}
+
+/// `poll_flush` of an upload's writer while it is open.
+fn poll_flush_open<W: AsyncWrite + Unpin>(
+    writer: Option<&mut W>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    match writer {
+        Some(writer) => Pin::new(writer).poll_flush(cx),
+        None => Poll::Ready(Ok(())),
+    }
+}
+
 /// The message of an SFTP/FTPS upload that could not be committed.
 fn nothing_stored(message: &str, server: &str) -> String {
     format!(

@@ -513,17 +513,11 @@ impl AsyncWrite for SftpUpload {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.file.as_mut() {
-            Some(file) => Pin::new(file).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::Error::other("the upload is finished"))),
-        }
+        super::poll_write_open(self.file.as_mut(), cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.file.as_mut() {
-            Some(file) => Pin::new(file).poll_flush(cx),
-            None => Poll::Ready(Ok(())),
-        }
+        super::poll_flush_open(self.file.as_mut(), cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
