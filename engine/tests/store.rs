@@ -464,7 +464,10 @@ async fn history_follows_the_uid_not_the_name() {
 }
 
 #[tokio::test]
-#[allow(clippy::too_many_lines, reason = "a table of filter cases over one fixture")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table of filter cases over one fixture"
+)]
 async fn recent_runs_orders_filters_and_pages() {
     for (name, store, _dir) in stores().await {
         let insert = |run_id: &'static str,
