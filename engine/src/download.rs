@@ -171,6 +171,7 @@ mod tests {
                 pvc: "data".into(),
                 started_by: "test".into(),
                 started_at: jiff::Timestamp::now(),
+                cluster: None,
             })
             .await
             .unwrap();

@@ -56,6 +56,8 @@ pub struct NewRun {
     /// Who started it (`cli:<user>`, a web user name, …).
     pub started_by: String,
     pub started_at: jiff::Timestamp,
+    /// Identity of the cluster connection the run uses (`None`: unknown).
+    pub cluster: Option<String>,
 }
 
 /// How a run ended (or its latest state while running).
@@ -74,6 +76,11 @@ pub struct RunUpdate {
     pub artifact: Option<String>,
     pub helper_pod: Option<String>,
     pub node: Option<String>,
+    /// The destination the archive was written to, and its key there.
+    pub destination: Option<String>,
+    pub object_key: Option<String>,
+    /// UID of the helper pod nkvm created.
+    pub helper_uid: Option<String>,
 }
 
 /// One row of history.
@@ -99,6 +106,15 @@ pub struct RunRecord {
     pub artifact: Option<String>,
     pub helper_pod: Option<String>,
     pub node: Option<String>,
+    /// Name of the destination holding the archive (`None`: recorded before destinations existed;
+    /// `artifact` is then a local path).
+    pub destination: Option<String>,
+    /// The archive's key inside the destination (`<namespace>/<pvc>/<stamp>.tar.gz`).
+    pub object_key: Option<String>,
+    /// UID of the helper pod nkvm created for the run.
+    pub helper_uid: Option<String>,
+    /// Identity of the cluster connection the run used.
+    pub cluster: Option<String>,
 }
 
 /// Filters of [`Store::recent_runs`]; `None` means any.
@@ -231,8 +247,9 @@ impl Store {
     pub async fn insert_run(&self, run: &NewRun) -> Result<i64, StoreError> {
         let started_at = store_time("started_at", run.started_at)?;
         sqlx::query_scalar::<_, i64>(
-            "INSERT INTO runs (run_id, pvc_uid, namespace, pvc, status, started_by, started_at) \
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6) RETURNING id",
+            "INSERT INTO runs (run_id, pvc_uid, namespace, pvc, status, started_by, started_at, \
+                               cluster) \
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7) RETURNING id",
         )
         .bind(run.run_id.as_str())
         .bind(run.pvc_uid.as_str())
@@ -240,6 +257,7 @@ impl Store {
         .bind(run.pvc.as_str())
         .bind(run.started_by.as_str())
         .bind(started_at)
+        .bind(run.cluster.as_deref())
         .fetch_one(&self.pool)
         .await
         .map_err(query_error("insert_run"))
@@ -269,8 +287,11 @@ impl Store {
                  sha256 = COALESCE(?8, sha256), \
                  artifact = COALESCE(?9, artifact), \
                  helper_pod = COALESCE(?10, helper_pod), \
-                 node = COALESCE(?11, node) \
-             WHERE id = ?12",
+                 node = COALESCE(?11, node), \
+                 destination = COALESCE(?12, destination), \
+                 object_key = COALESCE(?13, object_key), \
+                 helper_uid = COALESCE(?14, helper_uid) \
+             WHERE id = ?15",
         )
         .bind(update.status.map(RunStatus::as_str))
         .bind(update.stage.map(Stage::as_str))
@@ -283,6 +304,9 @@ impl Store {
         .bind(update.artifact.as_deref())
         .bind(update.helper_pod.as_deref())
         .bind(update.node.as_deref())
+        .bind(update.destination.as_deref())
+        .bind(update.object_key.as_deref())
+        .bind(update.helper_uid.as_deref())
         .bind(id)
         .execute(&self.pool)
         .await

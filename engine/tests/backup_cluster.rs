@@ -836,6 +836,7 @@ async fn recovery_after_a_killed_process() {
                     pvc: "vol".to_owned(),
                     started_by: "killed".to_owned(),
                     started_at: jiff::Timestamp::now(),
+                    cluster: None,
                 })
                 .await
                 .unwrap();

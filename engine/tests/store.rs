@@ -24,6 +24,7 @@ fn new_run(run_id: &str, uid: &str, ns: &str, pvc: &str, started_at: &str) -> Ne
         pvc: pvc.to_owned(),
         started_by: "cli:tester".to_owned(),
         started_at: t(started_at),
+        cluster: None,
     }
 }
 
@@ -183,6 +184,10 @@ async fn insert_update_and_get_round_trip() {
             artifact: Some("/data/artifacts/shop/web-data/x.tar.gz".to_owned()),
             helper_pod: Some("nkvm-backup-r1".to_owned()),
             node: Some("node-1".to_owned()),
+            destination: None,
+            object_key: None,
+            helper_uid: None,
+            cluster: None,
         };
         assert_eq!(done, expected, "{name}");
     }
@@ -939,10 +944,21 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         rows
     };
     let first = migrations().await;
+    // One applied row per file of engine/migrations (0001_runs.sql, 0002_audit.sql, …).
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    let expected: Vec<(i64, bool)> = (1..=i64::try_from(files).unwrap())
+        .map(|v| (v, true))
+        .collect();
     assert_eq!(
         first.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(),
-        [(1, true), (2, true)],
-        "0001_runs and 0002_audit"
+        expected,
+        "every migration applied once"
     );
 
     for _ in 0..2 {
@@ -971,6 +987,7 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         "runs_pvc_uid_status_finished_at",
         "runs_started_at",
         "runs_namespace_pvc",
+        "runs_destination",
     ]
     .map(str::to_owned)
     .into();

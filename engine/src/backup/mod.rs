@@ -84,6 +84,8 @@ pub struct BackupOptions {
     pub resources: pod::HelperResources,
     /// Only PVCs in these namespaces may be backed up (`None`: any).
     pub allowlist: Option<Vec<String>>,
+    /// Identity of the cluster connection, recorded with each run (`None`: unknown).
+    pub cluster: Option<String>,
 }
 
 impl Default for BackupOptions {
@@ -108,6 +110,7 @@ impl Default for BackupOptions {
             sweep_interval: Duration::from_secs(15),
             resources: pod::HelperResources::default(),
             allowlist: None,
+            cluster: None,
         }
     }
 }

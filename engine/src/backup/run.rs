@@ -188,6 +188,7 @@ impl<'a> Run<'a> {
                 pvc: self.target.name.clone(),
                 started_by: self.started_by.clone(),
                 started_at: self.started_at,
+                cluster: options.cluster.clone(),
             })
             .await
             .map_err(|source| BackupError::Record {
@@ -486,6 +487,7 @@ impl<'a> Run<'a> {
             artifact: Some(archive.display().to_string()),
             helper_pod: Some(helper_pod.to_owned()),
             node: self.node.clone(),
+            ..RunUpdate::default()
         };
         self.inner
             .store

@@ -9,7 +9,8 @@ use super::{RunRecord, RunStatus, Stage, StoreError, timestamp};
 macro_rules! run_columns {
     () => {
         "id, run_id, pvc_uid, namespace, pvc, status, stage, message, started_by, started_at, \
-         finished_at, bytes, source_bytes, files, sha256, artifact, helper_pod, node"
+         finished_at, bytes, source_bytes, files, sha256, artifact, helper_pod, node, destination, \
+         object_key, helper_uid, cluster"
     };
 }
 pub(super) use run_columns;
@@ -35,6 +36,10 @@ pub(super) struct RunRow {
     artifact: Option<String>,
     helper_pod: Option<String>,
     node: Option<String>,
+    destination: Option<String>,
+    object_key: Option<String>,
+    helper_uid: Option<String>,
+    cluster: Option<String>,
 }
 
 impl RunRow {
@@ -91,6 +96,10 @@ impl RunRow {
             artifact: self.artifact,
             helper_pod: self.helper_pod,
             node: self.node,
+            destination: self.destination,
+            object_key: self.object_key,
+            helper_uid: self.helper_uid,
+            cluster: self.cluster,
         })
     }
 }
@@ -149,6 +158,10 @@ mod tests {
             artifact: None,
             helper_pod: Some("nkvm-backup-r".to_owned()),
             node: None,
+            destination: Some("local".to_owned()),
+            object_key: Some("ns/data/x.tar.gz".to_owned()),
+            helper_uid: None,
+            cluster: None,
         }
     }
 

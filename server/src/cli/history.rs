@@ -214,6 +214,10 @@ mod tests {
             artifact: None,
             helper_pod: None,
             node: None,
+            destination: None,
+            object_key: None,
+            helper_uid: None,
+            cluster: None,
         }
     }
 
@@ -370,6 +374,7 @@ mod tests {
                         "2026-11-28T23:18:5{i}.000000Z"
                     ))
                     .unwrap(),
+                    cluster: None,
                 })
                 .await
                 .unwrap();
