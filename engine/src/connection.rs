@@ -197,7 +197,7 @@ pub enum ConnectError {
         #[source]
         source: kube::Error,
     },
-    #[error("the apiserver at {server} failed the version check: {advice}")]
+    #[error("cannot use the apiserver at {server}: {advice}")]
     Probe {
         server: String,
         status: Option<u16>,
