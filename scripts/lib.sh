@@ -163,18 +163,16 @@ _require_cargo_llvm_cov() {
   export PATH
 }
 
-# Node.js and npm for Playwright (end2end/package.json: node >= 18). Debian 12's nodejs is 18.
+# Node.js and npm for Playwright (end2end/package.json "engines": Playwright 1.65 needs Node >= 20).
+# Not installed here: Debian 12's nodejs is 18, too old.
 _require_node() {
   local want have
   want="$(sed -n 's/.*"node": *">=\([0-9.]*\)".*/\1/p' "$NKVM_REPO/end2end/package.json")"
-  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    apt_install nodejs npm || true
-  fi
   have="$(node --version 2>/dev/null | tr -d v)"
   if [[ -z "$have" ]] || ! command -v npm >/dev/null 2>&1; then
-    _missing+=("Node.js >= $want with npm: 'apt-get install nodejs npm' failed (error above)")
+    _missing+=("Node.js >= $want with npm: not found (Debian 12's nodejs is 18, too old for Playwright); install Node.js $want or newer, e.g. from https://nodejs.org or NodeSource's Debian packages")
   elif ! version_at_least "$have" "$want"; then
-    _missing+=("Node.js >= $want (found $have): install a newer nodejs package")
+    _missing+=("Node.js >= $want: found $have (Playwright needs $want); install a newer Node.js, e.g. from https://nodejs.org")
   fi
 }
 
