@@ -19,22 +19,80 @@ set -euo pipefail
 NKVM_SCRIPT=demo-seed
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 use_test_cluster
+require deb:python3
 prefix="${NKVM_DEMO_PREFIX:-demo-}"
 shop="${prefix}shop"
 analytics="${prefix}analytics"
 image=nkvm.local/workload:1
 started=$SECONDS
 
+# container NAME VOLUME MOUNT SCRIPT: one line of YAML, a container of the workload image that runs
+# the shell SCRIPT with VOLUME mounted at MOUNT.
+container() {
+  printf -- '- {name: %s, image: %s, imagePullPolicy: Never, command: [sh, -c, %s], volumeMounts: [{name: %s, mountPath: %s}]}' \
+    "$1" "$image" "$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$4")" "$2" "$3"
+}
+# volume NAME CLAIM: one line of YAML, a volume of that claim.
+volume() { printf -- '- {name: %s, persistentVolumeClaim: {claimName: %s}}' "$1" "$2"; }
+
+# The long-running containers write their data only while the volume is still empty (no .seeded
+# marker), then idle.
+postgres=$(cat <<'SH'
+d=/var/lib/postgresql/data
+if [ ! -f $d/.seeded ]; then
+  mkdir -p $d/base/16384 $d/global $d/pg_wal
+  echo 16 > $d/PG_VERSION
+  for i in $(seq 1 40); do head -c 262144 /dev/urandom > $d/base/16384/$((16400 + i)); done
+  for i in 1 2 3; do head -c 4194304 /dev/urandom > $d/pg_wal/00000001000000000000000$i; done
+  seq 1 20000 | awk '{printf "%d,customer-%04d,%d.%02d,2026-11-%02d\n", $1, $1 % 977, $1 % 500, $1 % 100, $1 % 28 + 1}' > $d/orders.csv
+  printf 'max_connections = 100\nshared_buffers = 128MB\n' > $d/postgresql.conf
+  touch $d/.seeded
+fi
+exec sleep 2147483647
+SH
+)
+storefront=$(cat <<'SH'
+if [ ! -f /uploads/.seeded ]; then
+  mkdir -p /uploads/products /uploads/avatars
+  for i in $(seq 1 24); do head -c 409600 /dev/urandom > /uploads/products/sku-$((1000 + i)).jpg; done
+  for i in $(seq 1 30); do head -c 81920 /dev/urandom > /uploads/avatars/user-$i.png; done
+  touch /uploads/.seeded
+fi
+exec sleep 2147483647
+SH
+)
+ledger=$(cat <<'SH'
+if [ ! -f /journal/.seeded ]; then
+  seq 1 5000 | awk '{printf "%08d debit=%d credit=%d\n", $1, $1 * 7 % 1000, $1 * 13 % 1000}' > /journal/journal-0001.log
+  touch /journal/.seeded
+fi
+exec sleep 2147483647
+SH
+)
+report=$(cat <<'SH'
+f=/reports/report-$(date -u +%Y%m%dT%H%M%SZ).csv
+echo "region,orders,revenue" > $f
+awk 'BEGIN { srand(); split("north south east west", r, " ");
+  for (i = 1; i <= 4; i++) printf "%s,%d,%d\n", r[i], 100 + int(rand() * 900), 10000 + int(rand() * 90000) }' >> $f
+SH
+)
+exporter=$(cat <<'SH'
+for m in 01 02 03 04 05 06; do
+  seq 1 3000 | awk -v m=$m '{printf "2026-%s-%02d,%d,%d\n", m, $1 % 28 + 1, $1, $1 * 31 % 997}' > /exports/export-2026-$m.csv
+  head -c 524288 /dev/urandom > /exports/export-2026-$m.bin
+done
+SH
+)
+
 for ns in "$shop" "$analytics"; do
-  k apply -f - >/dev/null <<EOF
+  k apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Namespace
 metadata: {name: $ns, labels: {app.kubernetes.io/part-of: nkvm-demo}}
-EOF
+YAML
 done
 
-# Every container writes its data only when its volume is still empty (no .seeded marker), then idles.
-k -n "$shop" apply -f - >/dev/null <<EOF
+k -n "$shop" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Service
 metadata: {name: postgres}
@@ -52,25 +110,7 @@ spec:
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      - name: postgres
-        image: $image
-        imagePullPolicy: Never
-        command:
-        - sh
-        - -c
-        - |
-          d=/var/lib/postgresql/data
-          if [ ! -f \$d/.seeded ]; then
-            mkdir -p \$d/base/16384 \$d/global \$d/pg_wal
-            echo 16 > \$d/PG_VERSION
-            for i in \$(seq 1 40); do head -c 262144 /dev/urandom > \$d/base/16384/\$((16400 + i)); done
-            for i in 1 2 3; do head -c 4194304 /dev/urandom > \$d/pg_wal/00000001000000000000000\$i; done
-            seq 1 20000 | awk '{printf "%d,customer-%04d,%d.%02d,2026-11-%02d\n", \$1, \$1 % 977, \$1 % 500, \$1 % 100, \$1 % 28 + 1}' > \$d/orders.csv
-            printf 'max_connections = 100\nshared_buffers = 128MB\n' > \$d/postgresql.conf
-            touch \$d/.seeded
-          fi
-          exec sleep 2147483647
-        volumeMounts: [{name: pgdata, mountPath: /var/lib/postgresql/data}]
+      $(container postgres pgdata /var/lib/postgresql/data "$postgres")
   volumeClaimTemplates:
   - metadata: {name: pgdata}
     spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
@@ -91,22 +131,9 @@ spec:
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      - name: web
-        image: $image
-        imagePullPolicy: Never
-        command:
-        - sh
-        - -c
-        - |
-          if [ ! -f /uploads/.seeded ]; then
-            mkdir -p /uploads/products /uploads/avatars
-            for i in \$(seq 1 24); do head -c 409600 /dev/urandom > /uploads/products/sku-\$((1000 + i)).jpg; done
-            for i in \$(seq 1 30); do head -c 81920 /dev/urandom > /uploads/avatars/user-\$i.png; done
-            touch /uploads/.seeded
-          fi
-          exec sleep 2147483647
-        volumeMounts: [{name: uploads, mountPath: /uploads}]
-      volumes: [{name: uploads, persistentVolumeClaim: {claimName: uploads}}]
+      $(container web uploads /uploads "$storefront")
+      volumes:
+      $(volume uploads uploads)
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -125,23 +152,12 @@ spec:
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      - name: ledger
-        image: $image
-        imagePullPolicy: Never
-        command:
-        - sh
-        - -c
-        - |
-          if [ ! -f /journal/.seeded ]; then
-            seq 1 5000 | awk '{printf "%08d debit=%d credit=%d\n", \$1, \$1 * 7 % 1000, \$1 * 13 % 1000}' > /journal/journal-0001.log
-            touch /journal/.seeded
-          fi
-          exec sleep 2147483647
-        volumeMounts: [{name: journal, mountPath: /journal}]
-      volumes: [{name: journal, persistentVolumeClaim: {claimName: ledger-journal}}]
-EOF
+      $(container ledger journal /journal "$ledger")
+      volumes:
+      $(volume journal ledger-journal)
+YAML
 
-k -n "$analytics" apply -f - >/dev/null <<EOF
+k -n "$analytics" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: reports}
@@ -163,26 +179,15 @@ spec:
           restartPolicy: Never
           terminationGracePeriodSeconds: 1
           containers:
-          - name: report
-            image: $image
-            imagePullPolicy: Never
-            command:
-            - sh
-            - -c
-            - |
-              f=/reports/report-\$(date -u +%Y%m%dT%H%M%SZ).csv
-              echo "region,orders,revenue" > \$f
-              awk 'BEGIN { srand(); split("north south east west", r, " ");
-                for (i = 1; i <= 4; i++) printf "%s,%d,%d\n", r[i], 100 + int(rand() * 900), 10000 + int(rand() * 90000) }' >> \$f
-              ls /reports | wc -l
-            volumeMounts: [{name: reports, mountPath: /reports}]
-          volumes: [{name: reports, persistentVolumeClaim: {claimName: reports}}]
+          $(container report reports /reports "$report")
+          volumes:
+          $(volume reports reports)
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: old-exports}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
-EOF
+YAML
 
 # The first report now (the CronJob owns it), instead of waiting for the schedule.
 if [[ -z "$(k -n "$analytics" get jobs -o name)" ]]; then
@@ -192,7 +197,7 @@ fi
 # old-exports: written once by a pod that is then deleted, so the claim stays Bound with data and no
 # consumer (what a removed workload leaves behind).
 if [[ "$(k -n "$analytics" get pvc old-exports -o jsonpath='{.status.phase}')" != Bound ]]; then
-  k -n "$analytics" apply -f - >/dev/null <<EOF
+  k -n "$analytics" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: exporter}
@@ -200,20 +205,10 @@ spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
   containers:
-  - name: export
-    image: $image
-    imagePullPolicy: Never
-    command:
-    - sh
-    - -c
-    - |
-      for m in 01 02 03 04 05 06; do
-        seq 1 3000 | awk -v m=\$m '{printf "2026-%s-%02d,%d,%d\n", m, \$1 % 28 + 1, \$1, \$1 * 31 % 997}' > /exports/export-2026-\$m.csv
-        head -c 524288 /dev/urandom > /exports/export-2026-\$m.bin
-      done
-    volumeMounts: [{name: exports, mountPath: /exports}]
-  volumes: [{name: exports, persistentVolumeClaim: {claimName: old-exports}}]
-EOF
+  $(container export exports /exports "$exporter")
+  volumes:
+  $(volume exports old-exports)
+YAML
   k -n "$analytics" wait pod/exporter --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s >/dev/null ||
     die "the exporter pod that fills old-exports did not finish (kubectl -n $analytics describe pod exporter)"
   k -n "$analytics" delete pod exporter --wait=true >/dev/null
