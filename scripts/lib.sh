@@ -168,7 +168,7 @@ _require_cargo_llvm_cov() {
 _require_node() {
   local want have
   want="$(sed -n 's/.*"node": *">=\([0-9.]*\)".*/\1/p' "$NKVM_REPO/end2end/package.json")"
-  have="$(node --version 2>/dev/null | tr -d v)"
+  have="$(node --version 2>/dev/null | tr -d v || true)"
   if [[ -z "$have" ]] || ! command -v npm >/dev/null 2>&1; then
     _missing+=("Node.js >= $want with npm: not found (Debian 12's nodejs is 18, too old for Playwright); install Node.js $want or newer, e.g. from https://nodejs.org or NodeSource's Debian packages")
   elif ! version_at_least "$have" "$want"; then
@@ -207,7 +207,7 @@ _require_chromium() {
 # golang is 1.19, too old, and Go never downloads itself here (GOTOOLCHAIN=local).
 _require_go() {
   local want="$1" have
-  have="$(go env GOVERSION 2>/dev/null | sed 's/^go//')"
+  have="$(go env GOVERSION 2>/dev/null | sed 's/^go//' || true)"
   if [[ -z "$have" ]]; then
     _missing+=("Go >= $want: not found (Debian 12's golang is 1.19, too old); install it from https://go.dev/dl/ and put its bin/ on PATH")
   elif ! version_at_least "$have" "$want"; then
