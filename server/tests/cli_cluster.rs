@@ -389,7 +389,11 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
         .arg(restored.path())
         .output()
         .expect("run tar");
-    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(restored.path().join("docs/a.txt")).expect("docs/a.txt"),
         "hello\n"
@@ -459,7 +463,11 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
         data_dir.path(),
         &["history", "--pvc", &data, "--output", "json"],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = json_of(&out);
     let rows = rows.as_array().expect("a JSON array");
     assert_eq!(rows.len(), 2, "{rows:#?}");
@@ -475,7 +483,10 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     assert_eq!(rows[1]["bytes"], first["bytes"]);
     assert_eq!(rows[1]["artifact"], first["artifact"]);
 
-    let out = nkvm_with_data(data_dir.path(), &["history", "--limit", "1", "--output", "json"]);
+    let out = nkvm_with_data(
+        data_dir.path(),
+        &["history", "--limit", "1", "--output", "json"],
+    );
     assert!(out.status.success());
     let newest = json_of(&out);
     assert_eq!(newest.as_array().map(Vec::len), Some(1), "{newest}");
@@ -484,16 +495,30 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     // use, not Bound — writes none, like a PVC that cannot be read.)
     let out = nkvm_with_data(
         data_dir.path(),
-        &["history", "-n", &ns, "--status", "succeeded", "--output", "json"],
+        &[
+            "history",
+            "-n",
+            &ns,
+            "--status",
+            "succeeded",
+            "--output",
+            "json",
+        ],
     );
     assert!(out.status.success());
     let succeeded = json_of(&out);
     let succeeded = succeeded.as_array().expect("a JSON array");
     assert_eq!(succeeded.len(), 2, "{succeeded:#?}");
-    assert!(succeeded.iter().all(|r| r["pvc"] == "data"), "{succeeded:#?}");
+    assert!(
+        succeeded.iter().all(|r| r["pvc"] == "data"),
+        "{succeeded:#?}"
+    );
 
     // The inventory shows the last successful backup of the PVC.
-    let out = nkvm_with_data(data_dir.path(), &["inventory", "-n", &ns, "--output", "json"]);
+    let out = nkvm_with_data(
+        data_dir.path(),
+        &["inventory", "-n", &ns, "--output", "json"],
+    );
     assert!(out.status.success());
     let rows = json_of(&out);
     let row = rows
