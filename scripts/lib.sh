@@ -267,6 +267,17 @@ use_test_cluster() {
   unset NKVM_CONTEXT NKVM_IN_CLUSTER
 }
 
+# cluster_is_ours: true when the test cluster this machine runs (or failed to start) was started from
+# this checkout. Only then may end2end/cluster/down run here: it also removes machine-wide pieces (the
+# bridge, the pod cgroups, containerd's shims), so from another checkout it would break that cluster.
+cluster_is_ours() {
+  local running own
+  running="$(cat /run/nkvm-cluster.state 2>/dev/null)" || return 1
+  running="$(cd "$running" 2>/dev/null && pwd -P)" || return 1
+  own="$(cd "${NKVM_CLUSTER_STATE:-$NKVM_REPO/.cluster}" 2>/dev/null && pwd -P)" || return 1
+  [[ "$running" == "$own" ]]
+}
+
 # kubectl for the test cluster, with its kubeconfig given explicitly.
 k() { "$NKVM_KUBECTL" --kubeconfig "$NKVM_TEST_KUBECONFIG" "$@"; }
 

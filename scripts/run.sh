@@ -106,9 +106,10 @@ build_app() {
   export LEPTOS_SITE_ROOT="$CARGO_TARGET_DIR/site-release"
 }
 
-# login DATA_DIR: users file arguments in users_args; creates the first admin when there is none.
+# login DATA_DIR [quiet]: users file arguments in users_args; creates the first admin when there is
+# none and prints its password (unless quiet: the demo prints it with the URL).
 login() {
-  local data_dir="$1" users_file="$1/users.yaml" password
+  local data_dir="$1" quiet="${2:-}" users_file="$1/users.yaml" password
   users_args=()
   [[ -n "${NKVM_USERS_FILE:-}" || -n "${NKVM_ADMIN_USER:-}" ]] && return 0
   if [[ ! -f "$users_file" ]]; then
@@ -119,8 +120,9 @@ login() {
       hash="$(printf '%s\n' "$password" | "$nkvm" hash-password)"
       printf 'users:\n- {name: admin, role: admin, password_hash: "%s"}\n' "$hash" >"$users_file"
       printf '%s\n' "$password" >"$data_dir/initial-admin-password"
-      printf '\nFirst run: log in as "admin" with password %s\n(also in %s; delete that file once you have stored it)\n\n' \
-        "$password" "$data_dir/initial-admin-password" >&2
+      [[ -n "$quiet" ]] ||
+        printf '\nFirst run: log in as "admin" with password %s\n(also in %s; delete that file once you have stored it)\n\n' \
+          "$password" "$data_dir/initial-admin-password" >&2
     )
   fi
   users_args=(--users-file "$users_file")
@@ -136,11 +138,14 @@ case "${1:-}" in
     if [[ -n "${NKVM_TEST_KUBECONFIG:-}" ]]; then
       # A cluster started from another checkout is not ours to stop: remove only the demo's namespaces.
       use_test_cluster
-      log "removing the demo namespaces (the cluster of $NKVM_TEST_KUBECONFIG keeps running)"
-      k delete namespace -l app.kubernetes.io/part-of=nkvm-demo --wait=true --timeout=180s >&2
-    else
+      prefix="${NKVM_DEMO_PREFIX:-demo-}"
+      log "removing the namespaces ${prefix}shop and ${prefix}analytics (the cluster of $NKVM_TEST_KUBECONFIG keeps running)"
+      k delete namespace "${prefix}shop" "${prefix}analytics" --ignore-not-found --wait=true --timeout=180s >&2
+    elif cluster_is_ours; then
       require root
       end2end/cluster/down
+    else
+      die "the test cluster running here was not started from this checkout ($(cat /run/nkvm-cluster.state 2>/dev/null || echo 'none runs')); stop it from its own checkout, or set NKVM_TEST_KUBECONFIG to its kubeconfig to remove only the demo namespaces"
     fi
     log "demo stopped; its history and archives stay in $demo_data"
     ;;
@@ -150,8 +155,7 @@ case "${1:-}" in
     use_test_cluster --start
     build_app
     scripts/demo-seed.sh
-    login "$demo_data"
-    mkdir -p "$demo_data"
+    login "$demo_data" quiet
     export NKVM_HELPER_IMAGE=nkvm.local/helper:1
     prefix="${NKVM_DEMO_PREFIX:-demo-}"
     "$nkvm" --data-dir "$demo_data" inventory -n "${prefix}shop" -n "${prefix}analytics" >&2

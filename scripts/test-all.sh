@@ -42,7 +42,9 @@ if [[ -z "${NKVM_TEST_KUBECONFIG:-}" ]]; then
 fi
 stop_cluster() {
   local rc=$?
-  if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]]; then
+  # Only a cluster this run started from this checkout (end2end/cluster/down from another checkout
+  # would break the cluster that runs).
+  if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]] && cluster_is_ours; then
     step "stopping the test cluster"
     end2end/cluster/down || true
   fi
