@@ -116,7 +116,9 @@ rust_server_tests() {
   return "$status"
 }
 
-suite cluster-smoke end2end/cluster/smoke.sh
+# The smoke test reads the kubeconfig in its cluster's state directory (also for NKVM_TEST_KUBECONFIG).
+suite cluster-smoke env NKVM_CLUSTER_STATE="$(dirname "${NKVM_TEST_KUBECONFIG:-$NKVM_REPO/.cluster/kubeconfig}")" \
+  end2end/cluster/smoke.sh
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite rust rust_workspace_tests
