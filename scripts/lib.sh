@@ -224,8 +224,8 @@ cluster_binaries_cached() {
 }
 
 # --- the local test cluster ------------------------------------------------------------------------
-# use_test_cluster [--start]: points KUBECONFIG (and nkvm's NKVM_KUBECONFIG) at the local test cluster
-# and drops NKVM_CONTEXT / NKVM_IN_CLUSTER, so nothing here can reach the user's clusters.
+# use_test_cluster [--start]: points KUBECONFIG at the local test cluster and unsets NKVM_KUBECONFIG,
+# NKVM_CONTEXT and NKVM_IN_CLUSTER, so nothing here can reach the user's clusters.
 #   - NKVM_TEST_KUBECONFIG set: that cluster (one started from another checkout, whose .cluster/kubeconfig
 #     it names); it must be the nkvm test cluster this machine runs, and up. Never started here.
 #   - else this checkout's cluster (.cluster/kubeconfig); --start starts it (end2end/cluster/up) first.
@@ -263,8 +263,10 @@ use_test_cluster() {
   if ! "$NKVM_KUBECTL" --kubeconfig "$kubeconfig" get --raw /readyz >/dev/null; then
     die "the local test cluster's API server ($kubeconfig) does not answer"
   fi
-  export KUBECONFIG="$kubeconfig" NKVM_KUBECONFIG="$kubeconfig" NKVM_TEST_KUBECONFIG="$kubeconfig"
-  unset NKVM_CONTEXT NKVM_IN_CLUSTER
+  # nkvm reads KUBECONFIG when NKVM_KUBECONFIG is unset (and the tests parse the environment, so the
+  # NKVM_* connection variables must be unset, not set).
+  export KUBECONFIG="$kubeconfig" NKVM_TEST_KUBECONFIG="$kubeconfig"
+  unset NKVM_KUBECONFIG NKVM_CONTEXT NKVM_IN_CLUSTER
 }
 
 # cluster_is_ours: true when the test cluster this machine runs (or failed to start) was started from
