@@ -203,7 +203,7 @@ async fn create_deployment(client: &Client, ns: &str, name: &str, claims: &[&str
 async fn wait_ready(client: &Client, ns: &str, claims: &[&str]) {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
     loop {
         let mut bound = true;
         for claim in claims {
@@ -216,7 +216,7 @@ async fn wait_ready(client: &Client, ns: &str, claims: &[&str]) {
             bound &= phase.as_deref() == Some("Bound");
         }
         let running = pods
-            .list(&Default::default())
+            .list(&ListParams::default())
             .await
             .expect("list pods")
             .items
@@ -329,6 +329,10 @@ async fn inventory_json_follows_the_contract_on_a_real_cluster() {
 
 #[tokio::test]
 #[ignore = "needs the test cluster"]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one end-to-end scenario, checked step by step"
+)]
 async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     let client = client().await;
     let (ns, _guard) = fixture_namespace(&client, "cli-bak").await;
@@ -538,5 +542,9 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
