@@ -42,6 +42,7 @@ if [[ -z "${NKVM_TEST_KUBECONFIG:-}" ]]; then
 fi
 stop_cluster() {
   local rc=$?
+  rm -rf "${results:-}"
   # Only a cluster this run started from this checkout (end2end/cluster/down from another checkout
   # would break the cluster that runs).
   if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]] && cluster_is_ours; then
@@ -76,8 +77,9 @@ suite() {
   seconds[$name]=$((SECONDS - start))
 }
 
-# Rust tests: the refactor marks cluster tests #[ignore = "needs the test cluster"]; the cluster is up
-# here, so they run (--include-ignored), and the summary says how many of them there were.
+# Rust tests: the tests that need the cluster are marked #[ignore = "needs the test cluster"], so a plain
+# `cargo test` skips them; the cluster is up here, so they run (--include-ignored), and the summary
+# says how many of them there were.
 # has_doc_tests DIR...: true when a doc comment opens a Rust code block (``` or ```rust, no_run, ...).
 has_doc_tests() {
   find "$@" -name '*.rs' -exec awk '
