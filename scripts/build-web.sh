@@ -100,5 +100,9 @@ log "site: $site  (nkvm_bg.wasm: $raw bytes, gzip -9: $gz bytes)"
 if [[ "${NKVM_SKIP_SERVER:-0}" != 1 ]]; then
   log "server: cargo build -p nkvm-server ($server_profile)"
   cargo build -p nkvm-server "${profile_flag[@]}"
-  log "binary: $target_dir/$server_profile/nkvm  (finds $site by itself; or set LEPTOS_SITE_ROOT=$site)"
+  if [[ -n "${NKVM_SITE_DIR:-}" ]]; then
+    log "binary: $target_dir/$server_profile/nkvm  (run it with LEPTOS_SITE_ROOT=$site)"
+  else
+    log "binary: $target_dir/$server_profile/nkvm  (finds $site by itself; or set LEPTOS_SITE_ROOT=$site)"
+  fi
 fi
