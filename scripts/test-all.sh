@@ -40,18 +40,24 @@ if [[ -z "${NKVM_TEST_KUBECONFIG:-}" ]]; then
   was_running=0
   end2end/cluster/status >/dev/null 2>&1 && was_running=1
 fi
+cluster_stopped=0
 stop_cluster() {
-  local rc=$?
-  rm -rf "${results:-}"
+  ((cluster_stopped)) && return 0
+  cluster_stopped=1
   # Only a cluster this run started from this checkout (end2end/cluster/down from another checkout
   # would break the cluster that runs).
   if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]] && cluster_is_ours; then
     step "stopping the test cluster"
     end2end/cluster/down || true
   fi
+}
+on_exit() {
+  local rc=$?
+  stop_cluster
+  rm -rf "${results:-}"
   exit $rc
 }
-trap stop_cluster EXIT
+trap on_exit EXIT
 
 wanted() { [[ -z "${NKVM_SUITES:-}" || ",${NKVM_SUITES// /,}," == *",$1,"* ]]; }
 
@@ -153,6 +159,8 @@ PY
   esac
 }
 
+# Before the summary, so that its `total:` line is the last thing printed.
+stop_cluster
 step "summary"
 total_passed=0
 total_failed=0
