@@ -34,6 +34,33 @@ container() {
 }
 # volume NAME CLAIM: one line of YAML, a volume of that claim.
 volume() { printf -- '- {name: %s, persistentVolumeClaim: {claimName: %s}}' "$1" "$2"; }
+# claim NAME ACCESS_MODE: a PersistentVolumeClaim of 1Gi (a YAML document).
+claim() {
+  printf 'apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: %s}\n' "$1"
+  printf 'spec: {accessModes: [%s], resources: {requests: {storage: 1Gi}}}\n---\n' "$2"
+}
+# deployment NAME REPLICAS STRATEGY CLAIM MOUNT SCRIPT: a Deployment whose pods run SCRIPT with CLAIM
+# mounted at MOUNT (a YAML document).
+deployment() {
+  cat <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $1}
+spec:
+  replicas: $2
+  strategy: {type: $3}
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata: {labels: {app: $1}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      $(container "$1" data "$5" "$6")
+      volumes:
+      $(volume data "$4")
+---
+YAML
+}
 
 # The long-running containers write their data only while the volume is still empty (no .seeded
 # marker), then idle.
@@ -115,46 +142,10 @@ spec:
   - metadata: {name: pgdata}
     spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
 ---
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: uploads}
-spec: {accessModes: [ReadWriteMany], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: storefront}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: storefront}}
-  template:
-    metadata: {labels: {app: storefront}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      $(container web uploads /uploads "$storefront")
-      volumes:
-      $(volume uploads uploads)
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: ledger-journal}
-spec: {accessModes: [ReadWriteOncePod], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: ledger}
-spec:
-  replicas: 1
-  strategy: {type: Recreate}
-  selector: {matchLabels: {app: ledger}}
-  template:
-    metadata: {labels: {app: ledger}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      $(container ledger journal /journal "$ledger")
-      volumes:
-      $(volume journal ledger-journal)
+$(claim uploads ReadWriteMany)
+$(deployment storefront 2 RollingUpdate uploads /uploads "$storefront")
+$(claim ledger-journal ReadWriteOncePod)
+$(deployment ledger 1 Recreate ledger-journal /journal "$ledger")
 YAML
 
 k -n "$analytics" apply -f - >/dev/null <<YAML
