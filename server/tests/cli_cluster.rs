@@ -127,14 +127,21 @@ fn nkvm_with_data(data_dir: &Path, args: &[&str]) -> std::process::Output {
     nkvm(&all)
 }
 
-/// Parses stdout as JSON, showing stderr when it is not.
-fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "stdout is not JSON ({err}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+/// Runs `nkvm` with the test's data directory, checks its exit code (`0`, or `1` when a backup in the
+/// batch failed) and returns the JSON array it printed.
+fn json_rows(data_dir: &Path, args: &[&str], exit_code: i32) -> Vec<Value> {
+    let out = nkvm_with_data(data_dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(exit_code),
+        "nkvm {args:?}: {stderr}"
+    );
+    match serde_json::from_slice(&out.stdout) {
+        Ok(Value::Array(rows)) => rows,
+        Ok(other) => panic!("nkvm {args:?} printed no JSON array: {other}"),
+        Err(err) => panic!("nkvm {args:?} printed no JSON ({err}); stderr: {stderr}"),
+    }
 }
 
 /// A fresh namespace `<prefix>-<millis>`, deleted when the guard drops.
@@ -352,14 +359,7 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     let data = format!("{ns}/data");
 
     // One PVC: succeeded, with an archive whose size and sha256 the JSON states.
-    let out = nkvm_with_data(data_dir.path(), &["backup", &data, "--output", "json"]);
-    assert!(
-        out.status.success(),
-        "nkvm backup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = json_of(&out);
-    let results = results.as_array().expect("a JSON array");
+    let results = json_rows(data_dir.path(), &["backup", &data, "--output", "json"], 0);
     assert_eq!(results.len(), 1, "{results:#?}");
     let first = &results[0];
     assert_fields(first, BACKUP_FIELDS);
@@ -411,18 +411,11 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     // exit status is non-zero.
     let locked = format!("{ns}/locked");
     let missing = format!("{ns}/no-such-claim");
-    let out = nkvm_with_data(
+    let results = json_rows(
         data_dir.path(),
         &["backup", &data, &locked, &missing, "--output", "json"],
+        1,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a batch with failures exits 1: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = json_of(&out);
-    let results = results.as_array().expect("a JSON array");
     assert_eq!(results.len(), 3, "{results:#?}");
     let by_pvc = |name: &str| {
         results
@@ -430,7 +423,7 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
             .find(|r| r["pvc"] == name)
             .unwrap_or_else(|| panic!("no result for {name}: {results:#?}"))
     };
-    for result in results {
+    for result in &results {
         assert_fields(result, BACKUP_FIELDS);
     }
     let second = by_pvc("data");
@@ -463,19 +456,13 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     assert!(helpers.items.is_empty(), "helper pods left behind");
 
     // History: newest first, the same runs the backups reported.
-    let out = nkvm_with_data(
+    let rows = json_rows(
         data_dir.path(),
         &["history", "--pvc", &data, "--output", "json"],
+        0,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = json_of(&out);
-    let rows = rows.as_array().expect("a JSON array");
     assert_eq!(rows.len(), 2, "{rows:#?}");
-    for row in rows {
+    for row in &rows {
         assert_fields(row, HISTORY_FIELDS);
         assert_eq!(row["namespace"], ns.as_str());
         assert_eq!(row["pvc"], "data");
@@ -487,17 +474,17 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     assert_eq!(rows[1]["bytes"], first["bytes"]);
     assert_eq!(rows[1]["artifact"], first["artifact"]);
 
-    let out = nkvm_with_data(
+    let newest = json_rows(
         data_dir.path(),
         &["history", "--limit", "1", "--output", "json"],
+        0,
     );
-    assert!(out.status.success());
-    let newest = json_of(&out);
-    assert_eq!(newest.as_array().map(Vec::len), Some(1), "{newest}");
+    assert_eq!(newest.len(), 1, "{newest:#?}");
+    assert_eq!(newest[0]["run_id"], second["run_id"]);
     // Filters by namespace and status: only the two runs of `data` succeeded. (Whether a refused
     // preflight leaves a failed row is the engine's business: today a refusal by the plan — RWOP in
     // use, not Bound — writes none, like a PVC that cannot be read.)
-    let out = nkvm_with_data(
+    let succeeded = json_rows(
         data_dir.path(),
         &[
             "history",
@@ -508,10 +495,8 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
             "--output",
             "json",
         ],
+        0,
     );
-    assert!(out.status.success());
-    let succeeded = json_of(&out);
-    let succeeded = succeeded.as_array().expect("a JSON array");
     assert_eq!(succeeded.len(), 2, "{succeeded:#?}");
     assert!(
         succeeded.iter().all(|r| r["pvc"] == "data"),
@@ -519,15 +504,14 @@ async fn backup_and_history_json_follow_the_contract_on_a_real_cluster() {
     );
 
     // The inventory shows the last successful backup of the PVC.
-    let out = nkvm_with_data(
+    let rows = json_rows(
         data_dir.path(),
         &["inventory", "-n", &ns, "--output", "json"],
+        0,
     );
-    assert!(out.status.success());
-    let rows = json_of(&out);
     let row = rows
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["name"] == "data"))
+        .iter()
+        .find(|r| r["name"] == "data")
         .expect("data listed");
     assert!(!row["last_success_at"].is_null(), "{row}");
     timestamp(&row["last_success_at"]);
