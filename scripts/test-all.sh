@@ -51,8 +51,10 @@ stop_cluster() {
     end2end/cluster/down || true
   fi
 }
+servers_started=0
 on_exit() {
   local rc=$?
+  ((servers_started)) && end2end/servers/down >/dev/null 2>&1
   stop_cluster
   rm -rf "${results:-}"
   exit $rc
@@ -66,6 +68,16 @@ wanted() { [[ -z "${NKVM_SUITES:-}" || ",${NKVM_SUITES// /,}," == *",$1,"* ]]; }
 if wanted cluster-smoke || wanted rust || wanted server || wanted e2e || wanted deploy || wanted oidc; then
   step "test cluster"
   use_test_cluster --start
+fi
+
+# The destination tests write to real servers on loopback (S3, SFTP, FTPS), started here and stopped
+# at the end; a server that cannot start makes those tests fail (they never skip).
+if wanted rust; then
+  step "test servers"
+  if end2end/servers/up; then
+    servers_started=1
+    export NKVM_TEST_SERVERS_ENV="$NKVM_REPO/.servers/env"
+  fi
 fi
 
 results="$(mktemp -d)"
