@@ -24,11 +24,11 @@ pub mod inventory;
 #[cfg(feature = "runtime")]
 pub mod kubeapi;
 #[cfg(feature = "runtime")]
-pub mod objects;
+pub(crate) mod objects;
 #[cfg(feature = "runtime")]
-pub mod owners;
+pub(crate) mod owners;
 #[cfg(feature = "runtime")]
-pub mod quantity;
+pub(crate) mod quantity;
 #[cfg(feature = "runtime")]
 pub mod store;
 #[cfg(feature = "runtime")]

@@ -102,16 +102,6 @@ impl OwnerIndex {
         );
     }
 
-    /// Number of objects in the index.
-    pub fn len(&self) -> usize {
-        self.objects.len()
-    }
-
-    /// Whether the index holds no object.
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
     /// Resolves the workload owning a pod (see the module documentation for the exact semantics).
     pub fn resolve_pod(
         &self,

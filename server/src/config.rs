@@ -29,6 +29,7 @@ pub struct OpenDataDir {
 
 /// Options shared by every subcommand.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOptions {
     /// Kubeconfig file [default: the KUBECONFIG list, else ~/.kube/config]
     #[arg(long, env = "NKVM_KUBECONFIG", value_name = "PATH", global = true)]
@@ -61,7 +62,7 @@ pub struct GlobalOptions {
     #[arg(long, env = "NKVM_HELPER_IMAGE", value_name = "IMAGE", global = true)]
     pub helper_image: Option<String>,
 
-    /// Timeout of each Kubernetes API request, in seconds
+    /// Timeout of each Kubernetes API request, in seconds (1-3600)
     #[arg(
         long,
         env = "NKVM_REQUEST_TIMEOUT",
@@ -107,10 +108,11 @@ pub struct GlobalOptions {
 /// How backups run, for `nkvm backup` and the web server alike.
 #[derive(Debug, Clone, Args)]
 pub struct BackupTuning {
-    /// Backups running at the same time (per cluster connection in the web server)
+    /// Backups running at the same time, 1-64 (per cluster connection in the web server)
     #[arg(
         long,
         env = "NKVM_BACKUP_CONCURRENCY",
+        value_name = "N",
         default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=64)
     )]
@@ -120,13 +122,14 @@ pub struct BackupTuning {
     #[arg(
         long,
         env = "NKVM_GZIP_LEVEL",
+        value_name = "0-9",
         default_value_t = 6,
         value_parser = clap::value_parser!(u32).range(0..=9)
     )]
     pub gzip_level: u32,
 
-    /// Threads compressing each backup's archive (in 1 MiB blocks, one gzip member); the archive
-    /// does not depend on it [default: the number of CPUs]
+    /// Threads compressing each backup's archive, 1-256 (in 1 MiB blocks, one gzip member); the
+    /// archive does not depend on it [default: the number of CPUs]
     #[arg(
         long,
         env = "NKVM_GZIP_THREADS",
@@ -135,8 +138,8 @@ pub struct BackupTuning {
     )]
     pub gzip_threads: Option<u16>,
 
-    /// Fail a backup whose stream delivers no data for this many seconds (there is no overall time
-    /// limit)
+    /// Fail a backup whose stream delivers no data for this many seconds, 5-86400 (there is no
+    /// overall time limit)
     #[arg(
         long,
         env = "NKVM_STALL_TIMEOUT",

@@ -167,7 +167,10 @@ pub enum UsersError {
         #[source]
         problem: HashProblem,
     },
-    #[error("{who}: no password_hash (only --auth oidc reads users without one)")]
+    #[error(
+        "{who}: no password_hash (local logins need one; with --auth oidc or --auth proxy the \
+         users file only grants roles and needs none)"
+    )]
     MissingHash { who: String },
     #[error("{who}: this name is already configured")]
     Duplicate { who: String },

@@ -267,11 +267,6 @@ impl TarSession {
         }
     }
 
-    /// The stderr kept so far (without the exit marker).
-    pub fn stderr_tail(&self) -> String {
-        without_marker(&self.stderr.text())
-    }
-
     /// Drops the connection without waiting for the command (which the helper's deletion stops).
     pub fn abort(self) -> ExecOutcome {
         let stderr = self.stderr.text();

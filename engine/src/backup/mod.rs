@@ -7,21 +7,21 @@
 //! the helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
-pub mod artifact;
-pub mod cleanup;
+pub(crate) mod artifact;
+pub(crate) mod cleanup;
 mod engine;
-pub mod error;
-pub mod exec;
-pub mod helper;
-pub mod lookup;
+pub(crate) mod error;
+pub(crate) mod exec;
+pub(crate) mod helper;
+pub(crate) mod lookup;
 mod outcome;
 pub mod pgzip;
 pub mod pod;
-pub mod preflight;
+pub(crate) mod preflight;
 mod progress;
 mod run;
-pub mod stream;
-pub mod tarcheck;
+pub(crate) mod stream;
+pub(crate) mod tarcheck;
 
 #[cfg(test)]
 mod mock_tests;

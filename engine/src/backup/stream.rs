@@ -67,6 +67,7 @@ pub struct PartialArchive {
 
 impl PartialArchive {
     /// The `.partial` path.
+    #[cfg(test)]
     pub fn partial_path(&self) -> &Path {
         &self.guard.path
     }

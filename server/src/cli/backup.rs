@@ -79,7 +79,7 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
         eprintln!("warning: recovery: {warning}");
     }
 
-    let show_progress = args.output == Output::Table && std::io::stderr().is_terminal();
+    let show_progress = args.output != Output::Json && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
     let cancel_on_signal = {
         let engine = engine.clone();
@@ -117,7 +117,7 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
 
     match args.output {
         Output::Json => super::emit_json(&results)?,
-        Output::Table => super::emit(&render_table(&results))?,
+        Output::Table | Output::Wide => super::emit(&render_table(&results))?,
     }
     drop(data);
     Ok(exit_code(&results, signalled))

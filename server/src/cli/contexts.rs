@@ -16,7 +16,7 @@ pub fn run(global: &GlobalOptions, output: Output) -> anyhow::Result<ExitCode> {
         .context("cannot list kubeconfig contexts")?;
     match output {
         Output::Json => super::emit_json(&contexts)?,
-        Output::Table => {
+        Output::Table | Output::Wide => {
             let rows: Vec<Vec<String>> = contexts
                 .contexts
                 .iter()

@@ -13,7 +13,8 @@ use nkvm_engine::domain::format::{format_bytes, format_duration};
 use nkvm_engine::domain::{PvcRef, RunStatus};
 use nkvm_engine::store::{self, RunFilter, RunRecord};
 
-use super::{Output, table};
+use super::Output;
+use super::table::{self, Column, Layout, col, wide};
 use crate::config::GlobalOptions;
 
 /// Runs listed when `--limit` is not given.
@@ -54,6 +55,10 @@ pub struct HistoryArgs {
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
+
+    /// Print tables without their header line
+    #[arg(long)]
+    pub no_headers: bool,
 }
 
 impl HistoryArgs {
@@ -78,13 +83,17 @@ pub async fn run(global: &GlobalOptions, args: HistoryArgs) -> anyhow::Result<Ex
     let (path, runs) = load(global, &args).await?;
     match args.output {
         Output::Json => super::emit_json(&runs)?,
-        Output::Table if runs.is_empty() => {
+        Output::Table | Output::Wide if runs.is_empty() => {
             super::emit(&format!(
                 "No backup runs match (history: {}).\n",
                 path.display()
             ))?;
         }
-        Output::Table => super::emit(&render_table(&runs))?,
+        Output::Table | Output::Wide => super::emit(&render_table(
+            &runs,
+            args.output.layout(args.no_headers),
+            jiff::Timestamp::now(),
+        ))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,11 +112,29 @@ async fn load(
     Ok((path, runs?))
 }
 
-fn render_table(runs: &[RunRecord]) -> String {
+const COLUMNS: [Column; 13] = [
+    col("AGE"),
+    wide("STARTED"),
+    col("NAMESPACE"),
+    col("PVC"),
+    col("STATUS"),
+    col("STAGE"),
+    col("DURATION"),
+    col("SIZE"),
+    wide("FILES"),
+    wide("STARTED BY"),
+    col("RUN"),
+    wide("ARTIFACT"),
+    col("MESSAGE"),
+];
+
+fn render_table(runs: &[RunRecord], layout: Layout, now: jiff::Timestamp) -> String {
+    let message_width = if layout.wide { 200 } else { 60 };
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
             vec![
+                super::age_of(&r.started_at, now).unwrap_or_else(|| "-".to_owned()),
                 to_seconds(&r.started_at),
                 r.namespace.clone(),
                 r.pvc.clone(),
@@ -116,26 +143,14 @@ fn render_table(runs: &[RunRecord]) -> String {
                 duration(r),
                 r.bytes.map_or_else(|| "-".to_owned(), format_bytes),
                 r.files.map_or_else(|| "-".to_owned(), |f| f.to_string()),
+                r.started_by.clone(),
                 r.run_id.clone(),
-                shorten(r.message.as_deref().unwrap_or(""), 80),
+                table::or_dash(r.artifact.as_deref()),
+                table::shorten(r.message.as_deref().unwrap_or(""), message_width),
             ]
         })
         .collect();
-    table::render(
-        &[
-            "STARTED",
-            "NAMESPACE",
-            "PVC",
-            "STATUS",
-            "STAGE",
-            "DURATION",
-            "SIZE",
-            "FILES",
-            "RUN",
-            "MESSAGE",
-        ],
-        &rows,
-    )
+    table::render_columns(&COLUMNS, &rows, layout)
 }
 
 /// `2026-11-28T23:18:58.123456Z` → `2026-11-28T23:18:58Z` (the table does not need microseconds).
@@ -157,17 +172,6 @@ fn duration(run: &RunRecord) -> String {
         return "-".to_owned();
     };
     format_duration(end.duration_since(start).as_secs_f64())
-}
-
-/// At most `max` characters, on one line, with `…` when cut.
-fn shorten(text: &str, max: usize) -> String {
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= max {
-        return line;
-    }
-    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
@@ -288,19 +292,41 @@ mod tests {
         failed.bytes = None;
         failed.files = None;
         failed.message = Some("tar exited with status 2:\n  file changed as we read it".to_owned());
-        let text = render_table(&[failed, record(1)]);
+        let now: jiff::Timestamp = "2026-11-29T02:18:58Z".parse().unwrap();
+        let runs = [failed, record(1)];
+        let text = render_table(&runs, Layout::default(), now);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[0].starts_with("STARTED               NAMESPACE  PVC   STATUS"));
+        assert!(
+            lines[0].starts_with("AGE  NAMESPACE  PVC   STATUS"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("2h   shop "), "{}", lines[1]);
         assert!(lines[1].contains(" failed     exec "), "{}", lines[1]);
         assert!(
             lines[1].ends_with("run-2  tar exited with status 2: file changed as we read it"),
             "{}",
             lines[1]
         );
-        assert!(lines[2].starts_with("2026-11-28T23:18:58Z  shop       data  succeeded  -"));
         assert!(lines[2].contains(" 1m 06s "), "{}", lines[2]);
-        assert!(lines[2].contains(" 1.5 GiB  12 "), "{}", lines[2]);
+        assert!(lines[2].contains(" 1.5 GiB "), "{}", lines[2]);
+        assert!(text.lines().all(|l| l.chars().count() < 140), "{text}");
+
+        let wide_layout = Layout {
+            wide: true,
+            no_headers: true,
+        };
+        let wide_text = render_table(&runs, wide_layout, now);
+        assert_eq!(wide_text.lines().count(), 2, "{wide_text}");
+        assert!(
+            wide_text
+                .lines()
+                .nth(1)
+                .unwrap()
+                .contains("2026-11-28T23:18:58Z"),
+            "{wide_text}"
+        );
+        assert!(wide_text.contains("cli:me"), "{wide_text}");
     }
 
     #[test]
@@ -316,8 +342,6 @@ mod tests {
             to_seconds("2026-11-28T23:18:58.123456Z"),
             "2026-11-28T23:18:58Z"
         );
-        assert_eq!(shorten("a  b\nc", 80), "a b c");
-        assert_eq!(shorten("abcdef", 4), "abc…");
     }
 
     /// A directory under the system's temporary directory, removed on drop.

@@ -4,11 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use nkvm_engine::domain::PvcRecord;
 use nkvm_engine::domain::format::access_mode_short;
+use nkvm_engine::domain::{Flag, PvcRecord};
 use nkvm_engine::inventory::{self, Inventory, Scope};
 
-use super::{Output, table};
+use super::Output;
+use super::table::{self, Column, Layout, col, wide};
 use crate::config::GlobalOptions;
 
 #[derive(Debug, Args)]
@@ -20,6 +21,10 @@ pub struct InventoryArgs {
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
+
+    /// Print tables without their header line
+    #[arg(long)]
+    pub no_headers: bool,
 
     /// Flag a PVC `stale-backup` when its last successful backup is older than this many hours
     /// (0 disables the flag)
@@ -72,7 +77,11 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
     }
     match args.output {
         Output::Json => super::emit_json(&inventory.pvcs)?,
-        Output::Table => super::emit(&render_table(&inventory.pvcs))?,
+        Output::Table | Output::Wide => super::emit(&render_table(
+            &inventory.pvcs,
+            args.output.layout(args.no_headers),
+            jiff::Timestamp::now(),
+        ))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -85,7 +94,23 @@ fn nothing_readable(scope: &Scope, inventory: &Inventory) -> bool {
     }
 }
 
-fn render_table(records: &[PvcRecord]) -> String {
+const COLUMNS: [Column; 13] = [
+    col("NAMESPACE"),
+    col("NAME"),
+    col("PHASE"),
+    col("CAPACITY"),
+    wide("STORAGECLASS"),
+    wide("ACCESS"),
+    wide("VOLUME"),
+    col("OWNER"),
+    col("CONSUMERS"),
+    col("LAST BACKUP"),
+    wide("LAST SUCCESS AT"),
+    col("FLAGS"),
+    wide("UID"),
+];
+
+fn render_table(records: &[PvcRecord], layout: Layout, now: jiff::Timestamp) -> String {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -96,6 +121,23 @@ fn render_table(records: &[PvcRecord]) -> String {
                 .map(|m| access_mode_short(m))
                 .collect();
             let flags: Vec<&str> = r.flags.iter().map(|f| f.as_str()).collect();
+            let owner = if r.owner_kind == r.owner_name {
+                r.owner_kind.clone()
+            } else {
+                format!("{}/{}", r.owner_kind, r.owner_name)
+            };
+            let consumers = if layout.wide {
+                table::list(&r.consumers)
+            } else {
+                table::short_list(&r.consumers, 1)
+            };
+            let last_backup = match &r.last_success_at {
+                Some(at) => {
+                    super::age_of(at, now).map_or_else(|| at.clone(), |age| format!("{age} ago"))
+                }
+                None if r.has_flag(Flag::NeverBackedUp) => "never".to_owned(),
+                None => "unknown".to_owned(),
+            };
             vec![
                 r.pvc.namespace.clone(),
                 r.pvc.name.clone(),
@@ -104,31 +146,20 @@ fn render_table(records: &[PvcRecord]) -> String {
                 table::or_dash(r.pvc.storage_class.as_deref()),
                 table::list(&modes),
                 table::or_dash(r.pvc.volume_name.as_deref()),
-                r.owner_kind.clone(),
-                r.owner_name.clone(),
-                table::list(&r.consumers),
+                if layout.wide {
+                    owner
+                } else {
+                    table::shorten(&owner, 40)
+                },
+                consumers,
+                last_backup,
                 table::or_dash(r.last_success_at.as_deref()),
                 table::list(&flags),
+                r.pvc.uid.clone(),
             ]
         })
         .collect();
-    table::render(
-        &[
-            "NAMESPACE",
-            "NAME",
-            "PHASE",
-            "CAPACITY",
-            "STORAGECLASS",
-            "ACCESS",
-            "VOLUME",
-            "OWNER KIND",
-            "OWNER",
-            "CONSUMERS",
-            "LAST BACKUP",
-            "FLAGS",
-        ],
-        &rows,
-    )
+    table::render_columns(&COLUMNS, &rows, layout)
 }
 
 #[cfg(test)]
@@ -161,15 +192,37 @@ mod tests {
 
     #[test]
     fn table_shows_one_aligned_row_per_pvc() {
-        let text = render_table(&[record("data"), record("cache-long-name")]);
+        let now: jiff::Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        let mut backed_up = record("data");
+        backed_up.last_success_at = Some("2026-11-30T09:00:00Z".to_owned());
+        let mut never = record("cache-long-name");
+        never.flags = vec![Flag::NeverBackedUp];
+        let records = [backed_up, never, record("no-history")];
+        let text = render_table(&records, Layout::default(), now);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("NAMESPACE  NAME             PHASE"));
         assert_eq!(
             lines[1],
-            "shop       data             Bound  1Gi       -             RWO,RWOP  pv-1    \
-             Deployment  web    web-1,web-2  -            -"
+            "shop       data             Bound  1Gi       Deployment/web  web-1,+1   3h ago       -"
         );
+        assert!(lines[2].contains(" never "), "{}", lines[2]);
+        assert!(lines[3].contains(" unknown "), "{}", lines[3]);
+
+        let all = render_table(
+            &records,
+            Layout {
+                wide: true,
+                no_headers: false,
+            },
+            now,
+        );
+        let header = all.lines().next().unwrap();
+        for column in ["STORAGECLASS", "ACCESS", "VOLUME", "LAST SUCCESS AT", "UID"] {
+            assert!(header.contains(column), "{header}");
+        }
+        assert!(all.contains("RWO,RWOP"), "{all}");
+        assert!(all.contains("web-1,web-2"), "{all}");
     }
 
     #[test]

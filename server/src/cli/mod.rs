@@ -4,6 +4,8 @@ mod backup;
 mod contexts;
 mod history;
 mod inventory;
+#[cfg(test)]
+mod reference;
 mod serve;
 mod table;
 
@@ -29,16 +31,36 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app
+    #[command(after_help = "Examples:
+  nkvm serve                                   # http://127.0.0.1:8080, users in ./nkvm-data
+  nkvm serve --listen 0.0.0.0:8080 --users-file users.yaml --cookie-secure
+  nkvm --in-cluster serve --auth oidc          # in a pod; see docs/deploy.md")]
     Serve(serve::ServeArgs),
-    /// List PVCs with their owners, consumers and flags
+    /// List PVCs with their owners, consumers, last backup and flags
+    #[command(after_help = "Examples:
+  nkvm inventory                               # every PVC the credentials may read
+  nkvm inventory -n shop -n blog -o wide       # two namespaces, every column
+  nkvm inventory -o json | jq '.[] | select(.flags | index(\"never-backed-up\"))'")]
     Inventory(inventory::InventoryArgs),
     /// Back up PVCs into verified .tar.gz archives (NS/PVC...)
+    #[command(after_help = "Examples:
+  nkvm backup shop/web-data                    # one PVC
+  nkvm backup shop/web-data shop/db-0 --concurrency 2 -o json
+  timeout 2h nkvm backup blog/media            # SIGTERM cancels and cleans up (exit 143)")]
     Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
+    #[command(after_help = "Examples:
+  nkvm history                                 # the 50 newest runs
+  nkvm history --pvc shop/web-data --limit 5
+  nkvm history --status failed -o wide")]
     History(history::HistoryArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
+    #[command(after_help = "Example:
+  printf '%s\\n' \"$PASSWORD\" | nkvm hash-password")]
     HashPassword,
     /// List the kubeconfig's contexts
+    #[command(after_help = "Example:
+  nkvm --kubeconfig ~/.kube/prod contexts")]
     Contexts {
         /// Output format
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
@@ -49,10 +71,30 @@ pub enum Command {
 /// Output format of listing subcommands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// Aligned columns for people
+    /// Aligned columns that fit a terminal
     Table,
-    /// JSON for scripts
+    /// Aligned columns, every one of them
+    Wide,
+    /// JSON for scripts (the documented contract)
     Json,
+}
+
+impl Output {
+    /// The table layout for this format and `--no-headers`.
+    pub fn layout(self, no_headers: bool) -> table::Layout {
+        table::Layout {
+            wide: self == Self::Wide,
+            no_headers,
+        }
+    }
+}
+
+/// Seconds since an RFC 3339 time as a compact age (`3h`), relative to `now`.
+pub fn age_of(text: &str, now: jiff::Timestamp) -> Option<String> {
+    let at: jiff::Timestamp = text.parse().ok()?;
+    Some(nkvm_engine::domain::format::format_age(
+        now.duration_since(at).as_secs(),
+    ))
 }
 
 impl Cli {

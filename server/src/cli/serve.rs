@@ -18,7 +18,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on
-    #[arg(long, env = "NKVM_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "NKVM_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// Let browser sessions connect with a pasted kubeconfig (held in memory only) [default: no]
@@ -30,7 +35,12 @@ pub struct ServeArgs {
     pub allow_pasted_kubeconfig: bool,
 
     /// Flag PVCs whose last successful backup is older than this many hours (0: never)
-    #[arg(long, env = "NKVM_STALE_AFTER_HOURS", default_value_t = 24)]
+    #[arg(
+        long,
+        env = "NKVM_STALE_AFTER_HOURS",
+        value_name = "HOURS",
+        default_value_t = 24
+    )]
     pub stale_after_hours: u64,
 
     #[command(flatten)]
@@ -39,7 +49,7 @@ pub struct ServeArgs {
     /// How users log in: `local` (users file and/or a first admin from the environment), `proxy`
     /// (a trusted reverse proxy names the user in a header), `oidc` (an OpenID provider), or
     /// `none` (loopback only)
-    #[arg(long, env = "NKVM_AUTH", value_enum, default_value_t = AuthKind::Local)]
+    #[arg(long, env = "NKVM_AUTH", value_name = "MODE", value_enum, default_value_t = AuthKind::Local)]
     pub auth: AuthKind,
 
     /// Users file (YAML: users with name, role, argon2id password hash; see docs/security.md). With
@@ -55,6 +65,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NKVM_PROXY_USER_HEADER",
+        value_name = "HEADER",
         default_value = "X-Forwarded-User"
     )]
     pub proxy_user_header: String,
@@ -90,6 +101,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NKVM_SESSION_IDLE_HOURS",
+        value_name = "HOURS",
         default_value_t = 12,
         value_parser = clap::value_parser!(u64).range(1..=720)
     )]
@@ -127,19 +139,30 @@ pub struct OidcArgs {
     pub oidc_redirect_url: Option<String>,
 
     /// Scopes to request (space- or comma-separated; `openid` is always added)
-    #[arg(long, env = "NKVM_OIDC_SCOPES", default_value = "openid profile email")]
+    #[arg(
+        long,
+        env = "NKVM_OIDC_SCOPES",
+        value_name = "SCOPES",
+        default_value = "openid profile email"
+    )]
     pub oidc_scopes: String,
 
     /// Claim holding the nkvm user name (without it, `email`, only when `email_verified` is true)
     #[arg(
         long,
         env = "NKVM_OIDC_USERNAME_CLAIM",
+        value_name = "CLAIM",
         default_value = "preferred_username"
     )]
     pub oidc_username_claim: String,
 
     /// Claim holding the user's groups
-    #[arg(long, env = "NKVM_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    #[arg(
+        long,
+        env = "NKVM_OIDC_GROUPS_CLAIM",
+        value_name = "CLAIM",
+        default_value = "groups"
+    )]
     pub oidc_groups_claim: String,
 
     /// Groups whose members are admins
@@ -328,7 +351,13 @@ impl ServeArgs {
                     );
                 }
                 let mut config = ProxyConfig::new(self.proxy_user_header.clone(), trusted);
-                config.roles = file_users()?.roles();
+                // The proxy authenticates: the users file only grants roles (no password hashes).
+                config.roles = match &self.users_file {
+                    Some(path) => Users::load_roles(path).with_context(|| {
+                        format!("cannot load the users file {}", path.display())
+                    })?,
+                    None => std::collections::BTreeMap::default(),
+                };
                 config.default_role = self
                     .proxy_default_role
                     .as_deref()

@@ -1,4 +1,56 @@
-//! Plain-text tables with aligned columns for the CLI's `--output table`.
+//! Plain-text tables with aligned columns for the CLI's `--output table` and `--output wide`: the
+//! narrow table shows what fits a terminal, the wide one every column.
+
+/// One column of a table: its header, and whether only the wide table shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub header: &'static str,
+    pub wide_only: bool,
+}
+
+/// A column of both tables.
+pub const fn col(header: &'static str) -> Column {
+    Column {
+        header,
+        wide_only: false,
+    }
+}
+
+/// A column of the wide table only.
+pub const fn wide(header: &'static str) -> Column {
+    Column {
+        header,
+        wide_only: true,
+    }
+}
+
+/// How a table is printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Every column (`--output wide`).
+    pub wide: bool,
+    /// No header line (`--no-headers`).
+    pub no_headers: bool,
+}
+
+/// Renders the columns the layout shows; every row has one cell per column.
+pub fn render_columns(columns: &[Column], rows: &[Vec<String>], layout: Layout) -> String {
+    let keep: Vec<usize> = (0..columns.len())
+        .filter(|&i| layout.wide || !columns[i].wide_only)
+        .collect();
+    let headers: Vec<&str> = keep.iter().map(|&i| columns[i].header).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| keep.iter().map(|&i| row[i].clone()).collect())
+        .collect();
+    let text = render(&headers, &rows);
+    if layout.no_headers {
+        text.split_once('\n')
+            .map_or_else(String::new, |(_, rest)| rest.to_owned())
+    } else {
+        text
+    }
+}
 
 /// Renders a header row and rows as columns separated by two spaces (the last column is not padded).
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -25,6 +77,25 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A list cell that stays short: the items when at most `max`, else the first ones and `+N`.
+pub fn short_list<S: AsRef<str>>(values: &[S], max: usize) -> String {
+    if values.len() <= max {
+        return list(values);
+    }
+    format!("{},+{}", list(&values[..max]), values.len() - max)
+}
+
+/// A cell cut to at most `max` characters on one line, ending in `…` when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// A cell for an optional value: the value, or `-`.
@@ -72,5 +143,24 @@ mod tests {
         assert_eq!(or_dash(Some("")), "-");
         assert_eq!(list::<&str>(&[]), "-");
         assert_eq!(list(&["a".to_owned(), "b".to_owned()]), "a,b");
+        assert_eq!(short_list(&["a", "b", "c"], 2), "a,b,+1");
+        assert_eq!(short_list(&["a", "b"], 2), "a,b");
+        assert_eq!(shorten("a  b\nc", 80), "a b c");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn narrow_tables_drop_wide_columns_and_headers_on_request() {
+        let columns = [col("A"), wide("B"), col("C")];
+        let rows = vec![vec!["1".to_owned(), "2".to_owned(), "3".to_owned()]];
+        assert_eq!(
+            render_columns(&columns, &rows, Layout::default()),
+            "A  C\n1  3\n"
+        );
+        let wide_layout = Layout {
+            wide: true,
+            no_headers: true,
+        };
+        assert_eq!(render_columns(&columns, &rows, wide_layout), "1  2  3\n");
     }
 }
