@@ -313,6 +313,8 @@ mod tests {
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: Some("2025-01-01T00:00:00Z".to_owned()),
             flags: vec![Flag::StaleBackup],
+            labels: std::collections::BTreeMap::new(),
+            annotations: std::collections::BTreeMap::new(),
         }
     }
 

@@ -188,6 +188,8 @@ async fn insert_update_and_get_round_trip() {
             object_key: None,
             helper_uid: None,
             cluster: None,
+            pruned_at: None,
+            pruned_by: None,
         };
         assert_eq!(done, expected, "{name}");
     }

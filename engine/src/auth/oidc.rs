@@ -9,7 +9,7 @@
 //! Secrets stay out of logs and errors: the client secret ([`ClientSecret`] has a redacted
 //! `Debug`), the code, the tokens and the PKCE verifier are never formatted into a message.
 
-mod http;
+pub(crate) mod http;
 pub mod jws;
 
 use std::collections::{BTreeMap, HashMap};

@@ -345,6 +345,7 @@ mod tests {
             total_files: Some(8),
             elapsed_secs: 1.0,
             message: None,
+            started_by: "cli:me".into(),
         };
         assert_eq!(
             progress_line(&event),

@@ -218,6 +218,8 @@ mod tests {
             object_key: None,
             helper_uid: None,
             cluster: None,
+            pruned_at: None,
+            pruned_by: None,
         }
     }
 

@@ -1,0 +1,96 @@
+//! What nkvm tells the outside world about its backups: Prometheus metrics ([`Metrics`]) and webhook
+//! notifications ([`Notifier`]), both fed by [`follow`], which watches a backup engine's runs end.
+
+pub mod metrics;
+pub mod notify;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+pub use self::metrics::Metrics;
+pub use self::notify::Notifier;
+use crate::backup::{BackupEngine, ProgressEvent};
+use crate::store::{RunFilter, RunRecord, Store};
+
+/// The history row of a finished run, or (a run refused before it had one, e.g. its PVC is gone)
+/// a row built from its last event.
+async fn finished_record(store: &Store, event: &ProgressEvent) -> RunRecord {
+    let filter = RunFilter {
+        run_id: Some(event.run_id.clone()),
+        limit: 1,
+        ..RunFilter::default()
+    };
+    if let Ok(rows) = store.recent_runs(&filter).await
+        && let Some(row) = rows.into_iter().next()
+        && row.status.is_finished()
+    {
+        return row;
+    }
+    let now = crate::timestamp::rfc3339(jiff::Timestamp::now());
+    let started = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs_f64(
+            event.elapsed_secs.max(0.0),
+        ))
+        .map_or_else(|_| now.clone(), crate::timestamp::rfc3339);
+    RunRecord {
+        id: 0,
+        run_id: event.run_id.clone(),
+        pvc_uid: String::new(),
+        namespace: event.namespace.clone(),
+        pvc: event.pvc.clone(),
+        status: event.status,
+        stage: Some(event.stage),
+        message: event.message.clone(),
+        started_by: event.started_by.clone(),
+        started_at: started,
+        finished_at: Some(now),
+        bytes: None,
+        source_bytes: None,
+        files: None,
+        sha256: None,
+        artifact: None,
+        helper_pod: None,
+        node: None,
+        destination: None,
+        object_key: None,
+        helper_uid: None,
+        cluster: None,
+        pruned_at: None,
+        pruned_by: None,
+    }
+}
+
+/// Counts every run of `engine` that ends in `metrics` and notifies `notifier`, until `stop` is
+/// cancelled or the engine is gone. Also keeps the runs-in-progress gauge current.
+pub async fn follow(
+    engine: BackupEngine,
+    metrics: Metrics,
+    notifier: Notifier,
+    stop: CancellationToken,
+) {
+    let mut events = engine.subscribe();
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(event) => {
+                metrics.set_in_progress(engine.active_runs().len());
+                if event.status.is_finished() {
+                    let record = finished_record(engine.store(), &event).await;
+                    metrics.observe_run(&record);
+                    notifier.run_finished(&record);
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "metrics and notifications fell behind the backup events; some runs were not \
+                     counted"
+                );
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
