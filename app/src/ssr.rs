@@ -22,6 +22,17 @@ pub struct AppContext {
     pub inventory: InventoryOptions,
     /// A last successful backup older than this flags the PVC `stale-backup` (`None`: never).
     pub stale_after: Option<Duration>,
+    /// What the Schedules page needs beyond the database.
+    pub schedules: ScheduleSettings,
+}
+
+/// Settings of the schedules the server runs.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleSettings {
+    /// Retention of backups no schedule's own retention covers.
+    pub default_retention: nkvm_engine::schedule::Retention,
+    /// Names of the configured destinations (a new schedule must name one of them).
+    pub destinations: Vec<String>,
 }
 
 impl AppContext {

@@ -257,6 +257,15 @@ impl Store {
         &self.pool
     }
 
+    /// Whether the database answers a trivial query (readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(query_error("ping"))
+    }
+
     /// Closes every connection (waiting for those in use to be returned); later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;

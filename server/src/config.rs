@@ -86,6 +86,53 @@ pub struct GlobalOptions {
         global = true
     )]
     pub page_size: u32,
+
+    /// Log format on standard error: `text` for people, `json` (one object per line) for log
+    /// collectors
+    #[arg(
+        long,
+        env = "NKVM_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The retention of backups no schedule's own retention covers (unset: keep them all), for
+/// `nkvm serve` and `nkvm prune` alike.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionDefaults {
+    /// Default retention: keep the N newest backups of each PVC
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_LAST", value_name = "N")]
+    pub default_keep_last: Option<u32>,
+    /// Default retention: keep the newest backup of each of the N newest days
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_DAILY", value_name = "N")]
+    pub default_keep_daily: Option<u32>,
+    /// Default retention: keep the newest backup of each of the N newest ISO weeks
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_WEEKLY", value_name = "N")]
+    pub default_keep_weekly: Option<u32>,
+    /// Default retention: keep the newest backup of each of the N newest months
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_MONTHLY", value_name = "N")]
+    pub default_keep_monthly: Option<u32>,
+}
+
+impl RetentionDefaults {
+    pub fn retention(&self) -> nkvm_engine::schedule::Retention {
+        nkvm_engine::schedule::Retention {
+            keep_last: self.default_keep_last,
+            keep_daily: self.default_keep_daily,
+            keep_weekly: self.default_keep_weekly,
+            keep_monthly: self.default_keep_monthly,
+        }
+    }
 }
 
 /// How backups run, for `nkvm backup` and the web server alike.
@@ -195,6 +242,21 @@ impl GlobalOptions {
             request_timeout: self.request_timeout(),
             connect_timeout: self.request_timeout().min(Duration::from_secs(10)),
         }
+    }
+
+    /// The configured destinations (today: `local`, `<data-dir>/artifacts`).
+    pub fn destinations(&self) -> anyhow::Result<nkvm_engine::destination::Destinations> {
+        nkvm_engine::destination::Destinations::load(None, &self.data_dir)
+            .context("cannot set up the destinations")
+    }
+
+    /// The names of the configured destinations.
+    pub fn destination_names(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .destinations()?
+            .iter()
+            .map(|d| d.name().to_owned())
+            .collect())
     }
 
     /// The allowlist, or `None` when no (non-empty) namespace was given.

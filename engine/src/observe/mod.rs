@@ -60,8 +60,22 @@ async fn finished_record(store: &Store, event: &ProgressEvent) -> RunRecord {
     }
 }
 
+/// Loads each PVC's last success from the history into `metrics` (at start-up).
+pub async fn load_last_successes(
+    store: &Store,
+    metrics: &Metrics,
+) -> Result<(), crate::store::StoreError> {
+    for run in store.unpruned_successes().await? {
+        if let Some(at) = run.finished_at.as_deref().and_then(crate::timestamp::parse) {
+            metrics.set_last_success(&run.namespace, &run.pvc, at);
+        }
+    }
+    Ok(())
+}
+
 /// Counts every run of `engine` that ends in `metrics` and notifies `notifier`, until `stop` is
-/// cancelled or the engine is gone. Also keeps the runs-in-progress gauge current.
+/// cancelled (events already received are still handled) or the engine is gone. Also keeps the
+/// runs-in-progress gauge current.
 pub async fn follow(
     engine: BackupEngine,
     metrics: Metrics,
@@ -71,7 +85,17 @@ pub async fn follow(
     let mut events = engine.subscribe();
     loop {
         let event = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                // Count what already arrived (runs cancelled at shutdown) before leaving.
+                while let Ok(event) = events.try_recv() {
+                    if event.status.is_finished() {
+                        let record = finished_record(engine.store(), &event).await;
+                        metrics.observe_run(&record);
+                        notifier.run_finished(&record);
+                    }
+                }
+                return;
+            }
             event = events.recv() => event,
         };
         match event {

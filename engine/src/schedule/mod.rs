@@ -9,9 +9,11 @@
 //! backups started through [`crate::backup::BackupEngine::start`] with `started_by` =
 //! `schedule:NAME`, so they share admission (one run per PVC), history, audit and the live panel.
 
+mod cluster;
 pub mod cron;
 pub mod declared;
 pub mod freshness;
+pub mod manage;
 pub mod prune;
 pub mod retention;
 mod runner;
@@ -20,7 +22,9 @@ pub mod selector;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+pub use self::cluster::ClusterBackend;
 pub use self::cron::{CronError, CronSpec, Due};
+pub use self::manage::Summary;
 pub use self::retention::Retention;
 pub use self::runner::{Backend, Fired, Scan, Scheduler, SchedulerOptions, TickReport};
 pub use self::selector::{LabelSelector, SelectorError};

@@ -36,7 +36,7 @@ fn parse_target(text: &str) -> Result<PvcRef, String> {
 }
 
 /// Who started the runs: the CLI and the local user, for history and the audit trail.
-fn requester() -> Requester {
+pub(super) fn requester() -> Requester {
     Requester::cli(std::env::var("USER").ok().as_deref())
 }
 

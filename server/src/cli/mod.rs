@@ -4,6 +4,8 @@ mod backup;
 mod contexts;
 mod history;
 mod inventory;
+mod prune;
+mod schedule;
 mod serve;
 mod table;
 
@@ -36,6 +38,13 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
     History(history::HistoryArgs),
+    /// Manage backup schedules (they run inside `nkvm serve`)
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
+    /// Apply retention now: delete backups no retention keeps (--dry-run: only show)
+    Prune(prune::PruneArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
     HashPassword,
     /// List the kubeconfig's contexts
@@ -70,6 +79,8 @@ impl Cli {
             Command::Inventory(args) => inventory::run(&self.global, args).await,
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
+            Command::Schedule { command } => schedule::run(&self.global, command).await,
+            Command::Prune(args) => prune::run(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
             Command::HashPassword => hash_password(),
         }
