@@ -254,6 +254,7 @@ impl From<RunRecord> for HistoryRow {
             files: record.files,
             sha256: record.sha256,
             archive_name,
+            pruned_at: record.pruned_at,
         }
     }
 }
