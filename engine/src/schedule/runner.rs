@@ -489,21 +489,24 @@ impl<B: Backend> Scheduler<B> {
         }
     }
 
-    /// Ticks every `tick` until [`Scheduler::shutdown`].
+    /// Ticks at once (a firing missed while nkvm was down starts now), then every `tick`, until
+    /// [`Scheduler::shutdown`].
     pub async fn run(&self) {
         tracing::info!(
             tick_seconds = self.inner.options.tick.as_secs_f64(),
             "scheduler started"
         );
         loop {
+            self.tick(Timestamp::now()).await;
+            // Reap finished batches so the set does not grow.
+            {
+                let mut batches = self.inner.batches.lock().await;
+                while batches.try_join_next().is_some() {}
+            }
             tokio::select! {
                 () = self.inner.stop.cancelled() => break,
                 () = tokio::time::sleep(self.inner.options.tick) => {}
             }
-            self.tick(Timestamp::now()).await;
-            // Reap finished batches so the set does not grow.
-            let mut batches = self.inner.batches.lock().await;
-            while batches.try_join_next().is_some() {}
         }
     }
 
