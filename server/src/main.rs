@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod config;
 mod ops;
+mod signals;
 mod web;
 
 use std::process::ExitCode;
@@ -22,9 +23,9 @@ async fn main() -> ExitCode {
     init_tracing(cli.default_log_level(), cli.global.log_format);
     match cli.run().await {
         Ok(code) => code,
+        Err(err) if err.is::<cli::ClosedPipe>() => ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` prints the whole source chain: "outer: cause: root cause".
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cli::describe_error(&err));
             ExitCode::FAILURE
         }
     }

@@ -365,9 +365,7 @@ pub async fn recover(
         });
     report.partials_removed = removed.0;
     report.warnings.extend(removed.1);
-    for warning in &report.warnings {
-        tracing::warn!(%warning, "recovery");
-    }
+    // The caller reports the warnings (the server logs them, the CLI prints them once).
     Ok(report)
 }
 

@@ -75,15 +75,59 @@ fn definition(
     namespace: &str,
     destinations: Option<&[String]>,
 ) -> Option<Result<Definition, String>> {
+    // Other `nkvm.io/*` keys belong to other features (`nkvm.io/restored-from`): only schedule
+    // keys, and keys so close to one that they are likely typos of it, are ours.
+    let schedule_keys = known_keys(true);
     let ours: BTreeMap<&str, &str> = annotations
         .iter()
-        .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
+        .filter(|(k, _)| {
+            k.starts_with(ANNOTATION_PREFIX)
+                && (schedule_keys.contains(&k.as_str()) || likely_typo_of(k).is_some())
+        })
         .map(|(k, v)| (k.as_str(), v.trim()))
         .collect();
     if ours.is_empty() {
         return None;
     }
     Some(parse(name, &ours, pvc, namespace, destinations))
+}
+
+/// The schedule keys allowed on a namespace (`true`) or a PVC.
+fn known_keys(namespace: bool) -> Vec<&'static str> {
+    let mut keys = COMMON.to_vec();
+    if namespace {
+        keys.extend([SELECTOR, OWNER_KIND]);
+    }
+    keys
+}
+
+/// The schedule key `key` is most likely a typo of (one or two edits away), if any.
+fn likely_typo_of(key: &str) -> Option<&'static str> {
+    known_keys(true)
+        .into_iter()
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(d, _)| (1..=2).contains(d))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, y) in b.iter().enumerate() {
+            let cost = usize::from(x != y);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 fn parse(
@@ -97,12 +141,13 @@ fn parse(
         COMMON.contains(&key) || (pvc.is_none() && (key == SELECTOR || key == OWNER_KIND))
     };
     if let Some(unknown) = ours.keys().find(|k| !allowed_here(k)) {
-        let mut known: Vec<&str> = COMMON.to_vec();
-        if pvc.is_none() {
-            known.extend([SELECTOR, OWNER_KIND]);
-        }
+        let known = known_keys(pvc.is_none());
+        let hint = likely_typo_of(unknown)
+            .filter(|k| known.contains(k))
+            .map(|k| format!(" (did you mean {k}?)"))
+            .unwrap_or_default();
         return Err(format!(
-            "unknown annotation {unknown} here; known: {}",
+            "unknown annotation {unknown} here{hint}; known: {}",
             known.join(", ")
         ));
     }
@@ -370,6 +415,12 @@ mod tests {
             ),
             pvc("a", "rpo", &[(SCHEDULE, "0 3 * * *"), (RPO, "soon")]),
             pvc("a", "fine", &[(SCHEDULE, "0 3 * * *")]),
+            // Other features' annotations are not schedules and not problems.
+            pvc(
+                "a",
+                "restored",
+                &[("nkvm.io/restored-from", "run 20261129t030000-3f9a1c")],
+            ),
         ];
         let namespaces = [(
             "b".to_owned(),
@@ -391,7 +442,10 @@ mod tests {
                 "nkvm.io/keep-last: \"-1\" is not a whole number",
             ),
             ("PVC a/no-cron", "no nkvm.io/schedule"),
-            ("PVC a/typo", "unknown annotation nkvm.io/keep-lats"),
+            (
+                "PVC a/typo",
+                "unknown annotation nkvm.io/keep-lats here (did you mean nkvm.io/keep-last?)",
+            ),
             ("PVC a/selector", "unknown annotation nkvm.io/selector"),
             ("PVC a/dest", "no destination is named \"nowhere\""),
             ("PVC a/zone", "unknown time zone"),

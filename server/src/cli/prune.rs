@@ -30,7 +30,7 @@ pub struct PruneArgs {
 }
 
 pub async fn run(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
-    let (_, store) = global.open_data_dir().await?;
+    let store = global.open_database().await?;
     let result = async {
         let (schedules, _) = schedule::catalog(&store, None, jiff::Timestamp::now())
             .await

@@ -125,7 +125,7 @@ impl AddArgs {
 }
 
 pub async fn run(global: &GlobalOptions, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
-    let (_, store) = global.open_data_dir().await?;
+    let store = global.open_database().await?;
     let who = super::backup::requester();
     let result = match command {
         ScheduleCommand::Add(args) => {
