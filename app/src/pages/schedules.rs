@@ -7,30 +7,11 @@
 use leptos::prelude::*;
 
 use crate::api::{
-    CreateSchedule, DeleteSchedule, PauseSchedule, list_schedules, retention_preview, user_message,
+    CreateSchedule, DeleteSchedule, PauseSchedule, list_schedules, retention_preview,
 };
+use crate::components::alert::{error_alert, error_of};
 use crate::format::format_duration;
 use crate::model::{PruneView, ScheduleView, SchedulesView};
-
-type Outcome = Option<Result<String, ServerFnError>>;
-
-fn error_of(
-    value: impl Fn() -> Outcome + Send + Sync + 'static,
-) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
-    move || {
-        value().and_then(|result| match result {
-            Ok(_) => None,
-            Err(error) => Some(
-                view! {
-                    <p class="error" role="alert">
-                        {user_message(&error)}
-                    </p>
-                }
-                .into_any(),
-            ),
-        })
-    }
-}
 
 /// `2026-11-29 03:00` from an RFC 3339 UTC time.
 fn minute(text: &str) -> String {
@@ -67,14 +48,7 @@ pub fn SchedulesPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match data.await {
                         Ok(view) => view! { <SchedulesBody view pause delete create /> }.into_any(),
-                        Err(error) => {
-                            view! {
-                                <p class="error" role="alert">
-                                    {user_message(&error)}
-                                </p>
-                            }
-                                .into_any()
-                        }
+                        Err(error) => error_alert(&error),
                     }
                 })}
             </Transition>
@@ -87,14 +61,7 @@ pub fn SchedulesPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match preview.await {
                         Ok(items) => view! { <Preview items /> }.into_any(),
-                        Err(error) => {
-                            view! {
-                                <p class="error" role="alert">
-                                    {user_message(&error)}
-                                </p>
-                            }
-                                .into_any()
-                        }
+                        Err(error) => error_alert(&error),
                     }
                 })}
             </Transition>

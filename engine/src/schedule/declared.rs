@@ -296,34 +296,9 @@ pub async fn namespace_annotations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{PvcRecord, PvcSummary};
 
     fn pvc(ns: &str, name: &str, annotations: &[(&str, &str)]) -> PvcRecord {
-        PvcRecord {
-            pvc: PvcSummary {
-                namespace: ns.into(),
-                name: name.into(),
-                uid: format!("{ns}-{name}"),
-                phase: "Bound".into(),
-                capacity: None,
-                capacity_bytes: None,
-                storage_class: None,
-                access_modes: vec![],
-                volume_name: None,
-            },
-            owner_kind: "Unknown".into(),
-            owner_name: "Unknown".into(),
-            owners: vec![],
-            consumers: vec![],
-            consumer_nodes: vec![],
-            last_success_at: None,
-            flags: vec![],
-            labels: BTreeMap::new(),
-            annotations: annotations
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
+        crate::schedule::test_record(ns, name, &[], annotations)
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

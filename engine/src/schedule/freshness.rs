@@ -107,35 +107,13 @@ pub async fn join(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::PvcSummary;
     use crate::schedule::{Definition, Source};
 
     fn record(ns: &str, name: &str, last: Option<&str>, labels: &[(&str, &str)]) -> PvcRecord {
-        PvcRecord {
-            pvc: PvcSummary {
-                namespace: ns.into(),
-                name: name.into(),
-                uid: format!("{ns}-{name}"),
-                phase: "Bound".into(),
-                capacity: None,
-                capacity_bytes: None,
-                storage_class: None,
-                access_modes: vec![],
-                volume_name: None,
-            },
-            owner_kind: "Unknown".into(),
-            owner_name: "Unknown".into(),
-            owners: vec![],
-            consumers: vec![],
-            consumer_nodes: vec![],
-            last_success_at: last.map(str::to_owned),
-            flags: vec![Flag::StaleBackup],
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            annotations: BTreeMap::new(),
-        }
+        let mut record = crate::schedule::test_record(ns, name, labels, &[]);
+        record.last_success_at = last.map(str::to_owned);
+        record.flags = vec![Flag::StaleBackup];
+        record
     }
 
     fn schedule(name: &str, cron: &str, selector: &str, paused: bool, since: &str) -> Schedule {

@@ -445,3 +445,41 @@ pub enum ScheduleError {
 
 #[cfg(test)]
 mod tests;
+
+/// A bound PVC `ns/name` with `labels` and `annotations`, as the inventory lists it (tests).
+#[cfg(test)]
+pub(crate) fn test_record(
+    ns: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) -> PvcRecord {
+    let map = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    PvcRecord {
+        pvc: crate::domain::PvcSummary {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: format!("{ns}-{name}"),
+            phase: "Bound".into(),
+            capacity: None,
+            capacity_bytes: None,
+            storage_class: None,
+            access_modes: vec![],
+            volume_name: None,
+        },
+        owner_kind: crate::domain::pvc::UNKNOWN.into(),
+        owner_name: crate::domain::pvc::UNKNOWN.into(),
+        owners: vec![],
+        consumers: vec![],
+        consumer_nodes: vec![],
+        last_success_at: None,
+        flags: vec![],
+        labels: map(labels),
+        annotations: map(annotations),
+    }
+}

@@ -4,12 +4,11 @@
 //! schedule's concurrency is kept, a refused PVC does not stop the others, and annotations declare
 //! schedules (invalid ones reported).
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::domain::{PvcSummary, ResultStatus};
+use crate::domain::ResultStatus;
 use crate::schedule::Definition;
 
 #[derive(Default)]
@@ -96,34 +95,7 @@ impl Shared {
 }
 
 fn pvc(ns: &str, name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> PvcRecord {
-    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    };
-    PvcRecord {
-        pvc: PvcSummary {
-            namespace: ns.into(),
-            name: name.into(),
-            uid: format!("{ns}-{name}"),
-            phase: "Bound".into(),
-            capacity: None,
-            capacity_bytes: None,
-            storage_class: None,
-            access_modes: vec![],
-            volume_name: None,
-        },
-        owner_kind: "Unknown".into(),
-        owner_name: "Unknown".into(),
-        owners: vec![],
-        consumers: vec![],
-        consumer_nodes: vec![],
-        last_success_at: None,
-        flags: vec![],
-        labels: map(labels),
-        annotations: map(annotations),
-    }
+    crate::schedule::test_record(ns, name, labels, annotations)
 }
 
 fn at(text: &str) -> Timestamp {
