@@ -127,6 +127,47 @@ pub struct RunRecord {
     pub pruned_by: Option<String>,
 }
 
+impl RunRecord {
+    /// A run known only by what its progress events say (id 0, no UID, every detail unset): a run
+    /// refused before it had a history row, or a record built by tests.
+    #[must_use]
+    pub fn unrecorded(
+        run_id: &str,
+        namespace: &str,
+        pvc: &str,
+        status: RunStatus,
+        started_by: &str,
+        started_at: String,
+    ) -> Self {
+        Self {
+            id: 0,
+            run_id: run_id.to_owned(),
+            pvc_uid: String::new(),
+            namespace: namespace.to_owned(),
+            pvc: pvc.to_owned(),
+            status,
+            stage: None,
+            message: None,
+            started_by: started_by.to_owned(),
+            started_at,
+            finished_at: None,
+            bytes: None,
+            source_bytes: None,
+            files: None,
+            sha256: None,
+            artifact: None,
+            helper_pod: None,
+            node: None,
+            destination: None,
+            object_key: None,
+            helper_uid: None,
+            cluster: None,
+            pruned_at: None,
+            pruned_by: None,
+        }
+    }
+}
+
 /// Filters of [`Store::recent_runs`]; `None` means any.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunFilter {

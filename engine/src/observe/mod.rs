@@ -33,30 +33,17 @@ async fn finished_record(store: &Store, event: &ProgressEvent) -> RunRecord {
         ))
         .map_or_else(|_| now.clone(), crate::timestamp::rfc3339);
     RunRecord {
-        id: 0,
-        run_id: event.run_id.clone(),
-        pvc_uid: String::new(),
-        namespace: event.namespace.clone(),
-        pvc: event.pvc.clone(),
-        status: event.status,
         stage: Some(event.stage),
         message: event.message.clone(),
-        started_by: event.started_by.clone(),
-        started_at: started,
         finished_at: Some(now),
-        bytes: None,
-        source_bytes: None,
-        files: None,
-        sha256: None,
-        artifact: None,
-        helper_pod: None,
-        node: None,
-        destination: None,
-        object_key: None,
-        helper_uid: None,
-        cluster: None,
-        pruned_at: None,
-        pruned_by: None,
+        ..RunRecord::unrecorded(
+            &event.run_id,
+            &event.namespace,
+            &event.pvc,
+            event.status,
+            &event.started_by,
+            started,
+        )
     }
 }
 

@@ -8,29 +8,12 @@ use super::*;
 fn run(id: i64, pvc: &str, by: &str, status: RunStatus, start: &str, end: &str) -> RunRecord {
     RunRecord {
         id,
-        run_id: format!("r{id}"),
         pvc_uid: format!("uid-{pvc}"),
-        namespace: "shop".into(),
-        pvc: pvc.into(),
-        status,
-        stage: None,
-        message: None,
-        started_by: by.into(),
-        started_at: start.into(),
         finished_at: Some(end.into()),
         bytes: Some(2048),
         source_bytes: Some(10_000),
         files: Some(3),
-        sha256: None,
-        artifact: None,
-        helper_pod: None,
-        node: None,
-        destination: None,
-        object_key: None,
-        helper_uid: None,
-        cluster: None,
-        pruned_at: None,
-        pruned_by: None,
+        ..RunRecord::unrecorded(&format!("r{id}"), "shop", pvc, status, by, start.into())
     }
 }
 

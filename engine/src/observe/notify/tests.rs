@@ -229,30 +229,16 @@ async fn receivers_get_only_their_events_and_schedules() {
     team.schedules = vec!["nightly".into()];
     let notifier = Notifier::new(vec![all, team]).unwrap();
     let run = |by: &str, status: RunStatus| RunRecord {
-        id: 1,
-        run_id: format!("r-{by}"),
-        pvc_uid: "u".into(),
-        namespace: "shop".into(),
-        pvc: "data".into(),
-        status,
-        stage: None,
         message: Some("m".into()),
-        started_by: by.into(),
-        started_at: "2026-11-29T03:00:00.000000Z".into(),
         finished_at: Some("2026-11-29T03:00:05.000000Z".into()),
-        bytes: None,
-        source_bytes: None,
-        files: None,
-        sha256: None,
-        artifact: None,
-        helper_pod: None,
-        node: None,
-        destination: None,
-        object_key: None,
-        helper_uid: None,
-        cluster: None,
-        pruned_at: None,
-        pruned_by: None,
+        ..RunRecord::unrecorded(
+            &format!("r-{by}"),
+            "shop",
+            "data",
+            status,
+            by,
+            "2026-11-29T03:00:00.000000Z".into(),
+        )
     };
     notifier.run_finished(&run("schedule:nightly", RunStatus::Failed));
     notifier.run_finished(&run("cli:me", RunStatus::Failed));
