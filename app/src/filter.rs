@@ -87,6 +87,8 @@ mod tests {
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: None,
             flags: vec![Flag::NeverBackedUp],
+            labels: std::collections::BTreeMap::new(),
+            annotations: std::collections::BTreeMap::new(),
         }
     }
 

@@ -22,7 +22,7 @@ use leptos_router::{
 use crate::components::header::ClusterHeader;
 use crate::pages::{
     audit::AuditPageView, connect::ConnectPage, history::HistoryPage, inventory::InventoryPage,
-    not_found::NotFound,
+    not_found::NotFound, schedules::SchedulesPage,
 };
 
 /// Name of the wasm-bindgen output (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`) and of the stylesheet
@@ -73,6 +73,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/history") view=HistoryPage ssr=SsrMode::InOrder />
                     <Route path=path!("/connect") view=ConnectPage ssr=SsrMode::InOrder />
                     <Route path=path!("/audit") view=AuditPageView ssr=SsrMode::InOrder />
+                    <Route path=path!("/schedules") view=SchedulesPage ssr=SsrMode::InOrder />
                 </Routes>
             </main>
         </Router>

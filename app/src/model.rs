@@ -149,6 +149,9 @@ pub struct HistoryRow {
     pub sha256: Option<String>,
     /// The archive's file name (never its server path).
     pub archive_name: Option<String>,
+    /// When retention deleted the archive (the row stays for the record).
+    #[serde(default)]
+    pub pruned_at: Option<String>,
 }
 
 /// One page of history.
@@ -196,4 +199,67 @@ pub struct AuditPage {
     pub rows: Vec<AuditRow>,
     pub page: u32,
     pub has_more: bool,
+}
+
+/// One schedule as the Schedules page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub name: String,
+    /// `stored` or `annotation` (read-only here).
+    pub source: String,
+    /// The annotated object of a declared schedule.
+    pub declared_on: Option<String>,
+    pub cron: String,
+    pub timezone: String,
+    pub cron_description: String,
+    pub target: String,
+    pub destination: Option<String>,
+    pub concurrency: u16,
+    /// `last 7, daily 14` or `keep everything` (then the server's default applies).
+    pub retention: String,
+    pub rpo_seconds: Option<i64>,
+    pub paused: bool,
+    /// RFC 3339 UTC; none while paused.
+    pub next_run: Option<String>,
+    pub last_scheduled_at: Option<String>,
+    /// PVCs the schedule covers now, and how many of them are overdue.
+    pub covered: usize,
+    pub overdue: usize,
+}
+
+/// An annotation that declares nothing usable, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnotationProblem {
+    pub object: String,
+    pub message: String,
+}
+
+/// What the Schedules page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulesView {
+    pub schedules: Vec<ScheduleView>,
+    pub problems: Vec<AnnotationProblem>,
+    /// Why schedules declared on namespaces could not be read, when they could not.
+    pub namespaces_unread: Option<String>,
+    /// Why the cluster could not be scanned (declared schedules and coverage unknown).
+    pub scan_error: Option<String>,
+    /// Destinations a new schedule may name.
+    pub destinations: Vec<String>,
+    /// The server's default retention (`keep everything` when unset).
+    pub default_retention: String,
+    /// Whether the caller may create, pause, resume and remove schedules (admins).
+    pub can_edit: bool,
+}
+
+/// One backup in the retention preview (a dry run of `nkvm prune`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneView {
+    pub run_id: String,
+    pub namespace: String,
+    pub pvc: String,
+    pub finished_at: String,
+    pub policy: String,
+    /// `keep` or `delete`.
+    pub action: String,
+    pub reasons: Vec<String>,
 }

@@ -22,6 +22,17 @@ pub struct AppContext {
     pub inventory: InventoryOptions,
     /// A last successful backup older than this flags the PVC `stale-backup` (`None`: never).
     pub stale_after: Option<Duration>,
+    /// What the Schedules page needs beyond the database.
+    pub schedules: ScheduleSettings,
+}
+
+/// Settings of the schedules the server runs.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleSettings {
+    /// Retention of backups no schedule's own retention covers.
+    pub default_retention: nkvm_engine::schedule::Retention,
+    /// Names of the configured destinations (a new schedule must name one of them).
+    pub destinations: Vec<String>,
 }
 
 impl AppContext {
@@ -243,6 +254,7 @@ impl From<RunRecord> for HistoryRow {
             files: record.files,
             sha256: record.sha256,
             archive_name,
+            pruned_at: record.pruned_at,
         }
     }
 }
@@ -313,6 +325,8 @@ mod tests {
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: Some("2025-01-01T00:00:00Z".to_owned()),
             flags: vec![Flag::StaleBackup],
+            labels: std::collections::BTreeMap::new(),
+            annotations: std::collections::BTreeMap::new(),
         }
     }
 

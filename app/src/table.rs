@@ -241,6 +241,8 @@ mod tests {
             consumer_nodes: vec![],
             last_success_at: backup.map(str::to_owned),
             flags: vec![],
+            labels: std::collections::BTreeMap::new(),
+            annotations: std::collections::BTreeMap::new(),
         }
     }
 

@@ -31,6 +31,10 @@ crate::text_enum! {
         ConnectionChanged => "connection_changed",
         /// A request refused for lack of a role (or a login refused by the rate limiter).
         AccessDenied => "access_denied",
+        /// A schedule created, paused, resumed or removed.
+        ScheduleChanged => "schedule_changed",
+        /// Retention deleted a backup's files (its history row is kept, marked pruned).
+        BackupPruned => "backup_pruned",
     }
 }
 

@@ -1,6 +1,6 @@
 //! nkvm engine: the shared vocabulary ([`domain`], always built, also for the browser) and, with the
-//! `runtime` feature, the cluster connection, PVC inventory, backups and history, authentication
-//! and audit used by the web app and the CLI.
+//! `runtime` feature, the cluster connection, PVC inventory, backups and history, schedules and
+//! retention, metrics and notifications, authentication and audit used by the web app and the CLI.
 #![forbid(unsafe_code)]
 
 pub mod domain;
@@ -26,9 +26,13 @@ pub mod kubeapi;
 #[cfg(feature = "runtime")]
 pub(crate) mod objects;
 #[cfg(feature = "runtime")]
+pub mod observe;
+#[cfg(feature = "runtime")]
 pub(crate) mod owners;
 #[cfg(feature = "runtime")]
 pub(crate) mod quantity;
+#[cfg(feature = "runtime")]
+pub mod schedule;
 #[cfg(feature = "runtime")]
 pub mod store;
 #[cfg(feature = "runtime")]

@@ -6,13 +6,15 @@
 //! across network I/O). Timestamps are UTC with microsecond precision, stored as fixed-width RFC 3339
 //! text (`2026-11-28T23:18:58.123456Z`) so that text order is time order; ties order by row id.
 //!
-//! Times are stored in the form of [`crate::timestamp`]. Submodules: the private row conversions, and the audit trail's queries ([`Store::record_audit`],
-//! [`Store::audit_events`]; types in [`crate::audit`]). Migrations live in `engine/migrations/`
+//! Times are stored in the form of [`crate::timestamp`]. Submodules: the private row conversions, the audit trail's queries ([`Store::record_audit`],
+//! [`Store::audit_events`]; types in [`crate::audit`]), and schedules with retention's queries
+//! (types in [`crate::schedule`]). Migrations live in `engine/migrations/`
 //! (numbered, immutable, embedded at build time; touch this file after adding one so that cargo
 //! re-embeds the directory).
 
 mod audit;
 mod row;
+mod schedules;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use crate::domain::{RunStatus, Stage};
 use crate::timestamp;
 use row::{RunRow, into_records, run_columns, store_time, store_u64};
+pub use schedules::{DeclaredState, StoredSchedule};
 
 /// File name of the history database inside the data directory.
 pub const DATABASE_FILE: &str = "nkvm.db";
@@ -115,6 +118,54 @@ pub struct RunRecord {
     pub helper_uid: Option<String>,
     /// Identity of the cluster connection the run used.
     pub cluster: Option<String>,
+    /// When retention deleted the run's archive, sidecar and manifest (RFC 3339 UTC); the row is
+    /// kept for the record.
+    #[serde(default)]
+    pub pruned_at: Option<String>,
+    /// Who pruned it: `schedule:NAME`, `default` (the server's default retention), `cli:USER`.
+    #[serde(default)]
+    pub pruned_by: Option<String>,
+}
+
+impl RunRecord {
+    /// A run known only by what its progress events say (id 0, no UID, every detail unset): a run
+    /// refused before it had a history row, or a record built by tests.
+    #[must_use]
+    pub fn unrecorded(
+        run_id: &str,
+        namespace: &str,
+        pvc: &str,
+        status: RunStatus,
+        started_by: &str,
+        started_at: String,
+    ) -> Self {
+        Self {
+            id: 0,
+            run_id: run_id.to_owned(),
+            pvc_uid: String::new(),
+            namespace: namespace.to_owned(),
+            pvc: pvc.to_owned(),
+            status,
+            stage: None,
+            message: None,
+            started_by: started_by.to_owned(),
+            started_at,
+            finished_at: None,
+            bytes: None,
+            source_bytes: None,
+            files: None,
+            sha256: None,
+            artifact: None,
+            helper_pod: None,
+            node: None,
+            destination: None,
+            object_key: None,
+            helper_uid: None,
+            cluster: None,
+            pruned_at: None,
+            pruned_by: None,
+        }
+    }
 }
 
 /// Filters of [`Store::recent_runs`]; `None` means any.
@@ -173,6 +224,12 @@ pub enum StoreError {
     Outdated { path: String },
     #[error("history row {id} does not exist")]
     NoSuchRun { id: i64 },
+    #[error("schedule {name:?} holds an invalid value in {column}: {value:?}")]
+    CorruptSchedule {
+        name: String,
+        column: &'static str,
+        value: String,
+    },
 }
 
 /// Handle to the history database (cheap to clone: a connection pool).
@@ -282,6 +339,21 @@ impl Store {
     async fn migrated(pool: sqlx::SqlitePool) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
         Ok(Self { pool })
+    }
+
+    /// The connection pool, for tests that change the schema as a later migration would.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+
+    /// Whether the database answers a trivial query (readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(query_error("ping"))
     }
 
     /// Closes every connection (waiting for those in use to be returned); later calls fail.

@@ -421,7 +421,7 @@ async fn the_schema_is_migration_0002_and_survives_reopening() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    // Later migrations follow; the audit trail arrives with the second.
+    // Later migrations (0003, …) follow; this test is about the first two.
     assert_eq!(
         versions[..2],
         [(1, "runs".to_owned()), (2, "audit".to_owned())]

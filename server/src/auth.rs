@@ -179,11 +179,18 @@ pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Paths anyone may request: the health check, the login page and endpoints, the site's files.
+/// Paths anyone may request: the health and readiness checks, the login page and endpoints, the
+/// site's files, and `/metrics` (which checks its own bearer token, never a session).
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/login" | "/auth/login" | "/auth/oidc/start" | "/auth/oidc/callback"
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/login"
+            | "/auth/login"
+            | "/auth/oidc/start"
+            | "/auth/oidc/callback"
     ) || path.starts_with("/pkg/")
 }
 
@@ -534,6 +541,8 @@ mod unit_tests {
     fn only_health_login_and_site_files_are_public() {
         for path in [
             "/healthz",
+            "/readyz",
+            "/metrics",
             "/login",
             "/auth/login",
             "/auth/oidc/start",
@@ -548,6 +557,7 @@ mod unit_tests {
             "/history",
             "/connect",
             "/audit",
+            "/schedules",
             "/api/inventory",
             "/download/1/archive",
             "/auth/logout",

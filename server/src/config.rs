@@ -103,6 +103,53 @@ pub struct GlobalOptions {
         global = true
     )]
     pub page_size: u32,
+
+    /// Log format on standard error: `text` for people, `json` (one object per line) for log
+    /// collectors
+    #[arg(
+        long,
+        env = "NKVM_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The retention of backups no schedule's own retention covers (unset: keep them all), for
+/// `nkvm serve` and `nkvm prune` alike.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionDefaults {
+    /// Default retention: keep the N newest backups of each PVC
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_LAST", value_name = "N")]
+    pub default_keep_last: Option<u32>,
+    /// Default retention: keep the newest backup of each of the N newest days
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_DAILY", value_name = "N")]
+    pub default_keep_daily: Option<u32>,
+    /// Default retention: keep the newest backup of each of the N newest ISO weeks
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_WEEKLY", value_name = "N")]
+    pub default_keep_weekly: Option<u32>,
+    /// Default retention: keep the newest backup of each of the N newest months
+    #[arg(long, env = "NKVM_DEFAULT_KEEP_MONTHLY", value_name = "N")]
+    pub default_keep_monthly: Option<u32>,
+}
+
+impl RetentionDefaults {
+    pub fn retention(&self) -> nkvm_engine::schedule::Retention {
+        nkvm_engine::schedule::Retention {
+            keep_last: self.default_keep_last,
+            keep_daily: self.default_keep_daily,
+            keep_weekly: self.default_keep_weekly,
+            keep_monthly: self.default_keep_monthly,
+        }
+    }
 }
 
 /// How backups run, for `nkvm backup` and the web server alike.
@@ -191,6 +238,23 @@ impl GlobalOptions {
         })
     }
 
+    /// Opens the history database (creating the directory and database when missing) for a command
+    /// that only changes rows and finished backups — schedules, retention — without the data
+    /// directory's lock: it runs beside `nkvm serve` (SQLite serialises the writes) and never
+    /// touches a running backup's files, which the lock protects.
+    pub async fn open_database(&self) -> anyhow::Result<Store> {
+        let dir = &self.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} (set --data-dir or NKVM_DATA_DIR)",
+                dir.display()
+            )
+        })?;
+        Store::open(&store::database_path(dir))
+            .await
+            .context("cannot open the history database")
+    }
+
     /// Where the cluster credentials come from. `--in-cluster` excludes `--kubeconfig`/`--context`
     /// (checked here rather than by clap, so that `NKVM_IN_CLUSTER=false` does not conflict).
     pub fn connection_source(&self) -> anyhow::Result<ConnectionSource> {
@@ -218,6 +282,21 @@ impl GlobalOptions {
             request_timeout: self.request_timeout(),
             connect_timeout: self.request_timeout().min(Duration::from_secs(10)),
         }
+    }
+
+    /// The configured destinations (today: `local`, `<data-dir>/artifacts`).
+    pub fn destinations(&self) -> anyhow::Result<nkvm_engine::destination::Destinations> {
+        nkvm_engine::destination::Destinations::load(None, &self.data_dir)
+            .context("cannot set up the destinations")
+    }
+
+    /// The names of the configured destinations.
+    pub fn destination_names(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .destinations()?
+            .iter()
+            .map(|d| d.name().to_owned())
+            .collect())
     }
 
     /// The allowlist, or `None` when no (non-empty) namespace was given.

@@ -6,6 +6,7 @@
 mod auth;
 mod cli;
 mod config;
+mod ops;
 mod signals;
 mod web;
 
@@ -19,7 +20,7 @@ async fn main() -> ExitCode {
     // directory nkvm creates is owner-only, whatever umask it was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = cli::Cli::parse();
-    init_tracing(cli.default_log_level());
+    init_tracing(cli.default_log_level(), cli.global.log_format);
     match cli.run().await {
         Ok(code) => code,
         Err(err) if err.is::<cli::ClosedPipe>() => ExitCode::SUCCESS,
@@ -31,16 +32,19 @@ async fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: `default_level`, without kube's client
-/// builder, which logs every failed request that nkvm reports itself anyway).
-fn init_tracing(default_level: &str) {
+/// builder, which logs every failed request that nkvm reports itself anyway), as text or as one
+/// JSON object per line (`--log-format json`).
+fn init_tracing(default_level: &str, format: config::LogFormat) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!("{default_level},kube_client::client::builder=off"))
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().with_current_span(false).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }

@@ -1,6 +1,6 @@
 //! The web server behind `nkvm serve`: the Leptos app (server-rendered, then hydrated), its server
 //! functions, archive downloads, the site files (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`, `pkg/nkvm.css`),
-//! `/healthz`, the browser-session cookie, baseline security headers, and a graceful shutdown on
+//! `/healthz` (liveness), `/readyz` and `/metrics` ([`crate::ops`]), the browser-session cookie, baseline security headers, and a graceful shutdown on
 //! SIGINT/SIGTERM.
 //!
 //! The site directory is built by `scripts/build-web.sh` and found at runtime: `LEPTOS_SITE_ROOT`
@@ -41,6 +41,8 @@ pub struct WebState {
     pub context: AppContext,
     pub leptos_options: LeptosOptions,
     pub auth: Auth,
+    /// `/metrics` and who may read it.
+    pub ops: crate::ops::Ops,
 }
 
 impl FromRef<WebState> for Auth {
@@ -59,7 +61,12 @@ impl FromRef<WebState> for LeptosOptions {
 ///
 /// # Errors
 /// When the address cannot be bound or the server fails while running.
-pub async fn serve(listen: SocketAddr, context: AppContext, auth: Auth) -> anyhow::Result<()> {
+pub async fn serve(
+    listen: SocketAddr,
+    context: AppContext,
+    auth: Auth,
+    ops: crate::ops::Ops,
+) -> anyhow::Result<()> {
     let site_root = site_root();
     let wasm = site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm"));
     if !wasm.is_file() {
@@ -72,6 +79,7 @@ pub async fn serve(listen: SocketAddr, context: AppContext, auth: Auth) -> anyho
         context,
         leptos_options: leptos_options(listen, &site_root),
         auth,
+        ops,
     };
     let app = router(state);
 
@@ -121,6 +129,8 @@ pub fn router(state: WebState) -> Router {
 
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crate::ops::readyz))
+        .route("/metrics", get(crate::ops::metrics_main))
         .route("/download/{id}/{kind}", get(download_file))
         .route("/audit.csv", get(audit_csv))
         .route("/login", get(auth::login_page))

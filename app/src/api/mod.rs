@@ -8,6 +8,7 @@ mod cluster_info;
 mod connect;
 mod history;
 mod list_inventory;
+mod schedules;
 mod session;
 
 pub use audit::*;
@@ -16,6 +17,7 @@ pub use cluster_info::*;
 pub use connect::*;
 pub use history::*;
 pub use list_inventory::*;
+pub use schedules::*;
 pub use session::*;
 
 use leptos::prelude::ServerFnError;

@@ -24,6 +24,9 @@ pub fn ClusterHeader() -> impl IntoView {
                         <a href="/history">"History"</a>
                     </li>
                     <li>
+                        <a href="/schedules">"Schedules"</a>
+                    </li>
+                    <li>
                         <a href="/connect">"Connection"</a>
                     </li>
                     <li>

@@ -1,4 +1,5 @@
 //! Reusable components shared by the pages.
 
+pub mod alert;
 pub mod header;
 pub mod runs;

@@ -9,7 +9,7 @@ use crate::api::{list_audit, user_message};
 use crate::model::{AuditPage, AuditQuery};
 use crate::table::encode_component;
 
-const ACTIONS: [&str; 8] = [
+const ACTIONS: [&str; 10] = [
     "login",
     "login_failed",
     "logout",
@@ -18,6 +18,8 @@ const ACTIONS: [&str; 8] = [
     "download",
     "connection_changed",
     "access_denied",
+    "schedule_changed",
+    "backup_pruned",
 ];
 
 fn page_link(query: &AuditQuery, page: u32) -> String {

@@ -5,9 +5,8 @@
 
 use leptos::prelude::*;
 
-use crate::api::{
-    PasteKubeconfig, UseContextFn, UseInCluster, UseServerDefault, connect_view, user_message,
-};
+use crate::api::{PasteKubeconfig, UseContextFn, UseInCluster, UseServerDefault, connect_view};
+use crate::components::alert::{error_alert, error_of};
 use crate::model::{ClusterInfo, ConnectView};
 
 /// After a successful switch in the browser: a full reload, so every view uses the new connection.
@@ -21,24 +20,6 @@ fn reload_on_success(value: impl Fn() -> Outcome + 'static) {
     });
 }
 
-fn error_of(
-    value: impl Fn() -> Outcome + Send + Sync + 'static,
-) -> impl Fn() -> Option<AnyView> + Send + Sync + 'static {
-    move || {
-        value().and_then(|result| match result {
-            Ok(_) => None,
-            Err(error) => Some(
-                view! {
-                    <p class="error" role="alert">
-                        {user_message(&error)}
-                    </p>
-                }
-                .into_any(),
-            ),
-        })
-    }
-}
-
 /// The connect page at `/connect`.
 #[component]
 pub fn ConnectPage() -> impl IntoView {
@@ -50,14 +31,7 @@ pub fn ConnectPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match view_data.await {
                         Ok(data) => view! { <ConnectForms data /> }.into_any(),
-                        Err(error) => {
-                            view! {
-                                <p class="error" role="alert">
-                                    {user_message(&error)}
-                                </p>
-                            }
-                                .into_any()
-                        }
+                        Err(error) => error_alert(&error),
                     }
                 })}
             </Transition>

@@ -167,6 +167,7 @@ fn HistoryTable(page: HistoryPage, query: HistoryQuery) -> impl IntoView {
                         <th scope="col">"Started (UTC)"</th>
                         <th scope="col">"PVC"</th>
                         <th scope="col">"Status"</th>
+                        <th scope="col">"Started by"</th>
                         <th scope="col">"Duration"</th>
                         <th scope="col">"Size"</th>
                         <th scope="col">"Files"</th>
@@ -209,6 +210,12 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
         .map_or_else(|| "—".to_owned(), format_duration);
     let files = row.files.map_or_else(|| "—".to_owned(), |f| f.to_string());
     let downloads = match (&row.status[..], &row.archive_name) {
+        ("succeeded", Some(_)) if row.pruned_at.is_some() => view! {
+            <span class="pruned" data-testid="pruned">
+                "pruned by retention"
+            </span>
+        }
+        .into_any(),
         ("succeeded", Some(name)) => {
             let id = row.id;
             view! {
@@ -239,6 +246,7 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
                 <span class=status_class>{row.status.clone()}</span>
                 {detail.map(|d| view! { <p class="detail">{d}</p> })}
             </td>
+            <td data-testid="started-by">{row.started_by.clone()}</td>
             <td class="num">{duration}</td>
             <td class="num" title=source>
                 {size}

@@ -11,7 +11,7 @@
 
 mod claims;
 mod error;
-mod http;
+pub(crate) mod http;
 pub mod jws;
 mod pending;
 mod settings;

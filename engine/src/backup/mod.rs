@@ -152,6 +152,17 @@ impl Requester {
         }
     }
 
+    /// Schedule `name` (`schedule:<name>`, also its audit actor).
+    #[must_use]
+    pub fn schedule(name: &str) -> Self {
+        let who = format!("schedule:{name}");
+        Self {
+            started_by: who.clone(),
+            actor: who,
+            source: None,
+        }
+    }
+
     /// The CLI, run by the local `user` (`cli` alone when unknown).
     #[must_use]
     pub fn cli(user: Option<&str>) -> Self {
@@ -264,6 +275,9 @@ pub struct ProgressEvent {
     pub elapsed_secs: f64,
     /// Set on the last event: the result message.
     pub message: Option<String>,
+    /// Who started the run (`web:<user>`, `cli:<user>`, `schedule:<name>`).
+    #[serde(default)]
+    pub started_by: String,
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub(super) struct Tracker<'a> {
 }
 
 impl<'a> Tracker<'a> {
-    pub(super) fn new(inner: &'a Inner, target: &PvcRef, run_id: &str) -> Self {
+    pub(super) fn new(inner: &'a Inner, target: &PvcRef, run_id: &str, started_by: &str) -> Self {
         Self {
             inner,
             target: target.clone(),
@@ -41,6 +41,7 @@ impl<'a> Tracker<'a> {
                 total_files: None,
                 elapsed_secs: 0.0,
                 message: None,
+                started_by: started_by.to_owned(),
             },
             started: Instant::now(),
             samples: VecDeque::new(),

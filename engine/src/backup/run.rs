@@ -75,6 +75,7 @@ impl<'a> Run<'a> {
         cancel: CancellationToken,
         started_by: String,
     ) -> Self {
+        let tracker = Tracker::new(inner, target, run_id, &started_by);
         Self {
             inner,
             target: target.clone(),
@@ -88,7 +89,7 @@ impl<'a> Run<'a> {
             helper: None,
             helper_name: None,
             node: None,
-            tracker: Tracker::new(inner, target, run_id),
+            tracker,
             warnings: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@
 //! table's row), the workloads that own it ([`Owner`], with the predecessor's display rules in
 //! [`display_owners`]), and a namespace the credentials could not read ([`NamespaceRefusal`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +66,11 @@ crate::text_enum! {
         NeverBackedUp => "never-backed-up",
         /// The last successful backup is older than the configured age.
         StaleBackup => "stale-backup",
+        /// A schedule covers the PVC and its last successful backup is older than the schedule's
+        /// RPO (twice its interval unless set).
+        Overdue => "overdue",
+        /// No schedule covers the PVC (its backups depend on someone starting them).
+        Unscheduled => "unscheduled",
     }
 }
 
@@ -88,6 +93,12 @@ pub struct PvcRecord {
     /// RFC 3339 UTC time of the last successful backup, if history knows one.
     pub last_success_at: Option<String>,
     pub flags: Vec<Flag>,
+    /// The PVC's labels (schedule selectors match them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The PVC's `nkvm.io/*` annotations (schedules declared on the PVC).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl PvcRecord {
@@ -375,6 +386,8 @@ mod tests {
             consumer_nodes: vec!["node-1".into()],
             last_success_at: None,
             flags: vec![Flag::NeverBackedUp],
+            labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
+            annotations: BTreeMap::new(),
         };
         let value = serde_json::to_value(&record).unwrap();
         for key in [

@@ -120,6 +120,15 @@ fn record(pvc: &PersistentVolumeClaim, users: &[User<'_>]) -> PvcRecord {
         consumer_nodes,
         last_success_at: None,
         flags,
+        labels: pvc.metadata.labels.clone().unwrap_or_default(),
+        annotations: pvc
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(key, _)| key.starts_with(crate::schedule::declared::ANNOTATION_PREFIX))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
     }
 }
 

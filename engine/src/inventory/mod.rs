@@ -202,7 +202,10 @@ pub struct HistoryJoin<'a> {
 }
 
 /// The inventory as operators see it: [`scan`], then each PVC's last successful backup and
-/// freshness flags from the history ([`apply_history`]). Used by the web UI and the CLI alike.
+/// freshness flags from the history ([`apply_history`]), and, with a history database, the
+/// schedule flags `overdue` and `unscheduled` ([`crate::schedule::freshness::join`]; reading
+/// schedules declared on namespaces needs `list namespaces` and is skipped without it). Used by
+/// the web UI and the CLI alike.
 ///
 /// # Errors
 /// The scan's error, or [`InventoryError::History`] when the history cannot be read.
@@ -225,6 +228,22 @@ pub async fn scan_with_history(
         history.stale_after,
         history.now,
     );
+    if let Some(store) = history.store {
+        let scope = match resolve_scope(opts)? {
+            Scope::AllNamespaces => None,
+            Scope::Namespaces(namespaces) => Some(namespaces),
+        };
+        crate::schedule::freshness::join(
+            client,
+            scope.as_deref(),
+            opts.request_timeout,
+            store,
+            &mut inventory.pvcs,
+            history.now,
+        )
+        .await
+        .map_err(InventoryError::History)?;
+    }
     Ok(inventory)
 }
 

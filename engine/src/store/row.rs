@@ -10,7 +10,7 @@ macro_rules! run_columns {
     () => {
         "id, run_id, pvc_uid, namespace, pvc, status, stage, message, started_by, started_at, \
          finished_at, bytes, source_bytes, files, sha256, artifact, helper_pod, node, destination, \
-         object_key, helper_uid, cluster"
+         object_key, helper_uid, cluster, pruned_at, pruned_by"
     };
 }
 pub(super) use run_columns;
@@ -40,6 +40,8 @@ pub(super) struct RunRow {
     object_key: Option<String>,
     helper_uid: Option<String>,
     cluster: Option<String>,
+    pruned_at: Option<String>,
+    pruned_by: Option<String>,
 }
 
 impl RunRow {
@@ -71,6 +73,11 @@ impl RunRow {
         {
             return Err(corrupt("finished_at", text));
         }
+        if let Some(text) = &self.pruned_at
+            && timestamp::parse(text).is_none()
+        {
+            return Err(corrupt("pruned_at", text));
+        }
         let unsigned = |column: &'static str, value: Option<i64>| match value {
             None => Ok(None),
             Some(v) => u64::try_from(v)
@@ -100,6 +107,8 @@ impl RunRow {
             object_key: self.object_key,
             helper_uid: self.helper_uid,
             cluster: self.cluster,
+            pruned_at: self.pruned_at,
+            pruned_by: self.pruned_by,
         })
     }
 }
@@ -162,6 +171,8 @@ mod tests {
             object_key: Some("ns/data/x.tar.gz".to_owned()),
             helper_uid: None,
             cluster: None,
+            pruned_at: None,
+            pruned_by: None,
         }
     }
 

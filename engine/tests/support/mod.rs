@@ -1,4 +1,6 @@
-//! Helpers shared by the engine's real-cluster integration tests.
+//! Helpers shared by the engine's real-cluster integration tests (and the server's, which include
+//! this file): the cluster's kubeconfig and kubectl, polling, throwaway namespaces with fixtures.
+#![allow(dead_code, reason = "each test file uses some of the helpers")]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,5 +43,141 @@ where
             "timed out after {READY_TIMEOUT:?} waiting for {what}"
         );
         tokio::time::sleep(every).await;
+    }
+}
+
+/// The test cluster's `kubectl`: `NKVM_TEST_KUBECTL`, else the one the cluster build cached
+/// (`$NKVM_CACHE_DIR/k8s-<versions>/bin/kubectl`), else `kubectl` on the PATH.
+pub fn kubectl_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("NKVM_TEST_KUBECTL") {
+        return PathBuf::from(path);
+    }
+    let versions = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../end2end/cluster/versions.env"
+    );
+    let text = std::fs::read_to_string(versions).unwrap_or_default();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let cache = std::env::var_os("NKVM_CACHE_DIR").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/nkvm"),
+        PathBuf::from,
+    );
+    if let (Some(k8s), Some(etcd)) = (value("K8S_VERSION"), value("ETCD_VERSION")) {
+        let cached = cache.join(format!("k8s-{k8s}-etcd-{etcd}/bin/kubectl"));
+        if cached.is_file() {
+            return cached;
+        }
+    }
+    PathBuf::from("kubectl")
+}
+
+/// Runs the test cluster's kubectl with `args` (and `stdin` when given); panics with its output
+/// when it fails.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write as _;
+    let kubeconfig = std::env::var_os("NKVM_TEST_KUBECONFIG")
+        .expect("NKVM_TEST_KUBECONFIG must point at the test cluster's kubeconfig");
+    let mut child = std::process::Command::new(kubectl_path())
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write kubectl's stdin");
+    }
+    let output = child.wait_with_output().expect("wait for kubectl");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A namespace of the test cluster, deleted (without waiting) when dropped.
+pub struct TestNamespace(pub String);
+
+impl TestNamespace {
+    /// Creates `<prefix>-<unique suffix>`.
+    pub fn create(prefix: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos();
+        let name = format!(
+            "{prefix}-{:x}",
+            (nanos % 0xff_ffff) ^ u128::from(std::process::id())
+        );
+        kubectl(&["create", "namespace", &name], None);
+        Self(name)
+    }
+
+    /// Applies `yaml` in the namespace.
+    pub fn apply(&self, yaml: &str) {
+        kubectl(&["-n", &self.0, "apply", "-f", "-"], Some(yaml));
+    }
+
+    /// PVCs `claims` (`(name, labels as "k: v" flow map)`) and a pod `pod` that mounts them (they
+    /// bind on first consumer), waited for until Running.
+    pub fn claims_with_consumer(&self, pod: &str, claims: &[(&str, &str)]) {
+        let mut yaml = String::new();
+        for (name, labels) in claims {
+            yaml.push_str(&format!(
+                "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n\
+                 spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 64Mi}}}}}}\n---\n"
+            ));
+        }
+        let volumes: Vec<String> = claims
+            .iter()
+            .map(|(c, _)| format!("{{name: {c}, persistentVolumeClaim: {{claimName: {c}}}}}"))
+            .collect();
+        let mounts: Vec<String> = claims
+            .iter()
+            .map(|(c, _)| format!("{{name: {c}, mountPath: /data/{c}}}"))
+            .collect();
+        yaml.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  terminationGracePeriodSeconds: 0\n  \
+             containers:\n  - {{name: main, image: \"nkvm.local/workload:1\", imagePullPolicy: Never, \
+             command: [sh, -c, \"for d in /data/*; do echo hello > $d/file.txt; done; sleep 3600\"], \
+             volumeMounts: [{}]}}\n  volumes: [{}]\n",
+            mounts.join(", "),
+            volumes.join(", ")
+        ));
+        self.apply(&yaml);
+        kubectl(
+            &[
+                "-n",
+                &self.0,
+                "wait",
+                "--for=condition=Ready",
+                &format!("pod/{pod}"),
+                "--timeout=180s",
+            ],
+            None,
+        );
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(kubectl_path())
+            .env(
+                "KUBECONFIG",
+                std::env::var_os("NKVM_TEST_KUBECONFIG").unwrap_or_default(),
+            )
+            .args(["delete", "namespace", &self.0, "--wait=false"])
+            .output();
     }
 }

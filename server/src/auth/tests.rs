@@ -111,12 +111,14 @@ pub(super) async fn server_behind(
         workspace: workspace.clone(),
         inventory: nkvm_engine::inventory::InventoryOptions::default(),
         stale_after: None,
+        schedules: nkvm_app::ssr::ScheduleSettings::default(),
     };
     let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let state = WebState {
         context,
         leptos_options: leptos_options(listen, dir.path()),
         auth,
+        ops: crate::ops::Ops::default(),
     };
     Server {
         app: router(state),

@@ -32,7 +32,7 @@ pub struct BackupArgs {
 }
 
 /// Who started the runs: the CLI and the local user, for history and the audit trail.
-fn requester() -> Requester {
+pub(super) fn requester() -> Requester {
     Requester::cli(std::env::var("USER").ok().as_deref())
 }
 
@@ -361,6 +361,7 @@ mod tests {
             total_files: Some(8),
             elapsed_secs: 1.0,
             message: None,
+            started_by: "cli:me".into(),
         };
         assert_eq!(
             progress_line(&event),

@@ -217,6 +217,8 @@ mod tests {
             object_key: None,
             helper_uid: None,
             cluster: None,
+            pruned_at: None,
+            pruned_by: None,
         }
     }
 

@@ -187,6 +187,8 @@ mod tests {
             consumer_nodes: vec![],
             last_success_at: None,
             flags: vec![],
+            labels: std::collections::BTreeMap::new(),
+            annotations: std::collections::BTreeMap::new(),
         }
     }
 

@@ -4,8 +4,10 @@ mod backup;
 mod contexts;
 mod history;
 mod inventory;
+mod prune;
 #[cfg(test)]
 mod reference;
+mod schedule;
 mod serve;
 mod table;
 
@@ -54,6 +56,13 @@ pub enum Command {
   nkvm history --pvc shop/web-data --limit 5
   nkvm history --status failed -o wide")]
     History(history::HistoryArgs),
+    /// Manage backup schedules (they run inside `nkvm serve`)
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
+    /// Apply retention now: delete backups no retention keeps (--dry-run: only show)
+    Prune(prune::PruneArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
     #[command(after_help = "Example:
   printf '%s\\n' \"$PASSWORD\" | nkvm hash-password")]
@@ -112,6 +121,8 @@ impl Cli {
             Command::Inventory(args) => inventory::run(&self.global, args).await,
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
+            Command::Schedule { command } => schedule::run(&self.global, command).await,
+            Command::Prune(args) => prune::run(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
             Command::HashPassword => hash_password(),
         }

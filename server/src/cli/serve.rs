@@ -1,6 +1,7 @@
 //! `nkvm serve`: opens the history database, connects, recovers what a previous run left behind,
-//! then serves the web app until SIGINT/SIGTERM; on the way out it cancels running backups and
-//! waits (bounded) for their helper pods to be deleted.
+//! starts the scheduler (schedules, retention, metrics, notifications), then serves the web app
+//! until SIGINT/SIGTERM; on the way out it stops the scheduler's firings, cancels running backups
+//! and waits (bounded) for their helper pods to be deleted and their runs recorded.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use nkvm_engine::schedule::{ClusterBackend, Scheduler, SchedulerOptions};
 use nkvm_engine::workspace::{DEFAULT_MAX_SESSIONS, Workspace, WorkspaceOptions};
 
-use crate::config::{BackupTuning, GlobalOptions};
+use crate::config::{BackupTuning, GlobalOptions, RetentionDefaults};
 
 /// How long shutdown waits for cancelled backups to clean up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -45,6 +47,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tuning: BackupTuning,
+
+    #[command(flatten)]
+    pub ops: Box<OpsArgs>,
 
     /// How users log in: `local` (users file and/or a first admin from the environment), `proxy`
     /// (a trusted reverse proxy names the user in a header), `oidc` (an OpenID provider), or
@@ -106,6 +111,82 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=720)
     )]
     pub session_idle_hours: u64,
+}
+
+/// Schedules, retention, metrics and notifications of `nkvm serve`.
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// Serve /metrics on this separate address (e.g. 0.0.0.0:9090) instead of behind a token on
+    /// the main listener
+    #[arg(long, env = "NKVM_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// File holding the bearer token a scrape must present (or set NKVM_METRICS_TOKEN); required
+    /// for /metrics on the main listener, enforced on --metrics-listen when given
+    #[arg(long, env = "NKVM_METRICS_TOKEN_FILE", value_name = "PATH")]
+    pub metrics_token_file: Option<std::path::PathBuf>,
+
+    /// Webhook receivers of failure, overdue and success notifications (YAML; see
+    /// docs/schedules.md)
+    #[arg(long, env = "NKVM_NOTIFICATIONS", value_name = "FILE")]
+    pub notifications: Option<std::path::PathBuf>,
+
+    /// Seconds between two looks of the scheduler at its schedules (changes made with `nkvm
+    /// schedule` apply within this time)
+    #[arg(
+        long,
+        env = "NKVM_SCHEDULE_TICK_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub schedule_tick_seconds: u64,
+
+    /// Seconds between two scans of the cluster by the scheduler (annotations, new PVCs, overdue
+    /// PVCs); a due firing always scans first
+    #[arg(
+        long,
+        env = "NKVM_SCHEDULE_REFRESH_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(5..=86_400)
+    )]
+    pub schedule_refresh_seconds: u64,
+
+    /// Minutes between two retention passes (one also follows every firing)
+    #[arg(
+        long,
+        env = "NKVM_PRUNE_EVERY_MINUTES",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=10_080)
+    )]
+    pub prune_every_minutes: u64,
+
+    #[command(flatten)]
+    pub retention: RetentionDefaults,
+}
+
+/// Environment variable holding the metrics bearer token.
+pub const METRICS_TOKEN_ENV: &str = "NKVM_METRICS_TOKEN";
+
+impl OpsArgs {
+    /// The metrics token, from the file or the environment (never both).
+    fn metrics_token(&self) -> anyhow::Result<Option<nkvm_engine::destination::secret::Secret>> {
+        use nkvm_engine::destination::secret::SecretRef;
+        let reference = match (
+            &self.metrics_token_file,
+            std::env::var_os(METRICS_TOKEN_ENV),
+        ) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("both {METRICS_TOKEN_ENV} and --metrics-token-file are set; keep one")
+            }
+            (Some(path), None) => SecretRef::File(path.clone()),
+            (None, Some(_)) => SecretRef::Env(METRICS_TOKEN_ENV.to_owned()),
+            (None, None) => return Ok(None),
+        };
+        reference
+            .resolve()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("metrics token: {e}"))
+    }
 }
 
 /// How users log in.
@@ -463,11 +544,17 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         })
     };
 
+    let destinations = global.destinations()?;
     let context = nkvm_app::ssr::AppContext {
         workspace: workspace.clone(),
         inventory: global.inventory_options(Vec::new()),
         stale_after: args.stale_after(),
+        schedules: nkvm_app::ssr::ScheduleSettings {
+            default_retention: args.ops.retention.retention(),
+            destinations: destinations.iter().map(|d| d.name().to_owned()).collect(),
+        },
     };
+    let background = start_background(global, &args.ops, &workspace, destinations).await?;
     let auth = crate::auth::Auth::new(
         auth_mode,
         nkvm_engine::auth::sessions::SessionStore::default(),
@@ -486,13 +573,109 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             }
         })
     };
-    let served = crate::web::serve(args.listen, context, auth).await;
+    let served = crate::web::serve(args.listen, context, auth, background.ops.clone()).await;
     housekeeping.abort();
     expiry.abort();
-    shut_down(&workspace).await;
+    // No new firing from here; cancelled runs still end and are recorded (history, metrics).
+    let (scheduler_done, ()) = tokio::join!(
+        background.scheduler.shutdown(SHUTDOWN_GRACE),
+        shut_down(&workspace)
+    );
+    if !scheduler_done {
+        tracing::warn!("scheduled runs still ending at exit; the next start recovers them");
+    }
+    background.stop.cancel();
+    for task in background.tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     store.close().await;
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What runs beside the web server: the scheduler, the metrics and notification follower, the
+/// metrics listener.
+struct Background {
+    scheduler: Scheduler<ClusterBackend>,
+    ops: crate::ops::Ops,
+    stop: tokio_util::sync::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the scheduler (on the server's own connection), the follower that counts runs and
+/// notifies, and the metrics listener when one is configured.
+async fn start_background(
+    global: &GlobalOptions,
+    args: &OpsArgs,
+    workspace: &Workspace,
+    destinations: nkvm_engine::destination::Destinations,
+) -> anyhow::Result<Background> {
+    use nkvm_engine::observe::{self, Metrics, Notifier};
+    let hooks = match &args.notifications {
+        Some(path) => {
+            nkvm_engine::observe::notify::load_config(path).map_err(anyhow::Error::msg)?
+        }
+        None => Vec::new(),
+    };
+    let notifier = Notifier::new(hooks).map_err(anyhow::Error::msg)?;
+    let metrics = Metrics::new();
+    observe::load_last_successes(workspace.store(), &metrics)
+        .await
+        .context("cannot read the history for the metrics")?;
+    let ops = crate::ops::Ops {
+        metrics: Some(metrics.clone()),
+        token: args.metrics_token()?,
+    };
+    let connection = workspace.default_connection();
+    let backend = ClusterBackend::new(
+        connection.clone(),
+        workspace.store().clone(),
+        global.inventory_options(Vec::new()),
+        destinations.default_destination().name().to_owned(),
+    );
+    let options = SchedulerOptions {
+        tick: Duration::from_secs(args.schedule_tick_seconds),
+        refresh: Duration::from_secs(args.schedule_refresh_seconds),
+        prune_every: Duration::from_secs(args.prune_every_minutes.saturating_mul(60)),
+        default_retention: args.retention.retention(),
+        data_dir: global.data_dir.clone(),
+        allowlist: global.allowlist(),
+    };
+    let scheduler = Scheduler::new(
+        backend,
+        workspace.store().clone(),
+        destinations,
+        options,
+        metrics.clone(),
+        notifier.clone(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = vec![
+        {
+            let scheduler = scheduler.clone();
+            tokio::spawn(async move { scheduler.run().await })
+        },
+        tokio::spawn(observe::follow(
+            connection.backups.clone(),
+            metrics,
+            notifier,
+            stop.clone(),
+        )),
+    ];
+    if let Some(listen) = args.metrics_listen {
+        let (ops, stop) = (ops.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = crate::ops::serve_metrics(listen, ops, stop).await {
+                tracing::error!(error = %format!("{error:#}"), "metrics listener");
+            }
+        }));
+    }
+    Ok(Background {
+        scheduler,
+        ops,
+        stop,
+        tasks,
+    })
 }
 
 /// Cancels every running backup and waits (at most [`SHUTDOWN_GRACE`]) until their cleanup ran.

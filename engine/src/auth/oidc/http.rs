@@ -1,5 +1,5 @@
-//! The few HTTP calls of an OIDC login: GET a JSON document (discovery, key set, user info) and
-//! POST a form (token endpoint). Bodies are bounded, every call has a deadline, redirects are not
+//! The few HTTP calls of an OIDC login — GET a JSON document (discovery, key set, user info) and
+//! POST a form (token endpoint) — and the POST of a webhook notification. Bodies are bounded, every call has a deadline, redirects are not
 //! followed, and TLS uses the system's root certificates (`SSL_CERT_FILE` is honoured).
 
 use std::sync::Arc;
@@ -126,6 +126,27 @@ impl HttpClient {
         }
         let request = request
             .body(Full::new(Bytes::from(body)))
+            .map_err(|e| HttpError::Request(e.to_string()))?;
+        self.send(request).await
+    }
+
+    /// `POST url` with `body` of media type `content_type` and extra headers (webhooks).
+    pub async fn post(
+        &self,
+        url: &Url,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Answer, HttpError> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(url.as_str())
+            .header(header::CONTENT_TYPE, content_type);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| HttpError::Request(e.to_string()))?;
         self.send(request).await
     }

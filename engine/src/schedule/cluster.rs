@@ -1,0 +1,93 @@
+//! The scheduler's [`Backend`] on a real cluster connection: scans with the inventory (history
+//! joined, namespace annotations when allowed) and starts runs through the connection's backup
+//! engine, so scheduled runs share admission, history, audit and the live panel with the others.
+
+use std::sync::Arc;
+
+use super::freshness::namespaces_or_warn;
+use super::runner::{Backend, Scan};
+use crate::backup::{BackupResult, Requester, StartedRun};
+use crate::domain::PvcRef;
+use crate::inventory::{self, InventoryOptions, Scope};
+use crate::store::Store;
+use crate::workspace::Connection;
+
+/// Scans and backs up through one cluster connection.
+#[derive(Debug, Clone)]
+pub struct ClusterBackend {
+    connection: Arc<Connection>,
+    store: Store,
+    inventory: InventoryOptions,
+    /// The destination the backup engine writes to.
+    destination: String,
+}
+
+impl ClusterBackend {
+    /// A backend over `connection`, scanning with `inventory` (the server's allowlist and caps);
+    /// `destination` names where the engine writes archives.
+    #[must_use]
+    pub fn new(
+        connection: Arc<Connection>,
+        store: Store,
+        inventory: InventoryOptions,
+        destination: String,
+    ) -> Self {
+        Self {
+            connection,
+            store,
+            inventory,
+            destination,
+        }
+    }
+}
+
+impl Backend for ClusterBackend {
+    async fn scan(&self) -> Result<Scan, String> {
+        let client = &self.connection.cluster.client;
+        let mut found = inventory::scan(client, &self.inventory)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last = self
+            .store
+            .last_success_by_uid()
+            .await
+            .map_err(|e| e.to_string())?;
+        inventory::apply_history(&mut found.pvcs, &last, None, jiff::Timestamp::now());
+        let scope = match inventory::resolve_scope(&self.inventory).map_err(|e| e.to_string())? {
+            Scope::AllNamespaces => None,
+            Scope::Namespaces(namespaces) => Some(namespaces),
+        };
+        let (namespaces, namespaces_unread) =
+            namespaces_or_warn(client, scope.as_deref(), self.inventory.request_timeout).await;
+        Ok(Scan {
+            records: found.pvcs,
+            namespaces,
+            namespaces_unread,
+        })
+    }
+
+    async fn start(
+        &self,
+        target: PvcRef,
+        destination: Option<String>,
+        requester: Requester,
+    ) -> Result<StartedRun, Box<BackupResult>> {
+        // The backup engine writes to one destination; a schedule naming another is refused
+        // loudly rather than written elsewhere.
+        if let Some(name) = destination.filter(|d| *d != self.destination) {
+            return Err(Box::new(BackupResult::refused(
+                &target,
+                jiff::Timestamp::now(),
+                &format!(
+                    "destination {name:?}: this server's backups are written to {:?}",
+                    self.destination
+                ),
+            )));
+        }
+        self.connection.backups.start(target, &requester).await
+    }
+
+    fn active_runs(&self) -> usize {
+        self.connection.backups.active_runs().len()
+    }
+}
