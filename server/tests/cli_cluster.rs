@@ -532,3 +532,223 @@ fn hex(bytes: &[u8]) -> String {
         out
     })
 }
+
+/// `nkvm backup` of `ns/big` started in the background with the test's data directory: slow on
+/// purpose (gzip level 9 on one thread), so that it is still streaming when the test acts on it.
+fn spawn_slow_backup(data_dir: &Path, ns: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_nkvm"))
+        .args(["--kubeconfig", &kubeconfig_path()])
+        .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
+        .args(["--helper-image", HELPER_IMAGE])
+        .args(["backup", &format!("{ns}/big"), "--output", "json"])
+        .args(["--gzip-level", "9", "--gzip-threads", "1"])
+        .env_remove("NKVM_IN_CLUSTER")
+        .env_remove("NKVM_CONTEXT")
+        .env_remove("NKVM_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start nkvm backup")
+}
+
+/// Helper pods nkvm left in the namespace.
+async fn helpers_in(client: &Client, ns: &str) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=nkvm"))
+        .await
+        .expect("list helpers")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// Waits until the backup streams: a `.partial` archive exists under the data directory.
+async fn wait_streaming(data_dir: &Path, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_mins(2);
+    loop {
+        if let Some(status) = child.try_wait().expect("poll nkvm") {
+            panic!("nkvm backup ended before it streamed: {status}");
+        }
+        let partial = walk(data_dir)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".partial"));
+        if partial {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no .partial after 120s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A volume of incompressible data that takes several seconds to back up.
+async fn big_volume(client: &Client, prefix: &str) -> (String, NamespaceGuard) {
+    let (ns, guard) = fixture_namespace(client, prefix).await;
+    create_claim(client, &ns, "big", "ReadWriteOnce").await;
+    create_deployment(
+        client,
+        &ns,
+        "app",
+        &["big"],
+        "head -c 314572800 /dev/urandom > /big/random.bin",
+    )
+    .await;
+    wait_ready(client, &ns, &["big"]).await;
+    (ns, guard)
+}
+
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn sigterm_mid_backup_cancels_cleans_up_and_records_cancelled() {
+    let client = client().await;
+    let (ns, _guard) = big_volume(&client, "cli-term").await;
+    let data = tempfile::tempdir().expect("data dir");
+    let mut child = spawn_slow_backup(data.path(), &ns);
+    wait_streaming(data.path(), &mut child).await;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .expect("send SIGTERM");
+    let out = child.wait_with_output().expect("wait for nkvm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(rows[0]["status"], "cancelled", "{rows:?}");
+    assert_eq!(rows[0]["cancelled"], true, "{rows:?}");
+    assert!(
+        helpers_in(&client, &ns).await.is_empty(),
+        "a helper pod was left"
+    );
+    let partials: Vec<_> = walk(data.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "partial archives left: {partials:?}");
+    let history = json_rows(data.path(), &["history", "--output", "json"], 0);
+    assert_eq!(history[0]["status"], "cancelled", "{history:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn a_second_writer_on_the_data_dir_is_refused_and_the_first_succeeds() {
+    let client = client().await;
+    let (ns, _guard) = big_volume(&client, "cli-lock").await;
+    let data = tempfile::tempdir().expect("data dir");
+    let mut first = spawn_slow_backup(data.path(), &ns);
+    wait_streaming(data.path(), &mut first).await;
+    let pid = first.id();
+
+    let second = nkvm_with_data(data.path(), &["backup", &format!("{ns}/big")]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another nkvm process"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("`nkvm backup` (pid {pid}")),
+        "{stderr}"
+    );
+
+    let out = first.wait_with_output().expect("wait for the first backup");
+    let first_err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{first_err}");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(rows[0]["status"], "succeeded", "{rows:?}");
+    assert!(!first_err.contains("deleted orphan"), "{first_err}");
+}
+
+/// The test cluster's kubeconfig with `edit` applied, in a file of its own.
+fn kubeconfig_variant(dir: &Path, name: &str, edit: impl Fn(&str) -> String) -> String {
+    let text = std::fs::read_to_string(kubeconfig_path()).expect("read kubeconfig");
+    let path = dir.join(name);
+    std::fs::write(&path, edit(&text)).expect("write kubeconfig");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+#[ignore = "needs the test cluster"]
+fn connection_errors_name_the_server_and_the_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad_token = kubeconfig_variant(dir.path(), "token", |text| {
+        text.lines()
+            .map(|l| match l.split_once("token:") {
+                Some((indent, _)) => format!("{indent}token: not-a-valid-token"),
+                None => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    // A CA that did not sign the apiserver's certificate.
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=not-the-cluster-ca", "-keyout"])
+        .arg(dir.path().join("ca.key"))
+        .arg("-out")
+        .arg(dir.path().join("ca.crt"))
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "openssl: {made:?}");
+    let pem = std::fs::read(dir.path().join("ca.crt")).expect("read the CA");
+    let other_ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem);
+    let bad_ca = kubeconfig_variant(dir.path(), "ca", |text| {
+        text.lines()
+            .map(|l| match l.split_once("certificate-authority-data:") {
+                Some((indent, _)) => format!("{indent}certificate-authority-data: {other_ca}"),
+                None => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let server = std::fs::read_to_string(kubeconfig_path())
+        .expect("read kubeconfig")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: ").map(str::to_owned))
+        .expect("a server line");
+    for (kubeconfig, expected) in [
+        (&bad_token, "HTTP 401 Unauthorized"),
+        (&bad_ca, "certificate is not trusted"),
+    ] {
+        for command in [&["inventory"][..], &["backup", "default/none"][..]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_nkvm"))
+                .args(["--kubeconfig", kubeconfig, "--data-dir"])
+                .arg(dir.path().join("data"))
+                .args(command)
+                .env_remove("NKVM_IN_CLUSTER")
+                .output()
+                .expect("run nkvm");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+            assert!(stderr.contains(expected), "{command:?}: {stderr}");
+            assert!(
+                stderr.contains(server.trim_end_matches('/')),
+                "{command:?}: {stderr}"
+            );
+            assert!(!stderr.contains("Status {"), "debug dump: {stderr}");
+        }
+    }
+}
