@@ -72,7 +72,7 @@ pub fn caller() -> Result<Caller, ServerFnError> {
 }
 
 /// The caller, when their role allows `needed`; otherwise the refusal is audited and returned as
-/// "needs the <role> role" (the server enforces roles on every call, whatever the page shows).
+/// "needs the `<role>` role" (the server enforces roles on every call, whatever the page shows).
 pub async fn require(needed: nkvm_engine::auth::Role, what: &str) -> Result<Caller, ServerFnError> {
     use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
     let caller = caller()?;

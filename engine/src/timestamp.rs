@@ -28,14 +28,14 @@ pub fn format(ts: Timestamp) -> Option<String> {
     ))
 }
 
-/// [`format`] for times nkvm produces itself (a sane clock is never before year 0; such a time
+/// [`format()`] for times nkvm produces itself (a sane clock is never before year 0; such a time
 /// falls back to jiff's own RFC 3339 form).
 #[must_use]
 pub fn rfc3339(ts: Timestamp) -> String {
     format(ts).unwrap_or_else(|| ts.to_string())
 }
 
-/// Parses the exact form written by [`format`]; anything else (other offsets, other precisions,
+/// Parses the exact form written by [`format()`]; anything else (other offsets, other precisions,
 /// out-of-range fields) is `None`.
 pub fn parse(text: &str) -> Option<Timestamp> {
     let bytes = text.as_bytes();

@@ -217,7 +217,7 @@ impl BackupEngine {
         active.len()
     }
 
-    /// Start-up recovery (see [`cleanup::recover`]) for this engine's instance, sparing its own
+    /// Start-up recovery (see `cleanup::recover`) for this engine's instance, sparing its own
     /// active runs.
     pub async fn recover(
         &self,

@@ -1,10 +1,10 @@
 //! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
 //!
-//! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks ([`preflight`]),
-//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it ([`exec`]), the
-//! checked, compressed and hashed stream to a `.partial` file ([`stream`], [`tarcheck`]), the rename
-//! to the final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of
-//! the helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
+//! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks (`preflight`),
+//! creating the helper pod ([`pod`], `helper`), waiting for it to run, exec of `tar` in it (`exec`), the
+//! checked, compressed and hashed stream to a `.partial` file (`stream`, `tarcheck`), the rename
+//! to the final name, the sidecar and manifest (`artifact`), the history row, and the deletion of
+//! the helper (`cleanup`). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
 pub(crate) mod artifact;

@@ -1,7 +1,7 @@
 //! nkvm's vocabulary, shared by the engine, the server, the CLI and the browser build: Kubernetes
 //! names and `NS/PVC` references ([`names`]), run statuses and stages ([`run`]), PVC summaries,
 //! inventory records and owners ([`pvc`]), text forms of enums ([`enums`]) and text for people
-//! ([`format`]). Pure: no I/O, no Kubernetes client, no async runtime, so it also compiles to wasm.
+//! ([`format`](mod@format)). Pure: no I/O, no Kubernetes client, no async runtime, so it also compiles to wasm.
 
 pub mod enums;
 pub mod format;

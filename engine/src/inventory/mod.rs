@@ -1,12 +1,12 @@
 //! PVC inventory: lists PVCs, pods and controllers with a few paginated list calls per namespace scope
-//! ([`list`]) and joins them into one record per PVC with its consumers and owners ([`join`]);
-//! failures are [`InventoryError`]s ([`error`]).
+//! (`list`) and joins them into one record per PVC with its consumers and owners (`join`);
+//! failures are [`InventoryError`]s (`error`).
 //!
 //! Calls per scan: one paginated LIST per kind — PersistentVolumeClaims, Pods (full objects) and
 //! ReplicaSets, Jobs, Deployments, CronJobs (metadata only, for the owner walk) — across all namespaces
 //! when the scope is unrestricted, else per namespace. The number of requests does not depend on the
 //! number of pods. Deployments and CronJobs are listed so that a ReplicaSet or Job pointing at a deleted
-//! owner resolves to `Unknown` (see [`crate::owners`]); StatefulSets and DaemonSets end the owner walk
+//! owner resolves to `Unknown` (see `owners`); StatefulSets and DaemonSets end the owner walk
 //! and are not listed.
 //!
 //! Scope ([`resolve_scope`]): the request's namespaces, else the server's allowlist, else all
