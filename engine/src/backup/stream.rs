@@ -1,10 +1,13 @@
 //! The data path of a backup: tar bytes from the helper's stdout → tar checker → block-parallel
-//! gzip ([`super::pgzip`]) → sha256 → `<final>.partial` → fsync → rename → fsync of the directory.
-//! Memory stays bounded (one read buffer, the encoder's blocks in flight and a write buffer)
-//! whatever the size of the volume.
+//! gzip ([`super::pgzip`]) → sha256 → a sink (the destination's upload: `local` writes
+//! `<final>.partial`, S3 a multipart upload, SFTP/FTPS a temporary file). Memory stays bounded (one
+//! read buffer, the encoder's blocks in flight, and the sink's own buffers) whatever the size of
+//! the volume. The sink is only written and flushed here; the caller commits it (or aborts it) once
+//! tar's exit status is known.
 //!
-//! The reader is any `AsyncRead`, so the pipeline is tested without a cluster. A read that returns no
-//! byte for `stall_timeout` fails the stream as stalled; there is no wall-clock limit.
+//! The reader is any `AsyncRead` and the sink any `AsyncWrite`, so the pipeline is tested without a
+//! cluster. A read that returns no byte for `stall_timeout` fails the stream as stalled; there is
+//! no wall-clock limit.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use super::pgzip::{ParallelGzipEncoder, PgzipConfig, PgzipError};
@@ -21,8 +24,6 @@ use super::tarcheck::{TarChecker, TarCounts, TarError};
 
 /// Size of one read from the exec stream.
 pub const READ_CHUNK: usize = 128 * 1024;
-/// Write buffer in front of the archive file.
-const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Settings of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,49 +53,14 @@ pub struct StreamProgress {
     pub source_bytes: u64,
 }
 
-/// A complete, checked archive in its `.partial` file, synced to disk. Dropping it without
-/// [`PartialArchive::commit`] removes the file.
-#[derive(Debug)]
-pub struct PartialArchive {
+/// A complete, checked archive, written and flushed into its sink (not yet committed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedArchive {
     pub counts: TarCounts,
     /// Size of the compressed archive.
     pub archive_bytes: u64,
     /// Lowercase hex sha256 of the compressed archive.
     pub sha256: String,
-    guard: PartialFile,
-    final_path: PathBuf,
-}
-
-impl PartialArchive {
-    /// The `.partial` path.
-    pub fn partial_path(&self) -> &Path {
-        &self.guard.path
-    }
-
-    /// Renames the `.partial` file to its final name (refusing to replace an existing file) and
-    /// syncs the directory.
-    pub async fn commit(mut self) -> Result<PathBuf, StreamError> {
-        let final_path = self.final_path.clone();
-        let write_err = |source| StreamError::Write {
-            path: final_path.clone(),
-            source,
-        };
-        if tokio::fs::try_exists(&final_path)
-            .await
-            .map_err(write_err)?
-        {
-            return Err(write_err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "an archive with this name already exists",
-            )));
-        }
-        tokio::fs::rename(&self.guard.path, &final_path)
-            .await
-            .map_err(write_err)?;
-        self.guard.disarm();
-        sync_dir(&final_path).await.map_err(write_err)?;
-        Ok(final_path)
-    }
 }
 
 /// Why a stream failed.
@@ -106,9 +72,10 @@ pub enum StreamError {
     Read(#[source] io::Error),
     #[error("{0}")]
     Tar(#[from] TarError),
-    #[error("writing {} failed: {source}", .path.display())]
+    /// Writing to the sink failed; `target` names it (a path or a destination URI).
+    #[error("writing {target} failed: {source}")]
     Write {
-        path: PathBuf,
+        target: String,
         #[source]
         source: io::Error,
     },
@@ -120,11 +87,11 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    /// The error of a compression step writing to `path`: a failed write stays a write error.
-    fn compress(path: &Path, err: PgzipError) -> Self {
+    /// The error of a compression step writing to `target`: a failed write stays a write error.
+    fn compress(target: &str, err: PgzipError) -> Self {
         match err {
             PgzipError::Write(source) => Self::Write {
-                path: path.to_owned(),
+                target: target.to_owned(),
                 source,
             },
             other => Self::Compress(other),
@@ -139,46 +106,36 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Streams `reader` into `<final_path>.partial`: every byte through the tar checker, gzip at the
-/// configured level on `gzip_threads` workers (one gzip member), sha256 over the compressed
-/// bytes; then flushes and `fsync`s the file. The archive must end with the end-of-archive
-/// blocks; reading stops there (what follows is zero padding), at the reader's EOF, or when
-/// `exited` has resolved and no byte came for `drain_grace`. On error (or when the future is
-/// dropped) the `.partial` file is removed.
-pub async fn write_partial<R, E, F>(
+/// Streams `reader` into `sink`: every byte through the tar checker, gzip at the configured level
+/// on `gzip_threads` workers (one gzip member), sha256 over the compressed bytes; then flushes the
+/// sink. `target` names the sink in errors. The archive must end with the end-of-archive blocks;
+/// reading stops there (what follows is zero padding), at the reader's EOF, or when `exited` has
+/// resolved and no byte came for `drain_grace`. On error the sink holds an incomplete archive: the
+/// caller aborts it.
+pub async fn write_archive<R, W, E, F>(
     mut reader: R,
-    final_path: &Path,
+    sink: &mut W,
+    target: &str,
     config: &StreamConfig,
     cancel: &CancellationToken,
     exited: E,
     mut on_progress: F,
-) -> Result<PartialArchive, StreamError>
+) -> Result<StreamedArchive, StreamError>
 where
     R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
     E: Future<Output = ()>,
     F: FnMut(&StreamProgress),
 {
-    let partial = partial_path_of(final_path);
     let write_err = |source| StreamError::Write {
-        path: partial.clone(),
+        target: target.to_owned(),
         source,
     };
-    let file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .await
-        .map_err(write_err)?;
-    let guard = PartialFile {
-        path: partial.clone(),
-        armed: true,
-    };
-    let sink = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
     let mut encoder = ParallelGzipEncoder::new(
-        sink,
+        HashingWriter::new(sink),
         PgzipConfig::new(config.gzip_level, config.gzip_threads),
     );
-    let compress_err = |err| StreamError::compress(&partial, err);
+    let compress_err = |err| StreamError::compress(target, err);
     let mut checker = TarChecker::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut progress = StreamProgress::default();
@@ -212,7 +169,11 @@ where
         }
         let chunk = &buf[..n];
         checker.feed(chunk)?;
-        encoder.write_all(chunk).await.map_err(compress_err)?;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(StreamError::Cancelled),
+            written = encoder.write_all(chunk) => written.map_err(compress_err)?,
+        }
         let counts = checker.counts();
         progress = StreamProgress {
             bytes_read: counts.stream_bytes,
@@ -229,20 +190,16 @@ where
         }
     }
     let counts = checker.finish()?;
-    let sink = encoder.finish().await.map_err(compress_err)?;
-    let archive_bytes = sink.written;
-    let sha256 = hex::encode(sink.hasher.finalize());
-    let file = sink.inner.into_inner();
-    file.sync_all().await.map_err(write_err)?;
-    drop(file);
+    let hashing = encoder.finish().await.map_err(compress_err)?;
+    hashing.inner.flush().await.map_err(write_err)?;
+    let archive_bytes = hashing.written;
+    let sha256 = hex::encode(hashing.hasher.finalize());
     progress.archive_bytes = archive_bytes;
     on_progress(&progress);
-    Ok(PartialArchive {
+    Ok(StreamedArchive {
         counts,
         archive_bytes,
         sha256,
-        guard,
-        final_path: final_path.to_owned(),
     })
 }
 
@@ -255,35 +212,6 @@ pub async fn sync_dir(path: &Path) -> io::Result<()> {
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
         .await
         .map_err(io::Error::other)?
-}
-
-/// Removes its file on drop unless disarmed.
-#[derive(Debug)]
-struct PartialFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl PartialFile {
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if self.armed {
-            match std::fs::remove_file(&self.path) {
-                Ok(()) => tracing::debug!(path = %self.path.display(), "removed partial archive"),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => tracing::warn!(
-                    path = %self.path.display(),
-                    error = %err,
-                    "could not remove partial archive (start-up recovery removes it)"
-                ),
-            }
-        }
-    }
 }
 
 /// Counts and hashes every byte written through it.
@@ -331,7 +259,6 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
 mod tests {
     use super::*;
     use std::process::Command;
-    use tokio::io::AsyncWriteExt as _;
 
     fn config() -> StreamConfig {
         StreamConfig {
@@ -370,45 +297,51 @@ mod tests {
         dir
     }
 
-    fn sha256_file(path: &Path) -> String {
-        hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+    /// Streams `input` into a byte vector.
+    async fn archive_of(
+        input: impl AsyncRead + Unpin,
+        cfg: &StreamConfig,
+        cancel: &CancellationToken,
+        exited: impl Future<Output = ()>,
+    ) -> (Result<StreamedArchive, StreamError>, Vec<u8>) {
+        let mut sink = Vec::new();
+        let result = write_archive(input, &mut sink, "memory", cfg, cancel, exited, |_| {}).await;
+        (result, sink)
     }
 
     #[tokio::test]
     async fn writes_a_verified_archive_that_system_tar_extracts() {
         let src = source();
         let stream = tar_of(src.path());
-        let out = tempfile::tempdir().unwrap();
-        let final_path = out.path().join("a.tar.gz");
+        let mut sink = Vec::new();
         let mut reports = Vec::new();
-        let partial = write_partial(
+        let archive = write_archive(
             &stream[..],
-            &final_path,
+            &mut sink,
+            "memory",
             &config(),
             &CancellationToken::new(),
-            std::future::pending(),
+            never(),
             |p| reports.push(*p),
         )
         .await
         .unwrap();
-        assert!(partial.partial_path().exists());
-        assert_eq!(partial.counts.regular_files, 2);
-        assert_eq!(partial.counts.file_bytes, 1_200_005);
-        let (sha, bytes) = (partial.sha256.clone(), partial.archive_bytes);
-        let committed = partial.commit().await.unwrap();
-        assert_eq!(committed, final_path);
-        assert!(!partial_path_of(&final_path).exists());
-        assert_eq!(std::fs::metadata(&final_path).unwrap().len(), bytes);
-        assert_eq!(sha256_file(&final_path), sha);
+        assert_eq!(archive.counts.regular_files, 2);
+        assert_eq!(archive.counts.file_bytes, 1_200_005);
+        assert_eq!(archive.archive_bytes, sink.len() as u64);
+        assert_eq!(archive.sha256, hex::encode(Sha256::digest(&sink)));
         let last = reports.last().unwrap();
         assert_eq!(last.bytes_read, stream.len() as u64);
-        assert_eq!(last.archive_bytes, bytes);
+        assert_eq!(last.archive_bytes, archive.archive_bytes);
         assert_eq!(last.files, 2);
 
+        let out = tempfile::tempdir().unwrap();
+        let file = out.path().join("a.tar.gz");
+        std::fs::write(&file, &sink).unwrap();
         let extracted = tempfile::tempdir().unwrap();
         let status = Command::new("tar")
             .arg("-xzf")
-            .arg(&final_path)
+            .arg(&file)
             .arg("-C")
             .arg(extracted.path())
             .status()
@@ -423,100 +356,63 @@ mod tests {
     #[tokio::test]
     async fn gzip_level_is_applied() {
         let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
         let mut sizes = Vec::new();
         for level in [0, 9] {
             let cfg = StreamConfig {
                 gzip_level: level,
                 ..config()
             };
-            let path = out.path().join(format!("{level}.tar.gz"));
-            let partial = write_partial(
-                &stream[..],
-                &path,
-                &cfg,
-                &CancellationToken::new(),
-                never(),
-                |_| {},
-            )
-            .await
-            .unwrap();
-            sizes.push(partial.archive_bytes);
+            let (result, _) =
+                archive_of(&stream[..], &cfg, &CancellationToken::new(), never()).await;
+            sizes.push(result.unwrap().archive_bytes);
         }
         assert!(sizes[0] > stream.len() as u64, "level 0 stores: {sizes:?}");
         assert!(sizes[1] < sizes[0] / 2, "level 9 compresses: {sizes:?}");
     }
 
     #[tokio::test]
-    async fn truncated_stream_fails_and_removes_the_partial_file() {
+    async fn truncated_stream_fails() {
         let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("t.tar.gz");
-        let err = write_partial(
+        let (result, _) = archive_of(
             &stream[..700_000],
-            &path,
             &config(),
             &CancellationToken::new(),
             never(),
-            |_| {},
         )
-        .await
-        .unwrap_err();
+        .await;
+        let err = result.unwrap_err();
         assert!(
             matches!(err, StreamError::Tar(TarError::Truncated(_))),
             "{err}"
         );
         assert!(err.to_string().starts_with("truncated: "), "{err}");
-        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]
     async fn garbage_fails_fast() {
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("g.tar.gz");
         let garbage = vec![0x41u8; 100_000];
-        let err = write_partial(
-            &garbage[..],
-            &path,
-            &config(),
-            &CancellationToken::new(),
-            never(),
-            |_| {},
-        )
-        .await
-        .unwrap_err();
-        assert!(matches!(err, StreamError::Tar(TarError::BadHeader { .. })));
-        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+        let (result, _) =
+            archive_of(&garbage[..], &config(), &CancellationToken::new(), never()).await;
+        assert!(matches!(
+            result.unwrap_err(),
+            StreamError::Tar(TarError::BadHeader { .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_source_stalls() {
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("s.tar.gz");
         let (_writer, reader) = tokio::io::duplex(1024);
         let cfg = StreamConfig {
             stall_timeout: Duration::from_mins(2),
             ..config()
         };
-        let err = write_partial(
-            reader,
-            &path,
-            &cfg,
-            &CancellationToken::new(),
-            never(),
-            |_| {},
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(err.to_string(), "stalled: no data for 120s");
-        assert!(!partial_path_of(&path).exists());
+        let (result, _) = archive_of(reader, &cfg, &CancellationToken::new(), never()).await;
+        assert_eq!(result.unwrap_err().to_string(), "stalled: no data for 120s");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_but_moving_source_never_stalls() {
         let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("slow.tar.gz");
         let (mut writer, reader) = tokio::io::duplex(64 * 1024);
         let feeder = tokio::spawn(async move {
             for piece in stream.chunks(100_000) {
@@ -525,25 +421,14 @@ mod tests {
                 writer.write_all(piece).await.unwrap();
             }
         });
-        let partial = write_partial(
-            reader,
-            &path,
-            &config(),
-            &CancellationToken::new(),
-            never(),
-            |_| {},
-        )
-        .await
-        .unwrap();
+        let (result, _) = archive_of(reader, &config(), &CancellationToken::new(), never()).await;
         feeder.await.unwrap();
-        assert_eq!(partial.counts.regular_files, 2);
+        assert_eq!(result.unwrap().counts.regular_files, 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn stops_at_the_end_of_archive_without_waiting_for_eof() {
         let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("eoa.tar.gz");
         let (mut writer, reader) = tokio::io::duplex(64 * 1024);
         let feeder = tokio::spawn(async move {
             writer.write_all(&stream).await.unwrap();
@@ -551,25 +436,14 @@ mod tests {
             tokio::time::sleep(Duration::from_hours(1)).await;
             drop(writer);
         });
-        let partial = write_partial(
-            reader,
-            &path,
-            &config(),
-            &CancellationToken::new(),
-            never(),
-            |_| {},
-        )
-        .await
-        .unwrap();
-        assert_eq!(partial.counts.regular_files, 2);
+        let (result, _) = archive_of(reader, &config(), &CancellationToken::new(), never()).await;
+        assert_eq!(result.unwrap().counts.regular_files, 2);
         feeder.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_producer_that_exited_mid_archive_ends_the_stream_as_truncated() {
         let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("x.tar.gz");
         let (mut writer, reader) = tokio::io::duplex(64 * 1024);
         let feeder = tokio::spawn(async move {
             writer.write_all(&stream[..300_000]).await.unwrap();
@@ -578,34 +452,24 @@ mod tests {
         });
         let exited = tokio::time::sleep(Duration::from_secs(1));
         let started = tokio::time::Instant::now();
-        let err = write_partial(
-            reader,
-            &path,
-            &config(),
-            &CancellationToken::new(),
-            exited,
-            |_| {},
-        )
-        .await
-        .unwrap_err();
+        let (result, _) = archive_of(reader, &config(), &CancellationToken::new(), exited).await;
+        let err = result.unwrap_err();
         assert!(
             matches!(err, StreamError::Tar(TarError::Truncated(_))),
             "{err}"
         );
         // Ended by the drain grace, not by the 5 s stall timeout.
         assert!(started.elapsed() < Duration::from_secs(4));
-        assert!(!partial_path_of(&path).exists());
         feeder.abort();
     }
 
     #[tokio::test]
     async fn compression_failures_name_their_step() {
-        let path = Path::new("/d/a.tar.gz.partial");
         let panicked = tokio::task::spawn_blocking(|| panic!("boom"))
             .await
             .unwrap_err();
         let err = StreamError::compress(
-            path,
+            "/d/a.tar.gz",
             PgzipError::Worker {
                 block: 3,
                 source: panicked,
@@ -617,64 +481,59 @@ mod tests {
                 .starts_with("compressing the archive failed: the compression worker of block 3"),
             "{err}"
         );
-        let err = StreamError::compress(path, PgzipError::Write(io::Error::other("full")));
-        assert_eq!(err.to_string(), "writing /d/a.tar.gz.partial failed: full");
+        let err = StreamError::compress(
+            "s3://b/a.tar.gz",
+            PgzipError::Write(io::Error::other("full")),
+        );
+        assert_eq!(err.to_string(), "writing s3://b/a.tar.gz failed: full");
     }
 
     #[tokio::test]
-    async fn cancel_stops_and_cleans_up() {
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("c.tar.gz");
+    async fn cancel_stops() {
         let (_writer, reader) = tokio::io::duplex(1024);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let err = write_partial(reader, &path, &config(), &cancel, never(), |_| {})
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StreamError::Cancelled));
-        assert!(!partial_path_of(&path).exists());
+        let (result, _) = archive_of(reader, &config(), &cancel, never()).await;
+        assert!(matches!(result.unwrap_err(), StreamError::Cancelled));
+    }
+
+    /// A sink that refuses every write, as an upload whose server went away.
+    struct Refusing;
+
+    impl AsyncWrite for Refusing {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::Error::other("the server went away")))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
     }
 
     #[tokio::test]
-    async fn dropping_an_uncommitted_archive_removes_it() {
+    async fn a_refusing_sink_fails_as_a_write_naming_the_target() {
         let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("d.tar.gz");
-        let partial = write_partial(
+        let err = write_archive(
             &stream[..],
-            &path,
+            &mut Refusing,
+            "s3://bucket/ns/pvc/a.tar.gz",
             &config(),
             &CancellationToken::new(),
             never(),
             |_| {},
         )
         .await
-        .unwrap();
-        let partial_path = partial.partial_path().to_owned();
-        assert!(partial_path.exists());
-        drop(partial);
-        assert!(!partial_path.exists());
-    }
-
-    #[tokio::test]
-    async fn commit_refuses_to_replace_an_archive() {
-        let stream = tar_of(source().path());
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("e.tar.gz");
-        std::fs::write(&path, b"existing").unwrap();
-        let partial = write_partial(
-            &stream[..],
-            &path,
-            &config(),
-            &CancellationToken::new(),
-            never(),
-            |_| {},
-        )
-        .await
-        .unwrap();
-        let err = partial.commit().await.unwrap_err();
-        assert!(err.to_string().contains("already exists"), "{err}");
-        assert_eq!(std::fs::read(&path).unwrap(), b"existing");
-        assert!(!partial_path_of(&path).exists());
+        .unwrap_err();
+        assert!(matches!(err, StreamError::Write { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "writing s3://bucket/ns/pvc/a.tar.gz failed: the server went away"
+        );
     }
 }
