@@ -243,6 +243,9 @@ impl From<RunRecord> for HistoryRow {
             files: record.files,
             sha256: record.sha256,
             archive_name,
+            destination: record
+                .destination
+                .unwrap_or_else(|| nkvm_engine::destination::config::LOCAL.to_owned()),
         }
     }
 }

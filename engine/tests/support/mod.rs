@@ -1,4 +1,8 @@
-//! Helpers shared by the engine's real-cluster integration tests.
+//! Helpers shared by the engine's real-cluster and real-server integration tests.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a part of the shared helpers"
+)]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -43,3 +47,6 @@ where
         tokio::time::sleep(every).await;
     }
 }
+
+pub mod cluster;
+pub mod servers;

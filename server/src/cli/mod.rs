@@ -2,6 +2,7 @@
 
 mod backup;
 mod contexts;
+mod destinations;
 mod history;
 mod inventory;
 mod serve;
@@ -36,6 +37,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
     History(history::HistoryArgs),
+    /// List or check the backup destinations (--destinations FILE)
+    Destinations(destinations::DestinationsArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
     HashPassword,
     /// List the kubeconfig's contexts
@@ -70,6 +73,7 @@ impl Cli {
             Command::Inventory(args) => inventory::run(&self.global, args).await,
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
+            Command::Destinations(args) => destinations::run(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
             Command::HashPassword => hash_password(),
         }
