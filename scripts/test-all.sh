@@ -24,6 +24,7 @@ was_running=0
 end2end/cluster/status >/dev/null 2>&1 && was_running=1
 stop_cluster() {
   local rc=$?
+  end2end/servers/down >/dev/null 2>&1 || true # destination test servers (started below)
   if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]]; then
     step "stopping the test cluster"
     end2end/cluster/down || true
@@ -48,6 +49,9 @@ end2end/cluster/smoke.sh | tee "$results/smoke.log"
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Real S3 (versitygw), SFTP and FTPS servers on loopback for the destination tests; stopped at exit.
+eval "$(end2end/servers/up | tail -n 1)"
 
 step "unit and integration tests"
 # The server binary is tested on its own, as it is built for production: a workspace build unifies

@@ -149,8 +149,8 @@ pub async fn open(
     if run.status != RunStatus::Succeeded {
         return Err(DownloadError::NotSucceeded(id));
     }
-    let (reader, file_name) = match (&run.destination, &run.object_key) {
-        (Some(name), Some(object_key)) => {
+    let (reader, file_name) =
+        if let (Some(name), Some(object_key)) = (&run.destination, &run.object_key) {
             let destination =
                 destinations
                     .get(name)
@@ -166,16 +166,14 @@ pub async fn open(
                 source => DownloadError::Destination { id, kind, source },
             })?;
             (reader, crate::backup::artifact::file_name(key).to_owned())
-        }
-        _ => {
+        } else {
             let archive = run
                 .artifact
                 .as_deref()
                 .map(PathBuf::from)
                 .ok_or(DownloadError::NotSucceeded(id))?;
             open_legacy(destinations, &archive, id, kind).await?
-        }
-    };
+        };
     Ok(Download {
         len: reader.size,
         reader,

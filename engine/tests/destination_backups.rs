@@ -399,7 +399,10 @@ async fn s3_killed_mid_upload_fails_at_write_and_recovery_aborts_the_multipart_u
             .await
             .expect("the run ends")
             .expect("task");
-        eprintln!("message: {}\nwarnings: {:?}", result.message, result.warnings);
+        eprintln!(
+            "message: {}\nwarnings: {:?}",
+            result.message, result.warnings
+        );
         assert_eq!(result.status, ResultStatus::Failed, "{result:#?}");
         assert_eq!(result.stage, Some(Stage::Write), "{result:#?}");
         for part in [
@@ -425,7 +428,10 @@ async fn s3_killed_mid_upload_fails_at_write_and_recovery_aborts_the_multipart_u
         let key = row.object_key.clone().unwrap();
         assert!(destination.list("").await.unwrap().is_empty());
         assert!(!s3_data.path().join("own-bucket").join(&key).exists());
-        assert_eq!(destination.pending_uploads().await.unwrap(), [key.clone()]);
+        assert_eq!(
+            destination.pending_uploads().await.unwrap(),
+            std::slice::from_ref(&key)
+        );
 
         // Start-up recovery aborts it (the run is this instance's and no longer running).
         let report = engine

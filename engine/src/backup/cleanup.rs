@@ -433,7 +433,7 @@ fn active_partial_paths(
 /// this process) is removed ([`Destination::abort_pending`]). Uploads of other instances sharing
 /// the destination, and of runs still going, are never touched. Returns the URIs removed and the
 /// warnings.
-pub async fn recover_destination(
+async fn recover_destination(
     store: &Store,
     destination: &Destination,
     active: &HashSet<(String, String)>,
@@ -535,6 +535,90 @@ mod tests {
         );
         assert!(sub.join("b.tar.gz").exists());
         assert!(sub.join("c.tar.gz.partial").exists());
+    }
+
+    /// A history row of `destination`/`key` with `status`.
+    async fn run_at(store: &Store, run_id: &str, key: &str, status: RunStatus) {
+        let id = store
+            .insert_run(&crate::store::NewRun {
+                run_id: run_id.to_owned(),
+                pvc_uid: "uid".into(),
+                namespace: "ns".into(),
+                pvc: "pvc".into(),
+                started_by: "test".into(),
+                started_at: jiff::Timestamp::now(),
+                cluster: None,
+            })
+            .await
+            .unwrap();
+        let update = crate::store::RunUpdate {
+            status: Some(status),
+            destination: Some("local".into()),
+            object_key: Some(key.into()),
+            ..crate::store::RunUpdate::default()
+        };
+        store.update_run(id, &update).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn destination_recovery_removes_only_finished_runs_of_this_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let destinations = Destinations::local_only(dir.path());
+        let local = destinations.default_destination();
+        let store = Store::open_in_memory().await.unwrap();
+        let root = dir.path().join("artifacts/ns/pvc");
+        std::fs::create_dir_all(&root).unwrap();
+        // failed: its archive and sidecar partials go; running (in the database) and active (in
+        // this process) stay; an upload no run of this history knows (another instance) stays.
+        for name in [
+            "failed.tar.gz.partial",
+            "failed.tar.gz.sha256.partial",
+            "running.tar.gz.partial",
+            "active.tar.gz.partial",
+            "foreign.tar.gz.partial",
+            "done.tar.gz",
+        ] {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        run_at(&store, "r1", "ns/pvc/failed.tar.gz", RunStatus::Failed).await;
+        run_at(&store, "r2", "ns/pvc/running.tar.gz", RunStatus::Running).await;
+        run_at(&store, "r3", "ns/pvc/active.tar.gz", RunStatus::Interrupted).await;
+        let active = HashSet::from([("local".to_owned(), "ns/pvc/active.tar.gz".to_owned())]);
+        let (aborted, warnings) = recover_destination(&store, local, &active).await;
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut aborted = aborted;
+        aborted.sort();
+        assert_eq!(
+            aborted,
+            [
+                local.uri("ns/pvc/failed.tar.gz"),
+                local.uri("ns/pvc/failed.tar.gz.sha256"),
+            ]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "active.tar.gz.partial",
+                "done.tar.gz",
+                "foreign.tar.gz.partial",
+                "running.tar.gz.partial"
+            ]
+        );
+        // The data directory's sweep keeps what active uploads write.
+        let keep = active_partial_paths(&destinations, &active);
+        assert!(
+            keep.contains(&root.join("active.tar.gz.partial")),
+            "{keep:?}"
+        );
+        assert!(
+            keep.contains(&root.join("active.tar.gz.sha256.partial")),
+            "{keep:?}"
+        );
     }
 
     #[test]
