@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Backup throughput benchmark on the local test cluster (numbers, not a pass/fail test).
+# Backup throughput benchmark on the local test cluster (numbers, not a pass/fail test). Refuses to run
+# unless the local test cluster is up (end2end/cluster/up; NKVM_TEST_KUBECONFIG for one started from
+# another checkout): it never touches another cluster.
 #
 # Creates a namespace with a PVC and a consumer pod, fills the volume (through its hostPath
 # directory) with 1.14 GiB (1.23 GB) of deterministic, mixed content (log-like text, random data, a
@@ -40,12 +42,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
-eval "$(end2end/cluster/up | tail -n 1)"
-K="$(ls -d "$NKVM_CACHE_DIR"/k8s-v*/bin/kubectl | head -n 1)"
-command -v /usr/bin/time >/dev/null || apt-get install -y -q time >/dev/null
-command -v pigz >/dev/null || apt-get install -y -q pigz >/dev/null
+NKVM_SCRIPT=bench-backup
+source scripts/lib.sh
+# Only ever the local test cluster: refuses to run unless it is up (never the caller's kubeconfig).
+use_test_cluster
+K="$NKVM_KUBECTL"
+require rust deb:time:/usr/bin/time deb:pigz deb:bc deb:python3
 echo "--- building nkvm (release)" >&2
 cargo build --release -q -p nkvm-server --bin nkvm
 nkvm="$CARGO_TARGET_DIR/release/nkvm"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Inventory benchmark on the local test cluster (numbers, not a pass/fail test).
+# Inventory benchmark on the local test cluster (numbers, not a pass/fail test). Refuses to run unless
+# the local test cluster is up (end2end/cluster/up; NKVM_TEST_KUBECONFIG for one started from another
+# checkout): it never touches another cluster.
 # Creates 5,000 PVCs, 5,000 pods (bound to a Node object that no kubelet serves, so none runs) and 1,000 Deployments with
 # their ReplicaSets, then measures in one run:
 #   - `nkvm inventory --output json` cold (a new process: connect + scan + render), wall time and the
@@ -10,9 +12,11 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
-eval "$(end2end/cluster/up | tail -n 1)"
+NKVM_SCRIPT=bench-inventory
+source scripts/lib.sh
+# Only ever the local test cluster: refuses to run unless it is up (never the caller's kubeconfig).
+use_test_cluster
+require rust deb:bc deb:python3
 cargo build --release -q -p nkvm-server --bin nkvm
 cargo build --release -q -p nkvm-engine --example inventory_bench
 drv="$CARGO_TARGET_DIR/release/examples/inventory_bench"

@@ -7,11 +7,39 @@
 // The `deploy` project (tests/deploy.spec.ts, nkvm running in the cluster) exists only with
 // NKVM_E2E_DEPLOY=1: scripts/e2e-deploy.sh sets it. The `oidc-*` projects (tests/oidc.spec.ts, nkvm
 // with --auth oidc and a real OpenID provider) exist only with NKVM_E2E_OIDC=1: scripts/e2e-oidc.sh
-// sets it.
-import { defineConfig } from '@playwright/test';
+// sets it. The `perf` project (tests/perf.spec.ts, JavaScript on) exists only with NKVM_E2E_PERF=1:
+// bench/web.sh sets it.
+// Strict runs (CI, or NKVM_E2E_STRICT=1 as scripts/test-all.sh sets): `test.only` fails the run, and
+// a spec whose environment is missing fails instead of skipping (tests/env.ts).
+// NKVM_E2E_JSON=FILE also writes the JSON report there (scripts/test-all.sh counts tests from it).
+import { defineConfig, type Project, type ReporterDescription } from '@playwright/test';
 
 const baseURL = process.env.NKVM_E2E_URL ?? 'http://127.0.0.1:3000';
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const strict = !!(process.env.CI || process.env.NKVM_E2E_STRICT);
+const reporter: ReporterDescription[] = [['list'], ['html', { open: 'never', outputFolder: 'playwright-report' }]];
+if (process.env.NKVM_E2E_JSON) reporter.push(['json', { outputFile: process.env.NKVM_E2E_JSON }]);
+
+/** The projects of this run: one suite's, chosen by the script that runs it, else the default pair. */
+function projects(): Project[] {
+  if (process.env.NKVM_E2E_DEPLOY) {
+    return [{ name: 'deploy', testMatch: /deploy\.spec\.ts/, use: { javaScriptEnabled: true } }];
+  }
+  if (process.env.NKVM_E2E_PERF) {
+    return [{ name: 'perf', testMatch: /perf\.spec\.ts/, use: { javaScriptEnabled: true } }];
+  }
+  if (process.env.NKVM_E2E_OIDC) {
+    return [
+      { name: 'oidc-hydrated', testMatch: /oidc\.spec\.ts/, use: { javaScriptEnabled: true } },
+      { name: 'oidc-no-js', testMatch: /oidc\.spec\.ts/, use: { javaScriptEnabled: false } },
+    ];
+  }
+  const own = /(deploy|oidc|perf)\.spec\.ts/;
+  return [
+    { name: 'hydrated', testIgnore: own, use: { javaScriptEnabled: true } },
+    { name: 'no-js', testIgnore: own, use: { javaScriptEnabled: false } },
+  ];
+}
 
 export default defineConfig({
   testDir: './tests',
@@ -20,9 +48,9 @@ export default defineConfig({
   expect: { timeout: 15_000 },
   fullyParallel: false,
   workers: 1,
-  forbidOnly: !!process.env.CI,
+  forbidOnly: strict,
   retries: 0,
-  reporter: [['list'], ['html', { open: 'never', outputFolder: 'playwright-report' }]],
+  reporter,
   use: {
     baseURL,
     browserName: 'chromium',
@@ -42,15 +70,5 @@ export default defineConfig({
       ],
     },
   },
-  projects: process.env.NKVM_E2E_DEPLOY
-    ? [{ name: 'deploy', testMatch: /deploy\.spec\.ts/, use: { javaScriptEnabled: true } }]
-    : process.env.NKVM_E2E_OIDC
-      ? [
-          { name: 'oidc-hydrated', testMatch: /oidc\.spec\.ts/, use: { javaScriptEnabled: true } },
-          { name: 'oidc-no-js', testMatch: /oidc\.spec\.ts/, use: { javaScriptEnabled: false } },
-        ]
-      : [
-          { name: 'hydrated', testIgnore: /(deploy|oidc)\.spec\.ts/, use: { javaScriptEnabled: true } },
-          { name: 'no-js', testIgnore: /(deploy|oidc)\.spec\.ts/, use: { javaScriptEnabled: false } },
-        ],
+  projects: projects(),
 });

@@ -12,9 +12,9 @@
 #               `--release`. Default: debug builds.
 #
 # Build-time environment:
-#   CARGO_TARGET_DIR   cargo's target directory (default: <repo>/target). SITE = $CARGO_TARGET_DIR/site
+#   CARGO_TARGET_DIR   cargo's target directory (default: $NKVM_CACHE_DIR/cargo-target). SITE = $CARGO_TARGET_DIR/site
 #   NKVM_SITE_DIR      write the site here instead of $CARGO_TARGET_DIR/site (deploy/image/build.sh)
-#   NKVM_CACHE_DIR     where scripts/install-tools.sh put wasm-bindgen (default: $HOME/.cache/nkvm)
+#   NKVM_CACHE_DIR     caches, wasm-bindgen among them (default: $HOME/.cache/nkvm)
 #   NKVM_SKIP_SERVER   set to 1 to build only the site (wasm, js, css)
 #   LEPTOS_OUTPUT_NAME is deliberately NOT set (and is unset here): when `leptos` is compiled with it,
 #                      the hydration script asks for `nkvm.wasm` (cargo-leptos' renamed file) instead
@@ -26,11 +26,12 @@
 #                      `../site` from the binary's directory (so target/debug/nkvm finds
 #                      target/site), else ./target/site.
 #
-# Prerequisites (once per machine, cached): scripts/install-tools.sh
+# Prerequisites: checked first and installed when missing (scripts/lib.sh `require rust wasm-bindgen`).
 set -euo pipefail
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo_root"
+NKVM_SCRIPT=build-web
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$NKVM_REPO"
 
 profile_flag=()
 wasm_profile=debug
@@ -48,37 +49,14 @@ case "${1:-}" in
     ;;
 esac
 
-log() { printf 'build-web: %s\n' "$*" >&2; }
-
-target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-case "$target_dir" in /*) ;; *) target_dir="$repo_root/$target_dir" ;; esac
+# Rust (pinned by rust-toolchain.toml, with the wasm32 target) and wasm-bindgen at the exact version
+# of the crate in Cargo.lock: installed when missing, else one message naming what is missing.
+require rust wasm-bindgen deb:gzip
+target_dir="$CARGO_TARGET_DIR"
 site="${NKVM_SITE_DIR:-$target_dir/site}"
 pkg="$site/pkg"
 output_name=nkvm
-cache_dir="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
 unset LEPTOS_OUTPUT_NAME
-
-# wasm-bindgen must be exactly the version of the wasm-bindgen crate in Cargo.lock.
-wb_version="$(awk '
-  $0 == "name = \"wasm-bindgen\"" { found = 1; next }
-  found && /^version = / { gsub(/"/, "", $3); print $3; exit }
-' Cargo.lock)"
-wasm_bindgen=""
-for candidate in "$cache_dir/tools/wasm-bindgen-$wb_version/bin/wasm-bindgen" "$(command -v wasm-bindgen || true)"; do
-  if [[ -n "$candidate" && -x "$candidate" ]] && "$candidate" --version | grep -qF " $wb_version"; then
-    wasm_bindgen="$candidate"
-    break
-  fi
-done
-if [[ -z "$wasm_bindgen" ]]; then
-  log "wasm-bindgen $wb_version not found (Cargo.lock pins the wasm-bindgen crate at $wb_version)."
-  log "Install it once with: scripts/install-tools.sh"
-  exit 1
-fi
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  log "the rustup target wasm32-unknown-unknown is missing; run scripts/install-tools.sh"
-  exit 1
-fi
 
 log "wasm: cargo build -p nkvm-frontend ($wasm_profile)"
 if [[ "$wasm_profile" == debug ]]; then
@@ -88,14 +66,6 @@ else
 fi
 wasm_in="$target_dir/wasm32-unknown-unknown/$wasm_profile/nkvm_frontend.wasm"
 
-log "wasm-bindgen → $pkg"
-mkdir -p "$pkg"
-rm -f "$pkg/$output_name".* "$pkg/${output_name}_bg".*
-"$wasm_bindgen" --target web --no-typescript --out-dir "$pkg" --out-name "$output_name" "$wasm_in"
-# Also answer to cargo-leptos' file name, in case a server was compiled with LEPTOS_OUTPUT_NAME set.
-ln -f "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.wasm"
-
-log "css → $pkg/$output_name.css"
 shopt -s nullglob
 css_files=(style/*.css)
 shopt -u nullglob
@@ -103,11 +73,25 @@ if ((${#css_files[@]} == 0)); then
   log "no stylesheet in style/"
   exit 1
 fi
-cat "${css_files[@]}" > "$pkg/$output_name.css"
-
-for file in "$pkg/$output_name.js" "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.css"; do
-  gzip -9 -n -k -f "$file"
-done
+# The site is rebuilt only when its inputs changed (the wasm cargo wrote, the stylesheets, the
+# wasm-bindgen version): a later run that changed nothing reuses it as it is.
+stamp="$( (stat -c '%n %s %Y' "$wasm_in" "${css_files[@]}"; wasm-bindgen --version) | sha256sum | cut -c1-32)"
+if [[ -f "$pkg/${output_name}_bg.wasm.gz" && "$(cat "$pkg/.inputs" 2>/dev/null)" == "$stamp" ]]; then
+  log "site in $pkg is up to date"
+else
+  log "wasm-bindgen → $pkg"
+  mkdir -p "$pkg"
+  rm -f "$pkg/.inputs" "$pkg/$output_name".* "$pkg/${output_name}_bg".*
+  wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name "$output_name" "$wasm_in"
+  # Also answer to cargo-leptos' file name, in case a server was compiled with LEPTOS_OUTPUT_NAME set.
+  ln -f "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.wasm"
+  log "css → $pkg/$output_name.css"
+  cat "${css_files[@]}" >"$pkg/$output_name.css"
+  for file in "$pkg/$output_name.js" "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.css"; do
+    gzip -9 -n -k -f "$file"
+  done
+  echo "$stamp" >"$pkg/.inputs"
+fi
 
 raw=$(stat -c %s "$pkg/${output_name}_bg.wasm")
 gz=$(stat -c %s "$pkg/${output_name}_bg.wasm.gz")
@@ -116,5 +100,9 @@ log "site: $site  (nkvm_bg.wasm: $raw bytes, gzip -9: $gz bytes)"
 if [[ "${NKVM_SKIP_SERVER:-0}" != 1 ]]; then
   log "server: cargo build -p nkvm-server ($server_profile)"
   cargo build -p nkvm-server "${profile_flag[@]}"
-  log "binary: $target_dir/$server_profile/nkvm  (finds $site by itself; or set LEPTOS_SITE_ROOT=$site)"
+  if [[ -n "${NKVM_SITE_DIR:-}" ]]; then
+    log "binary: $target_dir/$server_profile/nkvm  (run it with LEPTOS_SITE_ROOT=$site)"
+  else
+    log "binary: $target_dir/$server_profile/nkvm  (finds $site by itself; or set LEPTOS_SITE_ROOT=$site)"
+  fi
 fi

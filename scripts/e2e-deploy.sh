@@ -12,21 +12,21 @@
 #      allowlist, and each RBAC rule removed in turn (end2end/tests/deploy.spec.ts);
 #   4. removes everything it created, also when it fails (the pod's log is kept in
 #      end2end/deploy-server.log).
-# Needs: end2end/cluster/up, scripts/install-tools.sh, npm, socat; starts end2end/servers/up (and
+# Needs the local test cluster running (end2end/cluster/up; or NKVM_TEST_KUBECONFIG naming one started
+# from another checkout): it stops with an error otherwise and never uses another kubeconfig.
+# Tools are checked and installed first (scripts/lib.sh). Needs socat; starts end2end/servers/up (and
 # stops it at the end) unless NKVM_TEST_SERVERS_ENV names running servers.
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NKVM_SCRIPT=e2e-deploy
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$NKVM_REPO/scripts/e2e-lib.sh"
+repo="$NKVM_REPO"
 cd "$repo"
-export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
-source end2end/cluster/versions.env
-kubectl="$NKVM_CACHE_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin/kubectl"
-export KUBECONFIG="${KUBECONFIG:-$repo/.cluster/kubeconfig}"
+use_test_cluster
+kubectl="$NKVM_KUBECTL"
 overlay=deploy/overlays/test-cluster
-log() { printf 'e2e-deploy: %s\n' "$*" >&2; }
-
-source scripts/e2e-lib.sh
 e2e_prepare_browser
+require deb:python3 deb:binutils:readelf deb:ca-certificates:update-ca-certificates
 
 image_tar="$(deploy/image/build.sh)"
 ctr --address /run/nkvm-cluster/containerd.sock -n k8s.io images import "$image_tar" >&2

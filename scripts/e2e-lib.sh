@@ -1,15 +1,13 @@
-# Pieces shared by the end-to-end scripts (sourced by scripts/e2e.sh, e2e-deploy.sh, e2e-oidc.sh).
+# Pieces shared by the end-to-end scripts and bench/web.sh (sourced after scripts/lib.sh).
 # shellcheck shell=bash
 
-# Debian's chromium (installed when missing; Playwright never downloads a browser) and the npm
-# packages of end2end/.
+# Node.js and Debian's chromium (installed when missing; Playwright never downloads a browser) and the
+# npm packages of end2end/.
 e2e_prepare_browser() {
-  if [[ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]]; then
-    printf 'e2e: installing Debian chromium\n' >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  fi
+  require node chromium
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-  (cd "$(dirname "${BASH_SOURCE[0]}")/../end2end" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$NKVM_REPO/end2end" && npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci in end2end/ failed (error above)"
 }
 
 # wait_http URL [PID LOG]: polls URL for up to 60 s until it answers 2xx. With PID and LOG, fails
@@ -20,12 +18,12 @@ wait_http() {
     curl -fsS "$url" >/dev/null 2>&1 && return 0
     if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
       [[ -n "$log_file" ]] && tail -n 30 "$log_file" >&2
-      printf 'e2e: the process behind %s exited\n' "$url" >&2
+      log "the process behind $url exited"
       return 1
     fi
     sleep 0.5
   done
-  printf 'e2e: %s does not answer\n' "$url" >&2
+  log "$url does not answer"
   return 1
 }
 

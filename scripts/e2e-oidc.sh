@@ -7,18 +7,19 @@
 # Playwright projects oidc-hydrated and oidc-no-js (tests/oidc.spec.ts, NKVM_E2E_OIDC=1).
 #
 # The login flow needs no cluster, but `nkvm serve` connects at start-up: the kubeconfig is
-# $NKVM_E2E_KUBECONFIG, else <repo>/.cluster/kubeconfig (the test cluster is never started or
-# stopped here), else a placeholder pointing at an unused local port.
+# $NKVM_TEST_KUBECONFIG, else <repo>/.cluster/kubeconfig (the test cluster is never started or
+# stopped here), else a placeholder pointing at an unused local port — never the user's kubeconfig.
 # Logs: end2end/oidc-idp.log, end2end/oidc-server.log. Extra arguments go to `playwright test`.
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NKVM_SCRIPT=e2e-oidc
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$NKVM_REPO/scripts/e2e-lib.sh"
+repo="$NKVM_REPO"
 cd "$repo"
-export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
-log() { printf 'e2e-oidc: %s\n' "$*" >&2; }
-
-source scripts/e2e-lib.sh
+unset NKVM_CONTEXT NKVM_IN_CLUSTER
 e2e_prepare_browser
+[[ -x "$NKVM_CACHE_DIR/oidc-idp-$(awk '$1 == "require" && $2 == "github.com/zitadel/oidc/v3" {print $3}' end2end/oidc/idp/go.mod)/oidc-idp" ]] ||
+  require "go:$(awk '$1 == "go" {print $2}' end2end/oidc/idp/go.mod)"
 
 idp_bin="$(end2end/oidc/build-idp.sh)"
 [[ "${NKVM_E2E_SKIP_BUILD:-}" == 1 ]] || scripts/build-web.sh
@@ -43,7 +44,7 @@ trap cleanup EXIT
 cp "$CARGO_TARGET_DIR/debug/nkvm" "$work/nkvm"
 cp -r "$CARGO_TARGET_DIR/site" "$work/site"
 
-kubeconfig="${NKVM_E2E_KUBECONFIG:-}"
+kubeconfig="${NKVM_TEST_KUBECONFIG:-}"
 [[ -z "$kubeconfig" && -f "$repo/.cluster/kubeconfig" ]] && kubeconfig="$repo/.cluster/kubeconfig"
 if [[ -z "$kubeconfig" ]]; then
   kubeconfig="$work/kubeconfig"
@@ -71,7 +72,7 @@ log "provider: $issuer"
  printf 'users:\n- {name: test-user@localhost, role: operator}\n' >"$work/users.yaml"
  printf 'secret\n' >"$work/client-secret")
 mkdir -p "$work/data"
-KUBECONFIG="$kubeconfig" RUST_LOG="${RUST_LOG:-info}" "$work/nkvm" --data-dir "$work/data" serve \
+RUST_LOG="${RUST_LOG:-info}" "$work/nkvm" --kubeconfig "$kubeconfig" --data-dir "$work/data" serve \
   --listen "127.0.0.1:$port" --auth oidc --oidc-issuer "$issuer" --oidc-client-id web \
   --oidc-client-secret-file "$work/client-secret" --oidc-redirect-url "$callback" \
   --users-file "$work/users.yaml" >"$repo/end2end/oidc-server.log" 2>&1 &

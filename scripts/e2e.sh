@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # Browser end-to-end tests: builds the web app, creates a fixture workload on the running test cluster,
 # starts `nkvm serve` against it, and runs the Playwright suite (Debian's chromium, hydrated and no-JS).
-# Needs: the test cluster running (end2end/cluster/up) and the tools (scripts/install-tools.sh).
+# Needs the local test cluster running (end2end/cluster/up; or NKVM_TEST_KUBECONFIG naming one started
+# from another checkout): it stops with an error otherwise and never uses another kubeconfig.
+# Tools are checked and installed first (scripts/lib.sh). Screenshots and traces:
+# end2end/test-results/; HTML report: end2end/playwright-report/.
 # The server gets a destinations file with `offsite` on the S3 test server (end2end/servers/up;
 # started here, and stopped at the end, unless NKVM_TEST_SERVERS_ENV names running ones).
-# Screenshots and traces: end2end/test-results/; HTML report: end2end/playwright-report/.
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NKVM_SCRIPT=e2e
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$NKVM_REPO/scripts/e2e-lib.sh"
+repo="$NKVM_REPO"
 cd "$repo"
-export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
-source end2end/cluster/versions.env
-kubectl="$NKVM_CACHE_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin/kubectl"
-export KUBECONFIG="${KUBECONFIG:-$repo/.cluster/kubeconfig}"
+use_test_cluster
+kubectl="$NKVM_KUBECTL"
 port="${NKVM_E2E_PORT:-3917}"
-log() { printf 'e2e: %s\n' "$*" >&2; }
-
-source scripts/e2e-lib.sh
 e2e_prepare_browser
 
 scripts/build-web.sh

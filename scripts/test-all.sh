@@ -1,85 +1,233 @@
 #!/usr/bin/env bash
-# Runs every check and test of nkvm on a fresh machine: installs what is missing, builds (or reuses
-# the cached) test cluster, starts it, then runs fmt, clippy, unit and integration tests, the cluster
-# smoke test, the browser end-to-end suite, the in-cluster deployment test and the OIDC login test.
+# Runs every check and test of nkvm on a fresh machine: checks and installs the prerequisites (one
+# message naming whatever cannot be installed), builds (or reuses the cached) test cluster and starts
+# it, then runs each suite — the cluster smoke test, fmt, clippy, the Rust tests (the workspace's
+# instrumented for engine line coverage, then the server's), the browser end-to-end suite, the
+# in-cluster deployment test and the OIDC login test — every one of them even when an earlier one
+# failed, and closes with a summary per suite and one line `total: N passed, N failed, N skipped`.
+# Exits non-zero when anything failed.
+# NKVM_SUITES=fmt,clippy,... runs only those suites (names as in the summary); CI runs them all.
 # Stops the cluster at the end (also on failure) unless it was already running before, or
-# NKVM_KEEP_CLUSTER=1.
+# NKVM_KEEP_CLUSTER=1. With NKVM_TEST_KUBECONFIG it uses (and never stops) the test cluster that
+# kubeconfig belongs to, started from another checkout.
 # Caches live outside the clone: NKVM_CACHE_DIR (default ~/.cache/nkvm) holds the Kubernetes binaries,
 # images, tools and the cargo target directory (CARGO_TARGET_DIR defaults to $NKVM_CACHE_DIR/cargo-target).
-set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
-export NKVM_CACHE_DIR="${NKVM_CACHE_DIR:-$HOME/.cache/nkvm}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NKVM_CACHE_DIR/cargo-target}"
+set -uo pipefail
+NKVM_SCRIPT=test-all
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$NKVM_REPO"
 export CARGO_TERM_COLOR=never
 # Every CI run builds a fresh clone at a new path: incremental data would never be reused and only
 # fills the shared target directory (tens of GB over a few runs).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Playwright: `test.only` fails the run, and a spec whose environment is missing fails (end2end/tests/env.ts).
+export NKVM_E2E_STRICT=1
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 mkdir -p "$NKVM_CACHE_DIR"
 # Artifacts of nkvm's own crates built by earlier clones are never reused: drop them (older than 12 h).
 scripts/prune-target.sh "$CARGO_TARGET_DIR"
-step() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
-was_running=0
-end2end/cluster/status >/dev/null 2>&1 && was_running=1
+step "prerequisites"
+items=(rust wasm-bindgen cargo-llvm-cov node chromium deb:python3 deb:curl)
+cluster_binaries_cached || items+=(root go:1.25)
+# Go builds the OIDC suite's provider too (cached in $NKVM_CACHE_DIR/oidc-idp-<version>).
+compgen -G "$NKVM_CACHE_DIR/oidc-idp-*/oidc-idp" >/dev/null ||
+  items+=("go:$(awk '$1 == "go" {print $2}' end2end/oidc/idp/go.mod)")
+require "${items[@]}"
+
+was_running=1
+if [[ -z "${NKVM_TEST_KUBECONFIG:-}" ]]; then
+  was_running=0
+  end2end/cluster/status >/dev/null 2>&1 && was_running=1
+fi
+cluster_stopped=0
 stop_cluster() {
-  local rc=$?
-  end2end/servers/down >/dev/null 2>&1 || true # destination test servers (started below)
-  if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]]; then
+  ((cluster_stopped)) && return 0
+  cluster_stopped=1
+  # Only a cluster this run started from this checkout (end2end/cluster/down from another checkout
+  # would break the cluster that runs).
+  if [[ $was_running -eq 0 && "${NKVM_KEEP_CLUSTER:-0}" != 1 ]] && cluster_is_ours; then
     step "stopping the test cluster"
     end2end/cluster/down || true
   fi
+}
+servers_started=0
+on_exit() {
+  local rc=$?
+  ((servers_started)) && end2end/servers/down >/dev/null 2>&1
+  stop_cluster
+  rm -rf "${results:-}"
   exit $rc
 }
-trap stop_cluster EXIT
+trap on_exit EXIT
 
-step "tools"
-eval "$(scripts/install-tools.sh | tail -n 1)"
+wanted() { [[ -z "${NKVM_SUITES:-}" || ",${NKVM_SUITES// /,}," == *",$1,"* ]]; }
 
 # The cluster build (Go) and the first cargo build are the long poles; the cluster comes up first.
-step "test cluster"
-end2end/cluster/up
-export KUBECONFIG="$repo/.cluster/kubeconfig"
-export NKVM_TEST_KUBECONFIG="$KUBECONFIG"
+# When it cannot be started, nothing below could run honestly: stop with the cluster's error.
+if wanted cluster-smoke || wanted rust || wanted server || wanted e2e || wanted deploy || wanted oidc; then
+  step "test cluster"
+  use_test_cluster --start
+fi
+
+# The destination tests write to real servers on loopback (S3, SFTP, FTPS), started here and stopped
+# at the end; a server that cannot start makes those tests fail (they never skip).
+if wanted rust || wanted server; then
+  step "test servers"
+  if end2end/servers/up; then
+    servers_started=1
+    export NKVM_TEST_SERVERS_ENV="$NKVM_REPO/.servers/env"
+  fi
+fi
 
 results="$(mktemp -d)"
-step "cluster smoke test"
-end2end/cluster/smoke.sh | tee "$results/smoke.log"
+suites=()
+declare -A rc seconds
+# suite NAME COMMAND...: runs one suite, its output also in $results/NAME.log; records its exit status.
+suite() {
+  local name="$1" start=$SECONDS
+  shift
+  wanted "$name" || return 0
+  step "$name"
+  suites+=("$name")
+  "$@" 2>&1 | tee "$results/$name.log"
+  rc[$name]=${PIPESTATUS[0]}
+  seconds[$name]=$((SECONDS - start))
+}
 
-step "format and lints"
-cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# Rust tests: the tests that need the cluster are marked #[ignore = "needs the test cluster"], so a plain
+# `cargo test` skips them; the cluster is up here, so they run (--include-ignored), and the summary
+# says how many of them there were.
+# has_doc_tests DIR...: true when a doc comment opens a Rust code block (``` or ```rust, no_run, ...).
+has_doc_tests() {
+  find "$@" -name '*.rs' -exec awk '
+    FNR == 1 { open = 0 }
+    /^[[:space:]]*\/\/[\/!] ```/ {
+      lang = $0; sub(/^[[:space:]]*\/\/[\/!] ```/, "", lang)
+      if (!open && lang ~ /^(rust|no_run|should_panic|compile_fail)?([ ,].*)?$/) { print FILENAME; exit }
+      open = !open
+    }' {} + | grep -q .
+}
 
-# Real S3 (versitygw), SFTP and FTPS servers on loopback for the destination tests; stopped at exit.
-eval "$(end2end/servers/up | tail -n 1)"
-
-step "unit and integration tests"
+rust_workspace_tests() {
+  local status=0
+  # The instrumented build directory is shared by every checkout (CARGO_TARGET_DIR): drop the
+  # workspace crates' instrumented artifacts and profiles of other checkouts and earlier runs, or the
+  # report mixes their binaries in (seen: another clone's objects, 89.47 % instead of 92.00 %).
+  # Dependencies stay; a fresh clone rebuilds the workspace crates anyway.
+  cargo llvm-cov clean --workspace || status=1
+  # The same tests as `cargo test --workspace --exclude nkvm-server`, instrumented: they run once and
+  # give the engine's line coverage (app and frontend are measured too, but not reported).
+  cargo llvm-cov --no-report --workspace --exclude nkvm-server --locked --no-fail-fast \
+    -- --include-ignored || status=1
+  cargo llvm-cov report --summary-only --json --output-path "$results/coverage.json" || status=1
+  cargo llvm-cov report -p nkvm-engine --summary-only || status=1
+  # cargo llvm-cov runs no doc tests on stable Rust: run them plainly if the crates have any.
+  if has_doc_tests engine/src app/src frontend/src; then
+    cargo test --workspace --exclude nkvm-server --locked --no-fail-fast --doc || status=1
+  fi
+  # Which tests are #[ignore]d, for the summary.
+  cargo llvm-cov --no-report --workspace --exclude nkvm-server --locked -- --list --ignored \
+    >"$results/rust.ignored" 2>/dev/null || true
+  return "$status"
+}
 # The server binary is tested on its own, as it is built for production: a workspace build unifies
 # the browser-only `hydrate` feature into the app crate, which changes how Leptos runs on the server.
-(
-  status=0
-  cargo test --workspace --exclude nkvm-server --locked --no-fail-fast || status=1
-  cargo test -p nkvm-server --locked --no-fail-fast || status=1
-  exit "$status"
-) 2>&1 | tee "$results/cargo.log"
+rust_server_tests() {
+  local status=0
+  cargo test -p nkvm-server --locked --no-fail-fast -- --include-ignored || status=1
+  cargo test -p nkvm-server --locked -- --list --ignored >"$results/server.ignored" 2>/dev/null || true
+  return "$status"
+}
 
-step "browser end-to-end tests"
-scripts/e2e.sh 2>&1 | tee "$results/e2e.log"
+# The smoke test reads the kubeconfig in its cluster's state directory (also for NKVM_TEST_KUBECONFIG).
+suite cluster-smoke env NKVM_CLUSTER_STATE="$(dirname "${NKVM_TEST_KUBECONFIG:-$NKVM_REPO/.cluster/kubeconfig}")" \
+  end2end/cluster/smoke.sh
+suite fmt cargo fmt --all --check
+suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+suite rust rust_workspace_tests
+suite server rust_server_tests
+suite e2e env NKVM_E2E_JSON="$results/e2e.json" scripts/e2e.sh
+suite deploy env NKVM_E2E_JSON="$results/deploy.json" scripts/e2e-deploy.sh
+suite oidc env NKVM_E2E_JSON="$results/oidc.json" NKVM_E2E_SKIP_BUILD=1 scripts/e2e-oidc.sh
 
-step "in-cluster deployment tests"
-scripts/e2e-deploy.sh 2>&1 | tee "$results/deploy.log"
+# --- summary ---------------------------------------------------------------------------------------
+# Counts per suite: cargo's `test result:` lines, Playwright's JSON report. The cluster smoke test's
+# checks are not nkvm tests: shown, not counted. A suite that failed without a failing test (fmt,
+# clippy, a build error, a script that stopped before its tests) counts as one failure.
+counts() { # counts SUITE -> "passed failed skipped"
+  local name="$1"
+  case "$name" in
+    rust | server)
+      sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' \
+        "$results/$name.log" | awk '{p += $1; f += $2; s += $3} END {print p + 0, f + 0, s + 0}'
+      ;;
+    e2e | deploy | oidc)
+      python3 - "$results/$name.json" <<'PY'
+import json, sys
+try:
+    stats = json.load(open(sys.argv[1]))["stats"]
+    print(stats["expected"] + stats["flaky"], stats["unexpected"], stats["skipped"])
+except (OSError, ValueError, KeyError):
+    print("")  # no report: the suite stopped before Playwright ran
+PY
+      ;;
+  esac
+}
 
-step "OIDC end-to-end tests"
-NKVM_E2E_SKIP_BUILD=1 scripts/e2e-oidc.sh 2>&1 | tee "$results/oidc.log"
+# Before the summary, so that its `total:` line is the last thing printed.
+stop_cluster
+# engine_line_coverage REPORT.json: percent of this checkout's engine/src lines the tests ran.
+engine_line_coverage() {
+  python3 - "$1" "$NKVM_REPO/engine/src/" <<'PY' 2>/dev/null
+import json, sys
+files = [f for f in json.load(open(sys.argv[1]))["data"][0]["files"] if f["filename"].startswith(sys.argv[2])]
+count = sum(f["summary"]["lines"]["count"] for f in files)
+covered = sum(f["summary"]["lines"]["covered"] for f in files)
+print("%.2f" % (100 * covered / count))
+PY
+}
 
-# One closing line over every suite: cargo's per-binary results, the smoke test, Playwright.
-passed=0
-failed=0
-while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
-  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$results/cargo.log"
-  sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$results/smoke.log"
-  sed -n 's/^ *\([0-9]*\) passed (.*/\1 0/p' "$results/e2e.log" "$results/deploy.log" "$results/oidc.log"
-  sed -n 's/^ *\([0-9]*\) failed$/0 \1/p' "$results/e2e.log" "$results/deploy.log" "$results/oidc.log"
-)
 step "summary"
-echo "$passed passed, $failed failed"
+total_passed=0
+total_failed=0
+total_skipped=0
+any_failed=0
+printf '%-14s %-7s %7s %7s %8s %6s  %s\n' suite result passed failed skipped time notes
+for name in "${suites[@]}"; do
+  read -r p f s <<<"$(counts "$name")"
+  note=""
+  case "$name" in
+    cluster-smoke)
+      note="$(grep -cE '^ok ' "$results/$name.log") cluster checks passed, $(grep -cE '^FAIL ' "$results/$name.log") failed (not nkvm tests)"
+      ;;
+    rust | server)
+      ignored="?"
+      grep -qE '^[0-9]+ tests?, ' "$results/$name.ignored" 2>/dev/null &&
+        ignored="$(grep -cE ': test$' "$results/$name.ignored")"
+      note="$ignored of them #[ignore]d (run with --include-ignored)"
+      ;;
+  esac
+  if [[ "$name" == rust ]]; then
+    coverage="$(engine_line_coverage "$results/coverage.json")"
+    note="$note; engine line coverage ${coverage:-unknown} %"
+  fi
+  result=ok
+  ((rc[$name] == 0)) || { result=FAILED; any_failed=1; }
+  if [[ "$name" =~ ^(cluster-smoke|fmt|clippy)$ ]]; then
+    # Checks, not tests: only their failure counts, as one.
+    p=0 s=0 f=0
+    [[ "$result" == ok ]] || f=1
+  elif [[ "$result" == FAILED && "${f:-0}" == 0 ]]; then
+    # A failed suite always counts as at least one failure, also when no test said so.
+    f=1
+    note="${note:+$note; }failed without a failing test (a build error or the script stopped: see its log above)"
+  fi
+  total_passed=$((total_passed + ${p:-0}))
+  total_failed=$((total_failed + ${f:-0}))
+  total_skipped=$((total_skipped + ${s:-0}))
+  printf '%-14s %-7s %7s %7s %8s %5ss  %s\n' "$name" "$result" "${p:-0}" "${f:-0}" "${s:-0}" "${seconds[$name]}" "$note"
+done
+echo
+echo "total: $total_passed passed, $total_failed failed, $total_skipped skipped"
+exit "$any_failed"

@@ -17,8 +17,12 @@ if ((${#missing[@]} == 0)); then echo "$bin"; exit 0; fi
 k8s_cmds=()
 for b in "${missing[@]}"; do [[ "$b" == etcd ]] || k8s_cmds+=("k8s.io/kubernetes/cmd/$b"); done
 
+# Go >= 1.25 (Kubernetes 1.35's go.mod); checked with the scripts' shared prerequisite check.
+NKVM_SCRIPT=build-binaries
+# shellcheck source=../../scripts/lib.sh
+source "$here/../../scripts/lib.sh"
+require go:1.25
 log() { echo "[build-binaries] $*" >&2; }
-command -v go >/dev/null || { log "go is required to build the cluster binaries"; exit 1; }
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
 mkdir -p "$bin"
 tmp="$(mktemp -d "$cache/build.XXXXXX")"

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
+import { requireEnv } from './env';
 import { login } from './login';
 
 const big = process.env.NKVM_E2E_PVC;
@@ -43,7 +44,7 @@ test.describe('backups', () => {
     javaScriptEnabled,
   }) => {
     test.skip(!javaScriptEnabled, 'starting backups needs JavaScript');
-    test.skip(!big || !small, 'needs NKVM_E2E_PVC and NKVM_E2E_PVC2');
+    requireEnv('NKVM_E2E_PVC', 'NKVM_E2E_PVC2');
     test.setTimeout(300_000);
     await hydrated(page, `/?ns=${namespace}`);
     await select(page, big!);
@@ -113,7 +114,7 @@ test.describe('backups', () => {
 
   test('a refused backup shows the stage and what to do', async ({ page, javaScriptEnabled }) => {
     test.skip(!javaScriptEnabled, 'starting backups needs JavaScript');
-    test.skip(!failing, 'needs NKVM_E2E_FAIL_PVC');
+    requireEnv('NKVM_E2E_FAIL_PVC');
     await hydrated(page, `/?ns=${namespace}`);
     await select(page, failing!);
     await page.getByTestId('backup-selected').click();
@@ -126,7 +127,7 @@ test.describe('backups', () => {
 
   test('a running backup can be cancelled', async ({ page, javaScriptEnabled }) => {
     test.skip(!javaScriptEnabled, 'cancelling needs JavaScript');
-    test.skip(!big, 'needs NKVM_E2E_PVC');
+    requireEnv('NKVM_E2E_PVC');
     test.setTimeout(180_000);
     await hydrated(page, `/?ns=${namespace}`);
     await select(page, big!);
@@ -144,7 +145,7 @@ test.describe('backups', () => {
 test.describe('history page', () => {
   test.beforeEach(async ({ page }) => login(page, 'viewer'));
   test('renders and filters on the server', async ({ page }) => {
-    test.skip(!namespace, 'needs NKVM_E2E_PVC');
+    requireEnv('NKVM_E2E_PVC');
     const response = await page.goto('/history');
     expect(response?.status()).toBe(200);
     await expect(page.getByRole('heading', { name: 'Backup history' })).toBeVisible();

@@ -5,6 +5,7 @@
 // scripts/e2e.sh to the test cluster's).
 import { readFileSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
+import { requireEnv } from './env';
 import { login } from './login';
 
 const kubeconfigFile = process.env.NKVM_E2E_KUBECONFIG_FILE;
@@ -46,7 +47,8 @@ test.describe('connect page', () => {
   });
 
   test('a pasted kubeconfig becomes this session’s connection, then back', async ({ page, javaScriptEnabled }) => {
-    test.skip(!javaScriptEnabled || !kubeconfigFile, 'hydrated only; needs NKVM_E2E_KUBECONFIG_FILE');
+    test.skip(!javaScriptEnabled, 'hydrated only');
+    requireEnv('NKVM_E2E_KUBECONFIG_FILE');
     await page.goto('/connect');
     await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
     await page.getByLabel('Kubeconfig (YAML)').fill(readFileSync(kubeconfigFile!, 'utf8'));
@@ -61,7 +63,8 @@ test.describe('connect page', () => {
     await expect(page.getByTestId('cluster-source')).toHaveText('kubeconfig');
   });
   test('names from a pasted kubeconfig are shown as text, never run', async ({ page, javaScriptEnabled }) => {
-    test.skip(!javaScriptEnabled || !kubeconfigFile, 'hydrated only; needs NKVM_E2E_KUBECONFIG_FILE');
+    test.skip(!javaScriptEnabled, 'hydrated only');
+    requireEnv('NKVM_E2E_KUBECONFIG_FILE');
     const payload = '<img src=x onerror="window.__nkvmXss=1"><script>window.__nkvmXss=2</script>';
     const text = readFileSync(kubeconfigFile!, 'utf8')
       .replace(/^(contexts:\n- name: )nkvm-test$/m, `$1'${payload}'`)

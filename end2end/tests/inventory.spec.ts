@@ -1,11 +1,12 @@
 // The inventory page, run in both projects (`hydrated` and `no-js`).
 //
 // Environment:
-//   NKVM_E2E_PVC           `namespace/name` of a PVC that must be listed (tests needing it skip when unset)
+//   NKVM_E2E_PVC           `namespace/name` of a PVC that must be listed (tests needing it fail in strict runs, else skip: tests/env.ts)
 //   NKVM_E2E_OWNER         optional `Kind/name` expected in that PVC's owner cell
 //   NKVM_E2E_EXPECT_ERROR  set to 1 when the server's cluster is unreachable on purpose: the page
 //                          must then show the error instead of the table (and must not crash)
 import { expect, test, type Page } from '@playwright/test';
+import { requireEnv } from './env';
 import { login } from './login';
 
 const pvc = process.env.NKVM_E2E_PVC;
@@ -81,7 +82,8 @@ test.describe('inventory page', () => {
   });
 
   test('lists the PVC with its owner', async ({ page }) => {
-    test.skip(!pvc || expectError, 'needs NKVM_E2E_PVC and a reachable cluster');
+    test.skip(expectError, 'the cluster is unreachable on purpose');
+    requireEnv('NKVM_E2E_PVC');
     const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');
     // `ns=`: on a big cluster the PVC may be past the rows displayed by default.
     await page.goto(`/?ns=${encodeURIComponent(namespace)}`);
@@ -107,7 +109,8 @@ test.describe('inventory page', () => {
   test('markup in a PVC annotation stays inert', async ({ page }) => {
     // scripts/e2e.sh annotates NKVM_E2E_PVC with an <img onerror> payload (label values cannot hold
     // markup: the apiserver refuses them). Whatever nkvm shows of the PVC, nothing may run.
-    test.skip(!pvc || expectError || !process.env.NKVM_E2E_PAYLOAD, 'needs NKVM_E2E_PVC and NKVM_E2E_PAYLOAD');
+    test.skip(expectError, 'the cluster is unreachable on purpose');
+    requireEnv('NKVM_E2E_PVC', 'NKVM_E2E_PAYLOAD');
     const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');
     const response = await page.goto(`/?ns=${encodeURIComponent(namespace)}`);
     await expect(pvcRow(page, namespace, name)).toHaveCount(1);
@@ -117,7 +120,8 @@ test.describe('inventory page', () => {
   });
 
   test('the filter hides rows that do not match', async ({ page, javaScriptEnabled }) => {
-    test.skip(!pvc || expectError, 'needs NKVM_E2E_PVC and a reachable cluster');
+    test.skip(expectError, 'the cluster is unreachable on purpose');
+    requireEnv('NKVM_E2E_PVC');
     const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');
     await page.goto('/');
     await waitUntilInteractive(page, javaScriptEnabled);

@@ -156,6 +156,26 @@ fn api_message(err: &kube::Error) -> String {
     }
 }
 
+/// A kube error in words for people: `HTTP 401 Unauthorized: <the apiserver's message>` when the
+/// apiserver answered, else the transport failure's cause. Never the client's debug dump.
+#[must_use]
+pub fn describe(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", status.reason)
+            };
+            format!("HTTP {}{reason}: {}", status.code, status.message)
+        }
+        other => match timed_out(other) {
+            Some(after) => TimedOut(after).to_string(),
+            None => root_cause(other),
+        },
+    }
+}
+
 /// The innermost cause of an error (what the TLS stack, the resolver or the socket said).
 #[must_use]
 pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -287,6 +307,26 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn descriptions_never_dump_the_status() {
+        let unauthorized = kube::Error::Api(Box::new(kube::core::Status {
+            code: 401,
+            message: "Unauthorized".into(),
+            reason: "Unauthorized".into(),
+            ..kube::core::Status::default()
+        }));
+        assert_eq!(
+            describe(&unauthorized),
+            "HTTP 401 Unauthorized: Unauthorized"
+        );
+        let refused = kube::Error::Service(Box::new(Outer(std::io::Error::other(
+            "Connection refused (os error 111)",
+        ))));
+        assert_eq!(describe(&refused), "Connection refused (os error 111)");
+        let late = kube::Error::Service(Box::new(TimedOut(Duration::from_secs(3))));
+        assert_eq!(describe(&late), "no response from the apiserver within 3s");
+    }
 
     #[test]
     fn transport_failures_name_their_cause() {

@@ -14,6 +14,8 @@ pub mod backup;
 #[cfg(feature = "runtime")]
 pub mod connection;
 #[cfg(feature = "runtime")]
+pub mod datadir;
+#[cfg(feature = "runtime")]
 pub mod destination;
 #[cfg(feature = "runtime")]
 pub mod download;

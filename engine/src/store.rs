@@ -166,6 +166,11 @@ pub enum StoreError {
         value: String,
         reason: &'static str,
     },
+    #[error(
+        "the history database {path} was written by an older nkvm; run a writing command once \
+         (`nkvm serve` or `nkvm backup`) to upgrade it"
+    )]
+    Outdated { path: String },
     #[error("history row {id} does not exist")]
     NoSuchRun { id: i64 },
 }
@@ -205,6 +210,50 @@ impl Store {
                 source,
             })?;
         Self::migrated(pool).await
+    }
+
+    /// Opens an existing database for reading only (commands that only read: inventory, history),
+    /// never creating or migrating anything; works on a read-only data directory. `None` when
+    /// there is no database file. Refused when the database was written by an older nkvm and
+    /// needs migrations a writing command applies.
+    pub async fn open_read_only(path: &Path) -> Result<Option<Self>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open = |immutable: bool| async move {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .immutable(immutable)
+                .busy_timeout(BUSY_TIMEOUT);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?;
+            let applied: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations")
+                    .fetch_one(&pool)
+                    .await?;
+            Ok::<_, sqlx::Error>((pool, applied))
+        };
+        // A read-only connection to a WAL database needs its shared-memory file, which only a
+        // writer (or a writable directory) creates. Without one, nothing is writing: read the file
+        // as immutable.
+        let opened = match open(false).await {
+            Ok(opened) => Ok(opened),
+            Err(_) => open(true).await,
+        };
+        let (pool, applied) = opened.map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        if applied < known {
+            return Err(StoreError::Outdated {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(Some(Self { pool }))
     }
 
     /// A private in-memory database (tests).

@@ -116,6 +116,7 @@ fn write_fixture(root: &Path) {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 #[allow(
     clippy::too_many_lines,
     reason = "one end-to-end scenario, checked step by step"
@@ -278,6 +279,7 @@ async fn round_trip_of_an_awkward_volume() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn missing_helper_image_fails_schedule() {
     in_namespace("nkvm-bk-img", |cluster, ns| async move {
         let client = cluster.client.clone();
@@ -306,6 +308,7 @@ async fn missing_helper_image_fails_schedule() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn missing_pvc_fails_preflight() {
     in_namespace("nkvm-bk-404", |cluster, ns| async move {
         let data = tempfile::tempdir().unwrap();
@@ -327,6 +330,7 @@ async fn missing_pvc_fails_preflight() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn rwop_in_use_is_refused() {
     in_namespace("nkvm-bk-rwop", |cluster, ns| async move {
         let client = cluster.client.clone();
@@ -353,6 +357,7 @@ async fn rwop_in_use_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn tar_exiting_non_zero_fails_exec() {
     in_namespace("nkvm-bk-tar", |cluster, ns| async move {
         let client = cluster.client.clone();
@@ -445,6 +450,7 @@ async fn streaming_run(
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn helper_deleted_mid_stream_fails_the_stream() {
     in_namespace("nkvm-bk-del", |cluster, ns| async move {
         let data = tempfile::tempdir().unwrap();
@@ -467,6 +473,7 @@ async fn helper_deleted_mid_stream_fails_the_stream() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn cancel_mid_stream_cleans_up() {
     in_namespace("nkvm-bk-cancel", |cluster, ns| async move {
         let data = tempfile::tempdir().unwrap();
@@ -492,6 +499,7 @@ async fn cancel_mid_stream_cleans_up() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn batch_of_ten_with_concurrency_three() {
     in_namespace("nkvm-bk-batch", |cluster, ns| async move {
         let client = cluster.client.clone();
@@ -548,6 +556,7 @@ async fn batch_of_ten_with_concurrency_three() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn recovery_after_a_killed_process() {
     in_namespace("nkvm-bk-recover", |cluster, ns| async move {
         let client = cluster.client.clone();
@@ -653,6 +662,7 @@ async fn recovery_after_a_killed_process() {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn aborted_task_cleans_up_and_recovery_marks_it_interrupted() {
     in_namespace("nkvm-bk-abort", |cluster, ns| async move {
         let data = tempfile::tempdir().unwrap();

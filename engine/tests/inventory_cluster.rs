@@ -398,6 +398,7 @@ async fn delete_namespace(client: &Client, ns: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs the test cluster"]
 async fn inventory_resolves_every_owner_shape_on_a_real_cluster() {
     let client = client().await;
     let ns = unique_namespace();

@@ -8,9 +8,25 @@ use anyhow::Context as _;
 use clap::Args;
 use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
 use nkvm_engine::connection::{ConnectOptions, ConnectionSource};
+use nkvm_engine::datadir::{self, DataDirLock};
 use nkvm_engine::destination::Destinations;
 use nkvm_engine::inventory::{DEFAULT_MAX_NAMESPACES, DEFAULT_PAGE_SIZE, InventoryOptions};
 use nkvm_engine::store::{self, Store};
+
+/// The command line's namespace argument: validated by the engine's one name checker, so a bad
+/// name is a usage error (exit status 2) with the same wording everywhere.
+pub fn namespace_arg(text: &str) -> Result<String, nkvm_engine::domain::NameError> {
+    nkvm_engine::domain::names::check_namespace(text).map(|()| text.to_owned())
+}
+
+/// A data directory taken by a writing command (see [`GlobalOptions::open_data_dir`]).
+#[derive(Debug)]
+pub struct OpenDataDir {
+    /// Held for as long as the command writes there.
+    pub _lock: DataDirLock,
+    pub instance: String,
+    pub store: Store,
+}
 
 /// Options shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -175,18 +191,22 @@ impl GlobalOptions {
         })
     }
 
-    /// Creates the data directory if needed, reads (or creates) its instance id and opens the
-    /// history database.
-    pub async fn open_data_dir(&self) -> anyhow::Result<(String, Store)> {
+    /// Takes the data directory for a writing command (`command`, e.g. `nkvm backup`): creates it
+    /// if needed, locks it (refused, naming the holder, while another nkvm process writes there),
+    /// reads (or creates) its instance id and opens the history database. The lock is held until
+    /// the returned value is dropped.
+    pub async fn open_data_dir(&self, command: &str) -> anyhow::Result<OpenDataDir> {
         let dir = &self.data_dir;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        let instance = backup::instance_id(dir)
-            .with_context(|| format!("cannot read or create {}/instance-id", dir.display()))?;
+        let lock = DataDirLock::acquire(dir, command)?;
+        let instance = datadir::instance_id(dir)?;
         let store = Store::open(&store::database_path(dir))
             .await
             .context("cannot open the history database")?;
-        Ok((instance, store))
+        Ok(OpenDataDir {
+            _lock: lock,
+            instance,
+            store,
+        })
     }
 
     /// Where the cluster credentials come from. `--in-cluster` excludes `--kubeconfig`/`--context`

@@ -6,6 +6,7 @@
 mod auth;
 mod cli;
 mod config;
+mod signals;
 mod web;
 
 use std::process::ExitCode;
@@ -21,9 +22,9 @@ async fn main() -> ExitCode {
     init_tracing(cli.default_log_level());
     match cli.run().await {
         Ok(code) => code,
+        Err(err) if err.is::<cli::ClosedPipe>() => ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` prints the whole source chain: "outer: cause: root cause".
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cli::describe_error(&err));
             ExitCode::FAILURE
         }
     }

@@ -477,33 +477,10 @@ fn pick_site_root(exe_dir: Option<&Path>, has_pkg: impl Fn(&Path) -> bool) -> Pa
         .unwrap_or_else(|| PathBuf::from("target/site"))
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM. A signal that cannot be watched is logged and ignored.
+/// Resolves on SIGINT, SIGTERM or SIGHUP.
 async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot watch SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    let which = crate::signals::termination().await;
+    tracing::info!(signal = which.name(), "shutting down");
 }
 
 #[cfg(test)]

@@ -9,8 +9,12 @@
 //! Secrets stay out of logs and errors: the client secret ([`ClientSecret`] has a redacted
 //! `Debug`), the code, the tokens and the PKCE verifier are never formatted into a message.
 
+mod claims;
+mod error;
 mod http;
 pub mod jws;
+mod pending;
+mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -25,9 +29,19 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
+use self::claims::{check_claims, fetch_keys, groups_from, username_from};
+pub use self::error::{IdTokenError, OidcError};
 use self::http::HttpClient;
 pub use self::http::HttpError;
 pub use self::jws::{Algorithm, Jwks, JwksError, JwsError};
+pub use self::pending::client_key;
+use self::pending::{Pending, PendingLogins};
+use self::settings::is_secure_enough;
+pub(crate) use self::settings::shown;
+pub use self::settings::{
+    ClientSecret, MAX_ERROR_CODE_LEN, OidcSettings, RoleMapping, error_code, parse_issuer,
+    parse_redirect_url, safe_next,
+};
 use super::users::is_valid_name;
 use super::{RandomError, Role, constant_time_eq, random_token};
 
@@ -58,217 +72,6 @@ const MAX_GROUPS: usize = 1000;
 /// Longest group name kept, in bytes.
 const MAX_GROUP_LEN: usize = 256;
 
-/// The client secret. `Debug` does not show it and there is no `Display`.
-#[derive(Clone)]
-pub struct ClientSecret(String);
-
-impl ClientSecret {
-    /// The secret, trimmed (a file's trailing newline is not part of it); `None` when empty.
-    pub fn new(text: &str) -> Option<Self> {
-        let text = text.trim();
-        (!text.is_empty()).then(|| Self(text.to_owned()))
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientSecret(..)")
-    }
-}
-
-/// Who gets which role. Deny by default: a user neither named nor in a mapped group gets none.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleMapping {
-    /// User name → role (the users file; password hashes play no part).
-    pub users: BTreeMap<String, Role>,
-    /// Group (from the groups claim) → role.
-    pub groups: BTreeMap<String, Role>,
-}
-
-impl RoleMapping {
-    /// Maps `group` to `role`; a group given several roles keeps the highest.
-    pub fn add_group(&mut self, group: &str, role: Role) {
-        let entry = self.groups.entry(group.to_owned()).or_insert(role);
-        *entry = (*entry).max(role);
-    }
-
-    /// The highest role that the user's name or any of their groups is granted.
-    pub fn role_for(&self, user: &str, groups: &[String]) -> Option<Role> {
-        let by_name = self.users.get(user).copied();
-        let by_group = groups
-            .iter()
-            .filter_map(|g| self.groups.get(g).copied())
-            .max();
-        by_name.max(by_group)
-    }
-
-    /// Whether nobody could get a role.
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty()
-    }
-}
-
-/// Everything configured for OIDC.
-#[derive(Debug, Clone)]
-pub struct OidcSettings {
-    /// The issuer URL (`https://…`, or `http://` on a loopback host); must equal the discovery
-    /// document's `issuer`.
-    pub issuer: String,
-    pub client_id: String,
-    /// `None`: a public client (PKCE only).
-    pub client_secret: Option<ClientSecret>,
-    /// The public URL of nkvm's callback route ([`CALLBACK_PATH`]).
-    pub redirect_url: String,
-    /// Requested scopes; `openid` is added when missing.
-    pub scopes: Vec<String>,
-    /// Claim holding the user name; `email` is the fallback when it is missing.
-    pub username_claim: String,
-    /// Claim holding the user's groups (a list of strings, or one string).
-    pub groups_claim: String,
-    pub roles: RoleMapping,
-}
-
-/// Why OIDC could not be set up or a login failed. Never quotes a code, token, verifier or secret.
-#[derive(Debug, thiserror::Error)]
-pub enum OidcError {
-    #[error("invalid issuer {url:?}: {reason}")]
-    InvalidIssuer { url: String, reason: &'static str },
-    #[error("invalid redirect URL {url:?}: {reason}")]
-    InvalidRedirectUrl { url: String, reason: String },
-    #[error("invalid client id: it must be 1 to 255 printable ASCII characters")]
-    InvalidClientId,
-    #[error("invalid scope {0:?}: a scope is printable ASCII without spaces or quotes")]
-    InvalidScope(String),
-    #[error("invalid claim name {0:?}")]
-    InvalidClaim(String),
-    #[error("cannot set up the HTTPS client (system root certificates): {0}")]
-    HttpClient(#[source] std::io::Error),
-    #[error("fetching the discovery document {url} failed: {source}")]
-    Discovery {
-        url: String,
-        #[source]
-        source: HttpError,
-    },
-    #[error("the discovery document {url} is invalid: {reason}")]
-    DiscoveryDocument { url: String, reason: String },
-    #[error(
-        "the discovery document names the issuer {found:?}, not the configured {expected:?} (they \
-         must match exactly, trailing slash included)"
-    )]
-    IssuerMismatch { expected: String, found: String },
-    #[error("the provider's {which} {url:?} is not https ({reason})")]
-    InsecureEndpoint {
-        which: &'static str,
-        url: String,
-        reason: &'static str,
-    },
-    #[error(
-        "the provider supports neither client_secret_basic nor client_secret_post at its token \
-         endpoint (it lists {0})"
-    )]
-    NoClientAuthMethod(String),
-    #[error("the provider does not support PKCE with S256 (it lists {0})")]
-    NoPkce(String),
-    #[error("fetching the provider's keys from {url} failed: {source}")]
-    Keys {
-        url: String,
-        #[source]
-        source: HttpError,
-    },
-    #[error("the provider's key set at {url} is invalid: {source}")]
-    KeySet {
-        url: String,
-        #[source]
-        source: JwksError,
-    },
-    #[error("{0}")]
-    Random(#[from] RandomError),
-    #[error("the login's state parameter is malformed")]
-    MalformedState,
-    #[error("the authorization code is malformed")]
-    MalformedCode,
-    #[error("unknown or already used login attempt (the state does not match a started login)")]
-    UnknownState,
-    #[error("the login attempt expired (it must finish within {} minutes)", PENDING_TTL.as_secs() / 60)]
-    StateExpired,
-    #[error("the login was started in another browser (the state cookie does not match)")]
-    StateMismatch,
-    #[error("the token request failed: {0}")]
-    TokenRequest(#[source] HttpError),
-    #[error("the token endpoint refused the code: HTTP {status}{}", detail(.error.as_deref(), .description.as_deref()))]
-    TokenRefused {
-        status: u16,
-        error: Option<String>,
-        description: Option<String>,
-    },
-    #[error("the token endpoint's answer is invalid: {0}")]
-    TokenResponse(String),
-    #[error("the ID token is refused: {0}")]
-    IdToken(#[from] IdTokenError),
-    #[error("the user info request failed: {0}")]
-    UserInfoRequest(#[source] HttpError),
-    #[error("the user info endpoint answered HTTP {0}")]
-    UserInfoStatus(u16),
-    #[error("the user info answer is invalid: {0}")]
-    UserInfoResponse(String),
-    #[error("the user info is about another subject than the ID token")]
-    UserInfoSubject,
-    #[error("the identity provider sent no user name (no {claim:?} claim and no email)")]
-    NoUsername { claim: String },
-    #[error(
-        "the identity provider's {claim:?} claim {value:?} is not a valid nkvm user name (1 to 64 \
-         of lowercase letters, digits, `.`, `_`, `@` and `-`)"
-    )]
-    InvalidUsername { claim: String, value: String },
-    #[error(
-        "the identity provider does not confirm that the email address {0:?} is verified \
-         (email_verified must be true to use it as the user name)"
-    )]
-    EmailNotVerified(String),
-}
-
-fn detail(error: Option<&str>, description: Option<&str>) -> String {
-    match (error, description) {
-        (Some(e), Some(d)) => format!(" ({e}: {d})"),
-        (Some(e), None) => format!(" ({e})"),
-        (None, Some(d)) => format!(" ({d})"),
-        (None, None) => String::new(),
-    }
-}
-
-/// Why an ID token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdTokenError {
-    #[error("{0}")]
-    Signature(#[from] JwsError),
-    #[error("its claims are not a JSON object")]
-    Claims,
-    #[error("it was issued by {0:?}, not the configured issuer")]
-    Issuer(String),
-    #[error("it is not meant for this client (aud)")]
-    Audience,
-    #[error("it was issued to another party (azp)")]
-    AuthorizedParty,
-    #[error("it has expired")]
-    Expired,
-    #[error("it has no valid exp claim")]
-    NoExpiry,
-    #[error("it has no valid iat claim")]
-    NoIssuedAt,
-    #[error("it was issued in the future (iat)")]
-    IssuedInFuture,
-    #[error("it is not valid yet (nbf)")]
-    NotYetValid,
-    #[error("its nonce does not match this login")]
-    Nonce,
-    #[error("it has no subject")]
-    NoSubject,
-}
-
 /// A login handed to the identity provider: send the browser to `url`; keep `state` in a cookie
 /// for [`OidcClient::finish`].
 #[derive(Clone)]
@@ -293,113 +96,6 @@ pub struct Completed {
     pub role: Option<Role>,
     /// Where to send the browser now (a local path).
     pub next: String,
-}
-
-/// A local path to return to after login: absolute, not protocol-relative, no backslashes, no
-/// whitespace or control characters (browsers drop tabs and newlines from URLs, which would turn
-/// `/\t/host` into `//host`), not an `/auth/` endpoint, at most 2048 bytes. Anything else is `/`.
-pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.starts_with("/auth/")
-                && path.len() <= 2048
-                && !path
-                    .chars()
-                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
-        {
-            path.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
-}
-
-/// Longest provider `error` code quoted, in bytes.
-pub const MAX_ERROR_CODE_LEN: usize = 64;
-
-/// `text` when it is a plausible OAuth 2.0 `error` code (RFC 6749 §4.1.2.1: 1 or more of
-/// %x20-21 / %x23-5B / %x5D-7E, so no quotes, backslashes or control characters), at most
-/// [`MAX_ERROR_CODE_LEN`] bytes; `None` otherwise.
-pub fn error_code(text: &str) -> Option<&str> {
-    let fits = |b: u8| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E);
-    (!text.is_empty() && text.len() <= MAX_ERROR_CODE_LEN && text.bytes().all(fits)).then_some(text)
-}
-
-/// A configured value for an error message: printable, at most 128 characters.
-pub(crate) fn shown(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(128)
-        .collect();
-    if value.chars().count() > 128 {
-        out.push('…');
-    }
-    out
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// Whether `url` may carry codes and tokens: https, or http to a loopback host.
-fn is_secure_enough(url: &Url) -> bool {
-    url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url))
-}
-
-/// The issuer as an URL, checked: https (http only on loopback), no query, fragment or
-/// credentials.
-pub fn parse_issuer(issuer: &str) -> Result<Url, OidcError> {
-    let invalid = |reason| OidcError::InvalidIssuer {
-        url: shown(issuer),
-        reason,
-    };
-    let url = Url::parse(issuer).map_err(|_| invalid("not an absolute URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid("not an http(s) URL"));
-    }
-    if !is_secure_enough(&url) {
-        return Err(invalid(
-            "http is only allowed for a loopback issuer; use https",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("an issuer has no query or fragment"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("an issuer has no user or password"));
-    }
-    Ok(url)
-}
-
-/// The redirect URL, checked: absolute http(s) (http only on loopback), ending in
-/// [`CALLBACK_PATH`], no query or fragment.
-pub fn parse_redirect_url(text: &str) -> Result<Url, OidcError> {
-    let invalid = |reason: &str| OidcError::InvalidRedirectUrl {
-        url: shown(text),
-        reason: reason.to_owned(),
-    };
-    let url = Url::parse(text).map_err(|_| invalid("not an absolute URL"))?;
-    if !is_secure_enough(&url) {
-        return Err(invalid(
-            "it must be https (http only on a loopback host): the code travels in it",
-        ));
-    }
-    if url.path() != CALLBACK_PATH {
-        return Err(invalid(&format!(
-            "its path must be {CALLBACK_PATH} (nkvm's callback route)"
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("it must have no query or fragment"));
-    }
-    Ok(url)
 }
 
 fn check_token_text(text: &str) -> bool {
@@ -441,105 +137,6 @@ struct Discovery {
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     code_challenge_methods_supported: Option<Vec<String>>,
-}
-
-/// A login waiting for the provider's callback.
-struct Pending {
-    verifier: String,
-    nonce: String,
-    next: String,
-    /// Who started it ([`client_key`] of the address).
-    client: IpAddr,
-    created: Instant,
-}
-
-/// The client a login in progress is counted against: an IPv4 address (IPv4-mapped IPv6 ones
-/// included), or the /64 prefix of an IPv6 address (one host usually has a whole /64).
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !u128::from(u64::MAX),
-            )),
-        },
-    }
-}
-
-/// Logins in progress, by state. One-time: [`PendingLogins::take`] removes the entry.
-struct PendingLogins {
-    entries: Mutex<HashMap<String, Pending>>,
-    ttl: Duration,
-    max: usize,
-    max_per_client: usize,
-}
-
-/// The state of the oldest entry among `entries` that `keep` selects.
-fn oldest<'a>(
-    entries: impl Iterator<Item = (&'a String, &'a Pending)>,
-    keep: impl Fn(&Pending) -> bool,
-) -> Option<String> {
-    entries
-        .filter(|(_, p)| keep(p))
-        .min_by_key(|(_, p)| p.created)
-        .map(|(k, _)| k.clone())
-}
-
-impl PendingLogins {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Remembers `pending`. A client at its limit loses its own oldest login; when all clients
-    /// together are at the limit, the client with the most logins in progress loses its oldest.
-    fn insert(&self, state: String, pending: Pending, now: Instant) {
-        let mut entries = self.lock();
-        let client = pending.client;
-        let count = |entries: &HashMap<String, Pending>| {
-            entries.values().filter(|p| p.client == client).count()
-        };
-        let ttl = self.ttl;
-        if entries.len() >= self.max || count(&entries) >= self.max_per_client {
-            entries.retain(|_, p| now.saturating_duration_since(p.created) < ttl);
-        }
-        while count(&entries) >= self.max_per_client.max(1) {
-            let Some(state) = oldest(entries.iter(), |p| p.client == client) else {
-                break;
-            };
-            entries.remove(&state);
-        }
-        while entries.len() >= self.max.max(1) {
-            let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
-            for p in entries.values() {
-                *per_client.entry(p.client).or_default() += 1;
-            }
-            let Some(heaviest) = per_client.values().copied().max() else {
-                break;
-            };
-            let Some(state) = oldest(entries.iter(), |p| per_client[&p.client] == heaviest) else {
-                break;
-            };
-            entries.remove(&state);
-        }
-        entries.insert(state, pending);
-    }
-
-    fn take(&self, state: &str, now: Instant) -> Result<Pending, OidcError> {
-        let pending = self.lock().remove(state).ok_or(OidcError::UnknownState)?;
-        if now.saturating_duration_since(pending.created) >= self.ttl {
-            return Err(OidcError::StateExpired);
-        }
-        Ok(pending)
-    }
-
-    fn expire(&self, now: Instant) -> usize {
-        let mut entries = self.lock();
-        let before = entries.len();
-        let ttl = self.ttl;
-        entries.retain(|_, p| now.saturating_duration_since(p.created) < ttl);
-        before - entries.len()
-    }
 }
 
 /// A configured, discovered OpenID provider, and the logins in progress with it. Cheap to clone.
@@ -734,12 +331,7 @@ impl OidcClient {
                 provider,
                 http,
                 keys: Mutex::new(Arc::new(keys)),
-                pending: PendingLogins {
-                    entries: Mutex::new(HashMap::new()),
-                    ttl,
-                    max: max_pending,
-                    max_per_client: max_pending_per_client,
-                },
+                pending: PendingLogins::new(ttl, max_pending, max_pending_per_client),
             }),
         })
     }
@@ -1002,139 +594,6 @@ impl OidcClient {
         }
         serde_json::from_slice(&answer.body)
             .map_err(|_| OidcError::UserInfoResponse("it is not a JSON object".to_owned()))
-    }
-}
-
-async fn fetch_keys(http: &HttpClient, url: &Url) -> Result<Jwks, OidcError> {
-    let answer = http
-        .get(url, None)
-        .await
-        .map_err(|source| OidcError::Keys {
-            url: url.to_string(),
-            source,
-        })?;
-    if answer.status != ::http::StatusCode::OK {
-        return Err(OidcError::KeySet {
-            url: url.to_string(),
-            source: JwksError::Document(format!("HTTP {}", answer.status.as_u16())),
-        });
-    }
-    Jwks::from_json(&answer.body).map_err(|source| OidcError::KeySet {
-        url: url.to_string(),
-        source,
-    })
-}
-
-fn number(claims: &Map<String, Value>, name: &str) -> Option<i64> {
-    let value = claims.get(name)?;
-    // Whole seconds; fractions are cut (allowed by RFC 7519's NumericDate).
-    #[allow(clippy::cast_possible_truncation, reason = "checked to be in range")]
-    value.as_i64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.is_finite() && f.abs() < 1e15)
-            .map(|f| f as i64)
-    })
-}
-
-/// The standard checks of an ID token's claims (OpenID Connect Core 3.1.3.7).
-fn check_claims(
-    claims: &Map<String, Value>,
-    issuer: &str,
-    client_id: &str,
-    nonce: &str,
-    now: i64,
-) -> Result<(), IdTokenError> {
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if iss != issuer {
-        return Err(IdTokenError::Issuer(shown(iss)));
-    }
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(one)) => vec![one.as_str()],
-        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    if !audiences.contains(&client_id) {
-        return Err(IdTokenError::Audience);
-    }
-    match claims.get("azp") {
-        Some(Value::String(azp)) if azp == client_id => {}
-        Some(_) => return Err(IdTokenError::AuthorizedParty),
-        None if audiences.len() > 1 => return Err(IdTokenError::AuthorizedParty),
-        None => {}
-    }
-    let exp = number(claims, "exp").ok_or(IdTokenError::NoExpiry)?;
-    if now > exp.saturating_add(LEEWAY_SECONDS) {
-        return Err(IdTokenError::Expired);
-    }
-    let iat = number(claims, "iat").ok_or(IdTokenError::NoIssuedAt)?;
-    if iat > now.saturating_add(LEEWAY_SECONDS) {
-        return Err(IdTokenError::IssuedInFuture);
-    }
-    if claims.contains_key("nbf") {
-        let nbf = number(claims, "nbf").ok_or(IdTokenError::NotYetValid)?;
-        if nbf > now.saturating_add(LEEWAY_SECONDS) {
-            return Err(IdTokenError::NotYetValid);
-        }
-    }
-    let token_nonce = claims
-        .get("nonce")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !constant_time_eq(token_nonce.as_bytes(), nonce.as_bytes()) {
-        return Err(IdTokenError::Nonce);
-    }
-    Ok(())
-}
-
-/// The nkvm user name: the configured claim, else a verified `email`; lowercased, then checked.
-fn username_from(claims: &Map<String, Value>, claim: &str) -> Result<String, OidcError> {
-    let (used, value) =
-        if let Some(value) = claims.get(claim).and_then(Value::as_str) {
-            (claim, value)
-        } else {
-            let email = claims.get("email").and_then(Value::as_str).ok_or_else(|| {
-                OidcError::NoUsername {
-                    claim: claim.to_owned(),
-                }
-            })?;
-            ("email", email)
-        };
-    // An unverified address may belong to anybody who typed it in at the provider: the email
-    // names the user only when the provider vouches for it (a missing claim vouches for nothing).
-    if used == "email"
-        && !claims
-            .get("email_verified")
-            .is_some_and(|v| v == &Value::Bool(true) || v == &Value::String("true".into()))
-    {
-        return Err(OidcError::EmailNotVerified(shown(value)));
-    }
-    let name = value.trim().to_ascii_lowercase();
-    if !is_valid_name(&name) {
-        return Err(OidcError::InvalidUsername {
-            claim: used.to_owned(),
-            value: shown(value),
-        });
-    }
-    Ok(name)
-}
-
-/// The user's groups: a list of strings (other entries ignored) or one string; bounded.
-fn groups_from(claims: &Map<String, Value>, claim: &str) -> Vec<String> {
-    let keep = |g: &str| !g.is_empty() && g.len() <= MAX_GROUP_LEN;
-    match claims.get(claim) {
-        Some(Value::String(one)) if keep(one) => vec![one.clone()],
-        Some(Value::Array(many)) => many
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|g| keep(g))
-            .take(MAX_GROUPS)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
     }
 }
 

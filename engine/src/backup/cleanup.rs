@@ -400,9 +400,7 @@ pub async fn recover(
         report.uploads_aborted.extend(aborted);
         report.warnings.extend(warnings);
     }
-    for warning in &report.warnings {
-        tracing::warn!(%warning, "recovery");
-    }
+    // The caller reports the warnings (the server logs them, the CLI prints them once).
     Ok(report)
 }
 

@@ -284,45 +284,6 @@ pub struct ProgressEvent {
     pub message: Option<String>,
 }
 
-/// The id of the nkvm instance owning `data_dir` (the value of its helpers' [`pod::LABEL_INSTANCE`]
-/// label): read from `<data_dir>/instance-id`, created with 16 random hex digits when missing. Two
-/// data directories never share an id, so start-up recovery of one never deletes the other's
-/// helpers.
-pub fn instance_id(data_dir: &std::path::Path) -> std::io::Result<String> {
-    use std::hash::{BuildHasher, Hasher};
-    let path = data_dir.join("instance-id");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let id = text.trim();
-            if !id.is_empty()
-                && id.len() <= 63
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                return Ok(id.to_owned());
-            }
-            Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} does not hold a valid instance id", path.display()),
-            ))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)?;
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default(),
-            );
-            hasher.write_u32(std::process::id());
-            let id = format!("{:016x}", hasher.finish());
-            std::fs::write(&path, format!("{id}\n"))?;
-            Ok(id)
-        }
-        Err(err) => Err(err),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,17 +330,5 @@ mod tests {
         assert_eq!(value["status"], "failed");
         assert_eq!(value["stage"], "preflight");
         assert_eq!(value["artifact"], serde_json::Value::Null);
-    }
-
-    #[test]
-    fn instance_ids_persist_per_data_dir() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let first = instance_id(a.path()).unwrap();
-        assert_eq!(first.len(), 16);
-        assert_eq!(instance_id(a.path()).unwrap(), first);
-        assert_ne!(instance_id(b.path()).unwrap(), first);
-        std::fs::write(a.path().join("instance-id"), "bad id!").unwrap();
-        assert!(instance_id(a.path()).is_err());
     }
 }

@@ -193,7 +193,8 @@ pub async fn scan(client: &Client, opts: &InventoryOptions) -> Result<Inventory,
 /// How an inventory is joined with the backup history.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryJoin<'a> {
-    /// The history database; `None` when there is none yet (every PVC is then "never backed up").
+    /// The history database; `None` when there is none: backup ages are then unknown (no
+    /// `last_success_at`, no freshness flags), never guessed as "never backed up".
     pub store: Option<&'a Store>,
     /// A last success older than this flags the PVC `stale-backup` (`None`: never).
     pub stale_after: Option<Duration>,
@@ -211,13 +212,13 @@ pub async fn scan_with_history(
     history: HistoryJoin<'_>,
 ) -> Result<Inventory, InventoryError> {
     let mut inventory = scan(client, opts).await?;
-    let last_success = match history.store {
-        Some(store) => store
-            .last_success_by_uid()
-            .await
-            .map_err(InventoryError::History)?,
-        None => std::collections::HashMap::new(),
+    let Some(store) = history.store else {
+        return Ok(inventory);
     };
+    let last_success = store
+        .last_success_by_uid()
+        .await
+        .map_err(InventoryError::History)?;
     apply_history(
         &mut inventory.pvcs,
         &last_success,

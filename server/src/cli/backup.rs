@@ -21,7 +21,7 @@ use crate::config::{BackupTuning, GlobalOptions};
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// PVCs to back up, as NAMESPACE/NAME
-    #[arg(value_name = "NS/PVC", required = true, value_parser = parse_target)]
+    #[arg(value_name = "NS/PVC", required = true, value_parser = PvcRef::parse)]
     pub targets: Vec<PvcRef>,
 
     #[command(flatten)]
@@ -35,10 +35,6 @@ pub struct BackupArgs {
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
-}
-
-fn parse_target(text: &str) -> Result<PvcRef, String> {
-    text.parse::<PvcRef>().map_err(|e| e.to_string())
 }
 
 /// Who started the runs: the CLI and the local user, for history and the audit trail.
@@ -72,11 +68,15 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
             .get(name)
             .with_context(|| format!("--destination {name}"))?;
     }
-    let (instance, store) = global.open_data_dir().await?;
+    let data = global.open_data_dir("nkvm backup").await?;
     let cluster = super::connect(global).await?;
-    let engine = Connection::new(cluster, store, options(global, &args, instance)?)
-        .context("cannot set up the backup engine")?
-        .backups;
+    let engine = Connection::new(
+        cluster,
+        data.store.clone(),
+        options(global, &args, data.instance.clone())?,
+    )
+    .context("cannot set up the backup engine")?
+    .backups;
 
     let report = engine
         .recover(allowlist.as_deref())
@@ -112,20 +112,28 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
 
     let show_progress = args.output == Output::Table && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
-    let cancel_on_interrupt = {
+    let cancel_on_signal = {
         let engine = engine.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let cancelled = engine.cancel_all();
-                eprintln!("interrupted: cancelling {cancelled} backup(s) and cleaning up...");
-            }
+            let which = crate::signals::termination().await;
+            let cancelled = engine.cancel_all();
+            eprintln!(
+                "{}: cancelling {cancelled} backup(s) and cleaning up...",
+                which.name()
+            );
+            which
         })
     };
 
     let results = engine
         .run_batch_to(args.targets, args.destination.as_deref(), &requester())
         .await;
-    cancel_on_interrupt.abort();
+    let signalled = if cancel_on_signal.is_finished() {
+        cancel_on_signal.await.ok()
+    } else {
+        cancel_on_signal.abort();
+        None
+    };
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -141,15 +149,23 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
     }
 
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&results)?),
-        Output::Table => print!("{}", render_table(&results)),
+        Output::Json => super::emit_json(&results)?,
+        Output::Table => super::emit(&render_table(&results))?,
     }
-    let failed = results.iter().any(|r| r.status != ResultStatus::Succeeded);
-    Ok(if failed {
+    drop(data);
+    Ok(exit_code(&results, signalled))
+}
+
+/// 130/143/129 when a signal cancelled the batch, 1 when any backup failed, else 0.
+fn exit_code(results: &[BackupResult], signalled: Option<crate::signals::Termination>) -> ExitCode {
+    if let Some(which) = signalled {
+        return which.exit_code();
+    }
+    if results.iter().any(|r| r.status != ResultStatus::Succeeded) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// One stderr line per stage change and every few seconds while streaming.

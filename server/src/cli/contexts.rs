@@ -15,7 +15,7 @@ pub fn run(global: &GlobalOptions, output: Output) -> anyhow::Result<ExitCode> {
     let contexts = connection::list_contexts(&global.connection_source()?)
         .context("cannot list kubeconfig contexts")?;
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&contexts)?),
+        Output::Json => super::emit_json(&contexts)?,
         Output::Table => {
             let rows: Vec<Vec<String>> = contexts
                 .contexts
@@ -31,10 +31,10 @@ pub fn run(global: &GlobalOptions, output: Output) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                table::render(&["CURRENT", "NAME", "CLUSTER", "USER", "NAMESPACE"], &rows)
-            );
+            super::emit(&table::render(
+                &["CURRENT", "NAME", "CLUSTER", "USER", "NAMESPACE"],
+                &rows,
+            ))?;
         }
     }
     Ok(ExitCode::SUCCESS)

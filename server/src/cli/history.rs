@@ -7,13 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use nkvm_engine::domain::format::{format_bytes, format_duration};
-use nkvm_engine::domain::names::check_namespace;
 use nkvm_engine::domain::{PvcRef, RunStatus};
-use nkvm_engine::store::{self, RunFilter, RunRecord, Store};
+use nkvm_engine::store::{self, RunFilter, RunRecord};
 
 use super::{Output, table};
 use crate::config::GlobalOptions;
@@ -32,7 +30,7 @@ pub struct HistoryArgs {
         short = 'n',
         long,
         value_name = "NS",
-        value_parser = |ns: &str| check_namespace(ns).map(|()| ns.to_owned())
+        value_parser = crate::config::namespace_arg
     )]
     pub namespace: Option<String>,
 
@@ -79,30 +77,27 @@ impl HistoryArgs {
 pub async fn run(global: &GlobalOptions, args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let (path, runs) = load(global, &args).await?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Output::Json => super::emit_json(&runs)?,
         Output::Table if runs.is_empty() => {
-            println!("No backup runs match (history: {}).", path.display());
+            super::emit(&format!(
+                "No backup runs match (history: {}).\n",
+                path.display()
+            ))?;
         }
-        Output::Table => print!("{}", render_table(&runs)),
+        Output::Table => super::emit(&render_table(&runs))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens (creating when missing) the data directory's database and runs the query.
+/// Reads the data directory's database (read-only, creating nothing) and runs the query; no
+/// database is an empty history, said on stderr.
 async fn load(
     global: &GlobalOptions,
     args: &HistoryArgs,
 ) -> anyhow::Result<(PathBuf, Vec<RunRecord>)> {
-    tokio::fs::create_dir_all(&global.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot create the data directory {} (set --data-dir or NKVM_DATA_DIR)",
-                global.data_dir.display()
-            )
-        })?;
-    let path = store::database_path(&global.data_dir);
-    let store = Store::open(&path).await?;
+    let Some((path, store)) = super::read_history(global).await? else {
+        return Ok((store::database_path(&global.data_dir), Vec::new()));
+    };
     let runs = store.recent_runs(&args.filter()).await;
     store.close().await;
     Ok((path, runs?))
@@ -348,7 +343,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn creates_a_missing_database_and_reads_it() {
+    async fn reads_without_creating_anything() {
         let dir = TempDir::new();
         let data_dir = dir.0.join("fresh");
         let data = data_dir.to_str().unwrap();
@@ -356,9 +351,14 @@ mod tests {
         let (path, runs) = load(&cli.global, &cli.args).await.unwrap();
         assert!(runs.is_empty());
         assert_eq!(path, data_dir.join("nkvm.db"));
-        assert!(path.exists());
+        assert!(
+            !data_dir.exists(),
+            "reading history created {}",
+            data_dir.display()
+        );
 
-        let store = Store::open(&path).await.unwrap();
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let store = nkvm_engine::store::Store::open(&path).await.unwrap();
         for (i, (ns, pvc)) in [("shop", "data"), ("blog", "data"), ("shop", "logs")]
             .into_iter()
             .enumerate()

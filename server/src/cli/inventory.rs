@@ -7,7 +7,6 @@ use clap::Args;
 use nkvm_engine::domain::PvcRecord;
 use nkvm_engine::domain::format::access_mode_short;
 use nkvm_engine::inventory::{self, Inventory, Scope};
-use nkvm_engine::store::{self, Store};
 
 use super::{Output, table};
 use crate::config::GlobalOptions;
@@ -15,7 +14,7 @@ use crate::config::GlobalOptions;
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
     /// Namespace to scan (repeatable) [default: every allowed namespace]
-    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    #[arg(short = 'n', long = "namespace", value_name = "NS", value_parser = crate::config::namespace_arg)]
     pub namespaces: Vec<String>,
 
     /// Output format
@@ -38,7 +37,7 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
     // Checked before connecting, so that a bad filter fails fast without touching the cluster.
     let scope = inventory::resolve_scope(&options)?;
     let cluster = super::connect(global).await?;
-    let store = history_store(global).await?;
+    let store = super::read_history(global).await?.map(|(_, store)| store);
     let stale_after = (args.stale_after_hours > 0)
         .then(|| std::time::Duration::from_secs(args.stale_after_hours.saturating_mul(3600)));
     let history = inventory::HistoryJoin {
@@ -72,19 +71,10 @@ pub async fn run(global: &GlobalOptions, args: InventoryArgs) -> anyhow::Result<
         );
     }
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&inventory.pvcs)?),
-        Output::Table => print!("{}", render_table(&inventory.pvcs)),
+        Output::Json => super::emit_json(&inventory.pvcs)?,
+        Output::Table => super::emit(&render_table(&inventory.pvcs))?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The history database, when there is one (reading the inventory never creates files).
-async fn history_store(global: &GlobalOptions) -> anyhow::Result<Option<Store>> {
-    let path = store::database_path(&global.data_dir);
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Ok(None);
-    }
-    Ok(Some(Store::open(&path).await?))
 }
 
 /// True when every namespace in scope was refused (an all-namespaces scan fails instead of refusing).

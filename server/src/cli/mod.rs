@@ -90,16 +90,88 @@ fn hash_password() -> anyhow::Result<ExitCode> {
     let password = password.strip_suffix('\r').unwrap_or(password);
     let hash =
         nkvm_engine::auth::users::hash_password(password).context("cannot hash the password")?;
-    println!("{hash}");
+    emit(&format!("{hash}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Connects with the global options' credentials.
+/// A write to stdout found the reading end closed (`nkvm inventory | head`): the reader has what
+/// it wanted, so the command ends quietly.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct ClosedPipe;
+
+/// An error and its causes on one line, "outer: cause: root cause", for people: a Kubernetes
+/// client error is put in words ([`nkvm_engine::kubeapi::describe`], never its debug dump), and a
+/// cause already said by the text before it is not repeated.
+pub fn describe_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        // The Kubernetes client's own errors end the chain: put in words, with their root cause.
+        let last = cause.is::<kube::Error>() || cause.is::<kube::config::KubeconfigError>();
+        let said = if let Some(kube_error) = cause.downcast_ref::<kube::Error>() {
+            nkvm_engine::kubeapi::describe(kube_error)
+        } else if last {
+            nkvm_engine::kubeapi::root_cause(cause)
+        } else {
+            cause.to_string()
+        };
+        if !said.is_empty() && !text.contains(&said) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&said);
+        }
+        if last {
+            break;
+        }
+    }
+    text
+}
+
+/// Writes command output to stdout; a closed pipe becomes [`ClosedPipe`] instead of a panic.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        other => Ok(other?),
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline to stdout (see [`emit`]).
+pub fn emit_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    emit(&text)
+}
+
+/// The data directory's history database opened read-only, with its path; `None` (and a warning on
+/// stderr) when there is none yet. Reading never creates files.
+pub async fn read_history(
+    global: &GlobalOptions,
+) -> anyhow::Result<Option<(std::path::PathBuf, nkvm_engine::store::Store)>> {
+    let path = nkvm_engine::store::database_path(&global.data_dir);
+    if let Some(store) = nkvm_engine::store::Store::open_read_only(&path).await? {
+        return Ok(Some((path, store)));
+    }
+    eprintln!(
+        "warning: no history at {}; backup ages unknown (set --data-dir or NKVM_DATA_DIR to the \
+         directory backups write to)",
+        path.display()
+    );
+    Ok(None)
+}
+
+/// Connects with the global options' credentials and checks the connection with one request
+/// (`GET /version`), so that a wrong address, an untrusted certificate or rejected credentials are
+/// reported once, naming the API server, before any work starts.
 pub async fn connect(global: &GlobalOptions) -> anyhow::Result<Cluster> {
     let source = global.connection_source()?;
-    connection::connect(&source, &global.connect_options())
+    let cluster = connection::connect(&source, &global.connect_options())
         .await
-        .with_context(|| format!("cannot connect to the cluster ({})", source.label()))
+        .with_context(|| format!("cannot connect to the cluster ({})", source.label()))?;
+    cluster.probe(global.request_timeout()).await?;
+    Ok(cluster)
 }
 
 #[cfg(test)]

@@ -378,7 +378,8 @@ impl ServeArgs {
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow: a server without a way to log in must not start.
     let auth_mode = args.auth_mode().await?;
-    let (instance, store) = global.open_data_dir().await?;
+    let data = global.open_data_dir("nkvm serve").await?;
+    let (instance, store) = (data.instance.clone(), data.store.clone());
     let source = global.connection_source()?;
     let cluster = super::connect(global).await?;
     tracing::info!(
