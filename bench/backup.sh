@@ -68,50 +68,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- fixture ---------------------------------------------------------------------------------
-if [[ -z $reuse ]]; then
-echo "--- namespace $ns: PVCs and consumer pods" >&2
-"$K" create namespace "$ns" >/dev/null
-for pvc in data tiny; do
-  "$K" apply -n "$ns" -f - >/dev/null <<EOF
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: $pvc}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 4Gi}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: app-$pvc}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: nkvm.local/workload:1
-    imagePullPolicy: Never
-    command: [sleep, "86400"]
-    volumeMounts: [{name: data, mountPath: /data}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: $pvc}}]
-EOF
-done
-fi
-"$K" wait -n "$ns" --for=condition=Ready pod/app-data pod/app-tiny --timeout=180s >/dev/null
-hostdir() {
-  local pv
-  pv="$("$K" get pvc -n "$ns" "$1" -o jsonpath='{.spec.volumeName}')"
-  "$K" get pv "$pv" -o jsonpath='{.spec.hostPath.path}'
-}
-src="$(hostdir data)"
-tiny="$(hostdir tiny)"
-echo "tiny volume" >"$tiny/hello.txt"
-
-if [[ -z $reuse ]]; then
-echo "--- filling $src (deterministic, seed 42)" >&2
-python3 bench/fixture.py "$src"
-fi
-sync
-read -r src_bytes src_files < <(python3 bench/fixture.py --count "$src")
-echo "fixture: $src_bytes bytes in $src_files files" >&2
+source bench/fixture.sh
+bench_fixture "$ns" "$reuse"
 
 # --- measurement helpers ---------------------------------------------------------------------
 # CPU seconds (utime+stime, plus reaped children for the shims) of the cluster components.

@@ -384,27 +384,7 @@ async fn s3_server_stopped_mid_upload_fails_at_a_named_step_with_nothing_under_t
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir(data.path().join("own-bucket")).unwrap();
     let port = free_port();
-    let ca_dir = Path::new(servers.get("NKVM_TEST_SERVERS_DIR")).join("ca");
-    let start = || {
-        let mut command = tokio::process::Command::new(servers.get("NKVM_TEST_VERSITYGW"));
-        command
-            .env(
-                "ROOT_ACCESS_KEY_ID",
-                servers.file("NKVM_TEST_S3_ACCESS_KEY_ID_FILE"),
-            )
-            .env(
-                "ROOT_SECRET_ACCESS_KEY",
-                servers.file("NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE"),
-            )
-            .args(["--port", &format!("127.0.0.1:{port}"), "--quiet"])
-            .arg("--cert")
-            .arg(ca_dir.join("server.pem"))
-            .arg("--key")
-            .arg(ca_dir.join("server.key"))
-            .arg("posix")
-            .arg(data.path());
-        OwnServer::start(command, port)
-    };
+    let start = || servers.start_own_s3(port, data.path());
     let mut server = start().await;
     let d = destination(&format!(
         "{{name: under-test, type: s3, endpoint: 'https://127.0.0.1:{port}', bucket: own-bucket, \

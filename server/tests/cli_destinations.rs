@@ -13,19 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::PostParams;
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use support::{
+    NamespaceGuard, client, create_claim, fixture_namespace, from_json, kubeconfig_path,
+};
 
-fn kubeconfig_path() -> String {
-    std::env::var("NKVM_TEST_KUBECONFIG").expect(
-        "NKVM_TEST_KUBECONFIG must point at the test cluster's kubeconfig \
-         (scripts/test-all.sh sets it after end2end/cluster/up)",
-    )
-}
+mod support;
 
 /// `NAME=value` lines of the env file written by `end2end/servers/up`.
 fn servers_env() -> HashMap<String, String> {
@@ -44,32 +41,6 @@ fn servers_env() -> HashMap<String, String> {
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
-}
-
-async fn client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig");
-    Client::try_from(config).expect("client")
-}
-
-/// Deletes the namespace when dropped (on its own runtime: the test's is blocked while dropping).
-struct NamespaceGuard(String);
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async {
-                let _ = Api::<Namespace>::all(client().await)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-        })
-        .join();
-    }
 }
 
 /// Stops a `nkvm serve` when dropped.
@@ -187,32 +158,9 @@ fn setup(servers: &HashMap<String, String>) -> Setup {
 /// A namespace with a claim filled by a pod (files, a symlink, 6 MiB of random data); returns the
 /// namespace guard and the volume's host directory (a hostPath volume on this machine).
 async fn volume(client: &Client) -> (NamespaceGuard, String, PathBuf) {
-    let ns = format!(
-        "cli-dst-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &from(json!({"metadata": {"name": ns}})),
-        )
-        .await
-        .unwrap();
-    let guard = NamespaceGuard(ns.clone());
+    let (ns, guard) = fixture_namespace(client, "cli-dst").await;
+    create_claim(client, &ns, "data", "ReadWriteOnce").await;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    claims
-        .create(
-            &PostParams::default(),
-            &from(
-                json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}}}}),
-            ),
-        )
-        .await
-        .unwrap();
     let script = "mkdir -p /data/docs && echo hello > /data/docs/a.txt && \
                   ln -s docs/a.txt /data/link && \
                   dd if=/dev/urandom of=/data/blob bs=1M count=6 2>/dev/null && \
@@ -220,7 +168,7 @@ async fn volume(client: &Client) -> (NamespaceGuard, String, PathBuf) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     pods.create(
         &PostParams::default(),
-        &from(json!({"metadata": {"name": "app"}, "spec": {
+        &from_json(json!({"metadata": {"name": "app"}, "spec": {
             "terminationGracePeriodSeconds": 0,
             "containers": [{"name": "main", "image": "nkvm.local/workload:1",
                 "imagePullPolicy": "Never", "command": ["sh", "-c", script],
@@ -277,10 +225,6 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
         }
     }
     out
-}
-
-fn from<T: serde::de::DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).expect("fixture json")
 }
 
 fn free_port() -> u16 {

@@ -268,22 +268,35 @@ impl<'a> Run<'a> {
     /// The history row names the destination and the archive's key from the start, so that
     /// recovery finds what an interrupted run left there.
     async fn record_destination(&mut self, keys: &ArtifactKeys) -> Result<(), BackupError> {
-        let Some(row) = self.row else {
-            return Ok(());
-        };
         let update = RunUpdate {
             destination: Some(self.destination.name().to_owned()),
             object_key: Some(keys.archive.clone()),
             ..RunUpdate::default()
         };
+        self.update_row(&update, || {
+            "could not record the run's destination in the history database; check that the \
+             data directory is writable"
+                .to_owned()
+        })
+        .await
+    }
+
+    /// Writes `update` to the run's history row (when it has one); a failure is a `record` error
+    /// with `message`.
+    async fn update_row(
+        &self,
+        update: &RunUpdate,
+        message: impl FnOnce() -> String,
+    ) -> Result<(), BackupError> {
+        let Some(row) = self.row else {
+            return Ok(());
+        };
         self.inner
             .store
-            .update_run(row, &update)
+            .update_run(row, update)
             .await
             .map_err(|source| BackupError::Record {
-                message: "could not record the run's destination in the history database; check \
-                          that the data directory is writable"
-                    .to_owned(),
+                message: message(),
                 source,
             })
     }
@@ -580,9 +593,6 @@ impl<'a> Run<'a> {
         finished_at: jiff::Timestamp,
     ) -> Result<(), BackupError> {
         self.enter(Stage::Record);
-        let Some(row) = self.row else {
-            return Ok(());
-        };
         let counts = archive.counts;
         let update = RunUpdate {
             status: Some(RunStatus::Succeeded),
@@ -605,18 +615,14 @@ impl<'a> Run<'a> {
             object_key: Some(committed.key.clone()),
             ..RunUpdate::default()
         };
-        self.inner
-            .store
-            .update_run(row, &update)
-            .await
-            .map_err(|source| BackupError::Record {
-                message: format!(
-                    "the archive {} is complete and verified, but the history database could not \
-                     record it; it is still usable (check it with its .sha256 file)",
-                    committed.uri
-                ),
-                source,
-            })
+        self.update_row(&update, || {
+            format!(
+                "the archive {} is complete and verified, but the history database could not \
+                 record it; it is still usable (check it with its .sha256 file)",
+                committed.uri
+            )
+        })
+        .await
     }
 
     /// Cleanup, history and the result, on every path.

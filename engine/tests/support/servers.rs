@@ -42,6 +42,30 @@ impl Servers {
         })
     }
 
+    /// Starts a versitygw of the caller's own (to kill) on `127.0.0.1:port`, serving the buckets
+    /// (directories) under `data`, with the test servers' credentials and certificate.
+    pub async fn start_own_s3(&self, port: u16, data: &Path) -> OwnServer {
+        let ca_dir = Path::new(self.get("NKVM_TEST_SERVERS_DIR")).join("ca");
+        let mut command = tokio::process::Command::new(self.get("NKVM_TEST_VERSITYGW"));
+        command
+            .env(
+                "ROOT_ACCESS_KEY_ID",
+                self.file("NKVM_TEST_S3_ACCESS_KEY_ID_FILE"),
+            )
+            .env(
+                "ROOT_SECRET_ACCESS_KEY",
+                self.file("NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE"),
+            )
+            .args(["--port", &format!("127.0.0.1:{port}"), "--quiet"])
+            .arg("--cert")
+            .arg(ca_dir.join("server.pem"))
+            .arg("--key")
+            .arg(ca_dir.join("server.key"))
+            .arg("posix")
+            .arg(data);
+        OwnServer::start(command, port).await
+    }
+
     pub fn file(&self, name: &str) -> String {
         std::fs::read_to_string(self.get(name))
             .unwrap()
