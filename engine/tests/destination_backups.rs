@@ -26,7 +26,7 @@ use support::cluster::{
     Cluster, HELPER_IMAGE, bound_claim, create_consumer, files_under, helpers_left, in_namespace,
     random_bytes, snapshot, unique,
 };
-use support::servers::{OwnServer, Servers, free_port};
+use support::servers::{Servers, free_port};
 use tokio::io::AsyncWriteExt as _;
 
 /// A destinations file naming the test servers `s3`, `sftp` and `ftps` (each under a prefix of

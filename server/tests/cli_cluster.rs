@@ -7,12 +7,11 @@ use std::{path::Path, process::Command, time::Duration};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, PersistentVolumeClaim, Pod},
+    core::v1::{PersistentVolumeClaim, Pod},
 };
 use kube::{
-    Api, Client, Config,
-    api::{DeleteParams, ListParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    Api, Client,
+    api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
 use sha2::Digest as _;
