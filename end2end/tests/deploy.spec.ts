@@ -12,6 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { expect, test, type Page } from '@playwright/test';
+import { requireEnv } from './env';
 import { login } from './login';
 
 const kubectl = process.env.NKVM_E2E_KUBECTL ?? 'kubectl';
@@ -127,7 +128,7 @@ test.describe('in-cluster deployment', () => {
   });
 
   test('a verified backup to the S3 server, credentials from a Secret', async ({ page }) => {
-    test.skip(!destination, 'needs NKVM_E2E_DESTINATION');
+    requireEnv('NKVM_E2E_DESTINATION');
     test.setTimeout(240_000);
     const run = await backUp(page, destination);
     await expect(run).toHaveAttribute('data-status', 'succeeded');

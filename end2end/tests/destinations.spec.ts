@@ -8,6 +8,7 @@
 //   NKVM_E2E_DESTINATION  the remote destination's name (`offsite`)
 import { execFileSync } from 'node:child_process';
 import { expect, test } from '@playwright/test';
+import { requireEnv } from './env';
 import { login } from './login';
 
 const small = process.env.NKVM_E2E_PVC2;
@@ -22,7 +23,7 @@ test.describe('destinations', () => {
     javaScriptEnabled,
   }) => {
     test.skip(!javaScriptEnabled, 'starting backups needs JavaScript');
-    test.skip(!small || !destination, 'needs NKVM_E2E_PVC2 and NKVM_E2E_DESTINATION');
+    requireEnv('NKVM_E2E_PVC2', 'NKVM_E2E_DESTINATION');
     test.setTimeout(180_000);
     await page.goto(`/?ns=${namespace}`);
     await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
@@ -76,7 +77,7 @@ test.describe('destinations', () => {
 
   test('an unknown destination is refused with a clear message', async ({ page, javaScriptEnabled }) => {
     test.skip(!javaScriptEnabled, 'server functions are called from the hydrated page');
-    test.skip(!small, 'needs NKVM_E2E_PVC2');
+    requireEnv('NKVM_E2E_PVC2');
     await page.goto('/');
     await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
     const response = await page.request.post('/api/backups/start', {
