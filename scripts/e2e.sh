@@ -5,6 +5,8 @@
 # from another checkout): it stops with an error otherwise and never uses another kubeconfig.
 # Tools are checked and installed first (scripts/lib.sh). Screenshots and traces:
 # end2end/test-results/; HTML report: end2end/playwright-report/.
+# The server gets a destinations file with `offsite` on the S3 test server (end2end/servers/up;
+# started here, and stopped at the end, unless NKVM_TEST_SERVERS_ENV names running ones).
 set -euo pipefail
 NKVM_SCRIPT=e2e
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,8 +22,14 @@ scripts/build-web.sh
 
 ns="e2e-$(date +%s)"
 server_pid=""
+servers_started=0
+if [[ -z "${NKVM_TEST_SERVERS_ENV:-}" ]]; then
+  servers_started=1
+  eval "$(end2end/servers/up | tail -n 1)"
+fi
 cleanup() {
   [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [[ $servers_started == 1 ]] && end2end/servers/down || true
   [[ -n "${data_dir:-}" ]] && rm -rf "$data_dir"
   "$kubectl" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
@@ -90,7 +98,17 @@ nkvm="$CARGO_TARGET_DIR/debug/nkvm"
 # One user per role, with random passwords for this run only.
 new_passwords admin operator viewer
 (umask 077; users_file "$nkvm" admin operator viewer >"$data_dir/users.yaml")
+# A remote destination beside the default `local`: the S3 test server, under a prefix of this run.
+# shellcheck disable=SC1090
+source "$NKVM_TEST_SERVERS_ENV"
+cat >"$data_dir/destinations.yaml" <<YAML
+destinations:
+  - {name: offsite, type: s3, endpoint: '$NKVM_TEST_S3_ENDPOINT', bucket: $NKVM_TEST_S3_BUCKET,
+     prefix: '$ns', path_style: true, access_key_id_file: '$NKVM_TEST_S3_ACCESS_KEY_ID_FILE',
+     secret_access_key_file: '$NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE', ca_file: '$NKVM_TEST_CA_FILE'}
+YAML
 "$nkvm" --data-dir "$data_dir" --helper-image nkvm.local/helper:1 \
+  --destinations "$data_dir/destinations.yaml" \
   serve --listen "127.0.0.1:$port" --allow-pasted-kubeconfig --concurrency 2 \
   --users-file "$data_dir/users.yaml" \
   >"$repo/end2end/server.log" 2>&1 &
@@ -100,4 +118,5 @@ wait_http "http://127.0.0.1:$port/healthz" "$server_pid" "$repo/end2end/server.l
 cd end2end
 NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_PAYLOAD="$payload" NKVM_E2E_OWNER="Deployment/web" \
   NKVM_E2E_PVC2="$ns/db-data" NKVM_E2E_FAIL_PVC="$ns/locked" NKVM_E2E_KUBECONFIG_FILE="$KUBECONFIG" \
+  NKVM_E2E_DESTINATION=offsite \
   npx playwright test "$@"

@@ -74,7 +74,7 @@ fi
 
 # The destination tests write to real servers on loopback (S3, SFTP, FTPS), started here and stopped
 # at the end; a server that cannot start makes those tests fail (they never skip).
-if wanted rust; then
+if wanted rust || wanted server; then
   step "test servers"
   if end2end/servers/up; then
     servers_started=1

@@ -116,6 +116,14 @@ pub struct StartOutcome {
     pub error: Option<String>,
 }
 
+/// The destinations a backup may go to, by name (the picker beside "Back up selected").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationChoices {
+    pub names: Vec<String>,
+    /// Preselected: the server's default destination.
+    pub default: String,
+}
+
 /// Filters of the history page (all optional; dates are `YYYY-MM-DD`, UTC, inclusive).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryQuery {
@@ -152,6 +160,9 @@ pub struct HistoryRow {
     /// When retention deleted the archive (the row stays for the record).
     #[serde(default)]
     pub pruned_at: Option<String>,
+    /// Name of the destination holding the archive (`local` for runs recorded before
+    /// destinations existed).
+    pub destination: String,
 }
 
 /// One page of history.

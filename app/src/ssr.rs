@@ -255,6 +255,9 @@ impl From<RunRecord> for HistoryRow {
             sha256: record.sha256,
             archive_name,
             pruned_at: record.pruned_at,
+            destination: record
+                .destination
+                .unwrap_or_else(|| nkvm_engine::destination::config::LOCAL.to_owned()),
         }
     }
 }

@@ -1,15 +1,18 @@
 // nkvm deployed in-cluster with deploy/overlays/test-cluster, reached through its Service: log in,
-// the inventory and a verified backup under the pod's service account; a namespace outside the
-// allowlist refused; then every RBAC rule of nkvm-read and nkvm-backup removed in turn, each breaking
+// the inventory and a verified backup under the pod's service account; a verified backup to the S3
+// test server (the destinations file and credentials mounted from a Secret); a namespace outside
+// the allowlist refused; then every RBAC rule of nkvm-read and nkvm-backup removed in turn, each breaking
 // the feature docs/security.md says it serves, with a 403 that names the missing grant.
 //
 // Run by scripts/e2e-deploy.sh (project `deploy`, only when NKVM_E2E_DEPLOY=1). Environment:
 //   NKVM_E2E_KUBECTL   kubectl with the admin kubeconfig (KUBECONFIG) of the test cluster
 //   NKVM_E2E_PVC       the allowlisted PVC (namespace/name) whose namespace binds nkvm-backup
 //   NKVM_E2E_OTHER_PVC a PVC in a namespace outside the allowlist
+//   NKVM_E2E_DESTINATION the S3 destination's name in the deployed destinations file
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { expect, test, type Page } from '@playwright/test';
+import { requireEnv } from './env';
 import { login } from './login';
 
 const kubectl = process.env.NKVM_E2E_KUBECTL ?? 'kubectl';
@@ -17,6 +20,7 @@ const target = process.env.NKVM_E2E_PVC ?? 'nkvm-deploy-e2e/data';
 const other = process.env.NKVM_E2E_OTHER_PVC ?? 'nkvm-deploy-other/data';
 const [namespace] = target.split('/');
 const [otherNamespace] = other.split('/');
+const destination = process.env.NKVM_E2E_DESTINATION;
 const serviceAccount = 'system:serviceaccount:nkvm:nkvm';
 
 function k(...args: string[]): string {
@@ -70,11 +74,13 @@ function runRow(page: Page) {
   return page.getByTestId('runs-panel').locator(`tr[data-pvc="${target}"]`).first();
 }
 
-/** Starts a backup of `target` from the inventory page; returns its row once it has finished. */
-async function backUp(page: Page) {
+/** Starts a backup of `target` from the inventory page (to `to`, else the default destination);
+ * returns its row once it has finished. */
+async function backUp(page: Page, to?: string) {
   await hydrated(page, `/?ns=${namespace}`);
   const box = page.getByRole('checkbox', { name: `Select ${target}`, exact: true });
   await box.check();
+  if (to) await page.getByLabel('Destination').selectOption(to);
   const before = await page.getByTestId('runs-panel').locator(`tr[data-pvc="${target}"]`).count();
   await page.getByTestId('backup-selected').click();
   await expect(page.getByTestId('runs-panel').locator(`tr[data-pvc="${target}"]`)).toHaveCount(before + 1);
@@ -118,6 +124,26 @@ test.describe('in-cluster deployment', () => {
     const archive = await response.body();
     expect(createHash('sha256').update(archive).digest('hex')).toBe(sha);
     expect(archive.subarray(0, 2).toString('hex')).toBe('1f8b');
+    expect(helperPods()).toEqual([]);
+  });
+
+  test('a verified backup to the S3 server, credentials from a Secret', async ({ page }) => {
+    requireEnv('NKVM_E2E_DESTINATION');
+    test.setTimeout(240_000);
+    const run = await backUp(page, destination);
+    await expect(run).toHaveAttribute('data-status', 'succeeded');
+    const sha = (await run.locator('.sha256').textContent())!.trim();
+    await page.goto(`/history?namespace=${namespace}&status=succeeded`);
+    const row = page.locator(`tr[data-run="${await run.getAttribute('data-run')}"]`);
+    await expect(row.getByTestId('destination')).toHaveText(destination!);
+    await page.screenshot({ path: test.info().outputPath('deployed-offsite.png'), fullPage: true });
+    // Streamed from S3 through the Service: hashes to what the server recorded.
+    const archive = await page.request.get((await row.getByTestId('download-archive').getAttribute('href'))!);
+    expect(archive.status()).toBe(200);
+    const body = await archive.body();
+    expect(createHash('sha256').update(body).digest('hex')).toBe(sha);
+    const sidecar = await page.request.get((await row.getByTestId('download-sha256').getAttribute('href'))!);
+    expect(await sidecar.text()).toMatch(new RegExp(`^${sha}  \\d{8}T\\d{6}\\.\\d{3}Z\\.tar\\.gz\\n$`));
     expect(helperPods()).toEqual([]);
   });
 

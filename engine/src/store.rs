@@ -634,4 +634,25 @@ impl Store {
             .map_err(query_error("delete_run"))?;
         Ok(result.rows_affected() > 0)
     }
+
+    /// The newest run whose archive is `object_key` at `destination` (start-up recovery: which
+    /// unfinished uploads are this instance's own).
+    pub async fn run_for_object(
+        &self,
+        destination: &str,
+        object_key: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        sqlx::query_as::<_, RunRow>(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE destination = ?1 AND object_key = ?2 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(destination)
+        .bind(object_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("run_for_object"))?
+        .map(RunRow::into_record)
+        .transpose()
+    }
 }

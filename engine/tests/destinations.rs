@@ -3,9 +3,9 @@
 //! `NKVM_TEST_SERVERS_ENV` (default `<repo>/.servers/env`) and fail — never skip — without it.
 //! Run: `end2end/servers/up && cargo test -p nkvm-engine --test destinations -- --include-ignored`
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,48 +13,10 @@ use nkvm_engine::destination::{
     Destination, DestinationError, Destinations, DestinationsConfig, Kind,
 };
 use sha2::{Digest as _, Sha256};
+use support::servers::{OwnServer, Servers, free_port};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const MIB: usize = 1 << 20;
-
-/// The variables written by `end2end/servers/up`.
-struct Servers(HashMap<String, String>);
-
-impl Servers {
-    fn load() -> Self {
-        let path = std::env::var("NKVM_TEST_SERVERS_ENV").map_or_else(
-            |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.servers/env"),
-            PathBuf::from,
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "cannot read {} ({e}): start the test servers with end2end/servers/up, or set \
-                 NKVM_TEST_SERVERS_ENV",
-                path.display()
-            )
-        });
-        let vars = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self(vars)
-    }
-
-    fn get(&self, name: &str) -> &str {
-        self.0.get(name).unwrap_or_else(|| {
-            panic!("{name} missing from the servers env file: rerun end2end/servers/up")
-        })
-    }
-
-    fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.get(name))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-}
 
 fn unique(tag: &str) -> String {
     let mut random = [0u8; 4];
@@ -422,27 +384,7 @@ async fn s3_server_stopped_mid_upload_fails_at_a_named_step_with_nothing_under_t
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir(data.path().join("own-bucket")).unwrap();
     let port = free_port();
-    let ca_dir = Path::new(servers.get("NKVM_TEST_SERVERS_DIR")).join("ca");
-    let start = || {
-        let mut command = tokio::process::Command::new(servers.get("NKVM_TEST_VERSITYGW"));
-        command
-            .env(
-                "ROOT_ACCESS_KEY_ID",
-                servers.file("NKVM_TEST_S3_ACCESS_KEY_ID_FILE"),
-            )
-            .env(
-                "ROOT_SECRET_ACCESS_KEY",
-                servers.file("NKVM_TEST_S3_SECRET_ACCESS_KEY_FILE"),
-            )
-            .args(["--port", &format!("127.0.0.1:{port}"), "--quiet"])
-            .arg("--cert")
-            .arg(ca_dir.join("server.pem"))
-            .arg("--key")
-            .arg(ca_dir.join("server.key"))
-            .arg("posix")
-            .arg(data.path());
-        OwnServer::start(command, port)
-    };
+    let start = || servers.start_own_s3(port, data.path());
     let mut server = start().await;
     let d = destination(&format!(
         "{{name: under-test, type: s3, endpoint: 'https://127.0.0.1:{port}', bucket: own-bucket, \
@@ -830,97 +772,4 @@ async fn interrupted_upload_leaves_no_final_file(
     assert!(e.to_string().contains("127.0.0.1"), "names the server: {e}");
     let final_file = Path::new(servers.get(data_dir)).join(path).join(key);
     assert!(!final_file.exists(), "{} exists", final_file.display());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Every process whose parent chain leads to `root` (from /proc).
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …: comm may hold spaces, so parse after the last ')'.
-        let Some(parent_pid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        parents.push((pid, parent_pid));
-    }
-    let mut found = vec![root];
-    let mut index = 0;
-    while index < found.len() {
-        let parent = found[index];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(pid, _)| *pid),
-        );
-        index += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// A server process of the test's own, in its own process group (sshd and vsftpd fork a process
-/// per connection: killing the group ends the sessions too).
-struct OwnServer {
-    child: tokio::process::Child,
-}
-
-impl OwnServer {
-    async fn start(mut command: tokio::process::Command, port: u16) -> Self {
-        command
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let child = command.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "own server did not listen on {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self { child }
-    }
-
-    /// Kills the server and every process it forked (sshd and vsftpd sessions call setsid, so
-    /// they leave the process group).
-    fn kill(&mut self) {
-        let Some(root) = self.child.id() else { return };
-        let mut pids = descendants(root);
-        pids.push(root);
-        for pid in pids {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid.cast_signed()) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

@@ -71,7 +71,6 @@ fn scheduler(setup: &Setup, namespace: &str) -> Scheduler<ClusterBackend> {
             setup.connection.clone(),
             setup.store.clone(),
             setup.inventory.clone(),
-            "local".into(),
         ),
         setup.store.clone(),
         Destinations::load(None, &setup.data_dir).unwrap(),

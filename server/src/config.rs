@@ -9,6 +9,7 @@ use clap::Args;
 use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
 use nkvm_engine::connection::{ConnectOptions, ConnectionSource};
 use nkvm_engine::datadir::{self, DataDirLock};
+use nkvm_engine::destination::Destinations;
 use nkvm_engine::inventory::{DEFAULT_MAX_NAMESPACES, DEFAULT_PAGE_SIZE, InventoryOptions};
 use nkvm_engine::store::{self, Store};
 
@@ -61,6 +62,12 @@ pub struct GlobalOptions {
     /// Image of the backup/restore helper pods
     #[arg(long, env = "NKVM_HELPER_IMAGE", value_name = "IMAGE", global = true)]
     pub helper_image: Option<String>,
+
+    /// Destinations file (YAML: named local, S3, SFTP and FTPS destinations and the default one;
+    /// secrets only by reference, see docs/destinations.md) [default: only `local`, under the data
+    /// directory]
+    #[arg(long, env = "NKVM_DESTINATIONS", value_name = "FILE", global = true)]
+    pub destinations: Option<PathBuf>,
 
     /// Timeout of each Kubernetes API request, in seconds (1-3600)
     #[arg(
@@ -198,10 +205,24 @@ pub struct BackupTuning {
 }
 
 impl GlobalOptions {
+    /// The destinations of `--destinations` (only `local` without it).
+    pub fn destinations(&self) -> anyhow::Result<Destinations> {
+        let file = self
+            .destinations
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty());
+        Destinations::load(file, &self.data_dir).context("cannot load the destinations")
+    }
+
     /// Engine settings from the global options and the backup tuning.
-    pub fn backup_options(&self, tuning: &BackupTuning, instance: String) -> BackupOptions {
-        BackupOptions {
+    pub fn backup_options(
+        &self,
+        tuning: &BackupTuning,
+        instance: String,
+    ) -> anyhow::Result<BackupOptions> {
+        Ok(BackupOptions {
             data_dir: self.data_dir.clone(),
+            destinations: Some(self.destinations()?),
             helper_image: self
                 .helper_image
                 .clone()
@@ -217,7 +238,7 @@ impl GlobalOptions {
             instance: Some(instance),
             allowlist: self.allowlist(),
             ..BackupOptions::default()
-        }
+        })
     }
 
     /// Takes the data directory for a writing command (`command`, e.g. `nkvm backup`): creates it
@@ -282,12 +303,6 @@ impl GlobalOptions {
             request_timeout: self.request_timeout(),
             connect_timeout: self.request_timeout().min(Duration::from_secs(10)),
         }
-    }
-
-    /// The configured destinations (today: `local`, `<data-dir>/artifacts`).
-    pub fn destinations(&self) -> anyhow::Result<nkvm_engine::destination::Destinations> {
-        nkvm_engine::destination::Destinations::load(None, &self.data_dir)
-            .context("cannot set up the destinations")
     }
 
     /// The names of the configured destinations.

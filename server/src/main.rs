@@ -33,12 +33,22 @@ async fn main() -> ExitCode {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: `default_level`, without kube's client
 /// builder, which logs every failed request that nkvm reports itself anyway), as text or as one
-/// JSON object per line (`--log-format json`).
+/// JSON object per line (`--log-format json`). The destinations' directives come last, whatever
+/// `RUST_LOG` says: they silence a dependency that would log the FTP password.
 fn init_tracing(default_level: &str, format: config::LogFormat) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{default_level},kube_client::client::builder=off"))
+    let user = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| format!("{default_level},kube_client::client::builder=off"));
+    let directives = format!("{user},{}", nkvm_engine::destination::LOG_FILTER_DIRECTIVES);
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|error| {
+        eprintln!("warning: RUST_LOG is invalid ({error}); logging at {default_level}");
+        EnvFilter::new(format!(
+            "{default_level},{}",
+            nkvm_engine::destination::LOG_FILTER_DIRECTIVES
+        ))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -35,6 +35,9 @@ use nkvm_engine::download::{self, DownloadKind};
 /// Environment variable naming the site directory (the one holding `pkg/`).
 pub const SITE_ROOT_ENV: &str = "LEPTOS_SITE_ROOT";
 
+/// Bytes read from a destination per chunk of a download.
+const DOWNLOAD_CHUNK: usize = 64 << 10;
+
 /// Everything a request handler may need: the app's context and Leptos' options.
 #[derive(Clone)]
 pub struct WebState {
@@ -341,9 +344,10 @@ async fn same_origin_guard(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// `GET /download/{id}/{archive|sha256|manifest}`: streams a file of history row `id`. The path
-/// comes from the history row, never from the request, and must resolve inside the artifacts
-/// directory; namespaces outside the allowlist are not served.
+/// `GET /download/{id}/{archive|sha256|manifest}`: streams a file of history row `id` from the
+/// destination holding it (no temporary copy). Where it is comes from the history row, never from
+/// the request (an old row's local path must resolve inside the artifacts directory); namespaces
+/// outside the allowlist are not served.
 async fn download_file(
     State(state): State<WebState>,
     caller: Option<axum::Extension<Caller>>,
@@ -385,10 +389,10 @@ async fn download_file(
         Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
     let context = &state.context;
-    let artifacts = context.workspace.options().backup.artifacts_dir();
-    let opened = download::open(
+    let engine = context.workspace.default_connection();
+    let opened = download::open_by_id(
         context.workspace.store(),
-        &artifacts,
+        engine.backups.destinations(),
         id,
         kind,
         context.allowlist(),
@@ -411,14 +415,20 @@ async fn download_file(
                 "attachment; filename=\"{}\"",
                 file.file_name.replace(['"', '\\', '\r', '\n'], "_")
             );
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.file));
+            let len = file.len;
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file.reader,
+                DOWNLOAD_CHUNK,
+            ));
             let mut response = body.into_response();
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(kind.content_type()),
             );
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
+            if let Some(len) = len {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
             if let Ok(value) = HeaderValue::from_str(&disposition) {
                 headers.insert(header::CONTENT_DISPOSITION, value);
             }

@@ -7,15 +7,19 @@ use std::{path::Path, process::Command, time::Duration};
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, PersistentVolumeClaim, Pod},
+    core::v1::{PersistentVolumeClaim, Pod},
 };
 use kube::{
-    Api, Client, Config,
-    api::{DeleteParams, ListParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    Api, Client,
+    api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use support::{
+    NamespaceGuard, client, create_claim, fixture_namespace, from_json, kubeconfig_path,
+};
+
+mod support;
 
 const HELPER_IMAGE: &str = "nkvm.local/helper:1";
 const WORKLOAD_IMAGE: &str = "nkvm.local/workload:1";
@@ -69,44 +73,6 @@ const HISTORY_FIELDS: &[&str] = &[
     "artifact",
 ];
 
-fn kubeconfig_path() -> String {
-    std::env::var("NKVM_TEST_KUBECONFIG").expect(
-        "NKVM_TEST_KUBECONFIG must point at the test cluster's kubeconfig \
-         (scripts/test-all.sh sets it after end2end/cluster/up)",
-    )
-}
-
-async fn client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig");
-    Client::try_from(config).expect("client")
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).expect("fixture json")
-}
-
-/// Deletes the namespace when dropped, also when an assertion failed. It builds its own client on its
-/// own runtime: the test's client is bound to the test runtime, which is blocked while dropping.
-struct NamespaceGuard(String);
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async {
-                let _ = Api::<Namespace>::all(client().await)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
 fn nkvm(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_nkvm"))
         .args(["--kubeconfig", &kubeconfig_path()])
@@ -142,37 +108,6 @@ fn json_rows(data_dir: &Path, args: &[&str], exit_code: i32) -> Vec<Value> {
         Ok(other) => panic!("nkvm {args:?} printed no JSON array: {other}"),
         Err(err) => panic!("nkvm {args:?} printed no JSON ({err}); stderr: {stderr}"),
     }
-}
-
-/// A fresh namespace `<prefix>-<millis>`, deleted when the guard drops.
-async fn fixture_namespace(client: &Client, prefix: &str) -> (String, NamespaceGuard) {
-    let ns = format!(
-        "{prefix}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis()
-    );
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &from_json(json!({"metadata": {"name": ns}})),
-        )
-        .await
-        .expect("create namespace");
-    let guard = NamespaceGuard(ns.clone());
-    (ns, guard)
-}
-
-async fn create_claim(client: &Client, ns: &str, name: &str, mode: &str) {
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &from_json(json!({"metadata": {"name": name}, "spec": {
-                "accessModes": [mode], "resources": {"requests": {"storage": "1Gi"}}}})),
-        )
-        .await
-        .expect("create pvc");
 }
 
 /// Deployment `name` (one replica) mounting each claim at `/<claim>`; `init` runs first in an init

@@ -11,17 +11,29 @@ use crate::model::{RunView, RunsMessage, StartOutcome};
 /// Most PVCs one request may start.
 pub const MAX_BATCH: usize = 5_000;
 
-/// Starts one backup per `namespace/pvc` target on the session's cluster. Each target is checked
+/// Starts one backup per `namespace/pvc` target on the session's cluster, to `destination` (a
+/// name; `None`: the default one; an unknown name refuses the whole batch). Each target is checked
 /// (name syntax, namespace allowlist, not already running) and gets its own outcome; the runs go
 /// on in the server whatever happens to the browser.
 #[server(endpoint = "backups/start")]
-pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, ServerFnError> {
+pub async fn start_backups(
+    targets: Vec<String>,
+    destination: Option<String>,
+) -> Result<Vec<StartOutcome>, ServerFnError> {
     use nkvm_engine::backup::{PvcRef, Requester};
 
     let caller = crate::ssr::require(nkvm_engine::auth::Role::Operator, "starting backups").await?;
     let (_, _, connection) = crate::ssr::session_connection()?;
     if targets.is_empty() {
         return Err(ServerFnError::new("select at least one PVC to back up"));
+    }
+    let destination = destination.filter(|name| !name.is_empty());
+    if let Some(name) = &destination {
+        connection
+            .backups
+            .destinations()
+            .get(name)
+            .map_err(|error| ServerFnError::new(error.to_string()))?;
     }
     if targets.len() > MAX_BATCH {
         return Err(ServerFnError::new(format!(
@@ -35,7 +47,7 @@ pub async fn start_backups(targets: Vec<String>) -> Result<Vec<StartOutcome>, Se
             Err(error) => Err(error.to_string()),
             Ok(pvc) => connection
                 .backups
-                .start(pvc, &requester)
+                .start_to(pvc, destination.as_deref(), &requester)
                 .await
                 .map_err(|refused| refused.message),
         };

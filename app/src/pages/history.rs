@@ -1,6 +1,7 @@
 //! The history page: backup runs newest first with filters (namespace, PVC, status, date range) and
 //! pagination, all in the URL (a plain GET form, so it works without JavaScript), with size,
-//! duration, sha256 and downloads of each archive and its checksum through the server.
+//! duration, sha256, the destination holding the archive and downloads of each archive and its
+//! checksum through the server (streamed from that destination).
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -172,6 +173,7 @@ fn HistoryTable(page: HistoryPage, query: HistoryQuery) -> impl IntoView {
                         <th scope="col">"Size"</th>
                         <th scope="col">"Files"</th>
                         <th scope="col">"sha256"</th>
+                        <th scope="col">"Destination"</th>
                         <th scope="col">"Archive"</th>
                     </tr>
                 </thead>
@@ -263,6 +265,7 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
                         }
                     })}
             </td>
+            <td data-testid="destination">{row.destination.clone()}</td>
             <td class="actions">{downloads}</td>
         </tr>
     }

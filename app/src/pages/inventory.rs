@@ -1,7 +1,8 @@
 //! The inventory page: every PVC with its owner, consumers, last backup and flags; text, namespace and
 //! owner-kind filters and sortable columns, all kept in the URL so the server renders the same view
-//! without JavaScript; once hydrated, multi-select and "Back up selected" start a batch whose progress
-//! the backups panel above the table follows live.
+//! without JavaScript; once hydrated, multi-select and "Back up selected" start a batch (to the
+//! destination picked beside the button, the server's default preselected) whose progress the
+//! backups panel above the table follows live.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
-use crate::api::{list_inventory, start_backups, user_message};
+use crate::api::{list_destinations, list_inventory, start_backups, user_message};
 use crate::components::runs::{LiveRuns, RunsPanel};
 use crate::filter::haystack;
 use crate::format::{
     access_mode_short, count_label, format_capacity, last_backup_label, refusal_status,
 };
-use crate::model::{InventoryView, NamespaceRefusal, PvcRecord, StartOutcome};
+use crate::model::{DestinationChoices, InventoryView, NamespaceRefusal, PvcRecord, StartOutcome};
 use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
 
 /// The inventory page at `/`.
@@ -25,6 +26,7 @@ pub fn InventoryPage() -> impl IntoView {
     let query = use_query_map();
     let state = Memo::new(move |_| query.with(|q| TableState::from_query(|key| q.get(key))));
     let inventory = Resource::new(|| (), |()| list_inventory());
+    let destinations = Resource::new(|| (), |()| list_destinations());
     let selected = RwSignal::new(BTreeSet::<String>::new());
     let live = LiveRuns::new();
 
@@ -40,11 +42,14 @@ pub fn InventoryPage() -> impl IntoView {
                 }
             }>
                 {move || Suspend::new(async move {
+                    // Without the list (an older server, a refusal) the server's default is used.
+                    let choices = destinations.await.unwrap_or_default();
                     match inventory.await {
                         Ok(view) => {
                             view! {
                                 <InventoryTable
                                     inventory=view
+                                    choices
                                     state
                                     selected
                                     live
@@ -95,6 +100,7 @@ fn navigate_to(state: &TableState) {
 #[component]
 fn InventoryTable(
     inventory: InventoryView,
+    choices: DestinationChoices,
     state: Memo<TableState>,
     selected: RwSignal<BTreeSet<String>>,
     live: LiveRuns,
@@ -149,10 +155,29 @@ fn InventoryTable(
         })
     };
 
+    let destination = RwSignal::new(Some(choices.default.clone()).filter(|name| !name.is_empty()));
     let start = Action::new(move |targets: &Vec<String>| {
         let targets = targets.clone();
-        async move { start_backups(targets).await }
+        let destination = destination.get_untracked();
+        async move { start_backups(targets, destination).await }
     });
+    let destination_options = choices
+        .names
+        .iter()
+        .map(|name| {
+            let label = if *name == choices.default {
+                format!("{name} (default)")
+            } else {
+                name.clone()
+            };
+            view! {
+                <option value=name.clone() selected=*name == choices.default>
+                    {label}
+                </option>
+            }
+        })
+        .collect_view();
+    let show_picker = !choices.names.is_empty();
     // Runs the server accepted appear at once (queued), before their first progress event.
     Effect::new(move |_| {
         if let Some(Ok(outcomes)) = start.value().get() {
@@ -322,6 +347,17 @@ fn InventoryTable(
             >
                 {move || format!("Back up selected ({})", selected.with(BTreeSet::len))}
             </button>
+            <span class="field destination-picker" hidden=!show_picker>
+                <label for="backup-destination">"to"</label>
+                <select
+                    id="backup-destination"
+                    data-testid="backup-destination"
+                    aria-label="Destination"
+                    on:change=move |ev| destination.set(Some(event_target_value(&ev)))
+                >
+                    {destination_options}
+                </select>
+            </span>
             <button
                 type="button"
                 disabled=move || selected.with(BTreeSet::is_empty)

@@ -1,6 +1,8 @@
 //! Helper pod removal on every path: idempotent deletion (a missing pod is deleted already), a guard
 //! that deletes on drop (cancellation, panics), a sweeper that retries failed deletions, and start-up
-//! recovery (interrupted runs, orphan helpers, `.partial` files).
+//! recovery (interrupted runs, orphan helpers, and per destination the unfinished uploads of this
+//! instance's runs that are no longer active: S3 multipart uploads aborted, `.partial` files
+//! removed).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,8 @@ use kube::{Api, Client};
 use serde::Serialize;
 
 use super::pod::{LABEL_RUN_ID, helper_selector};
+use crate::destination::{ArtifactKeys, Destination, Destinations};
+use crate::domain::RunStatus;
 use crate::kubeapi::{self, Call, http_status, is_transient, timed};
 use crate::store::{Store, StoreError};
 
@@ -264,8 +268,11 @@ pub struct RecoveryReport {
     pub interrupted: Vec<String>,
     /// Orphan helper pods deleted (`namespace/name`).
     pub helpers_deleted: Vec<String>,
-    /// `.partial` files removed.
+    /// `.partial` files removed from `<data-dir>/artifacts`.
     pub partials_removed: Vec<PathBuf>,
+    /// Unfinished uploads of this instance's runs removed at a destination (their URIs): S3
+    /// multipart uploads aborted, `.partial` files deleted.
+    pub uploads_aborted: Vec<String>,
     /// What could not be done (listing or deleting refused, unreadable directories).
     pub warnings: Vec<String>,
 }
@@ -277,17 +284,25 @@ pub struct RecoveryScope<'a> {
     pub instance: Option<&'a str>,
     /// Only these namespaces; all when `None`.
     pub namespaces: Option<&'a [String]>,
-    /// Runs still in progress in this process: their helpers and `.partial` files are kept.
+    /// Runs still in progress in this process: their helpers and uploads are kept.
     pub active_run_ids: &'a HashSet<String>,
-    pub active_partials: &'a HashSet<PathBuf>,
+    /// `(destination, archive key)` of the uploads those runs write.
+    pub active_uploads: &'a HashSet<(String, String)>,
 }
 
-/// Start-up recovery: marks `running` rows `interrupted`, deletes orphan helper pods (by label) and
-/// removes `*.partial` files under `artifacts_dir`. Only the store failing is an error; refused
+/// Longest time recovery spends on one destination (a server that is down must not hold up the
+/// start); what is left is tried again at the next start.
+const DESTINATION_RECOVERY_WAIT: Duration = Duration::from_secs(30);
+
+/// Start-up recovery: marks `running` rows `interrupted`, deletes orphan helper pods (by label),
+/// removes `*.partial` files under `artifacts_dir` (`<data-dir>/artifacts`, this instance's own
+/// directory), and at every destination removes what unfinished uploads of this instance's
+/// finished runs left ([`recover_destination`]). Only the store failing is an error; refused
 /// listings or deletions become warnings.
 pub async fn recover(
     client: &Client,
     store: &Store,
+    destinations: &Destinations,
     artifacts_dir: &Path,
     scope: &RecoveryScope<'_>,
     timeout: Duration,
@@ -350,7 +365,7 @@ pub async fn recover(
     }
 
     let dir = artifacts_dir.to_owned();
-    let keep = scope.active_partials.clone();
+    let keep = active_partial_paths(destinations, scope.active_uploads);
     let removed = tokio::task::spawn_blocking(move || remove_partials(&dir, &keep))
         .await
         .unwrap_or_else(|err| {
@@ -361,8 +376,93 @@ pub async fn recover(
         });
     report.partials_removed = removed.0;
     report.warnings.extend(removed.1);
+
+    let passes = destinations.iter().map(|destination| async move {
+        let pass = recover_destination(store, destination, scope.active_uploads);
+        match tokio::time::timeout(DESTINATION_RECOVERY_WAIT, pass).await {
+            Ok(result) => result,
+            Err(_) => (
+                Vec::new(),
+                vec![format!(
+                    "destination {}: recovery took longer than {} s and was left for the next \
+                     start",
+                    destination.name(),
+                    DESTINATION_RECOVERY_WAIT.as_secs()
+                )],
+            ),
+        }
+    });
+    for (aborted, warnings) in futures::future::join_all(passes).await {
+        report.uploads_aborted.extend(aborted);
+        report.warnings.extend(warnings);
+    }
     // The caller reports the warnings (the server logs them, the CLI prints them once).
     Ok(report)
+}
+
+/// The `.partial` files active uploads to local destinations may write (archive, sidecar,
+/// manifest), which the sweep of the data directory keeps.
+fn active_partial_paths(
+    destinations: &Destinations,
+    active: &HashSet<(String, String)>,
+) -> HashSet<PathBuf> {
+    let mut paths = HashSet::new();
+    for (name, archive) in active {
+        let (Ok(destination), Some(keys)) =
+            (destinations.get(name), ArtifactKeys::for_archive(archive))
+        else {
+            continue;
+        };
+        if let Some(root) = destination.local_root() {
+            for key in [keys.archive, keys.sidecar, keys.manifest] {
+                paths.insert(root.join(format!("{key}.partial")));
+            }
+        }
+    }
+    paths
+}
+
+/// One destination's recovery: every unfinished upload ([`Destination::pending_uploads`]) whose
+/// archive belongs to a run of this instance's history that is no longer running (nor active in
+/// this process) is removed ([`Destination::abort_pending`]). Uploads of other instances sharing
+/// the destination, and of runs still going, are never touched. Returns the URIs removed and the
+/// warnings.
+async fn recover_destination(
+    store: &Store,
+    destination: &Destination,
+    active: &HashSet<(String, String)>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut aborted, mut warnings) = (Vec::new(), Vec::new());
+    let pending = match destination.pending_uploads().await {
+        Ok(pending) => pending,
+        Err(error) => {
+            warnings.push(format!(
+                "could not list unfinished uploads: {error}; they are tried again at the next start"
+            ));
+            return (aborted, warnings);
+        }
+    };
+    for key in pending {
+        let Some(archive) = ArtifactKeys::archive_of(&key) else {
+            continue;
+        };
+        if active.contains(&(destination.name().to_owned(), archive.clone())) {
+            continue;
+        }
+        match store.run_for_object(destination.name(), &archive).await {
+            Ok(Some(run)) if run.status != RunStatus::Running => {}
+            Ok(_) => continue,
+            Err(error) => {
+                warnings.push(format!("could not look up the run of {key}: {error}"));
+                continue;
+            }
+        }
+        match destination.abort_pending(&key).await {
+            Ok(()) => aborted.push(destination.uri(&key)),
+            Err(error) => warnings.push(error.to_string()),
+        }
+    }
+    (aborted, warnings)
 }
 
 /// Removes `*.partial` files under `dir` (recursively), except `keep`.
@@ -429,6 +529,90 @@ mod tests {
         );
         assert!(sub.join("b.tar.gz").exists());
         assert!(sub.join("c.tar.gz.partial").exists());
+    }
+
+    /// A history row of `destination`/`key` with `status`.
+    async fn run_at(store: &Store, run_id: &str, key: &str, status: RunStatus) {
+        let id = store
+            .insert_run(&crate::store::NewRun {
+                run_id: run_id.to_owned(),
+                pvc_uid: "uid".into(),
+                namespace: "ns".into(),
+                pvc: "pvc".into(),
+                started_by: "test".into(),
+                started_at: jiff::Timestamp::now(),
+                cluster: None,
+            })
+            .await
+            .unwrap();
+        let update = crate::store::RunUpdate {
+            status: Some(status),
+            destination: Some("local".into()),
+            object_key: Some(key.into()),
+            ..crate::store::RunUpdate::default()
+        };
+        store.update_run(id, &update).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn destination_recovery_removes_only_finished_runs_of_this_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let destinations = Destinations::local_only(dir.path());
+        let local = destinations.default_destination();
+        let store = Store::open_in_memory().await.unwrap();
+        let root = dir.path().join("artifacts/ns/pvc");
+        std::fs::create_dir_all(&root).unwrap();
+        // failed: its archive and sidecar partials go; running (in the database) and active (in
+        // this process) stay; an upload no run of this history knows (another instance) stays.
+        for name in [
+            "failed.tar.gz.partial",
+            "failed.tar.gz.sha256.partial",
+            "running.tar.gz.partial",
+            "active.tar.gz.partial",
+            "foreign.tar.gz.partial",
+            "done.tar.gz",
+        ] {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        run_at(&store, "r1", "ns/pvc/failed.tar.gz", RunStatus::Failed).await;
+        run_at(&store, "r2", "ns/pvc/running.tar.gz", RunStatus::Running).await;
+        run_at(&store, "r3", "ns/pvc/active.tar.gz", RunStatus::Interrupted).await;
+        let active = HashSet::from([("local".to_owned(), "ns/pvc/active.tar.gz".to_owned())]);
+        let (aborted, warnings) = recover_destination(&store, local, &active).await;
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut aborted = aborted;
+        aborted.sort();
+        assert_eq!(
+            aborted,
+            [
+                local.uri("ns/pvc/failed.tar.gz"),
+                local.uri("ns/pvc/failed.tar.gz.sha256"),
+            ]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "active.tar.gz.partial",
+                "done.tar.gz",
+                "foreign.tar.gz.partial",
+                "running.tar.gz.partial"
+            ]
+        );
+        // The data directory's sweep keeps what active uploads write.
+        let keep = active_partial_paths(&destinations, &active);
+        assert!(
+            keep.contains(&root.join("active.tar.gz.partial")),
+            "{keep:?}"
+        );
+        assert!(
+            keep.contains(&root.join("active.tar.gz.sha256.partial")),
+            "{keep:?}"
+        );
     }
 
     #[test]

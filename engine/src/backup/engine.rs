@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +16,7 @@ use super::error::BackupError;
 use super::run::Run;
 use super::{BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester};
 use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
+use crate::destination::{Destination, Destinations};
 use crate::domain::Stage;
 use crate::store::{Store, StoreError};
 
@@ -36,7 +36,8 @@ pub struct ActiveRun {
 pub(super) struct Slot {
     run_id: String,
     cancel: CancellationToken,
-    partial: Option<PathBuf>,
+    /// The upload the run writes (destination name, key), so that recovery spares it.
+    upload: Option<(String, String)>,
     latest: Option<ProgressEvent>,
 }
 
@@ -45,6 +46,8 @@ pub(super) struct Inner {
     pub(super) stream_client: Client,
     pub(super) store: Store,
     pub(super) options: BackupOptions,
+    /// Where archives may go: `options.destinations`, else only `local`.
+    pub(super) destinations: Destinations,
     semaphore: Arc<Semaphore>,
     active: Mutex<HashMap<PvcRef, Slot>>,
     events: broadcast::Sender<ProgressEvent>,
@@ -64,13 +67,13 @@ impl Inner {
         let _ = self.events.send(event.clone());
     }
 
-    /// Records the `.partial` file a run writes, so that recovery spares it.
-    pub(super) fn set_partial(&self, target: &PvcRef, run_id: &str, path: PathBuf) {
+    /// Records the upload a run writes (destination name, key), so that recovery spares it.
+    pub(super) fn set_upload(&self, target: &PvcRef, run_id: &str, destination: &str, key: &str) {
         if let Ok(mut active) = self.active.lock()
             && let Some(slot) = active.get_mut(target)
             && slot.run_id == run_id
         {
-            slot.partial = Some(path);
+            slot.upload = Some((destination.to_owned(), key.to_owned()));
         }
     }
 }
@@ -89,10 +92,11 @@ impl std::fmt::Debug for BackupEngine {
     }
 }
 
-/// A run that was admitted: its id and its task.
+/// A run that was admitted: its id, its destination's name and its task.
 #[derive(Debug)]
 pub struct StartedRun {
     pub run_id: String,
+    pub destination: String,
     pub handle: tokio::task::JoinHandle<BackupResult>,
 }
 
@@ -130,6 +134,7 @@ impl BackupEngine {
                 stream_client,
                 store,
                 semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
+                destinations: options.destinations(),
                 options,
                 active: Mutex::default(),
                 events,
@@ -144,6 +149,11 @@ impl BackupEngine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Where archives may go (the default one is used when a run names none).
+    pub fn destinations(&self) -> &Destinations {
+        &self.inner.destinations
     }
 
     /// The sweeper retrying failed helper deletions.
@@ -223,14 +233,14 @@ impl BackupEngine {
         &self,
         namespaces: Option<&[String]>,
     ) -> Result<RecoveryReport, StoreError> {
-        let (run_ids, partials): (HashSet<String>, HashSet<PathBuf>) = self
+        let (run_ids, uploads): (HashSet<String>, HashSet<(String, String)>) = self
             .inner
             .active
             .lock()
             .map(|a| {
                 (
                     a.values().map(|s| s.run_id.clone()).collect(),
-                    a.values().filter_map(|s| s.partial.clone()).collect(),
+                    a.values().filter_map(|s| s.upload.clone()).collect(),
                 )
             })
             .unwrap_or_default();
@@ -238,11 +248,12 @@ impl BackupEngine {
             instance: self.inner.options.instance.as_deref(),
             namespaces,
             active_run_ids: &run_ids,
-            active_partials: &partials,
+            active_uploads: &uploads,
         };
         cleanup::recover(
             &self.inner.client,
             &self.inner.store,
+            &self.inner.destinations,
             &self.inner.options.artifacts_dir(),
             &scope,
             self.inner.options.request_timeout,
@@ -250,23 +261,38 @@ impl BackupEngine {
         .await
     }
 
-    /// Admits a backup of `target` for `requester` and starts it in a task (it waits for a
-    /// concurrency slot there). Refused with a failed result when the namespace is outside the
-    /// allowlist or a backup of the same PVC is already active. Every start and refusal is
-    /// audited, whoever asks (web or CLI).
+    /// Admits a backup of `target` to the default destination for `requester` (see
+    /// [`BackupEngine::start_to`]).
     pub async fn start(
         &self,
         target: PvcRef,
         requester: &Requester,
     ) -> Result<StartedRun, Box<BackupResult>> {
-        let admitted = self.admit(&target, requester);
+        self.start_to(target, None, requester).await
+    }
+
+    /// Admits a backup of `target` to `destination` (a name of [`BackupEngine::destinations`];
+    /// `None`: the default one) for `requester` and starts it in a task (it waits for a concurrency
+    /// slot there). Refused with a failed result when the namespace is outside the allowlist, the
+    /// destination is unknown, or a backup of the same PVC is already active. Every start and
+    /// refusal is audited, whoever asks (web or CLI).
+    pub async fn start_to(
+        &self,
+        target: PvcRef,
+        destination: Option<&str>,
+        requester: &Requester,
+    ) -> Result<StartedRun, Box<BackupResult>> {
+        let admitted = self.admit(&target, destination, requester);
         let event = match &admitted {
             Ok(started) => AuditEvent::new(
                 &requester.actor,
                 AuditAction::BackupStarted,
                 AuditOutcome::Success,
             )
-            .with_detail(format!("run {}", started.run_id)),
+            .with_detail(format!(
+                "run {} to destination {}",
+                started.run_id, started.destination
+            )),
             Err(refused) => AuditEvent::new(
                 &requester.actor,
                 AuditAction::BackupStarted,
@@ -289,6 +315,7 @@ impl BackupEngine {
     fn admit(
         &self,
         target: &PvcRef,
+        destination: Option<&str>,
         requester: &Requester,
     ) -> Result<StartedRun, Box<BackupResult>> {
         let now = jiff::Timestamp::now();
@@ -299,6 +326,10 @@ impl BackupEngine {
                 target.namespace
             )));
         }
+        let destination = match self.inner.destinations.get_or_default(destination) {
+            Ok(destination) => destination.clone(),
+            Err(error) => return Err(refuse(&error.to_string())),
+        };
         let run_id = new_run_id(now);
         let cancel = CancellationToken::new();
         {
@@ -317,7 +348,7 @@ impl BackupEngine {
                 Slot {
                     run_id: run_id.clone(),
                     cancel: cancel.clone(),
-                    partial: None,
+                    upload: None,
                     latest: None,
                 },
             );
@@ -328,24 +359,40 @@ impl BackupEngine {
             run_id: run_id.clone(),
         };
         let started_by = requester.started_by.clone();
+        let name = destination.name().to_owned();
         let handle = tokio::spawn(async move {
             let inner = ticket.inner.clone();
-            let result = run(&inner, &ticket, cancel, started_by).await;
+            let result = run(&inner, &ticket, cancel, started_by, destination).await;
             drop(ticket);
             result
         });
-        Ok(StartedRun { run_id, handle })
+        Ok(StartedRun {
+            run_id,
+            destination: name,
+            handle,
+        })
     }
 
-    /// Backs up every target (bounded by `concurrency`) and returns one result per target, in order.
+    /// Backs up every target to the default destination (see [`BackupEngine::run_batch_to`]).
     pub async fn run_batch(
         &self,
         targets: Vec<PvcRef>,
         requester: &Requester,
     ) -> Vec<BackupResult> {
+        self.run_batch_to(targets, None, requester).await
+    }
+
+    /// Backs up every target to `destination` (`None`: the default one), bounded by
+    /// `concurrency`, and returns one result per target, in order.
+    pub async fn run_batch_to(
+        &self,
+        targets: Vec<PvcRef>,
+        destination: Option<&str>,
+        requester: &Requester,
+    ) -> Vec<BackupResult> {
         let mut started = Vec::with_capacity(targets.len());
         for target in targets {
-            let run = self.start(target.clone(), requester).await;
+            let run = self.start_to(target.clone(), destination, requester).await;
             started.push((target, run));
         }
         let mut results = Vec::with_capacity(started.len());
@@ -415,8 +462,16 @@ async fn run(
     ticket: &Ticket,
     cancel: CancellationToken,
     started_by: String,
+    destination: Destination,
 ) -> BackupResult {
-    let mut run = Run::new(inner, &ticket.target, &ticket.run_id, cancel, started_by);
+    let mut run = Run::new(
+        inner,
+        &ticket.target,
+        &ticket.run_id,
+        cancel,
+        started_by,
+        destination,
+    );
     run.announce();
     let permit = tokio::select! {
         biased;

@@ -1,7 +1,5 @@
 //! Errors of a backup run, one variant per stage; each message says what happened and what to do.
 
-use std::path::PathBuf;
-
 use crate::domain::Stage;
 use crate::store::StoreError;
 
@@ -27,12 +25,14 @@ pub enum BackupError {
     /// The tar stream was invalid, truncated or stalled.
     #[error("{message}")]
     Stream { message: String },
-    /// Writing the archive to the destination failed.
-    #[error("writing {}: {message}", .path.display())]
-    Write { path: PathBuf, message: String },
-    /// Writing the sidecar or manifest failed.
-    #[error("finalizing {}: {message}", .path.display())]
-    Finalize { path: PathBuf, message: String },
+    /// Writing the archive to its destination failed: opening the upload (connect, credentials,
+    /// bucket), sending it, or making it visible under its final name. `artifact` is the archive's
+    /// path or URI; nothing is left under it.
+    #[error("writing {artifact}: {message}")]
+    Write { artifact: String, message: String },
+    /// Writing the sidecar or manifest beside the archive failed (the archive was removed).
+    #[error("finalizing {artifact}: {message}")]
+    Finalize { artifact: String, message: String },
     /// The history database could not record the run.
     #[error("{message}: {source}")]
     Record {
@@ -112,14 +112,14 @@ mod tests {
             ),
             (
                 BackupError::Write {
-                    path: "/x".into(),
+                    artifact: "/x".into(),
                     message: "m".into(),
                 },
                 Stage::Write,
             ),
             (
                 BackupError::Finalize {
-                    path: "/x".into(),
+                    artifact: "/x".into(),
                     message: "m".into(),
                 },
                 Stage::Finalize,

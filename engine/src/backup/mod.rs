@@ -1,10 +1,11 @@
 //! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
 //!
-//! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks (`preflight`),
-//! creating the helper pod ([`pod`], `helper`), waiting for it to run, exec of `tar` in it (`exec`), the
-//! checked, compressed and hashed stream to a `.partial` file (`stream`, `tarcheck`), the rename
-//! to the final name, the sidecar and manifest (`artifact`), the history row, and the deletion of
-//! the helper (`cleanup`). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
+//! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks ([`preflight`]),
+//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it ([`exec`]), the
+//! checked, compressed and hashed stream into an upload to the run's destination ([`stream`],
+//! [`tarcheck`], [`crate::destination`]: `local` writes a `.partial` file), the commit under the
+//! final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of the
+//! helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
 pub(crate) mod artifact;
@@ -35,6 +36,7 @@ pub use cleanup::{RecoveryReport, Sweeper};
 pub use engine::{ActiveRun, BackupEngine, StartedRun, is_run_id, new_run_id, stream_client};
 pub use error::BackupError;
 
+use crate::destination::Destinations;
 pub use crate::domain::{PvcRef, ResultStatus};
 use crate::domain::{RunStatus, Stage};
 use crate::timestamp::rfc3339;
@@ -46,8 +48,10 @@ pub const DEFAULT_HELPER_IMAGE: &str = "docker.io/library/debian:12-slim";
 /// Settings of the backup engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupOptions {
-    /// Data directory: artifacts go to `<data_dir>/artifacts/<ns>/<pvc>/`.
+    /// Data directory: the `local` destination defaults to `<data_dir>/artifacts/<ns>/<pvc>/`.
     pub data_dir: PathBuf,
+    /// Where archives may go (`--destinations FILE`); `None`: only `local`, under `data_dir`.
+    pub destinations: Option<Destinations>,
     /// Image of the helper pod (needs `tar`, `sleep`, and `sh`/`du`/`find` for the pre-scan).
     pub helper_image: String,
     /// Runs at the same time (at least 1).
@@ -92,6 +96,7 @@ impl Default for BackupOptions {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./nkvm-data"),
+            destinations: None,
             helper_image: DEFAULT_HELPER_IMAGE.to_owned(),
             concurrency: 2,
             gzip_level: 6,
@@ -116,9 +121,18 @@ impl Default for BackupOptions {
 }
 
 impl BackupOptions {
-    /// `<data_dir>/artifacts`.
+    /// `<data_dir>/artifacts`: the default `local` destination, and where archives of runs
+    /// recorded before destinations existed are.
     pub fn artifacts_dir(&self) -> PathBuf {
         artifact::artifacts_dir(&self.data_dir)
+    }
+
+    /// The configured destinations, or only `local` under `data_dir`.
+    #[must_use]
+    pub fn destinations(&self) -> Destinations {
+        self.destinations
+            .clone()
+            .unwrap_or_else(|| Destinations::local_only(&self.data_dir))
     }
 
     /// Whether the allowlist lets PVCs of `namespace` be backed up.
@@ -189,7 +203,8 @@ pub struct BackupResult {
     pub stage: Option<Stage>,
     /// What happened; on failure also what to do.
     pub message: String,
-    /// Path of the archive.
+    /// Where the archive is: a path for `local`, else the destination's URI (`s3://…`,
+    /// `sftp://…`, `ftps://…`).
     pub artifact: Option<String>,
     pub sha256: Option<String>,
     /// Archive size in bytes.
@@ -209,6 +224,8 @@ pub struct BackupResult {
     pub cancelled: bool,
     /// Problems that did not fail the run (e.g. a helper deletion handed to the sweeper).
     pub warnings: Vec<String>,
+    /// Name of the destination the archive was (or was to be) written to.
+    pub destination: Option<String>,
 }
 
 impl BackupResult {
@@ -234,6 +251,7 @@ impl BackupResult {
             helper_pod: None,
             cancelled: false,
             warnings: Vec::new(),
+            destination: None,
         }
     }
 
@@ -305,6 +323,7 @@ mod tests {
             helper_pod: None,
             cancelled: false,
             warnings: vec![],
+            destination: None,
         };
         let value = serde_json::to_value(&result).unwrap();
         for key in [

@@ -1,29 +1,32 @@
 //! What a run's end means and how it is worded: tar's exit status and the stream's fate judged
 //! together ([`judge`]), advice per tar exit code, the success message, warnings appended to a
-//! result, and the sidecar and manifest written beside a committed archive ([`write_finals`]).
+//! result, and the sidecar and manifest put beside a committed archive ([`write_finals`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kube::Client;
 
-use super::artifact::{self, ArtifactPaths, Manifest};
+use super::artifact::{self, Manifest};
 use super::error::BackupError;
 use super::exec::ExecOutcome;
 use super::helper;
-use super::stream::{PartialArchive, StreamError};
+use super::stream::{StreamError, StreamedArchive};
+use crate::destination::{ArtifactKeys, Destination};
 use crate::domain::Stage;
 use crate::domain::format::format_bytes;
 
-/// Decides what the end of the stream means, given tar's exit status.
+/// Decides what the end of the stream means, given tar's exit status. `write_advice` says what to
+/// do when the destination refused the bytes.
 pub(super) async fn judge(
     client: &Client,
     namespace: &str,
     helper_image: &str,
-    streamed: Result<PartialArchive, StreamError>,
+    streamed: Result<StreamedArchive, StreamError>,
     outcome: &ExecOutcome,
     pod: &str,
-) -> Result<PartialArchive, BackupError> {
+    write_advice: &str,
+) -> Result<StreamedArchive, BackupError> {
     let streamed = match streamed {
         Ok(partial) if outcome.succeeded() => return Ok(partial),
         Err(StreamError::Cancelled) => {
@@ -31,12 +34,10 @@ pub(super) async fn judge(
                 stage: Stage::Stream,
             });
         }
-        Err(StreamError::Write { path, source }) => {
+        Err(StreamError::Write { target, source }) => {
             return Err(BackupError::Write {
-                path,
-                message: format!(
-                    "{source}; check free space and permissions of the data directory"
-                ),
+                artifact: target,
+                message: format!("{source}; {write_advice}"),
             });
         }
         Err(StreamError::Stalled(after)) => {
@@ -120,38 +121,45 @@ pub(super) fn with_warnings(message: &str, warnings: &[String]) -> String {
     }
 }
 
+/// Puts the `sha256sum -c` sidecar and the manifest beside the committed archive (each atomic at
+/// the destination: local files through a synced `.partial` and a rename).
 pub(super) async fn write_finals(
-    paths: &ArtifactPaths,
+    destination: &Destination,
+    keys: &ArtifactKeys,
     sha256: &str,
     manifest: &Manifest,
+    advice: &str,
 ) -> Result<(), BackupError> {
-    let finalize = |path: &PathBuf, message: String| BackupError::Finalize {
-        path: path.clone(),
+    let finalize = |key: &str, message: String| BackupError::Finalize {
+        artifact: destination.uri(key),
         message,
     };
-    let line = artifact::sidecar_line(sha256, &paths.archive_file_name());
-    artifact::write_file_atomic(&paths.sidecar, line.as_bytes())
+    let line = artifact::sidecar_line(sha256, artifact::file_name(&keys.archive));
+    destination
+        .put(&keys.sidecar, Bytes::from(line))
         .await
         .map_err(|err| {
             finalize(
-                &paths.sidecar,
-                format!("{err}; the archive was removed; free space and retry"),
+                &keys.sidecar,
+                format!("{err}; the archive was removed; {advice}"),
             )
         })?;
     let json = serde_json::to_vec_pretty(manifest).map_err(|err| {
         finalize(
-            &paths.manifest,
+            &keys.manifest,
             format!("cannot serialise the manifest: {err}"),
         )
     })?;
-    artifact::write_file_atomic(&paths.manifest, &json)
+    destination
+        .put(&keys.manifest, Bytes::from(json))
         .await
         .map_err(|err| {
             finalize(
-                &paths.manifest,
-                format!("{err}; the archive was removed; free space and retry"),
+                &keys.manifest,
+                format!("{err}; the archive was removed; {advice}"),
             )
-        })
+        })?;
+    Ok(())
 }
 
 pub(super) fn success_message(

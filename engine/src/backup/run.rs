@@ -1,17 +1,18 @@
 //! One backup run going through its stages, one function each: pre-flight (PVC, consumers, owners,
-//! history row, artifact directory, free space), create the helper, wait for it to run, start tar
-//! (after the optional pre-scan), stream into a checked `.partial` archive, write (rename),
-//! finalize (sidecar and manifest), record; then [`Run::conclude`] cleans up and reports on every
-//! path.
+//! history row, the destination: local directory and free space, or a remote server that answers),
+//! create the helper, wait for it to run, start tar (after the optional pre-scan), stream into an
+//! upload to the destination, write (commit the upload under its final key, only once tar exited
+//! 0), finalize (sidecar and manifest beside it), record; then [`Run::conclude`] cleans up and
+//! reports on every path. An upload that is not committed is aborted: nothing incomplete is ever
+//! visible under the archive's key.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-use super::artifact::{self, ArchiveInfo, ArtifactPaths, Manifest};
+use super::artifact::{self, ArchiveInfo, Manifest};
 use super::cleanup::HelperGuard;
 use super::engine::Inner;
 use super::error::BackupError;
@@ -21,8 +22,9 @@ use super::outcome::{self, success_message, with_warnings};
 use super::pod::{self, HelperPodParams};
 use super::preflight::{self, Plan};
 use super::progress::Tracker;
-use super::stream::{self, PartialArchive, StreamConfig, StreamError};
+use super::stream::{self, StreamConfig, StreamError, StreamedArchive};
 use super::{BackupResult, PvcRef, ResultStatus};
+use crate::destination::{ArtifactKeys, CommittedObject, Destination, DestinationError, Upload};
 use crate::domain::{Owner, RunStatus, Stage, pvc};
 use crate::store::{NewRun, RunUpdate};
 use crate::timestamp::rfc3339;
@@ -31,11 +33,15 @@ use crate::timestamp::rfc3339;
 const STATUS_WAIT: Duration = Duration::from_secs(30);
 /// After tar reported its exit, how long a silent stdout still counts as in flight.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait for an upload's abort (a remote server that is down); what is left then is removed
+/// by start-up recovery.
+const ABORT_WAIT: Duration = Duration::from_secs(30);
 
 /// What a successful run produced.
 #[derive(Debug)]
 pub(super) struct Success {
-    archive: PathBuf,
+    /// Path or URI of the committed archive.
+    artifact: String,
     sha256: String,
     bytes: u64,
     files: u64,
@@ -46,7 +52,7 @@ pub(super) struct Success {
 struct Prepared {
     plan: Plan,
     owners: Vec<Owner>,
-    paths: ArtifactPaths,
+    keys: ArtifactKeys,
 }
 
 /// One run's state while it goes through the stages.
@@ -65,6 +71,8 @@ pub(super) struct Run<'a> {
     node: Option<String>,
     tracker: Tracker<'a>,
     warnings: Vec<String>,
+    /// Where the archive goes.
+    destination: Destination,
 }
 
 impl<'a> Run<'a> {
@@ -74,6 +82,7 @@ impl<'a> Run<'a> {
         run_id: &str,
         cancel: CancellationToken,
         started_by: String,
+        destination: Destination,
     ) -> Self {
         let tracker = Tracker::new(inner, target, run_id, &started_by);
         Self {
@@ -91,6 +100,7 @@ impl<'a> Run<'a> {
             node: None,
             tracker,
             warnings: Vec::new(),
+            destination,
         }
     }
 
@@ -143,25 +153,58 @@ impl<'a> Run<'a> {
         let name = self.create_helper(&prepared.plan).await?;
         self.wait_running(&name, &prepared.plan).await?;
         let session = self.start_tar(&name).await?;
-        let partial = self.stream(session, &prepared.paths, &name).await?;
-        let (counts, sha256, bytes) = (
-            partial.counts,
-            partial.sha256.clone(),
-            partial.archive_bytes,
-        );
-        let archive = self.write(partial, &prepared.paths).await?;
-        let finished_at = self
-            .finalize(&prepared, &name, &sha256, bytes, counts)
-            .await?;
-        self.record(&archive, &name, &sha256, bytes, counts, finished_at)
+        let (upload, archive) = self.stream(session, &prepared, &name).await?;
+        let committed = self.write(upload, &prepared.keys).await?;
+        let finished_at = self.finalize(&prepared, &name, &archive).await?;
+        self.record(&committed, &name, &archive, finished_at)
             .await?;
         Ok(Success {
-            archive,
-            sha256,
-            bytes,
-            files: counts.regular_files,
-            source_bytes: counts.file_bytes,
+            artifact: committed.uri,
+            sha256: archive.sha256,
+            bytes: archive.archive_bytes,
+            files: archive.counts.regular_files,
+            source_bytes: archive.counts.file_bytes,
         })
+    }
+
+    /// What to do after the destination refused or lost the archive.
+    fn destination_advice(&self) -> String {
+        match self.destination.local_root() {
+            Some(root) => format!(
+                "nothing was kept under the final name; check free space and permissions of {}",
+                root.display()
+            ),
+            None => format!(
+                "nothing was stored under the final key; check the destination with `nkvm \
+                 destinations check {}` and retry",
+                self.destination.name()
+            ),
+        }
+    }
+
+    /// The run's error for a destination failure while writing the archive.
+    fn write_error(&self, error: &DestinationError, keys: &ArtifactKeys) -> BackupError {
+        BackupError::Write {
+            artifact: self.destination.uri(&keys.archive),
+            message: format!("{error}; {}", self.destination_advice()),
+        }
+    }
+
+    /// Aborts an upload that must not be committed (bounded; what is left is recovered at the next
+    /// start, and the run says so).
+    async fn discard(&mut self, upload: Upload) {
+        match tokio::time::timeout(ABORT_WAIT, upload.abort()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => self.warnings.push(format!(
+                "{error}; the next start of nkvm removes the unfinished upload"
+            )),
+            Err(_) => self.warnings.push(format!(
+                "aborting the upload to destination {} took longer than {} s; the next start of \
+                 nkvm removes what is left",
+                self.destination.name(),
+                ABORT_WAIT.as_secs()
+            )),
+        }
     }
 
     /// Pre-flight: the PVC and its users, the history row, the owners, the artifact directory and
@@ -211,24 +254,85 @@ impl<'a> Run<'a> {
         })
         .await?;
         drop(pods);
-        let paths = ArtifactPaths::new(
-            &options.artifacts_dir(),
-            &self.target.namespace,
-            &self.target.name,
-            self.started_at,
+        let keys = ArtifactKeys::new(&self.target.namespace, &self.target.name, self.started_at);
+        self.record_destination(&keys).await?;
+        self.check_destination(&plan, &keys).await?;
+        inner.set_upload(
+            &self.target,
+            &self.run_id,
+            self.destination.name(),
+            &keys.archive,
         );
-        tokio::fs::create_dir_all(&paths.dir).await.map_err(|err| {
+        Ok(Prepared { plan, owners, keys })
+    }
+
+    /// The history row names the destination and the archive's key from the start, so that
+    /// recovery finds what an interrupted run left there.
+    async fn record_destination(&mut self, keys: &ArtifactKeys) -> Result<(), BackupError> {
+        let update = RunUpdate {
+            destination: Some(self.destination.name().to_owned()),
+            object_key: Some(keys.archive.clone()),
+            ..RunUpdate::default()
+        };
+        self.update_row(&update, || {
+            "could not record the run's destination in the history database; check that the \
+             data directory is writable"
+                .to_owned()
+        })
+        .await
+    }
+
+    /// Writes `update` to the run's history row (when it has one); a failure is a `record` error
+    /// with `message`.
+    async fn update_row(
+        &self,
+        update: &RunUpdate,
+        message: impl FnOnce() -> String,
+    ) -> Result<(), BackupError> {
+        let Some(row) = self.row else {
+            return Ok(());
+        };
+        self.inner
+            .store
+            .update_run(row, update)
+            .await
+            .map_err(|source| BackupError::Record {
+                message: message(),
+                source,
+            })
+    }
+
+    /// Pre-flight of the destination: a local directory is created and must have room for the
+    /// PVC's capacity; a remote server must answer, be trusted and accept the credentials (nothing
+    /// is written yet).
+    async fn check_destination(&self, plan: &Plan, keys: &ArtifactKeys) -> Result<(), BackupError> {
+        let options = &self.inner.options;
+        let Some(root) = self.destination.local_root() else {
+            let connect = async {
+                self.destination.connect().await.map_err(|error| {
+                    BackupError::preflight(format!(
+                        "{error}; no helper pod was started; check the destination with `nkvm \
+                         destinations check {}`",
+                        self.destination.name()
+                    ))
+                })
+            };
+            return Self::cancellable(&self.cancel, Stage::Preflight, connect).await;
+        };
+        let archive = root.join(&keys.archive);
+        let dir = archive.parent().unwrap_or(root);
+        tokio::fs::create_dir_all(dir).await.map_err(|err| {
             BackupError::preflight(format!(
-                "cannot create the artifact directory {}: {err}; check the data directory's \
-                 permissions",
-                paths.dir.display()
+                "cannot create the artifact directory {}: {err}; check the permissions of the \
+                 data directory (or of the local destination's path)",
+                dir.display()
             ))
         })?;
         if options.check_free_space
             && let Some(capacity) = plan.pvc.capacity_bytes
         {
             preflight::check_free_space(
-                &paths.dir,
+                dir,
                 capacity,
                 &format!(
                     "the capacity of PVC {} ({})",
@@ -237,16 +341,7 @@ impl<'a> Run<'a> {
                 ),
             )?;
         }
-        inner.set_partial(
-            &self.target,
-            &self.run_id,
-            stream::partial_path_of(&paths.archive),
-        );
-        Ok(Prepared {
-            plan,
-            owners,
-            paths,
-        })
+        Ok(())
     }
 
     /// Creates the helper pod (retrying transient failures); from here on [`Run::conclude`]
@@ -336,16 +431,32 @@ impl<'a> Run<'a> {
         .await
     }
 
-    /// Streams tar's output through the checker, gzip and sha256 into the `.partial` file, then
-    /// judges the stream together with tar's exit status.
+    /// Opens the upload to the destination, streams tar's output through the checker, gzip and
+    /// sha256 into it, then judges the stream together with tar's exit status. On any failure the
+    /// upload is aborted.
     async fn stream(
         &mut self,
         mut session: TarSession,
-        paths: &ArtifactPaths,
+        prepared: &Prepared,
         name: &str,
-    ) -> Result<PartialArchive, BackupError> {
+    ) -> Result<(Upload, StreamedArchive), BackupError> {
         let options = &self.inner.options;
         self.enter(Stage::Stream);
+        let keys = &prepared.keys;
+        let opened = Self::cancellable(&self.cancel, Stage::Stream, async {
+            self.destination
+                .begin_upload(&keys.archive, prepared.plan.pvc.capacity_bytes)
+                .await
+                .map_err(|error| self.write_error(&error, keys))
+        })
+        .await;
+        let mut upload = match opened {
+            Ok(upload) => upload,
+            Err(error) => {
+                drop(session.abort());
+                return Err(error);
+            }
+        };
         let config = StreamConfig {
             gzip_level: options.gzip_level,
             gzip_threads: options.gzip_threads,
@@ -353,11 +464,13 @@ impl<'a> Run<'a> {
             progress_interval: options.progress_interval,
             drain_grace: DRAIN_GRACE,
         };
+        let target = self.destination.uri(&keys.archive);
         let tracker = &mut self.tracker;
         let exited = session.exited();
-        let streamed = stream::write_partial(
+        let streamed = stream::write_archive(
             session.stdout(),
-            &paths.archive,
+            &mut upload,
+            &target,
             &config,
             &self.cancel,
             exited,
@@ -376,36 +489,39 @@ impl<'a> Run<'a> {
             // tar may have died: its exit code explains the broken stream.
             Err(_) => session.finish(Duration::from_secs(5)).await,
         };
-        outcome::judge(
+        let judged = outcome::judge(
             &self.inner.client,
             &self.target.namespace,
             &options.helper_image,
             streamed,
             &status,
             name,
+            &self.destination_advice(),
         )
-        .await
+        .await;
+        match judged {
+            Ok(archive) => Ok((upload, archive)),
+            Err(error) => {
+                self.discard(upload).await;
+                Err(error)
+            }
+        }
     }
 
-    /// Write: the verified archive gets its final name.
+    /// Write: the verified archive becomes visible under its final key (local: fsync, link to
+    /// the final name, never replacing one, directory fsync; S3: CompleteMultipartUpload; SFTP and
+    /// FTPS: rename). Not cancellable: a cancel between the server's answer and ours could leave
+    /// a committed archive behind a cancelled run.
     async fn write(
         &mut self,
-        partial: PartialArchive,
-        paths: &ArtifactPaths,
-    ) -> Result<PathBuf, BackupError> {
+        upload: Upload,
+        keys: &ArtifactKeys,
+    ) -> Result<CommittedObject, BackupError> {
         self.enter(Stage::Write);
-        partial.commit().await.map_err(|err| match err {
-            StreamError::Write { path, source } => BackupError::Write {
-                path,
-                message: format!(
-                    "{source}; check free space and permissions of the data directory"
-                ),
-            },
-            other => BackupError::Write {
-                path: paths.archive.clone(),
-                message: other.to_string(),
-            },
-        })
+        upload
+            .commit()
+            .await
+            .map_err(|error| self.write_error(&error, keys))
     }
 
     /// Finalize: the sidecar and the manifest beside the archive (all three removed on failure).
@@ -413,15 +529,14 @@ impl<'a> Run<'a> {
         &mut self,
         prepared: &Prepared,
         helper_pod: &str,
-        sha256: &str,
-        bytes: u64,
-        counts: super::tarcheck::TarCounts,
+        archive: &StreamedArchive,
     ) -> Result<jiff::Timestamp, BackupError> {
         let options = &self.inner.options;
-        let paths = &prepared.paths;
+        let keys = &prepared.keys;
         self.enter(Stage::Finalize);
         let finished_at = jiff::Timestamp::now();
         let (owner_kind, owner_name) = pvc::display_owners(&prepared.owners);
+        let counts = archive.counts;
         let manifest = Manifest {
             format: artifact::MANIFEST_FORMAT.to_owned(),
             nkvm_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -438,9 +553,9 @@ impl<'a> Run<'a> {
             helper_pod: helper_pod.to_owned(),
             helper_image: options.helper_image.clone(),
             archive: ArchiveInfo {
-                file: paths.archive_file_name(),
-                bytes,
-                sha256: sha256.to_owned(),
+                file: artifact::file_name(&keys.archive).to_owned(),
+                bytes: archive.archive_bytes,
+                sha256: archive.sha256.clone(),
                 format: "tar+gzip".to_owned(),
                 gzip_level: options.gzip_level.min(9),
                 files: counts.regular_files,
@@ -448,60 +563,67 @@ impl<'a> Run<'a> {
             },
             contents: counts,
         };
-        if let Err(err) = outcome::write_finals(paths, sha256, &manifest).await {
-            for path in [&paths.archive, &paths.sidecar, &paths.manifest] {
-                let _ = tokio::fs::remove_file(path).await;
+        if let Err(err) = outcome::write_finals(
+            &self.destination,
+            keys,
+            &archive.sha256,
+            &manifest,
+            &self.destination_advice(),
+        )
+        .await
+        {
+            for key in [&keys.archive, &keys.sidecar, &keys.manifest] {
+                match self.destination.delete(key).await {
+                    Ok(()) | Err(DestinationError::NotFound { .. }) => {}
+                    Err(error) => self.warnings.push(format!(
+                        "{error}; delete it by hand: it is incomplete without its checksum"
+                    )),
+                }
             }
             return Err(err);
         }
         Ok(finished_at)
     }
 
-    /// Record: the history row says succeeded, with the archive's facts.
+    /// Record: the history row says succeeded, with the archive's facts and where it is.
     async fn record(
         &mut self,
-        archive: &std::path::Path,
+        committed: &CommittedObject,
         helper_pod: &str,
-        sha256: &str,
-        bytes: u64,
-        counts: super::tarcheck::TarCounts,
+        archive: &StreamedArchive,
         finished_at: jiff::Timestamp,
     ) -> Result<(), BackupError> {
         self.enter(Stage::Record);
-        let Some(row) = self.row else {
-            return Ok(());
-        };
+        let counts = archive.counts;
         let update = RunUpdate {
             status: Some(RunStatus::Succeeded),
             stage: None,
             message: Some(success_message(
                 counts.regular_files,
                 counts.file_bytes,
-                bytes,
+                archive.archive_bytes,
                 self.clock.elapsed(),
             )),
             finished_at: Some(finished_at),
-            bytes: Some(bytes),
+            bytes: Some(archive.archive_bytes),
             source_bytes: Some(counts.file_bytes),
             files: Some(counts.regular_files),
-            sha256: Some(sha256.to_owned()),
-            artifact: Some(archive.display().to_string()),
+            sha256: Some(archive.sha256.clone()),
+            artifact: Some(committed.uri.clone()),
             helper_pod: Some(helper_pod.to_owned()),
             node: self.node.clone(),
+            destination: Some(self.destination.name().to_owned()),
+            object_key: Some(committed.key.clone()),
             ..RunUpdate::default()
         };
-        self.inner
-            .store
-            .update_run(row, &update)
-            .await
-            .map_err(|source| BackupError::Record {
-                message: format!(
-                    "the archive {} is complete and verified, but the history database could not \
-                     record it; it is still usable (check it with its .sha256 file)",
-                    archive.display()
-                ),
-                source,
-            })
+        self.update_row(&update, || {
+            format!(
+                "the archive {} is complete and verified, but the history database could not \
+                 record it; it is still usable (check it with its .sha256 file)",
+                committed.uri
+            )
+        })
+        .await
     }
 
     /// Cleanup, history and the result, on every path.
@@ -518,6 +640,7 @@ impl<'a> Run<'a> {
         result.pvc_uid = self.pvc_uid.clone();
         result.node = self.node.clone();
         result.helper_pod = self.helper_name.clone();
+        result.destination = Some(self.destination.name().to_owned());
         match outcome {
             Ok(success) => self.succeeded(&mut result, success).await,
             Err(err) => self.failed(&mut result, &err, finished_at).await,
@@ -536,7 +659,7 @@ impl<'a> Run<'a> {
             success.bytes,
             self.clock.elapsed(),
         );
-        result.artifact = Some(success.archive.display().to_string());
+        result.artifact = Some(success.artifact);
         result.sha256 = Some(success.sha256);
         result.bytes = Some(success.bytes);
         result.files = Some(success.files);

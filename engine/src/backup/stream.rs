@@ -1,10 +1,13 @@
 //! The data path of a backup: tar bytes from the helper's stdout → tar checker → block-parallel
-//! gzip ([`super::pgzip`]) → sha256 → `<final>.partial` → fsync → rename → fsync of the directory.
-//! Memory stays bounded (one read buffer, the encoder's blocks in flight and a write buffer)
-//! whatever the size of the volume.
+//! gzip ([`super::pgzip`]) → sha256 → a sink (the destination's upload: `local` writes
+//! `<final>.partial`, S3 a multipart upload, SFTP/FTPS a temporary file). Memory stays bounded (one
+//! read buffer, the encoder's blocks in flight, and the sink's own buffers) whatever the size of
+//! the volume. The sink is only written and flushed here; the caller commits it (or aborts it) once
+//! tar's exit status is known.
 //!
-//! The reader is any `AsyncRead`, so the pipeline is tested without a cluster. A read that returns no
-//! byte for `stall_timeout` fails the stream as stalled; there is no wall-clock limit.
+//! The reader is any `AsyncRead` and the sink any `AsyncWrite`, so the pipeline is tested without a
+//! cluster. A read that returns no byte for `stall_timeout` fails the stream as stalled; there is
+//! no wall-clock limit.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use super::pgzip::{ParallelGzipEncoder, PgzipConfig, PgzipError};
@@ -21,8 +24,6 @@ use super::tarcheck::{TarChecker, TarCounts, TarError};
 
 /// Size of one read from the exec stream.
 pub const READ_CHUNK: usize = 128 * 1024;
-/// Write buffer in front of the archive file.
-const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Settings of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,50 +53,14 @@ pub struct StreamProgress {
     pub source_bytes: u64,
 }
 
-/// A complete, checked archive in its `.partial` file, synced to disk. Dropping it without
-/// [`PartialArchive::commit`] removes the file.
-#[derive(Debug)]
-pub struct PartialArchive {
+/// A complete, checked archive, written and flushed into its sink (not yet committed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedArchive {
     pub counts: TarCounts,
     /// Size of the compressed archive.
     pub archive_bytes: u64,
     /// Lowercase hex sha256 of the compressed archive.
     pub sha256: String,
-    guard: PartialFile,
-    final_path: PathBuf,
-}
-
-impl PartialArchive {
-    /// The `.partial` path.
-    #[cfg(test)]
-    pub fn partial_path(&self) -> &Path {
-        &self.guard.path
-    }
-
-    /// Renames the `.partial` file to its final name (refusing to replace an existing file) and
-    /// syncs the directory.
-    pub async fn commit(mut self) -> Result<PathBuf, StreamError> {
-        let final_path = self.final_path.clone();
-        let write_err = |source| StreamError::Write {
-            path: final_path.clone(),
-            source,
-        };
-        if tokio::fs::try_exists(&final_path)
-            .await
-            .map_err(write_err)?
-        {
-            return Err(write_err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "an archive with this name already exists",
-            )));
-        }
-        tokio::fs::rename(&self.guard.path, &final_path)
-            .await
-            .map_err(write_err)?;
-        self.guard.disarm();
-        sync_dir(&final_path).await.map_err(write_err)?;
-        Ok(final_path)
-    }
 }
 
 /// Why a stream failed.
@@ -107,9 +72,10 @@ pub enum StreamError {
     Read(#[source] io::Error),
     #[error("{0}")]
     Tar(#[from] TarError),
-    #[error("writing {} failed: {source}", .path.display())]
+    /// Writing to the sink failed; `target` names it (a path or a destination URI).
+    #[error("writing {target} failed: {source}")]
     Write {
-        path: PathBuf,
+        target: String,
         #[source]
         source: io::Error,
     },
@@ -121,11 +87,11 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    /// The error of a compression step writing to `path`: a failed write stays a write error.
-    fn compress(path: &Path, err: PgzipError) -> Self {
+    /// The error of a compression step writing to `target`: a failed write stays a write error.
+    fn compress(target: &str, err: PgzipError) -> Self {
         match err {
             PgzipError::Write(source) => Self::Write {
-                path: path.to_owned(),
+                target: target.to_owned(),
                 source,
             },
             other => Self::Compress(other),
@@ -140,46 +106,36 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Streams `reader` into `<final_path>.partial`: every byte through the tar checker, gzip at the
-/// configured level on `gzip_threads` workers (one gzip member), sha256 over the compressed
-/// bytes; then flushes and `fsync`s the file. The archive must end with the end-of-archive
-/// blocks; reading stops there (what follows is zero padding), at the reader's EOF, or when
-/// `exited` has resolved and no byte came for `drain_grace`. On error (or when the future is
-/// dropped) the `.partial` file is removed.
-pub async fn write_partial<R, E, F>(
+/// Streams `reader` into `sink`: every byte through the tar checker, gzip at the configured level
+/// on `gzip_threads` workers (one gzip member), sha256 over the compressed bytes; then flushes the
+/// sink. `target` names the sink in errors. The archive must end with the end-of-archive blocks;
+/// reading stops there (what follows is zero padding), at the reader's EOF, or when `exited` has
+/// resolved and no byte came for `drain_grace`. On error the sink holds an incomplete archive: the
+/// caller aborts it.
+pub async fn write_archive<R, W, E, F>(
     mut reader: R,
-    final_path: &Path,
+    sink: &mut W,
+    target: &str,
     config: &StreamConfig,
     cancel: &CancellationToken,
     exited: E,
     mut on_progress: F,
-) -> Result<PartialArchive, StreamError>
+) -> Result<StreamedArchive, StreamError>
 where
     R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
     E: Future<Output = ()>,
     F: FnMut(&StreamProgress),
 {
-    let partial = partial_path_of(final_path);
     let write_err = |source| StreamError::Write {
-        path: partial.clone(),
+        target: target.to_owned(),
         source,
     };
-    let file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .await
-        .map_err(write_err)?;
-    let guard = PartialFile {
-        path: partial.clone(),
-        armed: true,
-    };
-    let sink = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
     let mut encoder = ParallelGzipEncoder::new(
-        sink,
+        HashingWriter::new(sink),
         PgzipConfig::new(config.gzip_level, config.gzip_threads),
     );
-    let compress_err = |err| StreamError::compress(&partial, err);
+    let compress_err = |err| StreamError::compress(target, err);
     let mut checker = TarChecker::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut progress = StreamProgress::default();
@@ -213,7 +169,11 @@ where
         }
         let chunk = &buf[..n];
         checker.feed(chunk)?;
-        encoder.write_all(chunk).await.map_err(compress_err)?;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(StreamError::Cancelled),
+            written = encoder.write_all(chunk) => written.map_err(compress_err)?,
+        }
         let counts = checker.counts();
         progress = StreamProgress {
             bytes_read: counts.stream_bytes,
@@ -230,20 +190,16 @@ where
         }
     }
     let counts = checker.finish()?;
-    let sink = encoder.finish().await.map_err(compress_err)?;
-    let archive_bytes = sink.written;
-    let sha256 = hex::encode(sink.hasher.finalize());
-    let file = sink.inner.into_inner();
-    file.sync_all().await.map_err(write_err)?;
-    drop(file);
+    let hashing = encoder.finish().await.map_err(compress_err)?;
+    hashing.inner.flush().await.map_err(write_err)?;
+    let archive_bytes = hashing.written;
+    let sha256 = hex::encode(hashing.hasher.finalize());
     progress.archive_bytes = archive_bytes;
     on_progress(&progress);
-    Ok(PartialArchive {
+    Ok(StreamedArchive {
         counts,
         archive_bytes,
         sha256,
-        guard,
-        final_path: final_path.to_owned(),
     })
 }
 
@@ -256,35 +212,6 @@ pub async fn sync_dir(path: &Path) -> io::Result<()> {
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
         .await
         .map_err(io::Error::other)?
-}
-
-/// Removes its file on drop unless disarmed.
-#[derive(Debug)]
-struct PartialFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl PartialFile {
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if self.armed {
-            match std::fs::remove_file(&self.path) {
-                Ok(()) => tracing::debug!(path = %self.path.display(), "removed partial archive"),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => tracing::warn!(
-                    path = %self.path.display(),
-                    error = %err,
-                    "could not remove partial archive (start-up recovery removes it)"
-                ),
-            }
-        }
-    }
 }
 
 /// Counts and hashes every byte written through it.

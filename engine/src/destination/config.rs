@@ -22,7 +22,7 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 /// A whole destinations file, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationsConfig {
     /// Name of the default destination (`local` unless the file says otherwise).
     pub default_destination: String,
@@ -31,14 +31,14 @@ pub struct DestinationsConfig {
 }
 
 /// One named destination.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationConfig {
     pub name: String,
     pub kind: KindConfig,
 }
 
 /// The fields of each type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KindConfig {
     Local(LocalConfig),
     S3(S3Config),
@@ -46,13 +46,13 @@ pub enum KindConfig {
     Ftps(FtpsConfig),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalConfig {
     /// Directory the keys are stored under.
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// `https://host[:port]` (or `http://` for a server on a trusted network).
     pub endpoint: url::Url,
@@ -70,7 +70,7 @@ pub struct S3Config {
     pub part_size: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SftpConfig {
     pub host: String,
     pub port: u16,
@@ -81,7 +81,7 @@ pub struct SftpConfig {
     pub known_hosts_file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FtpsConfig {
     pub host: String,
     pub port: u16,

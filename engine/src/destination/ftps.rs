@@ -117,6 +117,13 @@ impl FtpsDestination {
         format!("{scheme}://{}{separator}{path}", self.inner.origin.server)
     }
 
+    /// Connects, secures the control connection and logs in, then quits.
+    pub async fn connect(&self) -> Result<(), DestinationError> {
+        let mut ftp = self.inner.connect().await?;
+        let _ = ftp.quit().await;
+        Ok(())
+    }
+
     pub async fn begin_upload(&self, key: &str) -> Result<FtpsUpload, DestinationError> {
         let inner = &self.inner;
         let mut ftp = inner.connect().await?;

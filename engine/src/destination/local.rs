@@ -87,9 +87,32 @@ impl LocalDestination {
         })
     }
 
+    /// Opens `key` for reading; a key that resolves outside the directory (through a symbolic
+    /// link) is refused.
     pub async fn open_read(&self, key: &str) -> Result<ObjectReader, DestinationError> {
         let path = self.path(key);
-        match tokio::fs::File::open(&path).await {
+        let resolved = match tokio::fs::canonicalize(&path).await {
+            Ok(resolved) => resolved,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(self.origin().not_found(key));
+            }
+            Err(e) => return Err(self.origin().on(Step::Read, key, e.to_string())),
+        };
+        let root = tokio::fs::canonicalize(&self.root)
+            .await
+            .map_err(|e| self.origin().on(Step::Read, key, e.to_string()))?;
+        if !resolved.starts_with(&root) {
+            return Err(self.origin().on(
+                Step::Read,
+                key,
+                format!(
+                    "it resolves to {}, outside {}: refusing to read it",
+                    resolved.display(),
+                    root.display()
+                ),
+            ));
+        }
+        match tokio::fs::File::open(&resolved).await {
             Ok(file) => {
                 let size = file.metadata().await.ok().map(|m| m.len());
                 Ok(ObjectReader::new(size, file))
@@ -311,6 +334,19 @@ mod tests {
         let listed = d.list("").await.unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!(listed[0].size, Some(0));
+    }
+
+    #[tokio::test]
+    async fn reads_never_follow_links_out_of_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = destination(dir.path());
+        std::fs::create_dir_all(dir.path().join("artifacts/ns")).unwrap();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), dir.path().join("artifacts/ns/x"))
+            .unwrap();
+        let error = d.open_read("ns/x").await.unwrap_err();
+        assert_eq!(error.step(), "read");
+        assert!(error.to_string().contains("outside"), "{error}");
     }
 
     #[tokio::test]

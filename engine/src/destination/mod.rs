@@ -11,6 +11,7 @@ mod error;
 mod ftps;
 mod known_hosts;
 mod local;
+mod registry;
 mod retry;
 mod s3;
 pub mod secret;
@@ -29,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 pub use config::{DestinationConfig, DestinationsConfig, KindConfig};
 pub use error::DestinationError;
 pub use known_hosts::{HostKeyVerdict, KnownHosts};
+pub use registry::{DestinationInfo, Destinations};
 pub use retry::{DEFAULT_RETRY, RetryPolicy};
 pub use s3::part_size_for;
 
@@ -76,10 +78,32 @@ impl ArtifactKeys {
     #[must_use]
     pub fn new(namespace: &str, pvc: &str, at: jiff::Timestamp) -> Self {
         let stamp = crate::backup::artifact::timestamp_name(at);
-        Self {
-            archive: format!("{namespace}/{pvc}/{stamp}.tar.gz"),
-            sidecar: format!("{namespace}/{pvc}/{stamp}.tar.gz.sha256"),
-            manifest: format!("{namespace}/{pvc}/{stamp}.manifest.json"),
+        Self::for_archive(&format!("{namespace}/{pvc}/{stamp}.tar.gz"))
+            .unwrap_or_else(|| unreachable!("the archive key ends with .tar.gz"))
+    }
+
+    /// The keys of the backup whose archive is `archive` (history's `object_key`); `None` when
+    /// it does not end with `.tar.gz`.
+    #[must_use]
+    pub fn for_archive(archive: &str) -> Option<Self> {
+        let stem = archive.strip_suffix(".tar.gz")?;
+        Some(Self {
+            archive: archive.to_owned(),
+            sidecar: format!("{archive}.sha256"),
+            manifest: format!("{stem}.manifest.json"),
+        })
+    }
+
+    /// The archive key of any of a backup's keys (archive, sidecar or manifest).
+    #[must_use]
+    pub fn archive_of(key: &str) -> Option<String> {
+        if key.ends_with(".tar.gz") {
+            Some(key.to_owned())
+        } else if let Some(archive) = key.strip_suffix(".sha256") {
+            archive.ends_with(".tar.gz").then(|| archive.to_owned())
+        } else {
+            key.strip_suffix(".manifest.json")
+                .map(|stem| format!("{stem}.tar.gz"))
         }
     }
 }
@@ -164,6 +188,49 @@ impl Destination {
             Self::S3(d) => d.uri(key),
             Self::Sftp(d) => d.uri(key),
             Self::Ftps(d) => d.uri(key),
+        }
+    }
+
+    /// The directory of a `local` destination (`None` for remote ones): free-space checks and
+    /// start-up recovery look there.
+    #[must_use]
+    pub fn local_root(&self) -> Option<&Path> {
+        match self {
+            Self::Local(d) => Some(d.root()),
+            _ => None,
+        }
+    }
+
+    /// Connects and authenticates without writing anything (local: creates the directory), so a
+    /// destination that is down, untrusted or refuses the credentials fails before a backup starts
+    /// its helper pod. S3 lists at most one key under the prefix (a missing bucket fails too).
+    pub async fn connect(&self) -> Result<(), DestinationError> {
+        match self {
+            Self::Local(d) => tokio::fs::create_dir_all(d.root()).await.map_err(|e| {
+                self.origin_for_errors().connect(format!(
+                    "cannot create {}: {e}; check the path and its permissions",
+                    d.root().display()
+                ))
+            }),
+            Self::S3(d) => d.connect().await,
+            Self::Sftp(d) => d.connect().await,
+            Self::Ftps(d) => d.connect().await,
+        }
+    }
+
+    /// Removes what an unfinished upload of `key` left (listed by [`Destination::pending_uploads`]):
+    /// S3 aborts its multipart uploads, others delete `<key>.partial`. Nothing left is fine. Never
+    /// call it for an upload that is still running.
+    pub async fn abort_pending(&self, key: &str) -> Result<(), DestinationError> {
+        self.validate(key, error::Step::Abort)?;
+        match self {
+            Self::S3(d) => d.abort_pending(key).await,
+            _ => match self.delete(&format!("{key}.partial")).await {
+                Ok(()) | Err(DestinationError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self
+                    .origin_for_errors()
+                    .on(error::Step::Abort, key, e.to_string())),
+            },
         }
     }
 
@@ -393,65 +460,6 @@ fn nothing_stored(message: &str, server: &str) -> String {
     )
 }
 
-/// Every configured destination and the default one.
-#[derive(Debug, Clone)]
-pub struct Destinations {
-    default: String,
-    list: Vec<Destination>,
-}
-
-impl Destinations {
-    /// From the destinations file when one is given, else only `local` (`<data_dir>/artifacts`).
-    pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Self, DestinationError> {
-        let config = match file {
-            Some(path) => DestinationsConfig::load(path, data_dir)
-                .map_err(|(origin, message)| DestinationError::Config { origin, message })?,
-            None => DestinationsConfig::local_only(data_dir),
-        };
-        Self::from_config(&config)
-    }
-
-    /// Builds every destination of a validated configuration.
-    pub fn from_config(config: &DestinationsConfig) -> Result<Self, DestinationError> {
-        let list = config
-            .destinations
-            .iter()
-            .map(Destination::from_config)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            default: config.default_destination.clone(),
-            list,
-        })
-    }
-
-    /// The destination called `name`.
-    pub fn get(&self, name: &str) -> Result<&Destination, DestinationError> {
-        self.list
-            .iter()
-            .find(|d| d.name() == name)
-            .ok_or_else(|| DestinationError::Unknown {
-                name: name.to_owned(),
-                known: self
-                    .list
-                    .iter()
-                    .map(Destination::name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-
-    /// The default destination (`default_destination`, else `local`).
-    #[must_use]
-    pub fn default_destination(&self) -> &Destination {
-        self.get(&self.default).unwrap_or_else(|_| &self.list[0])
-    }
-
-    /// Every destination, in the file's order (`local` first when the file does not define it).
-    pub fn iter(&self) -> impl Iterator<Item = &Destination> {
-        self.list.iter()
-    }
-}
-
 /// A streamed read of one object.
 pub struct ObjectReader {
     /// Size in bytes, when known before reading.
@@ -596,5 +604,12 @@ mod tests {
             keys.manifest,
             "shop/data/20261128T231858.123Z.manifest.json"
         );
+        assert_eq!(ArtifactKeys::for_archive(&keys.archive), Some(keys.clone()));
+        assert_eq!(ArtifactKeys::for_archive("shop/data/x.zip"), None);
+        for key in [&keys.archive, &keys.sidecar, &keys.manifest] {
+            assert_eq!(ArtifactKeys::archive_of(key).as_ref(), Some(&keys.archive));
+        }
+        assert_eq!(ArtifactKeys::archive_of(".nkvm-check/x.probe"), None);
+        assert_eq!(ArtifactKeys::archive_of("a/notes.sha256"), None);
     }
 }

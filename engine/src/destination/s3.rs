@@ -329,36 +329,24 @@ impl S3Destination {
         Ok(found)
     }
 
-    /// Keys (relative to the destination) of multipart uploads started and neither completed nor
-    /// aborted (ListMultipartUploads), for tests and start-up recovery.
-    pub async fn pending_uploads(&self) -> Result<Vec<String>, DestinationError> {
+    /// Connects and authenticates without writing: lists at most one key under the prefix, so a
+    /// server that is down, untrusted, refuses the credentials or lacks the bucket fails here.
+    pub async fn connect(&self) -> Result<(), DestinationError> {
         let inner = &self.inner;
         let credentials = inner.credentials()?;
         let full_prefix = inner.list_prefix("");
-        let body = inner
+        inner
             .call(REQUEST_TIMEOUT, || {
-                let url = rusty_s3::signing::sign(
-                    &jiff::Timestamp::now(),
-                    rusty_s3::Method::Get,
-                    inner.bucket.base_url().clone(),
-                    credentials.key(),
-                    credentials.secret(),
-                    None,
-                    inner.bucket.region(),
-                    SIGNATURE_VALIDITY.as_secs(),
-                    [("prefix", full_prefix.as_str()), ("uploads", "")].into_iter(),
-                    std::iter::empty(),
-                );
-                (Method::GET, url, Bytes::new())
+                let mut action = inner.bucket.list_objects_v2(Some(&credentials));
+                if !full_prefix.is_empty() {
+                    action.with_prefix(full_prefix.as_str());
+                }
+                action.with_max_keys(1);
+                (Method::GET, action.sign(SIGNATURE_VALIDITY), Bytes::new())
             })
             .await
             .map_err(|f| inner.error(Step::List, "", f, true))?;
-        let text = String::from_utf8_lossy(&body);
-        Ok(xml_values(&text, "Upload")
-            .iter()
-            .filter_map(|upload| xml_values(upload, "Key").into_iter().next())
-            .filter_map(|key| inner.relative_key(&xml_unescape(&key)))
-            .collect())
+        Ok(())
     }
 }
 

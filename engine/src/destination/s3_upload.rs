@@ -1,6 +1,7 @@
 //! One S3 multipart upload as an `AsyncWrite`: fills a part buffer, uploads full parts in the
 //! background (at most `PARTS_IN_FLIGHT` at once, each retried on transient failures), completes
-//! on `commit`, aborts on `abort`, on any failure and — in the background — on drop.
+//! on `commit`, aborts on `abort`, on any failure and — in the background — on drop; and the
+//! unfinished multipart uploads of a bucket (listed and aborted by start-up recovery).
 
 use super::*;
 
@@ -300,5 +301,83 @@ impl AsyncWrite for S3Upload {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_flush(cx)
+    }
+}
+
+impl S3Destination {
+    /// Keys (relative to the destination) of multipart uploads started and neither completed nor
+    /// aborted (ListMultipartUploads), for tests and start-up recovery.
+    pub async fn pending_uploads(&self) -> Result<Vec<String>, DestinationError> {
+        let mut keys: Vec<String> = self
+            .unfinished_uploads("")
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Aborts every unfinished multipart upload of `key` (none is fine).
+    pub async fn abort_pending(&self, key: &str) -> Result<(), DestinationError> {
+        let inner = &self.inner;
+        let credentials = inner.credentials()?;
+        let object = inner.object(key);
+        for (found, upload_id) in self.unfinished_uploads(key).await? {
+            if found != key {
+                continue;
+            }
+            let shared = UploadShared {
+                destination: self.clone(),
+                key: key.to_owned(),
+                object: object.clone(),
+                upload_id,
+                credentials: credentials.clone(),
+            };
+            shared.abort().await?;
+        }
+        Ok(())
+    }
+
+    /// `(key, upload id)` of the unfinished multipart uploads whose object starts with `prefix`
+    /// (relative to the destination; `""` for all).
+    async fn unfinished_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, DestinationError> {
+        let inner = &self.inner;
+        let credentials = inner.credentials()?;
+        let full_prefix = if prefix.is_empty() {
+            inner.list_prefix("")
+        } else {
+            inner.object(prefix)
+        };
+        let body = inner
+            .call(REQUEST_TIMEOUT, || {
+                let url = rusty_s3::signing::sign(
+                    &jiff::Timestamp::now(),
+                    rusty_s3::Method::Get,
+                    inner.bucket.base_url().clone(),
+                    credentials.key(),
+                    credentials.secret(),
+                    None,
+                    inner.bucket.region(),
+                    SIGNATURE_VALIDITY.as_secs(),
+                    [("prefix", full_prefix.as_str()), ("uploads", "")].into_iter(),
+                    std::iter::empty(),
+                );
+                (Method::GET, url, Bytes::new())
+            })
+            .await
+            .map_err(|f| inner.error(Step::List, prefix, f, true))?;
+        let text = String::from_utf8_lossy(&body);
+        Ok(xml_values(&text, "Upload")
+            .iter()
+            .filter_map(|upload| {
+                let key = xml_values(upload, "Key").into_iter().next()?;
+                let id = xml_values(upload, "UploadId").into_iter().next()?;
+                Some((inner.relative_key(&xml_unescape(&key))?, xml_unescape(&id)))
+            })
+            .collect())
     }
 }

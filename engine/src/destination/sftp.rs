@@ -141,6 +141,11 @@ impl SftpDestination {
         super::remote_uri("sftp", &self.inner.origin.server, &self.inner.remote(key))
     }
 
+    /// Connects, checks the host key, authenticates and opens the SFTP subsystem, then closes.
+    pub async fn connect(&self) -> Result<(), DestinationError> {
+        self.inner.connect().await.map(drop)
+    }
+
     pub async fn begin_upload(&self, key: &str) -> Result<SftpUpload, DestinationError> {
         let session = Arc::new(self.inner.connect().await?);
         let inner = &self.inner;

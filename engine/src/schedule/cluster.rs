@@ -18,25 +18,16 @@ pub struct ClusterBackend {
     connection: Arc<Connection>,
     store: Store,
     inventory: InventoryOptions,
-    /// The destination the backup engine writes to.
-    destination: String,
 }
 
 impl ClusterBackend {
-    /// A backend over `connection`, scanning with `inventory` (the server's allowlist and caps);
-    /// `destination` names where the engine writes archives.
+    /// A backend over `connection`, scanning with `inventory` (the server's allowlist and caps).
     #[must_use]
-    pub fn new(
-        connection: Arc<Connection>,
-        store: Store,
-        inventory: InventoryOptions,
-        destination: String,
-    ) -> Self {
+    pub fn new(connection: Arc<Connection>, store: Store, inventory: InventoryOptions) -> Self {
         Self {
             connection,
             store,
             inventory,
-            destination,
         }
     }
 }
@@ -72,19 +63,12 @@ impl Backend for ClusterBackend {
         destination: Option<String>,
         requester: Requester,
     ) -> Result<StartedRun, Box<BackupResult>> {
-        // The backup engine writes to one destination; a schedule naming another is refused
-        // loudly rather than written elsewhere.
-        if let Some(name) = destination.filter(|d| *d != self.destination) {
-            return Err(Box::new(BackupResult::refused(
-                &target,
-                jiff::Timestamp::now(),
-                &format!(
-                    "destination {name:?}: this server's backups are written to {:?}",
-                    self.destination
-                ),
-            )));
-        }
-        self.connection.backups.start(target, &requester).await
+        // `None`: the engine's default destination; an unknown name is refused (and audited)
+        // by the engine like any other start.
+        self.connection
+            .backups
+            .start_to(target, destination.as_deref(), &requester)
+            .await
     }
 
     fn active_runs(&self) -> usize {

@@ -1,6 +1,9 @@
-//! Helpers shared by the engine's real-cluster integration tests (and the server's, which include
-//! this file): the cluster's kubeconfig and kubectl, polling, throwaway namespaces with fixtures.
-#![allow(dead_code, reason = "each test file uses some of the helpers")]
+//! Helpers shared by the engine's real-cluster and real-server integration tests (and the server's,
+//! which include this file): the cluster's kubeconfig and kubectl, polling, throwaway namespaces.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a part of the shared helpers"
+)]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -181,3 +184,5 @@ impl Drop for TestNamespace {
             .output();
     }
 }
+pub mod cluster;
+pub mod servers;

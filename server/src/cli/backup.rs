@@ -1,5 +1,6 @@
-//! `nkvm backup NS/PVC...`: start-up recovery, then one batch of backups with bounded concurrency,
-//! printed as a table or as the JSON contract; the exit status is non-zero when any backup failed.
+//! `nkvm backup NS/PVC... [--destination NAME]`: start-up recovery, then one batch of backups with
+//! bounded concurrency to one destination, printed as a table or as the JSON contract; the exit
+//! status is non-zero when any backup failed.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -26,6 +27,11 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub tuning: BackupTuning,
 
+    /// Destination of the archives, by name (see `nkvm destinations list`) [default: the
+    /// destinations file's default_destination, else local]
+    #[arg(long, value_name = "NAME")]
+    pub destination: Option<String>,
+
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -36,19 +42,38 @@ pub(super) fn requester() -> Requester {
     Requester::cli(std::env::var("USER").ok().as_deref())
 }
 
-/// Engine settings from the global options and the subcommand's.
-pub fn options(global: &GlobalOptions, args: &BackupArgs, instance: String) -> BackupOptions {
-    global.backup_options(&args.tuning, instance)
+/// Engine settings from the global options and the subcommand's; an unknown `--destination` is
+/// refused here, before anything is contacted.
+pub fn options(
+    global: &GlobalOptions,
+    args: &BackupArgs,
+    instance: String,
+) -> anyhow::Result<BackupOptions> {
+    let options = global.backup_options(&args.tuning, instance)?;
+    if let Some(name) = &args.destination {
+        options
+            .destinations()
+            .get(name)
+            .with_context(|| format!("--destination {name}"))?;
+    }
+    Ok(options)
 }
 
 pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let allowlist = global.allowlist();
+    // The destinations file is read (and the destination's name checked) before anything else.
+    let destinations = global.destinations()?;
+    if let Some(name) = &args.destination {
+        destinations
+            .get(name)
+            .with_context(|| format!("--destination {name}"))?;
+    }
     let data = global.open_data_dir("nkvm backup").await?;
     let cluster = super::connect(global).await?;
     let engine = Connection::new(
         cluster,
         data.store.clone(),
-        options(global, &args, data.instance.clone()),
+        options(global, &args, data.instance.clone())?,
     )
     .context("cannot set up the backup engine")?
     .backups;
@@ -75,6 +100,12 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
             report.partials_removed.len()
         );
     }
+    if !report.uploads_aborted.is_empty() {
+        eprintln!(
+            "recovery: removed unfinished upload(s): {}",
+            report.uploads_aborted.join(", ")
+        );
+    }
     for warning in &report.warnings {
         eprintln!("warning: recovery: {warning}");
     }
@@ -94,7 +125,9 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
         })
     };
 
-    let results = engine.run_batch(args.targets, &requester()).await;
+    let results = engine
+        .run_batch_to(args.targets, args.destination.as_deref(), &requester())
+        .await;
     let signalled = if cancel_on_signal.is_finished() {
         cancel_on_signal.await.ok()
     } else {
@@ -256,7 +289,7 @@ mod tests {
             args.targets,
             [PvcRef::new("shop", "data"), PvcRef::new("ops", "logs-0")]
         );
-        let options = options(&cli.global, args, "inst".to_owned());
+        let options = options(&cli.global, args, "inst".to_owned()).unwrap();
         assert_eq!(options.concurrency, 3);
         assert_eq!(options.gzip_level, 1);
         assert_eq!(options.gzip_threads, 3);
@@ -276,7 +309,7 @@ mod tests {
         assert_eq!(args.tuning.gzip_level, 6);
         assert_eq!(args.tuning.stall_timeout, 120);
         assert_eq!(args.output, Output::Table);
-        let options = options(&cli.global, args, "i".to_owned());
+        let options = options(&cli.global, args, "i".to_owned()).unwrap();
         if std::env::var_os("NKVM_GZIP_THREADS").is_none() {
             assert_eq!(args.tuning.gzip_threads, None);
             assert_eq!(options.gzip_threads, backup::pgzip::default_threads());
@@ -321,6 +354,7 @@ mod tests {
             helper_pod: None,
             cancelled: false,
             warnings: vec!["helper left".into()],
+            destination: Some("local".into()),
         };
         let failed = BackupResult {
             pvc: "gone".into(),

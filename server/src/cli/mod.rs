@@ -2,6 +2,7 @@
 
 mod backup;
 mod contexts;
+mod destinations;
 mod history;
 mod inventory;
 mod prune;
@@ -63,6 +64,8 @@ pub enum Command {
     },
     /// Apply retention now: delete backups no retention keeps (--dry-run: only show)
     Prune(prune::PruneArgs),
+    /// List or check the backup destinations (--destinations FILE)
+    Destinations(destinations::DestinationsArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
     #[command(after_help = "Example:
   printf '%s\\n' \"$PASSWORD\" | nkvm hash-password")]
@@ -123,6 +126,7 @@ impl Cli {
             Command::History(args) => history::run(&self.global, args).await,
             Command::Schedule { command } => schedule::run(&self.global, command).await,
             Command::Prune(args) => prune::run(&self.global, args).await,
+            Command::Destinations(args) => destinations::run(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
             Command::HashPassword => hash_password(),
         }

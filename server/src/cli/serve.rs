@@ -504,7 +504,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     let options = WorkspaceOptions {
         kubeconfig: global.kubeconfig.clone(),
         connect: global.connect_options(),
-        backup: global.backup_options(&args.tuning, instance),
+        backup: global.backup_options(&args.tuning, instance)?,
         allow_pasted: args.allow_pasted_kubeconfig,
         in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
@@ -524,6 +524,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         interrupted = report.interrupted.len(),
         helpers_deleted = report.helpers_deleted.len(),
         partials_removed = report.partials_removed.len(),
+        uploads_aborted = report.uploads_aborted.len(),
         "start-up recovery done"
     );
     for warning in &report.warnings {
@@ -631,7 +632,6 @@ async fn start_background(
         connection.clone(),
         workspace.store().clone(),
         global.inventory_options(Vec::new()),
-        destinations.default_destination().name().to_owned(),
     );
     let options = SchedulerOptions {
         tick: Duration::from_secs(args.schedule_tick_seconds),

@@ -2,7 +2,6 @@
 
 use super::*;
 use std::process::Command;
-use tokio::io::AsyncWriteExt as _;
 
 fn config() -> StreamConfig {
     StreamConfig {
@@ -41,45 +40,51 @@ fn source() -> tempfile::TempDir {
     dir
 }
 
-fn sha256_file(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+/// Streams `input` into a byte vector.
+async fn archive_of(
+    input: impl AsyncRead + Unpin,
+    cfg: &StreamConfig,
+    cancel: &CancellationToken,
+    exited: impl Future<Output = ()>,
+) -> (Result<StreamedArchive, StreamError>, Vec<u8>) {
+    let mut sink = Vec::new();
+    let result = write_archive(input, &mut sink, "memory", cfg, cancel, exited, |_| {}).await;
+    (result, sink)
 }
 
 #[tokio::test]
 async fn writes_a_verified_archive_that_system_tar_extracts() {
     let src = source();
     let stream = tar_of(src.path());
-    let out = tempfile::tempdir().unwrap();
-    let final_path = out.path().join("a.tar.gz");
+    let mut sink = Vec::new();
     let mut reports = Vec::new();
-    let partial = write_partial(
+    let archive = write_archive(
         &stream[..],
-        &final_path,
+        &mut sink,
+        "memory",
         &config(),
         &CancellationToken::new(),
-        std::future::pending(),
+        never(),
         |p| reports.push(*p),
     )
     .await
     .unwrap();
-    assert!(partial.partial_path().exists());
-    assert_eq!(partial.counts.regular_files, 2);
-    assert_eq!(partial.counts.file_bytes, 1_200_005);
-    let (sha, bytes) = (partial.sha256.clone(), partial.archive_bytes);
-    let committed = partial.commit().await.unwrap();
-    assert_eq!(committed, final_path);
-    assert!(!partial_path_of(&final_path).exists());
-    assert_eq!(std::fs::metadata(&final_path).unwrap().len(), bytes);
-    assert_eq!(sha256_file(&final_path), sha);
+    assert_eq!(archive.counts.regular_files, 2);
+    assert_eq!(archive.counts.file_bytes, 1_200_005);
+    assert_eq!(archive.archive_bytes, sink.len() as u64);
+    assert_eq!(archive.sha256, hex::encode(Sha256::digest(&sink)));
     let last = reports.last().unwrap();
     assert_eq!(last.bytes_read, stream.len() as u64);
-    assert_eq!(last.archive_bytes, bytes);
+    assert_eq!(last.archive_bytes, archive.archive_bytes);
     assert_eq!(last.files, 2);
 
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("a.tar.gz");
+    std::fs::write(&file, &sink).unwrap();
     let extracted = tempfile::tempdir().unwrap();
     let status = Command::new("tar")
         .arg("-xzf")
-        .arg(&final_path)
+        .arg(&file)
         .arg("-C")
         .arg(extracted.path())
         .status()
@@ -94,100 +99,61 @@ async fn writes_a_verified_archive_that_system_tar_extracts() {
 #[tokio::test]
 async fn gzip_level_is_applied() {
     let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
     let mut sizes = Vec::new();
     for level in [0, 9] {
         let cfg = StreamConfig {
             gzip_level: level,
             ..config()
         };
-        let path = out.path().join(format!("{level}.tar.gz"));
-        let partial = write_partial(
-            &stream[..],
-            &path,
-            &cfg,
-            &CancellationToken::new(),
-            never(),
-            |_| {},
-        )
-        .await
-        .unwrap();
-        sizes.push(partial.archive_bytes);
+        let (result, _) = archive_of(&stream[..], &cfg, &CancellationToken::new(), never()).await;
+        sizes.push(result.unwrap().archive_bytes);
     }
     assert!(sizes[0] > stream.len() as u64, "level 0 stores: {sizes:?}");
     assert!(sizes[1] < sizes[0] / 2, "level 9 compresses: {sizes:?}");
 }
 
 #[tokio::test]
-async fn truncated_stream_fails_and_removes_the_partial_file() {
+async fn truncated_stream_fails() {
     let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("t.tar.gz");
-    let err = write_partial(
+    let (result, _) = archive_of(
         &stream[..700_000],
-        &path,
         &config(),
         &CancellationToken::new(),
         never(),
-        |_| {},
     )
-    .await
-    .unwrap_err();
+    .await;
+    let err = result.unwrap_err();
     assert!(
         matches!(err, StreamError::Tar(TarError::Truncated(_))),
         "{err}"
     );
     assert!(err.to_string().starts_with("truncated: "), "{err}");
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
 
 #[tokio::test]
 async fn garbage_fails_fast() {
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("g.tar.gz");
     let garbage = vec![0x41u8; 100_000];
-    let err = write_partial(
-        &garbage[..],
-        &path,
-        &config(),
-        &CancellationToken::new(),
-        never(),
-        |_| {},
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, StreamError::Tar(TarError::BadHeader { .. })));
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    let (result, _) = archive_of(&garbage[..], &config(), &CancellationToken::new(), never()).await;
+    assert!(matches!(
+        result.unwrap_err(),
+        StreamError::Tar(TarError::BadHeader { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_source_stalls() {
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("s.tar.gz");
     let (_writer, reader) = tokio::io::duplex(1024);
     let cfg = StreamConfig {
         stall_timeout: Duration::from_mins(2),
         ..config()
     };
-    let err = write_partial(
-        reader,
-        &path,
-        &cfg,
-        &CancellationToken::new(),
-        never(),
-        |_| {},
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.to_string(), "stalled: no data for 120s");
-    assert!(!partial_path_of(&path).exists());
+    let (result, _) = archive_of(reader, &cfg, &CancellationToken::new(), never()).await;
+    assert_eq!(result.unwrap_err().to_string(), "stalled: no data for 120s");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_but_moving_source_never_stalls() {
     let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("slow.tar.gz");
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
     let feeder = tokio::spawn(async move {
         for piece in stream.chunks(100_000) {
@@ -196,25 +162,14 @@ async fn a_slow_but_moving_source_never_stalls() {
             writer.write_all(piece).await.unwrap();
         }
     });
-    let partial = write_partial(
-        reader,
-        &path,
-        &config(),
-        &CancellationToken::new(),
-        never(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (result, _) = archive_of(reader, &config(), &CancellationToken::new(), never()).await;
     feeder.await.unwrap();
-    assert_eq!(partial.counts.regular_files, 2);
+    assert_eq!(result.unwrap().counts.regular_files, 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn stops_at_the_end_of_archive_without_waiting_for_eof() {
     let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("eoa.tar.gz");
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
     let feeder = tokio::spawn(async move {
         writer.write_all(&stream).await.unwrap();
@@ -222,25 +177,14 @@ async fn stops_at_the_end_of_archive_without_waiting_for_eof() {
         tokio::time::sleep(Duration::from_hours(1)).await;
         drop(writer);
     });
-    let partial = write_partial(
-        reader,
-        &path,
-        &config(),
-        &CancellationToken::new(),
-        never(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!(partial.counts.regular_files, 2);
+    let (result, _) = archive_of(reader, &config(), &CancellationToken::new(), never()).await;
+    assert_eq!(result.unwrap().counts.regular_files, 2);
     feeder.abort();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_producer_that_exited_mid_archive_ends_the_stream_as_truncated() {
     let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("x.tar.gz");
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
     let feeder = tokio::spawn(async move {
         writer.write_all(&stream[..300_000]).await.unwrap();
@@ -249,34 +193,24 @@ async fn a_producer_that_exited_mid_archive_ends_the_stream_as_truncated() {
     });
     let exited = tokio::time::sleep(Duration::from_secs(1));
     let started = tokio::time::Instant::now();
-    let err = write_partial(
-        reader,
-        &path,
-        &config(),
-        &CancellationToken::new(),
-        exited,
-        |_| {},
-    )
-    .await
-    .unwrap_err();
+    let (result, _) = archive_of(reader, &config(), &CancellationToken::new(), exited).await;
+    let err = result.unwrap_err();
     assert!(
         matches!(err, StreamError::Tar(TarError::Truncated(_))),
         "{err}"
     );
     // Ended by the drain grace, not by the 5 s stall timeout.
     assert!(started.elapsed() < Duration::from_secs(4));
-    assert!(!partial_path_of(&path).exists());
     feeder.abort();
 }
 
 #[tokio::test]
 async fn compression_failures_name_their_step() {
-    let path = Path::new("/d/a.tar.gz.partial");
     let panicked = tokio::task::spawn_blocking(|| panic!("boom"))
         .await
         .unwrap_err();
     let err = StreamError::compress(
-        path,
+        "/d/a.tar.gz",
         PgzipError::Worker {
             block: 3,
             source: panicked,
@@ -288,63 +222,54 @@ async fn compression_failures_name_their_step() {
             .starts_with("compressing the archive failed: the compression worker of block 3"),
         "{err}"
     );
-    let err = StreamError::compress(path, PgzipError::Write(io::Error::other("full")));
-    assert_eq!(err.to_string(), "writing /d/a.tar.gz.partial failed: full");
+    let err = StreamError::compress(
+        "s3://b/a.tar.gz",
+        PgzipError::Write(io::Error::other("full")),
+    );
+    assert_eq!(err.to_string(), "writing s3://b/a.tar.gz failed: full");
 }
 
 #[tokio::test]
-async fn cancel_stops_and_cleans_up() {
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("c.tar.gz");
+async fn cancel_stops() {
     let (_writer, reader) = tokio::io::duplex(1024);
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let err = write_partial(reader, &path, &config(), &cancel, never(), |_| {})
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StreamError::Cancelled));
-    assert!(!partial_path_of(&path).exists());
+    let (result, _) = archive_of(reader, &config(), &cancel, never()).await;
+    assert!(matches!(result.unwrap_err(), StreamError::Cancelled));
+}
+
+/// A sink that refuses every write, as an upload whose server went away.
+struct Refusing;
+
+impl AsyncWrite for Refusing {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::Error::other("the server went away")))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 #[tokio::test]
-async fn dropping_an_uncommitted_archive_removes_it() {
+async fn a_refusing_sink_fails_as_a_write_naming_the_target() {
     let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("d.tar.gz");
-    let partial = write_partial(
+    let err = write_archive(
         &stream[..],
-        &path,
+        &mut Refusing,
+        "s3://bucket/ns/pvc/a.tar.gz",
         &config(),
         &CancellationToken::new(),
         never(),
         |_| {},
     )
     .await
-    .unwrap();
-    let partial_path = partial.partial_path().to_owned();
-    assert!(partial_path.exists());
-    drop(partial);
-    assert!(!partial_path.exists());
-}
-
-#[tokio::test]
-async fn commit_refuses_to_replace_an_archive() {
-    let stream = tar_of(source().path());
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("e.tar.gz");
-    std::fs::write(&path, b"existing").unwrap();
-    let partial = write_partial(
-        &stream[..],
-        &path,
-        &config(),
-        &CancellationToken::new(),
-        never(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    let err = partial.commit().await.unwrap_err();
-    assert!(err.to_string().contains("already exists"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), b"existing");
-    assert!(!partial_path_of(&path).exists());
+    .unwrap_err();
+    assert!(matches!(err, StreamError::Write { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "writing s3://bucket/ns/pvc/a.tar.gz failed: the server went away"
+    );
 }

@@ -47,7 +47,7 @@ impl Backend for Shared {
         let fake = &self.0;
         fake.started.lock().unwrap().push((
             target.to_string(),
-            destination,
+            destination.clone(),
             requester.started_by.clone(),
         ));
         let now = Timestamp::now();
@@ -66,7 +66,11 @@ impl Backend for Shared {
             running.fetch_sub(1, Ordering::SeqCst);
             BackupResult::new(&target, now, now)
         });
-        Ok(StartedRun { run_id, handle })
+        Ok(StartedRun {
+            run_id,
+            destination: destination.unwrap_or_else(|| "local".to_owned()),
+            handle,
+        })
     }
 
     fn active_runs(&self) -> usize {
