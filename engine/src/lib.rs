@@ -1,6 +1,6 @@
 //! nkvm engine: the shared vocabulary ([`domain`], always built, also for the browser) and, with the
-//! `runtime` feature, the cluster connection, PVC inventory, backups and history, authentication
-//! and audit used by the web app and the CLI.
+//! `runtime` feature, the cluster connection, PVC inventory, backups, restores and verification,
+//! history, authentication and audit used by the web app and the CLI.
 #![forbid(unsafe_code)]
 
 pub mod domain;
@@ -27,6 +27,8 @@ pub mod objects;
 pub mod owners;
 #[cfg(feature = "runtime")]
 pub mod quantity;
+#[cfg(feature = "runtime")]
+pub mod restore;
 #[cfg(feature = "runtime")]
 pub mod store;
 #[cfg(feature = "runtime")]

@@ -188,6 +188,7 @@ async fn insert_update_and_get_round_trip() {
             object_key: None,
             helper_uid: None,
             cluster: None,
+            verification: nkvm_engine::store::Verification::default(),
         };
         assert_eq!(done, expected, "{name}");
     }

@@ -18,7 +18,7 @@ mod outcome;
 pub mod pgzip;
 pub mod pod;
 pub mod preflight;
-mod progress;
+pub(crate) mod progress;
 mod run;
 pub mod stream;
 pub mod tarcheck;

@@ -3,14 +3,15 @@
 
 use jiff::Timestamp;
 
-use super::{RunRecord, RunStatus, Stage, StoreError, timestamp};
+use super::{RunRecord, RunStatus, Stage, StoreError, Verification, timestamp};
 
 /// The columns of `runs`, in [`RunRow`]'s order (a macro so that queries stay `&'static str`).
 macro_rules! run_columns {
     () => {
         "id, run_id, pvc_uid, namespace, pvc, status, stage, message, started_by, started_at, \
          finished_at, bytes, source_bytes, files, sha256, artifact, helper_pod, node, destination, \
-         object_key, helper_uid, cluster"
+         object_key, helper_uid, cluster, verified_at, verify_status, verified_by, verify_message, \
+         last_verified_at"
     };
 }
 pub(super) use run_columns;
@@ -40,6 +41,11 @@ pub(super) struct RunRow {
     object_key: Option<String>,
     helper_uid: Option<String>,
     cluster: Option<String>,
+    verified_at: Option<String>,
+    verify_status: Option<String>,
+    verified_by: Option<String>,
+    verify_message: Option<String>,
+    last_verified_at: Option<String>,
 }
 
 impl RunRow {
@@ -66,11 +72,21 @@ impl RunRow {
         if timestamp::parse(&self.started_at).is_none() {
             return Err(corrupt("started_at", &self.started_at));
         }
-        if let Some(text) = &self.finished_at
-            && timestamp::parse(text).is_none()
-        {
-            return Err(corrupt("finished_at", text));
+        for (column, value) in [
+            ("finished_at", &self.finished_at),
+            ("verified_at", &self.verified_at),
+            ("last_verified_at", &self.last_verified_at),
+        ] {
+            if let Some(text) = value
+                && timestamp::parse(text).is_none()
+            {
+                return Err(corrupt(column, text));
+            }
         }
+        let verify_status = match &self.verify_status {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| corrupt("verify_status", text))?),
+        };
         let unsigned = |column: &'static str, value: Option<i64>| match value {
             None => Ok(None),
             Some(v) => u64::try_from(v)
@@ -100,6 +116,13 @@ impl RunRow {
             object_key: self.object_key,
             helper_uid: self.helper_uid,
             cluster: self.cluster,
+            verification: Verification {
+                verified_at: self.verified_at,
+                verify_status,
+                verified_by: self.verified_by,
+                verify_message: self.verify_message,
+                last_verified_at: self.last_verified_at,
+            },
         })
     }
 }
@@ -162,6 +185,11 @@ mod tests {
             object_key: Some("ns/data/x.tar.gz".to_owned()),
             helper_uid: None,
             cluster: None,
+            verified_at: None,
+            verify_status: Some("verified".to_owned()),
+            verified_by: None,
+            verify_message: None,
+            last_verified_at: None,
         }
     }
 
@@ -198,6 +226,12 @@ mod tests {
         let mut r = row();
         r.finished_at = Some("yesterday".to_owned());
         assert_eq!(corrupt_column(r).1, "finished_at");
+        let mut r = row();
+        r.verify_status = Some("ok".to_owned());
+        assert_eq!(corrupt_column(r), (7, "verify_status", "ok".to_owned()));
+        let mut r = row();
+        r.last_verified_at = Some("2026-11-28".to_owned());
+        assert_eq!(corrupt_column(r).1, "last_verified_at");
         let mut r = row();
         r.files = Some(-1);
         assert_eq!(corrupt_column(r), (7, "files", "-1".to_owned()));

@@ -218,6 +218,7 @@ mod tests {
             object_key: None,
             helper_uid: None,
             cluster: None,
+            verification: nkvm_engine::store::Verification::default(),
         }
     }
 
