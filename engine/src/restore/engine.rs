@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 use super::recovery::{self, RestoreRecovery};
 use super::run::Job;
 use super::{
-    DrillResult, RestoreEvent, RestoreOptions, RestoreRequest, RestoreResult, RestoreTarget,
-    VerifyResult, drill, verify,
+    DrillResult, InPlacePlan, RestoreEvent, RestoreOptions, RestoreRequest, RestoreResult,
+    RestoreTarget, ScaledDown, VerifyResult, drill, verify,
 };
-use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::backup::{BackupEngine, BackupOptions, PvcRef, Requester, new_run_id};
 use crate::domain::names::{check_namespace, is_dns1123_subdomain};
-use crate::domain::{JobKind, RestoreMode, RestoreStage, RunStatus};
+use crate::domain::{JobKind, RestoreMode};
 use crate::store::{RunRecord, Store, StoreError};
 
 /// Capacity of the progress channel; slow subscribers lose the oldest events.
@@ -53,9 +53,11 @@ impl Inner {
     pub(super) async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.semaphore.clone().acquire_owned().await.ok()
     }
+}
 
+impl super::run::Publish for Inner {
     /// Publishes a job's event and keeps it as the job's latest.
-    pub(super) fn publish(&self, event: &RestoreEvent) {
+    fn publish(&self, event: &RestoreEvent) {
         if let Ok(mut active) = self.active.lock()
             && let Some(slot) = active.iter_mut().find(|s| s.id == event.id)
         {
@@ -197,44 +199,20 @@ impl RestoreEngine {
         target: &str,
         detail: Option<String>,
     ) {
-        let mut event =
-            AuditEvent::new(&requester.actor, action, outcome).with_target(target.to_owned());
-        if let Some(detail) = detail {
-            event = event.with_detail(detail);
-        }
-        if let Some(source) = &requester.source {
-            event = event.with_source(source.clone());
-        }
-        self.inner.store().audit(&event).await;
+        super::audit(
+            self.inner.store(),
+            requester,
+            action,
+            outcome,
+            target,
+            detail,
+        )
+        .await;
     }
 
     /// The backup run `run_id`, if it may be restored or verified here.
     pub async fn restorable_run(&self, run_id: &str) -> Result<RunRecord, String> {
-        let run = self
-            .inner
-            .store()
-            .run_by_run_id(run_id)
-            .await
-            .map_err(|err| format!("reading the history failed: {err}"))?
-            .ok_or_else(|| format!("no backup run has id {run_id:?}; `nkvm history` lists them"))?;
-        if !self
-            .inner
-            .backup_options()
-            .namespace_allowed(&run.namespace)
-        {
-            return Err(format!(
-                "run {run_id} is a backup of namespace {:?}, which is not in this server's \
-                 namespace allowlist",
-                run.namespace
-            ));
-        }
-        if run.status != RunStatus::Succeeded {
-            return Err(format!(
-                "run {run_id} did not succeed ({}), so it has no archive to restore or verify",
-                run.status
-            ));
-        }
-        Ok(run)
+        verify::restorable_run(self.inner.store(), self.inner.backup_options(), run_id).await
     }
 
     /// Registers a job on `target`, refused when another job or a backup uses that PVC.
@@ -460,45 +438,61 @@ impl RestoreEngine {
     }
 
     /// Verifies run `run_id`'s archive for `requester` and records the result (time, who, what)
-    /// in its history row; audited. Refused (an error message) when the run cannot be verified
-    /// here.
+    /// in its history row, with progress events; audited. Refused (an error message) when the run
+    /// cannot be verified here.
     pub async fn verify(
         &self,
         run_id: &str,
         requester: &Requester,
     ) -> Result<VerifyResult, String> {
-        let run = match self.restorable_run(run_id).await {
+        let store = self.inner.store();
+        let options = self.inner.backup_options();
+        let run = match verify::restorable_run(store, options, run_id).await {
             Ok(run) => run,
             Err(message) => {
-                self.audit(
-                    requester,
-                    AuditAction::Verify,
-                    AuditOutcome::Failure,
-                    &format!("run {run_id}"),
-                    Some(message.clone()),
-                )
-                .await;
+                verify::audit_refusal(store, requester, run_id, &message).await;
                 return Err(message);
             }
         };
         let id = new_run_id(jiff::Timestamp::now());
         let target = PvcRef::new(&run.namespace, &run.pvc);
         let (ticket, cancel) = self.register(&id, JobKind::Verify, &target, false)?;
-        let result = verify_job(&self.inner, &id, &run, requester, &cancel).await;
+        let result =
+            verify::verify_job(store, options, &*self.inner, &id, &run, requester, &cancel).await;
         drop(ticket);
-        let outcome = match result.status {
-            crate::domain::VerifyStatus::Verified => AuditOutcome::Success,
-            crate::domain::VerifyStatus::Failed => AuditOutcome::Failure,
-        };
-        self.audit(
-            requester,
-            AuditAction::Verify,
-            outcome,
-            &format!("{target} run {run_id}"),
-            Some(result.message.clone()),
-        )
-        .await;
         Ok(result)
+    }
+
+    /// What an in-place restore of run `run_id` would do now: the pods using the PVC and the
+    /// workloads that would be scaled down (with their replicas), or why it is refused.
+    pub async fn plan_in_place(&self, run_id: &str) -> Result<InPlacePlan, String> {
+        let run = self.restorable_run(run_id).await?;
+        let target = PvcRef::new(&run.namespace, &run.pvc);
+        let client = self.inner.backups.client();
+        let timeout = self.inner.backup_options().request_timeout;
+        let (users, workloads) =
+            super::prepare::users_and_workloads(client, &target, timeout).await?;
+        let (workloads, refusal) = match workloads {
+            Ok(workloads) => (workloads, None),
+            Err(refusal) => (Vec::new(), Some(refusal)),
+        };
+        let mut planned = Vec::new();
+        for workload in workloads {
+            let replicas =
+                super::scale::replicas(client, &target.namespace, &workload, timeout).await;
+            planned.push(ScaledDown {
+                workload,
+                replicas: replicas.unwrap_or(-1),
+            });
+        }
+        Ok(InPlacePlan {
+            run_id: run.run_id,
+            namespace: target.namespace,
+            pvc: target.name,
+            users,
+            workloads: planned,
+            refusal,
+        })
     }
 
     /// Runs a restore drill of `target` (its newest successful backup into a throwaway PVC,
@@ -553,104 +547,5 @@ impl RestoreEngine {
             Some(result.message.clone()),
         )
         .await;
-    }
-}
-
-/// One verification as a job: progress events, the check, the history row updated.
-async fn verify_job(
-    inner: &Arc<Inner>,
-    id: &str,
-    run: &RunRecord,
-    requester: &Requester,
-    cancel: &CancellationToken,
-) -> VerifyResult {
-    use crate::store::VerificationUpdate;
-
-    let mut tracker = super::run::Tracker::new(
-        inner,
-        id,
-        JobKind::Verify,
-        &run.run_id,
-        &PvcRef::new(&run.namespace, &run.pvc),
-    );
-    tracker.event.stage = RestoreStage::Verify;
-    tracker.event.total_bytes = run.source_bytes;
-    tracker.event.total_files = run.files;
-    tracker.emit();
-    let options = inner.backup_options();
-    let artifacts = options.artifacts_dir();
-    let sources = super::source::Sources {
-        store: inner.store(),
-        artifacts_dir: &artifacts,
-        allowlist: options.allowlist.as_deref(),
-    };
-    let config = super::check::PassConfig {
-        rules: None,
-        stall_timeout: options.stall_timeout,
-        progress_interval: options.progress_interval,
-        hash_to_end: true,
-    };
-    let progress = Arc::new(super::check::PassProgress::default());
-    let verdict = verify::verify_run(&sources, run, &config, cancel, progress, |p| {
-        tracker.update(p);
-    })
-    .await;
-    let at = jiff::Timestamp::now();
-    let (status, message, outcome) = match verdict {
-        Ok(verdict) => (verdict.status(), verdict.message(), Some(verdict)),
-        Err(_) => (
-            crate::domain::VerifyStatus::Failed,
-            "verification was cancelled before it finished".to_owned(),
-            None,
-        ),
-    };
-    let cancelled = outcome.is_none();
-    let mut message = message;
-    if !cancelled
-        && let Err(err) = inner
-            .store()
-            .record_verification(
-                run.id,
-                &VerificationUpdate {
-                    at,
-                    status,
-                    by: requester.started_by.clone(),
-                    message: message.clone(),
-                },
-            )
-            .await
-    {
-        message = format!("{message}; warning: the result could not be recorded: {err}");
-    }
-    let decoded = outcome
-        .as_ref()
-        .and_then(|v| v.outcome.as_ref())
-        .and_then(|o| o.decoded.as_ref().ok());
-    let read = outcome.as_ref().and_then(|v| v.outcome.as_ref());
-    tracker.finish(
-        if status == crate::domain::VerifyStatus::Verified {
-            RunStatus::Succeeded
-        } else if cancelled {
-            RunStatus::Cancelled
-        } else {
-            RunStatus::Failed
-        },
-        &message,
-    );
-    VerifyResult {
-        run_id: run.run_id.clone(),
-        namespace: run.namespace.clone(),
-        pvc: run.pvc.clone(),
-        status,
-        sha256: read.map(|o| o.sha256.clone()),
-        bytes: read.map(|o| o.archive_bytes),
-        files: decoded.map(|d| d.counts.regular_files),
-        file_bytes: decoded.map(|d| d.counts.file_bytes),
-        entries: decoded.map(|d| d.counts.entries),
-        verified_at: crate::timestamp::rfc3339(at),
-        verified_by: requester.started_by.clone(),
-        history_id: run.id,
-        problems: outcome.map(|v| v.problems).unwrap_or_default(),
-        message,
     }
 }

@@ -46,9 +46,32 @@ pub use error::RestoreError;
 pub use prescan::Rules;
 pub use recovery::RestoreRecovery;
 pub use scale::{ScaledDown, Workload};
-pub use verify::VerifyResult;
+pub use verify::{VerifyResult, restorable_run, verify_stored};
 
+use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
+use crate::backup::Requester;
 use crate::domain::{DrillStatus, JobKind, RestoreMode, RestoreStage, ResultStatus, RunStatus};
+use crate::store::Store;
+
+/// Records an audit event of `requester`.
+pub(crate) async fn audit(
+    store: &Store,
+    requester: &Requester,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    target: &str,
+    detail: Option<String>,
+) {
+    let mut event =
+        AuditEvent::new(&requester.actor, action, outcome).with_target(target.to_owned());
+    if let Some(detail) = detail {
+        event = event.with_detail(detail);
+    }
+    if let Some(source) = &requester.source {
+        event = event.with_source(source.clone());
+    }
+    store.audit(&event).await;
+}
 
 /// Settings of restores beyond those shared with backups (helper image, timeouts, allowlist).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +177,21 @@ pub struct DrillResult {
     pub finished_at: String,
     /// The stage a failed drill stopped at.
     pub stage: Option<RestoreStage>,
+}
+
+/// What an in-place restore of a backup would do, shown before it is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InPlacePlan {
+    pub run_id: String,
+    /// The PVC that would be written (the backup's own).
+    pub namespace: String,
+    pub pvc: String,
+    /// Pods mounting it now.
+    pub users: Vec<String>,
+    /// Workloads that would be scaled to 0 and back, with their replicas now.
+    pub workloads: Vec<ScaledDown>,
+    /// Why an in-place restore is refused now (unscalable consumers), if it is.
+    pub refusal: Option<String>,
 }
 
 /// Live state of a restore, verification or drill, published like backup progress (at most every

@@ -41,6 +41,28 @@ pub(super) struct Plan {
     pub(super) users: Vec<String>,
 }
 
+/// The pods mounting `target` now and the workloads an in-place restore scales down (or why it
+/// cannot), through the inventory's owner mapping.
+pub(super) async fn users_and_workloads(
+    client: &kube::Client,
+    target: &crate::backup::PvcRef,
+    timeout: std::time::Duration,
+) -> Result<(Vec<String>, Result<Vec<Workload>, String>), String> {
+    let ns = &target.namespace;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = timed(timeout, pods.list(&ListParams::default()))
+        .await
+        .map_err(|err| {
+            format!(
+                "could not list the pods using PVC {target}: {}",
+                kubeapi::advice(&err, Call::new("list", "pods", ns))
+            )
+        })?;
+    let users = scale::users_of(&list.items, &target.name);
+    let owners = preflight::resolve_owners(client, ns, &list.items, &users, timeout).await;
+    Ok((users, scale::plan(ns, &owners)))
+}
+
 impl Job<'_> {
     /// Verify: pass one over the archive; nothing is written unless it is intact, matches its
     /// history row, and every entry passes the pre-scan.
@@ -209,26 +231,11 @@ impl Job<'_> {
                 format_bytes_exact(needed)
             )));
         }
-        let pods: Api<Pod> = Api::namespaced(self.inner.backups.client().clone(), &ns);
-        let list = timed(timeout, pods.list(&ListParams::default()))
-            .await
-            .map_err(|err| {
-                RestoreError::Preflight(format!(
-                    "could not list the pods using PVC {}: {}",
-                    self.target,
-                    kubeapi::advice(&err, Call::new("list", "pods", &ns))
-                ))
-            })?;
-        let users = scale::users_of(&list.items, &self.target.name);
-        let owners = preflight::resolve_owners(
-            self.inner.backups.client(),
-            &ns,
-            &list.items,
-            &users,
-            timeout,
-        )
-        .await;
-        let workloads = scale::plan(&ns, &owners).map_err(RestoreError::Preflight)?;
+        let (users, workloads) =
+            users_and_workloads(self.inner.backups.client(), &self.target, timeout)
+                .await
+                .map_err(RestoreError::Preflight)?;
+        let workloads = workloads.map_err(RestoreError::Preflight)?;
         Ok(Plan {
             pvc_uid: Some(summary.uid),
             size: String::new(),

@@ -26,9 +26,21 @@ use crate::domain::{JobKind, RestoreMode, RestoreStage, ResultStatus, RunStatus}
 use crate::store::{NewRestore, RestoreUpdate, RunRecord};
 use crate::timestamp::rfc3339;
 
-/// Publishes one job's progress through the engine.
+/// Where a job's progress events go.
+pub(super) trait Publish: Send + Sync {
+    fn publish(&self, event: &RestoreEvent);
+}
+
+/// Progress nobody follows (the CLI's verification).
+pub(super) struct NoPublish;
+
+impl Publish for NoPublish {
+    fn publish(&self, _event: &RestoreEvent) {}
+}
+
+/// Publishes one job's progress.
 pub(super) struct Tracker<'a> {
-    inner: &'a Inner,
+    sink: &'a dyn Publish,
     pub(super) event: RestoreEvent,
     started: Instant,
     rate: RateWindow,
@@ -36,14 +48,14 @@ pub(super) struct Tracker<'a> {
 
 impl<'a> Tracker<'a> {
     pub(super) fn new(
-        inner: &'a Inner,
+        sink: &'a dyn Publish,
         id: &str,
         kind: JobKind,
         run_id: &str,
         target: &PvcRef,
     ) -> Self {
         Self {
-            inner,
+            sink,
             event: RestoreEvent {
                 id: id.to_owned(),
                 kind,
@@ -67,7 +79,7 @@ impl<'a> Tracker<'a> {
 
     pub(super) fn emit(&mut self) {
         self.event.elapsed_secs = self.started.elapsed().as_secs_f64();
-        self.inner.publish(&self.event);
+        self.sink.publish(&self.event);
     }
 
     pub(super) fn stage(&mut self, stage: RestoreStage) {
@@ -141,7 +153,7 @@ impl<'a> Job<'a> {
         } else {
             JobKind::Restore
         };
-        let tracker = Tracker::new(inner, id, kind, &source.run_id, &target);
+        let tracker = Tracker::new(&**inner, id, kind, &source.run_id, &target);
         Self {
             inner,
             id: id.to_owned(),

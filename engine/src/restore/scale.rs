@@ -211,6 +211,22 @@ pub async fn scale_down(
     ))
 }
 
+/// The replicas `workload` has now (`None` when it cannot be read).
+pub async fn replicas(
+    client: &Client,
+    namespace: &str,
+    workload: &Workload,
+    timeout: Duration,
+) -> Option<i32> {
+    let object = timed(
+        timeout,
+        api(client, namespace, workload.kind).get(&workload.name),
+    )
+    .await
+    .ok()?;
+    Some(record_of(&object).map_or_else(|| replicas_of(&object), |r| r.replicas))
+}
+
 /// Gives `workload` back its recorded replica count and removes the record. When someone set
 /// the replicas to something other than 0 meanwhile, their choice is kept (and said so). A
 /// workload without a record (or deleted meanwhile) needs nothing.

@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::check::{self, CheckError, PassConfig, PassOutcome, PassProgress};
+use super::run::{NoPublish, Publish, Tracker};
 use super::source::{self, Sources};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::backup::artifact::Manifest;
-use crate::domain::VerifyStatus;
+use crate::backup::{BackupOptions, PvcRef, Requester};
 use crate::domain::format::format_bytes;
+use crate::domain::{JobKind, RestoreStage, RunStatus, VerifyStatus};
 use crate::download::DownloadKind;
 use crate::store::RunRecord;
+use crate::store::{Store, VerificationUpdate};
 
 /// One verification's result (`nkvm verify --output json`): `run_id`, `namespace`, `pvc`,
 /// `status` (`verified` | `failed`), `message`, `sha256`, `bytes`, `files`, `verified_at`, plus
@@ -225,6 +229,183 @@ pub async fn verify_run(
         outcome: Some(outcome),
         problems,
     })
+}
+
+/// One verification as a job: progress events, the check, the history row updated.
+pub(super) async fn verify_job(
+    store: &Store,
+    options: &BackupOptions,
+    sink: &dyn Publish,
+    id: &str,
+    run: &RunRecord,
+    requester: &Requester,
+    cancel: &CancellationToken,
+) -> VerifyResult {
+    let mut tracker = Tracker::new(
+        sink,
+        id,
+        JobKind::Verify,
+        &run.run_id,
+        &PvcRef::new(&run.namespace, &run.pvc),
+    );
+    tracker.event.stage = RestoreStage::Verify;
+    tracker.event.total_bytes = run.source_bytes;
+    tracker.event.total_files = run.files;
+    tracker.emit();
+    let artifacts = options.artifacts_dir();
+    let sources = Sources {
+        store,
+        artifacts_dir: &artifacts,
+        allowlist: options.allowlist.as_deref(),
+    };
+    let config = PassConfig {
+        rules: None,
+        stall_timeout: options.stall_timeout,
+        progress_interval: options.progress_interval,
+        hash_to_end: true,
+    };
+    let progress = Arc::new(PassProgress::default());
+    let verdict = verify_run(&sources, run, &config, cancel, progress, |p| {
+        tracker.update(p);
+    })
+    .await;
+    let at = jiff::Timestamp::now();
+    let (status, message, outcome) = match verdict {
+        Ok(verdict) => (verdict.status(), verdict.message(), Some(verdict)),
+        Err(_) => (
+            VerifyStatus::Failed,
+            "verification was cancelled before it finished".to_owned(),
+            None,
+        ),
+    };
+    let cancelled = outcome.is_none();
+    let mut message = message;
+    if !cancelled
+        && let Err(err) = store
+            .record_verification(
+                run.id,
+                &VerificationUpdate {
+                    at,
+                    status,
+                    by: requester.started_by.clone(),
+                    message: message.clone(),
+                },
+            )
+            .await
+    {
+        message = format!("{message}; warning: the result could not be recorded: {err}");
+    }
+    let decoded = outcome
+        .as_ref()
+        .and_then(|v| v.outcome.as_ref())
+        .and_then(|o| o.decoded.as_ref().ok());
+    let read = outcome.as_ref().and_then(|v| v.outcome.as_ref());
+    tracker.finish(
+        if status == VerifyStatus::Verified {
+            RunStatus::Succeeded
+        } else if cancelled {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Failed
+        },
+        &message,
+    );
+    let result = VerifyResult {
+        run_id: run.run_id.clone(),
+        namespace: run.namespace.clone(),
+        pvc: run.pvc.clone(),
+        status,
+        sha256: read.map(|o| o.sha256.clone()),
+        bytes: read.map(|o| o.archive_bytes),
+        files: decoded.map(|d| d.counts.regular_files),
+        file_bytes: decoded.map(|d| d.counts.file_bytes),
+        entries: decoded.map(|d| d.counts.entries),
+        verified_at: crate::timestamp::rfc3339(at),
+        verified_by: requester.started_by.clone(),
+        history_id: run.id,
+        problems: outcome.map(|v| v.problems).unwrap_or_default(),
+        message,
+    };
+    let outcome = match result.status {
+        VerifyStatus::Verified => AuditOutcome::Success,
+        VerifyStatus::Failed => AuditOutcome::Failure,
+    };
+    super::audit(
+        store,
+        requester,
+        AuditAction::Verify,
+        outcome,
+        &format!("{}/{} run {}", result.namespace, result.pvc, result.run_id),
+        Some(result.message.clone()),
+    )
+    .await;
+    result
+}
+
+/// The backup run `run_id`, if it may be restored or verified here: it exists, is in an allowed
+/// namespace, and succeeded.
+pub async fn restorable_run(
+    store: &Store,
+    options: &BackupOptions,
+    run_id: &str,
+) -> Result<RunRecord, String> {
+    let run = store
+        .run_by_run_id(run_id)
+        .await
+        .map_err(|err| format!("reading the history failed: {err}"))?
+        .ok_or_else(|| format!("no backup run has id {run_id:?}; `nkvm history` lists them"))?;
+    if !options.namespace_allowed(&run.namespace) {
+        return Err(format!(
+            "run {run_id} is a backup of namespace {:?}, which is not in this server's namespace \
+             allowlist",
+            run.namespace
+        ));
+    }
+    if run.status != RunStatus::Succeeded {
+        return Err(format!(
+            "run {run_id} did not succeed ({}), so it has no archive to restore or verify",
+            run.status
+        ));
+    }
+    Ok(run)
+}
+
+/// Audits a verification refused before it started.
+pub(super) async fn audit_refusal(
+    store: &Store,
+    requester: &Requester,
+    run_id: &str,
+    message: &str,
+) {
+    super::audit(
+        store,
+        requester,
+        AuditAction::Verify,
+        AuditOutcome::Failure,
+        &format!("run {run_id}"),
+        Some(message.to_owned()),
+    )
+    .await;
+}
+
+/// Verifies run `run_id`'s archive without a cluster (the CLI): the check, the result recorded in
+/// the history row, audited. Refused (an error message) when the run cannot be verified here.
+pub async fn verify_stored(
+    store: &Store,
+    options: &BackupOptions,
+    run_id: &str,
+    requester: &Requester,
+    cancel: &CancellationToken,
+) -> Result<VerifyResult, String> {
+    let run = match restorable_run(store, options, run_id).await {
+        Ok(run) => run,
+        Err(message) => {
+            audit_refusal(store, requester, run_id, &message).await;
+            return Err(message);
+        }
+    };
+    let id = crate::backup::new_run_id(jiff::Timestamp::now());
+    Ok(verify_job(store, options, &NoPublish, &id, &run, requester, cancel).await)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use nkvm_engine::backup::{
-    BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester, ResultStatus,
+    BackupOptions, BackupResult, ProgressEvent, PvcRef, RecoveryReport, Requester, ResultStatus,
 };
 use nkvm_engine::domain::format::{format_bytes, progress_label};
 use nkvm_engine::domain::{RunStatus, Stage};
@@ -49,35 +49,10 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
     let allowlist = global.allowlist();
     let (instance, store) = global.open_data_dir().await?;
     let cluster = super::connect(global).await?;
-    let engine = Connection::new(cluster, store, options(global, &args, instance))
-        .context("cannot set up the backup engine")?
-        .backups;
-
-    let report = engine
-        .recover(allowlist.as_deref())
-        .await
-        .context("start-up recovery failed (history database)")?;
-    if !report.interrupted.is_empty() {
-        eprintln!(
-            "recovery: marked {} unfinished run(s) as interrupted",
-            report.interrupted.len()
-        );
-    }
-    if !report.helpers_deleted.is_empty() {
-        eprintln!(
-            "recovery: deleted orphan helper pod(s): {}",
-            report.helpers_deleted.join(", ")
-        );
-    }
-    if !report.partials_removed.is_empty() {
-        eprintln!(
-            "recovery: removed {} partial archive file(s)",
-            report.partials_removed.len()
-        );
-    }
-    for warning in &report.warnings {
-        eprintln!("warning: recovery: {warning}");
-    }
+    let connection = Connection::new(cluster, store, options(global, &args, instance))
+        .context("cannot set up the backup engine")?;
+    super::restore::recover_all(&connection, allowlist.as_deref()).await?;
+    let engine = connection.backups;
 
     let show_progress = args.output == Output::Table && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
@@ -117,6 +92,31 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Says on stderr what start-up recovery did.
+pub fn report_recovery(report: &RecoveryReport) {
+    if !report.interrupted.is_empty() {
+        eprintln!(
+            "recovery: marked {} unfinished run(s) as interrupted",
+            report.interrupted.len()
+        );
+    }
+    if !report.helpers_deleted.is_empty() {
+        eprintln!(
+            "recovery: deleted orphan helper pod(s): {}",
+            report.helpers_deleted.join(", ")
+        );
+    }
+    if !report.partials_removed.is_empty() {
+        eprintln!(
+            "recovery: removed {} partial archive file(s)",
+            report.partials_removed.len()
+        );
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: recovery: {warning}");
+    }
 }
 
 /// One stderr line per stage change and every few seconds while streaming.

@@ -4,8 +4,10 @@ mod backup;
 mod contexts;
 mod history;
 mod inventory;
+mod restore;
 mod serve;
 mod table;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,12 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
     History(history::HistoryArgs),
+    /// Verify stored backups: sha256, gzip, every tar entry, counts against the manifest
+    Verify(verify::VerifyArgs),
+    /// Restore a backup into a new PVC (--to-pvc) or into its own PVC (--in-place)
+    Restore(restore::RestoreArgs),
+    /// Restore the newest backup of a PVC into a throwaway PVC, check it, remove it
+    Drill(restore::DrillArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
     HashPassword,
     /// List the kubeconfig's contexts
@@ -70,6 +78,9 @@ impl Cli {
             Command::Inventory(args) => inventory::run(&self.global, args).await,
             Command::Backup(args) => backup::run(&self.global, args).await,
             Command::History(args) => history::run(&self.global, args).await,
+            Command::Verify(args) => verify::run(&self.global, args).await,
+            Command::Restore(args) => restore::run(&self.global, args).await,
+            Command::Drill(args) => restore::drill(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
             Command::HashPassword => hash_password(),
         }
