@@ -8,6 +8,7 @@ mod cluster_info;
 mod connect;
 mod history;
 mod list_inventory;
+mod restores;
 mod session;
 
 pub use audit::*;
@@ -16,6 +17,7 @@ pub use cluster_info::*;
 pub use connect::*;
 pub use history::*;
 pub use list_inventory::*;
+pub use restores::*;
 pub use session::*;
 
 use leptos::prelude::ServerFnError;

@@ -5,3 +5,4 @@ pub mod connect;
 pub mod history;
 pub mod inventory;
 pub mod not_found;
+pub mod restore;

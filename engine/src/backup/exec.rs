@@ -52,7 +52,7 @@ pub fn parse_exit_marker(stderr: &str) -> Option<i64> {
 }
 
 /// `stderr` without the marker line.
-fn without_marker(stderr: &str) -> String {
+pub fn without_marker(stderr: &str) -> String {
     stderr
         .lines()
         .filter(|l| !l.trim().starts_with(EXIT_MARKER))
@@ -64,8 +64,6 @@ fn without_marker(stderr: &str) -> String {
 pub const STDERR_TAIL: usize = 16 * 1024;
 /// Buffer between the exec connection and the stream reader.
 const STDOUT_BUFFER: usize = 1024 * 1024;
-/// Buffer between a writer of the command's stdin and the exec connection.
-const STDIN_BUFFER: usize = 1024 * 1024;
 
 /// The last bytes of a stream.
 #[derive(Debug, Clone, Default)]
@@ -185,7 +183,6 @@ impl TarSession {
             .stderr(true)
             .tty(false)
             .max_stdout_buf_size(STDOUT_BUFFER)
-            .max_stdin_buf_size(STDIN_BUFFER)
             .max_stderr_buf_size(64 * 1024);
         let attempts = retry.attempts.max(1);
         let mut attempt = 1;
@@ -259,30 +256,6 @@ impl TarSession {
     /// The command's stdout.
     pub fn stdout(&mut self) -> &mut (dyn AsyncRead + Send + Unpin) {
         &mut *self.stdout
-    }
-
-    /// The command's stdin, while it is open (for a session started with `stdin`).
-    pub fn stdin(&mut self) -> Option<&mut (dyn AsyncWrite + Send + Unpin)> {
-        match &mut self.stdin {
-            Some(stdin) => Some(&mut **stdin),
-            None => None,
-        }
-    }
-
-    /// Closes stdin: the command reads end-of-file (the `v5.channel.k8s.io` close signal).
-    pub async fn close_stdin(&mut self) -> std::io::Result<()> {
-        match self.stdin.take() {
-            Some(mut stdin) => {
-                match tokio::time::timeout(Duration::from_secs(5), stdin.shutdown()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "closing stdin took longer than 5s",
-                    )),
-                }
-            }
-            None => Ok(()),
-        }
     }
 
     /// Resolves once tar's exit code was reported, or stderr closed (the command or the connection

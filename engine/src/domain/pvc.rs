@@ -87,6 +87,9 @@ pub struct PvcRecord {
     pub consumer_nodes: Vec<String>,
     /// RFC 3339 UTC time of the last successful backup, if history knows one.
     pub last_success_at: Option<String>,
+    /// RFC 3339 UTC time of the last passed verification of one of its backups, if any.
+    #[serde(default)]
+    pub last_verified_at: Option<String>,
     pub flags: Vec<Flag>,
 }
 
@@ -374,6 +377,7 @@ mod tests {
             consumers: vec!["web-1".into()],
             consumer_nodes: vec!["node-1".into()],
             last_success_at: None,
+            last_verified_at: None,
             flags: vec![Flag::NeverBackedUp],
         };
         let value = serde_json::to_value(&record).unwrap();

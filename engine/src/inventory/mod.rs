@@ -201,7 +201,8 @@ pub struct HistoryJoin<'a> {
 }
 
 /// The inventory as operators see it: [`scan`], then each PVC's last successful backup and
-/// freshness flags from the history ([`apply_history`]). Used by the web UI and the CLI alike.
+/// freshness flags from the history ([`apply_history`]), and when one of its backups last passed
+/// a verification. Used by the web UI and the CLI alike.
 ///
 /// # Errors
 /// The scan's error, or [`InventoryError::History`] when the history cannot be read.
@@ -224,6 +225,15 @@ pub async fn scan_with_history(
         history.stale_after,
         history.now,
     );
+    if let Some(store) = history.store {
+        let verified = store
+            .last_verified_by_uid()
+            .await
+            .map_err(InventoryError::History)?;
+        for record in &mut inventory.pvcs {
+            record.last_verified_at = verified.get(&record.pvc.uid).map(ToString::to_string);
+        }
+    }
     Ok(inventory)
 }
 

@@ -16,8 +16,9 @@ use super::prepare::{Plan, Verified};
 use super::run::Job;
 use super::scale;
 use super::source::{self, Sources};
+use super::wsexec::StdinSession;
 use crate::backup::cleanup::HelperGuard;
-use crate::backup::exec::{TarSession, exec_capture};
+use crate::backup::exec::exec_capture;
 use crate::backup::helper;
 use crate::domain::{RestoreMode, RestoreStage};
 use crate::download::DownloadKind;
@@ -130,7 +131,7 @@ impl Job<'_> {
     }
 
     /// Exec: clear the volume when asked (`--wipe`), then start GNU tar reading stdin.
-    pub(super) async fn exec(&mut self, name: &str) -> Result<TarSession, RestoreError> {
+    pub(super) async fn exec(&mut self, name: &str) -> Result<StdinSession, RestoreError> {
         self.enter(RestoreStage::Exec);
         let api = self.stream_pods();
         if self.wipe() {
@@ -154,10 +155,18 @@ impl Job<'_> {
             }
         }
         let retry = self.retry_policy();
+        let client = self.inner.backups.stream_client().clone();
+        let namespace = self.target.namespace.clone();
         Self::cancellable(&self.cancel, RestoreStage::Exec, async {
-            TarSession::start(&api, name, commands::extract_command(), true, retry)
-                .await
-                .map_err(|err| RestoreError::Exec(err.to_string()))
+            StdinSession::start(
+                &client,
+                &namespace,
+                name,
+                commands::extract_command(),
+                retry,
+            )
+            .await
+            .map_err(RestoreError::Exec)
         })
         .await
     }
@@ -165,7 +174,7 @@ impl Job<'_> {
     /// Stream: pass two, each checked piece into tar's stdin.
     pub(super) async fn stream(
         &mut self,
-        session: &mut TarSession,
+        session: &mut StdinSession,
         verified: &Verified,
     ) -> Result<super::check::PassOutcome, RestoreError> {
         self.enter(RestoreStage::Stream);
@@ -199,12 +208,11 @@ impl Job<'_> {
     /// check), `sync`, then the helper removed and gone.
     pub(super) async fn finalize(
         &mut self,
-        mut session: TarSession,
+        session: StdinSession,
         streamed: Result<super::check::PassOutcome, RestoreError>,
         verified: &Verified,
         name: &str,
     ) -> Result<(), RestoreError> {
-        let _ = session.close_stdin().await;
         let wait = if streamed.is_ok() {
             FINISH_WAIT
         } else {

@@ -36,6 +36,7 @@ pub mod scale;
 pub mod source;
 mod stream;
 pub mod verify;
+pub mod wsexec;
 
 use std::time::Duration;
 

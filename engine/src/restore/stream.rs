@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::check::{self, CheckError, Decoded, PassConfig, PassOutcome, PassProgress};
 use super::error::RestoreError;
-use crate::backup::exec::{ExecOutcome, TarSession};
+use super::wsexec::StdinSession;
+use crate::backup::exec::ExecOutcome;
 use crate::domain::RestoreStage;
 use crate::domain::format::format_bytes_exact;
 
@@ -30,7 +31,7 @@ enum WriteStop {
 /// Streams `reader`'s checked tar stream into `session`'s stdin. Returns pass two's outcome
 /// (its digest is compared with the history by the caller).
 pub(super) async fn into_helper<R>(
-    session: &mut TarSession,
+    session: &mut StdinSession,
     reader: R,
     config: &PassConfig,
     cancel: &CancellationToken,
@@ -42,8 +43,6 @@ where
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     let exited = session.exited();
     let stall = config.stall_timeout;
-    let stdin_missing = || RestoreError::Stream("the exec session has no stdin".to_owned());
-    let stdin = session.stdin().ok_or_else(stdin_missing)?;
     let writer = async move {
         let mut exited = std::pin::pin!(exited);
         while let Some(piece) = rx.recv().await {
@@ -51,7 +50,7 @@ where
                 biased;
                 () = cancel.cancelled() => return Err(WriteStop::Cancelled),
                 () = &mut exited => return Err(WriteStop::TarExited),
-                written = tokio::time::timeout(stall, stdin.write_all(&piece)) => written,
+                written = tokio::time::timeout(stall, session.write(&piece)) => written,
             };
             match written {
                 Err(_) => return Err(WriteStop::Stalled),
@@ -59,11 +58,7 @@ where
                 Ok(Ok(())) => {}
             }
         }
-        match tokio::time::timeout(stall, stdin.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(WriteStop::Failed(err.to_string())),
-            Err(_) => Err(WriteStop::Stalled),
-        }
+        Ok(())
     };
     let checked = check::pass(
         reader,

@@ -1,5 +1,7 @@
 //! Helpers shared by the engine's real-cluster integration tests.
 
+pub mod fixtures;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
