@@ -63,28 +63,6 @@ impl RestoreError {
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Self::Cancelled { .. })
     }
-
-    /// The same failure with `note` appended (what cleanup did).
-    #[must_use]
-    pub fn with_note(self, note: &str) -> Self {
-        if note.is_empty() {
-            return self;
-        }
-        let join = |message: String| format!("{message}; {note}");
-        match self {
-            Self::Verify(m) => Self::Verify(join(m)),
-            Self::Preflight(m) => Self::Preflight(join(m)),
-            Self::ScaleDown(m) => Self::ScaleDown(join(m)),
-            Self::Create(m) => Self::Create(join(m)),
-            Self::Schedule(m) => Self::Schedule(join(m)),
-            Self::Exec(m) => Self::Exec(join(m)),
-            Self::Stream(m) => Self::Stream(join(m)),
-            Self::Finalize(m) => Self::Finalize(join(m)),
-            Self::ScaleUp(m) => Self::ScaleUp(join(m)),
-            Self::Record(m) => Self::Record(join(m)),
-            cancelled @ Self::Cancelled { .. } => cancelled,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -114,11 +92,5 @@ mod tests {
         for (err, stage) in cases {
             assert_eq!(err.stage(), stage, "{err}");
         }
-        assert_eq!(
-            RestoreError::Stream("broke".into())
-                .with_note("the new PVC shop/x was removed")
-                .to_string(),
-            "broke; the new PVC shop/x was removed"
-        );
     }
 }

@@ -9,13 +9,14 @@ use kube::Api;
 use kube::api::ListParams;
 
 use super::RestoreTarget;
-use super::check::{Decoded, PassConfig};
+use super::check::{CheckError, Decoded, PassConfig};
 use super::error::RestoreError;
 use super::run::Job;
 use super::scale::{self, Workload};
 use super::source::{self, Sources};
 use crate::backup::artifact::Manifest;
 use crate::backup::preflight;
+use crate::backup::tarcheck::TarError;
 use crate::domain::format::format_bytes_exact;
 use crate::domain::{RestoreMode, RestoreStage};
 use crate::download::DownloadKind;
@@ -103,7 +104,16 @@ impl Job<'_> {
             },
             other => RestoreError::Verify(format!("{other}; {nothing}")),
         })?;
-        if let Err(super::check::CheckError::Unsafe(refusal)) = &outcome.decoded {
+        // An entry the rules refuse: the tar checker's own path rules (absolute, `..`) or the
+        // pre-scan's (links, devices, FIFOs, setuid/setgid).
+        let refusal = match &outcome.decoded {
+            Err(CheckError::Unsafe(refusal)) => Some(refusal.to_string()),
+            Err(CheckError::Tar(unsafe_path @ TarError::UnsafePath { .. })) => {
+                Some(format!("unsafe archive entry: {unsafe_path}"))
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
             return Err(RestoreError::Verify(format!(
                 "refused before anything was written: {refusal}"
             )));

@@ -368,7 +368,12 @@ impl<'a> Job<'a> {
                 } else {
                     ResultStatus::Failed
                 };
-                (status, Some(stage), err.with_note(&note).to_string())
+                let message = if note.is_empty() {
+                    err.to_string()
+                } else {
+                    format!("{err}; {note}")
+                };
+                (status, Some(stage), message)
             }
         };
         let message = if self.warnings.is_empty() {

@@ -1,6 +1,7 @@
 //! Helpers shared by the engine's real-cluster integration tests.
 
 pub mod fixtures;
+pub mod restores;
 
 use std::future::Future;
 use std::path::PathBuf;
