@@ -56,6 +56,10 @@ step "unit and integration tests"
   status=0
   cargo test --workspace --exclude nkvm-server --locked --no-fail-fast || status=1
   cargo test -p nkvm-server --locked --no-fail-fast || status=1
+  # Real-cluster tests marked `#[ignore = "needs the test cluster"]` (a bare `cargo test` skips them).
+  cargo test -p nkvm-engine --locked --no-fail-fast --test restore_cluster \
+    --test restore_refusals_cluster -- --ignored || status=1
+  cargo test -p nkvm-server --locked --no-fail-fast --test restore_cli -- --ignored || status=1
   exit "$status"
 ) 2>&1 | tee "$results/cargo.log"
 

@@ -1,66 +1,17 @@
 //! `nkvm inventory` end to end on the real test cluster: the binary's JSON output follows the CLI
 //! contract and agrees with what the cluster holds (kubeconfig from `NKVM_TEST_KUBECONFIG`).
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Namespace, PersistentVolumeClaim, Pod},
 };
-use kube::{
-    Api, Client, Config,
-    api::{DeleteParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
-};
+use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
+use support::{NamespaceGuard, client, from_json, nkvm};
 
-fn kubeconfig_path() -> String {
-    std::env::var("NKVM_TEST_KUBECONFIG").expect(
-        "NKVM_TEST_KUBECONFIG must point at the test cluster's kubeconfig \
-         (scripts/test-all.sh sets it after end2end/cluster/up)",
-    )
-}
-
-async fn client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig");
-    Client::try_from(config).expect("client")
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).expect("fixture json")
-}
-
-/// Deletes the namespace when dropped, also when an assertion failed. It builds its own client on its
-/// own runtime: the test's client is bound to the test runtime, which is blocked while dropping.
-struct NamespaceGuard(String);
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(async {
-                let _ = Api::<Namespace>::all(client().await)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
-            });
-        })
-        .join();
-    }
-}
-
-fn nkvm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nkvm"))
-        .args(["--kubeconfig", &kubeconfig_path()])
-        .args(args)
-        .env_remove("NKVM_IN_CLUSTER")
-        .env_remove("NKVM_CONTEXT")
-        .output()
-        .expect("run nkvm")
-}
+mod support;
 
 #[tokio::test]
 #[allow(
