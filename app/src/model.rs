@@ -194,6 +194,10 @@ pub struct InPlacePlanView {
 
 /// A restore requested on the restore page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the form's checkboxes, sent as they are"
+)]
 pub struct RestoreForm {
     pub run_id: String,
     /// Restore into the backup's own PVC (else into a new one).
@@ -207,6 +211,9 @@ pub struct RestoreForm {
     pub wipe: bool,
     /// In place: the PVC's name, typed to confirm.
     pub confirm: String,
+    /// Accept setuid/setgid files and symlinks leaving the volume (refused by default).
+    pub allow_setuid: bool,
+    pub allow_escaping_symlinks: bool,
 }
 
 /// A verification's result as the history page shows it.

@@ -255,7 +255,7 @@ async fn a_deleted_helper_or_a_cancel_leaves_nothing_behind() {
             "{failed:#?}"
         );
         assert!(
-            failed.message.contains("scaled back Deployment/app to 2"),
+            failed.message.contains("scaled Deployment/app back to 2"),
             "{}",
             failed.message
         );

@@ -105,7 +105,10 @@ pub async fn start_restore(form: RestoreForm) -> Result<StartOutcome, ServerFnEr
     let request = RestoreRequest {
         run_id: form.run_id.clone(),
         target,
-        rules: Rules::default(),
+        rules: Rules {
+            allow_setuid: form.allow_setuid,
+            allow_escaping_symlinks: form.allow_escaping_symlinks,
+        },
         keep_failed_pvc: false,
     };
     let requester = Requester::web(&caller.user, &caller.source);

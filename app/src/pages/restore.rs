@@ -114,16 +114,43 @@ fn RestoreForms(source: RestoreSourceView, live: LiveRuns) -> impl IntoView {
             <dd>{verification}</dd>
         </dl>
     };
+    let rules = Trust {
+        setuid: RwSignal::new(false),
+        symlinks: RwSignal::new(false),
+    };
     view! {
         {summary}
-        <NewPvcForm source=source.clone() live />
-        <InPlaceForm source=source.clone() live />
+        <fieldset class="restore-rules" aria-labelledby="rules-legend">
+            <legend id="rules-legend">"Safety checks"</legend>
+            <p>
+                "Before anything is written, every entry of the archive is checked: absolute paths, "
+                "`..`, device files and FIFOs are always refused. These two are refused unless you "
+                "trust the archive:"
+            </p>
+            <div class="field checkbox">
+                <input id="r-setuid" type="checkbox" bind:checked=rules.setuid />
+                <label for="r-setuid">"Restore setuid/setgid files"</label>
+            </div>
+            <div class="field checkbox">
+                <input id="r-symlinks" type="checkbox" bind:checked=rules.symlinks />
+                <label for="r-symlinks">"Restore symlinks that point outside the volume"</label>
+            </div>
+        </fieldset>
+        <NewPvcForm source=source.clone() live rules />
+        <InPlaceForm source=source.clone() live rules />
         <DrillForm target />
     }
 }
 
+/// What the restore may accept beyond the safe default, chosen on the page.
+#[derive(Debug, Clone, Copy)]
+struct Trust {
+    setuid: RwSignal<bool>,
+    symlinks: RwSignal<bool>,
+}
+
 #[component]
-fn NewPvcForm(source: RestoreSourceView, live: LiveRuns) -> impl IntoView {
+fn NewPvcForm(source: RestoreSourceView, live: LiveRuns, rules: Trust) -> impl IntoView {
     let name = RwSignal::new(format!("{}-restored", source.pvc));
     let namespace = RwSignal::new(source.namespace.clone());
     let storage_class = RwSignal::new(String::new());
@@ -149,6 +176,8 @@ fn NewPvcForm(source: RestoreSourceView, live: LiveRuns) -> impl IntoView {
             to_namespace: namespace.get_untracked(),
             storage_class: storage_class.get_untracked(),
             size: size.get_untracked(),
+            allow_setuid: rules.setuid.get_untracked(),
+            allow_escaping_symlinks: rules.symlinks.get_untracked(),
             ..RestoreForm::default()
         };
         let target = format!("{}/{}", form.to_namespace, form.to_pvc);
@@ -215,7 +244,7 @@ fn plan_view(plan: &InPlacePlanView) -> impl IntoView + use<> {
 }
 
 #[component]
-fn InPlaceForm(source: RestoreSourceView, live: LiveRuns) -> impl IntoView {
+fn InPlaceForm(source: RestoreSourceView, live: LiveRuns, rules: Trust) -> impl IntoView {
     let pvc = source.pvc.clone();
     let target = format!("{}/{}", source.namespace, source.pvc);
     let run_id = source.run_id.clone();
@@ -250,6 +279,8 @@ fn InPlaceForm(source: RestoreSourceView, live: LiveRuns) -> impl IntoView {
             in_place: true,
             wipe: wipe.get_untracked(),
             confirm: confirm.get_untracked(),
+            allow_setuid: rules.setuid.get_untracked(),
+            allow_escaping_symlinks: rules.symlinks.get_untracked(),
             ..RestoreForm::default()
         };
         let target = target.clone();

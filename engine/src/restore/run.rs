@@ -311,10 +311,10 @@ impl<'a> Job<'a> {
                 let names: Vec<String> = self
                     .scaled
                     .iter()
-                    .map(|s| format!("{} to {}", s.workload, s.replicas))
+                    .map(|s| format!("{} back to {}", s.workload, s.replicas))
                     .collect();
                 if !names.is_empty() {
-                    notes.push(format!("scaled back {}", names.join(", ")));
+                    notes.push(format!("scaled {}", names.join(", ")));
                 }
             } else {
                 notes.push(format!("WORKLOADS LEFT SCALED DOWN: {}", errors.join("; ")));
@@ -458,9 +458,9 @@ impl<'a> Job<'a> {
             let names: Vec<String> = self
                 .scaled
                 .iter()
-                .map(|s| format!("{} to {}", s.workload, s.replicas))
+                .map(|s| format!("{} back to {}", s.workload, s.replicas))
                 .collect();
-            message.push_str(&format!("; scaled {} back", names.join(", ")));
+            message.push_str(&format!("; scaled {}", names.join(", ")));
         }
         message
     }

@@ -233,8 +233,17 @@ pub async fn run(global: &GlobalOptions, args: RestoreArgs) -> anyhow::Result<Ex
             } else {
                 format!("{plan_text}\nnothing was changed; add --yes to run this in-place restore")
             };
-            let result =
-                RestoreResult::refused("", &request, None, jiff::Timestamp::now(), &message);
+            let target = plan
+                .as_ref()
+                .ok()
+                .map(|p| PvcRef::new(&p.namespace, &p.pvc));
+            let result = RestoreResult::refused(
+                "",
+                &request,
+                target.as_ref(),
+                jiff::Timestamp::now(),
+                &message,
+            );
             print_result(args.output, &result)?;
             return Ok(ExitCode::FAILURE);
         }
