@@ -273,6 +273,7 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
                 "Restore…"
             </a>
         }
+        .into_any()
     });
     let (row_target, row_id, row_status) = (target.clone(), row.run_id.clone(), row.status.clone());
     view! {
@@ -315,6 +316,7 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
             <td class="actions">{downloads} {restore_actions}</td>
         </tr>
     }
+    .into_any()
 }
 
 /// The last verification of a backup: `verified 2026-11-29 10:00 by web:op`, `FAILED …` with what
