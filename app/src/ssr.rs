@@ -8,7 +8,8 @@ use leptos::prelude::ServerFnError;
 use nkvm_engine::backup::ProgressEvent;
 use nkvm_engine::connection::Cluster;
 use nkvm_engine::inventory::{Inventory, InventoryOptions};
-use nkvm_engine::store::RunRecord;
+use nkvm_engine::restore::RestoreEvent;
+use nkvm_engine::store::{RestoreRecord, RunRecord};
 use nkvm_engine::workspace::{Connection, Workspace};
 
 use crate::model::{ClusterInfo, HistoryRow, InventoryView, RunView};
@@ -178,6 +179,7 @@ pub fn session_connection() -> Result<(AppContext, String, Arc<Connection>), Ser
 impl From<&ProgressEvent> for RunView {
     fn from(event: &ProgressEvent) -> Self {
         Self {
+            kind: "backup".to_owned(),
             run_id: event.run_id.clone(),
             namespace: event.namespace.clone(),
             pvc: event.pvc.clone(),
@@ -208,6 +210,7 @@ impl From<RunRecord> for RunView {
     fn from(record: RunRecord) -> Self {
         let elapsed = seconds_between(&record.started_at, record.finished_at.as_deref());
         Self {
+            kind: "backup".to_owned(),
             run_id: record.run_id,
             namespace: record.namespace,
             pvc: record.pvc,
@@ -258,6 +261,66 @@ impl From<RunRecord> for HistoryRow {
             destination: record
                 .destination
                 .unwrap_or_else(|| nkvm_engine::destination::config::LOCAL.to_owned()),
+            verify_status: record
+                .verification
+                .verify_status
+                .map(|s| s.as_str().to_owned()),
+            verified_at: record.verification.verified_at,
+            verified_by: record.verification.verified_by,
+            verify_message: record.verification.verify_message,
+        }
+    }
+}
+
+impl From<&RestoreEvent> for RunView {
+    fn from(event: &RestoreEvent) -> Self {
+        Self {
+            kind: event.kind.as_str().to_owned(),
+            run_id: event.id.clone(),
+            namespace: event.namespace.clone(),
+            pvc: event.pvc.clone(),
+            stage: event.stage.as_str().to_owned(),
+            status: event.status.as_str().to_owned(),
+            bytes: event.bytes,
+            total_bytes: event.total_bytes,
+            files: event.files,
+            total_files: event.total_files,
+            rate_bytes_per_sec: event.rate_bytes_per_sec,
+            elapsed_secs: event.elapsed_secs,
+            archive_bytes: 0,
+            message: event.message.clone(),
+            history_id: None,
+            sha256: None,
+        }
+    }
+}
+
+impl From<RestoreRecord> for RunView {
+    fn from(record: RestoreRecord) -> Self {
+        let elapsed = seconds_between(&record.started_at, record.finished_at.as_deref());
+        Self {
+            kind: if record.mode == nkvm_engine::domain::RestoreMode::Drill {
+                "drill".to_owned()
+            } else {
+                "restore".to_owned()
+            },
+            run_id: record.restore_id,
+            namespace: record.target_namespace,
+            pvc: record.target_pvc,
+            stage: record
+                .stage
+                .map_or_else(|| "verify".to_owned(), |s| s.as_str().to_owned()),
+            status: record.status.as_str().to_owned(),
+            bytes: record.bytes.unwrap_or(0),
+            total_bytes: None,
+            files: record.files.unwrap_or(0),
+            total_files: None,
+            rate_bytes_per_sec: 0.0,
+            elapsed_secs: elapsed.unwrap_or(0.0),
+            archive_bytes: 0,
+            message: record.message,
+            history_id: None,
+            sha256: None,
         }
     }
 }
@@ -327,6 +390,7 @@ mod tests {
             consumers: vec!["a-1".to_owned()],
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: Some("2025-01-01T00:00:00Z".to_owned()),
+            last_verified_at: None,
             flags: vec![Flag::StaleBackup],
             labels: std::collections::BTreeMap::new(),
             annotations: std::collections::BTreeMap::new(),

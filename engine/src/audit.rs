@@ -29,6 +29,13 @@ crate::text_enum! {
         BackupCancelled => "backup_cancelled",
         Download => "download",
         ConnectionChanged => "connection_changed",
+        /// A restore (into a new PVC or in place) started, or was refused.
+        RestoreStarted => "restore_started",
+        RestoreCancelled => "restore_cancelled",
+        /// A stored backup was verified (outcome: whether it passed).
+        Verify => "verify",
+        /// A restore drill started, or was refused.
+        DrillStarted => "drill_started",
         /// A request refused for lack of a role (or a login refused by the rate limiter).
         AccessDenied => "access_denied",
         /// A schedule created, paused, resumed or removed.

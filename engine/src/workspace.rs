@@ -1,8 +1,8 @@
 //! The web server's cluster connections and which one each browser session uses: the connection the
 //! server started with, other contexts of its kubeconfig, the in-cluster service account, and pasted
 //! kubeconfigs (held in memory by one session only, never written anywhere). Each connection has its
-//! own [`BackupEngine`], so runs belong to the server: a reload or a second tab of the same session
-//! (or another session on the same connection) sees the same runs.
+//! own [`BackupEngine`] and [`RestoreEngine`], so runs belong to the server: a reload or a second
+//! tab of the same session (or another session on the same connection) sees the same runs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use crate::backup::{BackupEngine, BackupOptions};
 use crate::connection::{
     self, Cluster, ClusterInfo, ConnectError, ConnectOptions, ConnectionSource, Contexts,
 };
+use crate::restore::{RestoreEngine, RestoreOptions};
 use crate::store::Store;
 
 /// Sessions kept at most; the least recently seen is forgotten first.
@@ -37,11 +38,12 @@ pub struct WorkspaceOptions {
     pub max_sessions: usize,
 }
 
-/// A connected cluster and the engine that backs up its PVCs.
+/// A connected cluster and the engines that back up and restore its PVCs.
 #[derive(Debug)]
 pub struct Connection {
     pub cluster: Cluster,
     pub backups: BackupEngine,
+    pub restores: RestoreEngine,
 }
 
 impl Connection {
@@ -54,7 +56,12 @@ impl Connection {
     ) -> Result<Self, WorkspaceError> {
         let stream = stream_client(cluster.config()).map_err(WorkspaceError::StreamClient)?;
         let backups = BackupEngine::with_clients(cluster.client.clone(), stream, store, options);
-        Ok(Self { cluster, backups })
+        let restores = RestoreEngine::new(backups.clone(), RestoreOptions::default());
+        Ok(Self {
+            cluster,
+            backups,
+            restores,
+        })
     }
 
     pub fn info(&self) -> &ClusterInfo {

@@ -190,6 +190,7 @@ async fn insert_update_and_get_round_trip() {
             cluster: None,
             pruned_at: None,
             pruned_by: None,
+            verification: nkvm_engine::store::Verification::default(),
         };
         assert_eq!(done, expected, "{name}");
     }

@@ -1,6 +1,7 @@
 //! Backup server functions: start a batch from the inventory selection, cancel a run, the current
-//! runs (for the server-rendered panel) and the websocket that streams their progress. Runs belong
-//! to the server's engine, not to a socket: a reload or a second tab reattaches to them.
+//! runs (for the server-rendered panel) and the websocket that streams their progress — backups,
+//! restores, verifications and drills alike. Runs belong to the server's engines, not to a
+//! socket: a reload or a second tab reattaches to them.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
@@ -123,6 +124,23 @@ async fn runs_snapshot(
             views.push(RunView::from(record));
         }
     }
+    views.extend(connection.restores.active().iter().map(RunView::from));
+    let restores = ctx
+        .workspace
+        .store()
+        .recent_restores(&nkvm_engine::store::RestoreFilter {
+            since: Some(hour_ago),
+            namespaces: ctx.allowlist().map(<[String]>::to_vec),
+            limit: 100,
+            ..nkvm_engine::store::RestoreFilter::default()
+        })
+        .await
+        .map_err(|error| crate::ssr::AppError::internal("reading the restore history", error))?;
+    for record in restores {
+        if record.status.is_finished() && !views.iter().any(|v| v.run_id == record.restore_id) {
+            views.push(RunView::from(record));
+        }
+    }
     Ok(views)
 }
 
@@ -161,6 +179,7 @@ pub async fn run_updates(
     let (ctx, _, connection) = crate::ssr::session_connection()?;
     // Subscribe before the snapshot so that no event falls between the two.
     let mut events = connection.backups.subscribe();
+    let mut restore_events = connection.restores.subscribe();
     let snapshot = runs_snapshot(&ctx, &connection).await?;
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<RunsMessage, ServerFnError>>(64);
     tokio::spawn(async move {
@@ -182,6 +201,20 @@ pub async fn run_updates(
                             continue;
                         }
                         finished_view(ctx.workspace.store(), &mut view).await;
+                        RunsMessage::Update(Box::new(view))
+                    }
+                    Err(RecvError::Lagged(_)) => match runs_snapshot(&ctx, &connection).await {
+                        Ok(views) => RunsMessage::Snapshot(views),
+                        Err(_) => continue,
+                    },
+                    Err(RecvError::Closed) => return,
+                },
+                event = restore_events.recv() => match event {
+                    Ok(event) => {
+                        let view = RunView::from(&event);
+                        if !ctx.namespace_allowed(&view.namespace) {
+                            continue;
+                        }
                         RunsMessage::Update(Box::new(view))
                     }
                     Err(RecvError::Lagged(_)) => match runs_snapshot(&ctx, &connection).await {

@@ -23,7 +23,8 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
+    /// The delay before attempt `attempt + 1`.
+    pub fn delay(&self, attempt: u32) -> Duration {
         self.base_delay
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
     }

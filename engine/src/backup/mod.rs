@@ -8,7 +8,7 @@
 //! helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
-pub(crate) mod artifact;
+pub mod artifact;
 pub(crate) mod cleanup;
 mod engine;
 pub(crate) mod error;
@@ -18,11 +18,11 @@ pub(crate) mod lookup;
 mod outcome;
 pub mod pgzip;
 pub mod pod;
-pub(crate) mod preflight;
-mod progress;
+pub mod preflight;
+pub(crate) mod progress;
 mod run;
 pub(crate) mod stream;
-pub(crate) mod tarcheck;
+pub mod tarcheck;
 
 #[cfg(test)]
 mod mock_tests;

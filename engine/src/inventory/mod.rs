@@ -204,8 +204,8 @@ pub struct HistoryJoin<'a> {
 /// The inventory as operators see it: [`scan`], then each PVC's last successful backup and
 /// freshness flags from the history ([`apply_history`]), and, with a history database, the
 /// schedule flags `overdue` and `unscheduled` ([`crate::schedule::freshness::join`]; reading
-/// schedules declared on namespaces needs `list namespaces` and is skipped without it). Used by
-/// the web UI and the CLI alike.
+/// schedules declared on namespaces needs `list namespaces` and is skipped without it), and when
+/// one of its backups last passed a verification. Used by the web UI and the CLI alike.
 ///
 /// # Errors
 /// The scan's error, or [`InventoryError::History`] when the history cannot be read.
@@ -243,6 +243,13 @@ pub async fn scan_with_history(
         )
         .await
         .map_err(InventoryError::History)?;
+        let verified = store
+            .last_verified_by_uid()
+            .await
+            .map_err(InventoryError::History)?;
+        for record in &mut inventory.pvcs {
+            record.last_verified_at = verified.get(&record.pvc.uid).map(ToString::to_string);
+        }
     }
     Ok(inventory)
 }

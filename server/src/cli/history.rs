@@ -219,6 +219,7 @@ mod tests {
             cluster: None,
             pruned_at: None,
             pruned_by: None,
+            verification: nkvm_engine::store::Verification::default(),
         }
     }
 

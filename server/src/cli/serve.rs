@@ -530,6 +530,19 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     for warning in &report.warnings {
         tracing::warn!(%warning, "start-up recovery");
     }
+    let restores = workspace
+        .default_connection()
+        .restores
+        .recover(allowlist.as_deref())
+        .await
+        .context("start-up recovery of restores failed (history database)")?;
+    tracing::info!(
+        interrupted = restores.interrupted.len(),
+        helpers_deleted = restores.helpers_deleted.len(),
+        scaled_back = ?restores.scaled_back,
+        pvcs_deleted = ?restores.pvcs_deleted,
+        "start-up recovery of restores done"
+    );
 
     let expiry = {
         let workspace = workspace.clone();
@@ -681,15 +694,21 @@ async fn start_background(
 /// Cancels every running backup and waits (at most [`SHUTDOWN_GRACE`]) until their cleanup ran.
 async fn shut_down(workspace: &Workspace) {
     let connections = workspace.connections().await;
-    let cancelled: usize = connections.iter().map(|c| c.backups.cancel_all()).sum();
+    let cancelled: usize = connections
+        .iter()
+        .map(|c| c.backups.cancel_all() + c.restores.cancel_all())
+        .sum();
     if cancelled == 0 {
         return;
     }
-    tracing::info!(cancelled, "cancelling running backups before exiting");
+    tracing::info!(
+        cancelled,
+        "cancelling running backups and restores before exiting"
+    );
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while connections
         .iter()
-        .any(|c| !c.backups.active_runs().is_empty())
+        .any(|c| !c.backups.active_runs().is_empty() || !c.restores.active().is_empty())
     {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!("backups still cleaning up at exit; the next start recovers them");
