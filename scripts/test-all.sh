@@ -31,6 +31,8 @@ step "prerequisites"
 items=(rust wasm-bindgen cargo-llvm-cov node chromium deb:python3 deb:curl)
 # The schedules' end-to-end test (server/tests/schedule_serve.rs) runs a real scraper and receiver.
 items+=(deb:prometheus deb:webhook)
+# The docs' command blocks (server/tests/docs_commands.rs) use jq, as the tutorial does.
+items+=(deb:jq)
 cluster_binaries_cached || items+=(root go:1.25)
 # Go builds the OIDC suite's provider too (cached in $NKVM_CACHE_DIR/oidc-idp-<version>).
 compgen -G "$NKVM_CACHE_DIR/oidc-idp-*/oidc-idp" >/dev/null ||
