@@ -97,7 +97,9 @@ fn parse_blocks(file: &str, text: &str) -> Result<Vec<Block>, String> {
             if line.trim() == "```" {
                 break;
             }
-            let _ = writeln!(script, "{}", line.get(indent..).unwrap_or(line.trim_start()));
+            // Only the fence's own indentation is removed (a list item's), never more.
+            let cut = (line.len() - line.trim_start().len()).min(indent);
+            let _ = writeln!(script, "{}", &line[cut..]);
             k += 1;
         }
         blocks.push(Block {
@@ -275,7 +277,12 @@ async fn cluster_command_blocks_of_the_docs_run() {
     let namespaces: Api<Namespace> = Api::all(support::client().await);
     let mut guards = Vec::new();
     for ns in DEMO_NAMESPACES {
-        if namespaces.get_opt(ns).await.expect("read namespace").is_none() {
+        if namespaces
+            .get_opt(ns)
+            .await
+            .expect("read namespace")
+            .is_none()
+        {
             guards.push(support::NamespaceGuard(ns.to_owned()));
         }
     }
