@@ -134,7 +134,7 @@ test.describe('in-cluster deployment', () => {
     await expect(run).toHaveAttribute('data-status', 'succeeded');
     const sha = (await run.locator('.sha256').textContent())!.trim();
     await page.goto(`/history?namespace=${namespace}&status=succeeded`);
-    const row = page.locator(`tr[data-run="${await run.getAttribute('data-run')}"]`);
+    const row = page.getByTestId('history-table').locator(`tr[data-run="${await run.getAttribute('data-run')}"]`);
     await expect(row.getByTestId('destination')).toHaveText(destination!);
     await page.screenshot({ path: test.info().outputPath('deployed-offsite.png'), fullPage: true });
     // Streamed from S3 through the Service: hashes to what the server recorded.

@@ -21,7 +21,7 @@ async function hydrated(page: Page, path: string) {
 
 /** The newest succeeded history row of `target`. */
 function backupRow(page: Page, target: string) {
-  return page.locator(`tr[data-pvc="${target}"][data-status="succeeded"]`).first();
+  return page.getByTestId('history-table').locator(`tr[data-pvc="${target}"][data-status="succeeded"]`).first();
 }
 
 async function runIdOf(page: Page, target: string): Promise<string> {

@@ -169,7 +169,7 @@ fn HistoryTable(page: HistoryPage, query: HistoryQuery) -> impl IntoView {
     view! {
         <p class="count" data-testid="history-count">{format!("Runs {first}–{last}")}</p>
         <div class="table-scroll">
-            <table class="data-table history-table">
+            <table class="data-table history-table" data-testid="history-table">
                 <caption class="visually-hidden">"Backup runs, newest first"</caption>
                 <thead>
                     <tr>

@@ -149,6 +149,7 @@ pub fn startup_failure(pod: &Pod) -> Option<String> {
         if condition.type_ == "PodScheduled"
             && condition.status == "False"
             && condition.reason.as_deref() == Some("Unschedulable")
+            && !waits_for_the_scheduler_cache(condition.message.as_deref())
         {
             return Some(format!(
                 "Unschedulable: {}; the helper needs 100m CPU and 64Mi memory on a node that can \
@@ -173,6 +174,13 @@ pub fn startup_failure(pod: &Pod) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Whether an `Unschedulable` message only says that the scheduler has not seen the pod's claim
+/// yet (`persistentvolumeclaim "x" not found` right after nkvm created it): the scheduler retries,
+/// so this is waited out (until the schedule timeout) instead of failing the run.
+fn waits_for_the_scheduler_cache(message: Option<&str>) -> bool {
+    message.is_some_and(|m| m.contains("persistentvolumeclaim") && m.contains("not found"))
 }
 
 fn is_running(pod: &Pod) -> bool {
