@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::ListParams;
 
@@ -62,6 +62,26 @@ pub(super) async fn users_and_workloads(
     let users = scale::users_of(&list.items, &target.name);
     let owners = preflight::resolve_owners(client, ns, &list.items, &users, timeout).await;
     Ok((users, scale::plan(ns, &owners)))
+}
+
+/// The PVC `target`, or `None` when there is none. It is read with a LIST narrowed to its name
+/// (as every single object nkvm reads), so a refusal asks for `list`, not `get`.
+pub(super) async fn read_pvc(
+    api: &Api<PersistentVolumeClaim>,
+    target: &crate::backup::PvcRef,
+    timeout: std::time::Duration,
+) -> Result<Option<PersistentVolumeClaim>, String> {
+    timed(timeout, crate::backup::lookup::object(api, &target.name))
+        .await
+        .map_err(|err| {
+            format!(
+                "could not read PVC {target}: {}",
+                kubeapi::advice(
+                    &err,
+                    Call::new("list", "persistentvolumeclaims", &target.namespace)
+                )
+            )
+        })
 }
 
 impl Job<'_> {
@@ -169,19 +189,9 @@ impl Job<'_> {
         self.enter(RestoreStage::Preflight);
         let timeout = self.inner.backup_options().request_timeout;
         let needed = verified.decoded.counts.file_bytes;
-        let ns = self.target.namespace.clone();
-        let existing = timed(
-            timeout,
-            crate::backup::lookup::object(&self.pvcs(), &self.target.name),
-        )
-        .await
-        .map_err(|err| {
-            RestoreError::Preflight(format!(
-                "could not read PVC {}: {}",
-                self.target,
-                kubeapi::advice(&err, Call::new("get", "persistentvolumeclaims", &ns))
-            ))
-        })?;
+        let existing = read_pvc(&self.pvcs(), &self.target, timeout)
+            .await
+            .map_err(RestoreError::Preflight)?;
         if self.mode != RestoreMode::InPlace {
             if existing.is_some() {
                 return Err(RestoreError::Preflight(format!(
@@ -353,5 +363,51 @@ impl Job<'_> {
             .map_err(RestoreError::ScaleDown)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    /// Regression: a refused read of the target PVC asked for `get`, but the read is a LIST, so
+    /// granting `get` did not help.
+    #[tokio::test]
+    async fn a_refused_pvc_read_names_the_list_grant() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("one request");
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                              "message": "forbidden", "reason": "Forbidden", "code": 403});
+            send.send_response(
+                Response::builder()
+                    .status(403)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+            (
+                request.method().clone(),
+                request.uri().path().to_owned(),
+                request.uri().query().unwrap_or_default().to_owned(),
+            )
+        });
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(kube::Client::new(service, "default"), "shop");
+        let target = crate::backup::PvcRef::new("shop", "data");
+        let message = read_pvc(&api, &target, std::time::Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            message.contains("grant list on persistentvolumeclaims in namespace shop"),
+            "{message}"
+        );
+        assert!(message.starts_with("could not read PVC shop/data: "), "{message}");
+        let (method, path, query) = server.await.unwrap();
+        assert_eq!(method, http::Method::GET);
+        assert_eq!(path, "/api/v1/namespaces/shop/persistentvolumeclaims");
+        assert!(query.contains("fieldSelector=metadata.name%3Ddata"), "{query}");
     }
 }
