@@ -90,11 +90,21 @@ pub(super) async fn server_with(mode: AuthMode, secure_cookie: bool) -> Server {
     server_behind(mode, secure_cookie, Vec::new()).await
 }
 
-/// [`server_with`] behind the proxies `trusted`.
+/// [`server_with`] behind the proxies `trusted`, the site plain http.
 pub(super) async fn server_behind(
     mode: AuthMode,
     secure_cookie: bool,
     trusted: Vec<Cidr>,
+) -> Server {
+    server_full(mode, secure_cookie, trusted, false).await
+}
+
+/// The real router; `https`: users reach it over TLS (HSTS, https origins).
+pub(super) async fn server_full(
+    mode: AuthMode,
+    secure_cookie: bool,
+    trusted: Vec<Cidr>,
+    https: bool,
 ) -> Server {
     listen_on_every_thread();
     let dir = tempfile::tempdir().unwrap();
@@ -119,6 +129,11 @@ pub(super) async fn server_behind(
         leptos_options: leptos_options(listen, dir.path()),
         auth,
         ops: crate::ops::Ops::default(),
+        site: crate::web::SitePolicy {
+            hosts: crate::web::AllowedHosts::parse(["nkvm.test"]).unwrap(),
+            https,
+            trusted_proxies: Vec::new(),
+        },
     };
     Server {
         app: router(state),
@@ -128,11 +143,22 @@ pub(super) async fn server_behind(
 }
 
 pub(super) fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
+    request_to(HOST, "http", method, path, body)
+}
+
+/// A request to `host` from a page of `scheme://host`.
+pub(super) fn request_to(
+    host: &str,
+    scheme: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> HttpRequest<Body> {
     let mut request = HttpRequest::builder()
         .method(method)
         .uri(path)
-        .header("host", HOST)
-        .header("origin", format!("http://{HOST}"))
+        .header("host", host)
+        .header("origin", format!("{scheme}://{host}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(body.to_owned()))
         .unwrap();
@@ -195,12 +221,24 @@ async fn anonymous_requests_are_refused_on_every_route() {
 
 #[tokio::test]
 async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
-    let server = server(true).await;
+    let users = Users::from_text(&format!(
+        "users:\n- {{name: ada, role: operator, password_hash: \"{}\"}}\n",
+        fast_hash(PASSWORD)
+    ))
+    .unwrap();
+    let server = server_full(AuthMode::Local(users), true, Vec::new(), true).await;
+    fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
+        request_to(HOST, "https", method, path, body)
+    }
     let response = send(
         &server,
         request("POST", "/auth/login", &login_body("ada", PASSWORD)),
     )
     .await;
+    assert_eq!(
+        response.headers()[header::STRICT_TRANSPORT_SECURITY],
+        crate::web::site::HSTS
+    );
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), "/history");
     let cookie = response
@@ -393,6 +431,48 @@ async fn cross_origin_logins_and_upgrades_are_refused() {
         .headers_mut()
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     assert_eq!(send(&server, upgrade).await.status(), StatusCode::FORBIDDEN);
+}
+
+/// DNS rebinding: a page of `http://evil.example` whose name now resolves to nkvm sends its own
+/// host name (and a matching Origin); with `--auth none` it would otherwise act as the admin.
+#[tokio::test]
+async fn a_rebound_host_name_is_refused_and_loopback_names_are_served() {
+    let server = server_with(AuthMode::Disabled, false).await;
+    let evil = "evil.example:8080";
+    for (method, path) in [
+        ("POST", "/api/whoami"),
+        ("POST", "/api/inventory"),
+        ("POST", "/api/backups/start"),
+        ("GET", "/download/1/archive"),
+        ("GET", "/audit.csv"),
+        ("GET", "/"),
+    ] {
+        let response = send(&server, request_to(evil, "http", method, path, "")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "{method} {path}"
+        );
+    }
+    let mut upgrade = request_to(evil, "http", "GET", "/api/backups/updates", "");
+    upgrade
+        .headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    upgrade
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    assert_eq!(
+        send(&server, upgrade).await.status(),
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    // The probes answer whatever the host (kubelet and Prometheus use the pod's address).
+    let health = send(&server, request_to(evil, "http", "GET", "/healthz", "")).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    // Loopback names, addresses and the configured name are served.
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", HOST] {
+        let response = send(&server, request_to(host, "http", "POST", "/api/whoami", "")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
 }
 
 /// A `tracing` writer into a shared buffer.

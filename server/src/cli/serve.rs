@@ -93,8 +93,20 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub oidc: Box<OidcArgs>,
 
+    /// Host names users reach nkvm by (e.g. the Ingress host; `*.example.com` for subdomains, `*`
+    /// for any). Requests naming another host are refused (DNS rebinding); `localhost` and IP
+    /// addresses are always accepted [default: only those]
+    #[arg(
+        long,
+        env = "NKVM_ALLOWED_HOSTS",
+        value_name = "HOST,...",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS; with --auth oidc
-    /// an https --oidc-redirect-url implies it)
+    /// an https --oidc-redirect-url implies it). It also makes the site https: the cookie is named
+    /// `__Host-nkvm_session`, responses carry HSTS, and page origins must be https
     #[arg(
         long,
         env = "NKVM_COOKIE_SECURE",
@@ -465,6 +477,34 @@ impl ServeArgs {
         nkvm_engine::auth::proxy::Cidr::parse_list(&given.join(",")).context("--trusted-proxies")
     }
 
+    /// The host names, scheme and trusted proxies of the web server.
+    pub fn site_policy(&self) -> anyhow::Result<crate::web::SitePolicy> {
+        let mut hosts = self
+            .allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        // The OIDC callback's host is where users come back to: always one of the site's names.
+        let redirect_host = self
+            .oidc
+            .oidc_redirect_url
+            .as_deref()
+            .filter(|_| self.auth == AuthKind::Oidc)
+            .and_then(|url| nkvm_engine::auth::oidc::parse_redirect_url(url).ok())
+            .and_then(|url| url.host_str().map(str::to_owned));
+        if let Some(host) = &redirect_host
+            && host.parse::<std::net::IpAddr>().is_err()
+            && !host.starts_with('[')
+        {
+            hosts.push(host);
+        }
+        Ok(crate::web::SitePolicy {
+            hosts: crate::web::AllowedHosts::parse(hosts).context("--allowed-hosts")?,
+            https: self.secure_cookies(),
+            trusted_proxies: self.trusted_proxy_networks()?,
+        })
+    }
+
     /// Whether cookies are `Secure`: `--cookie-secure`, or `--auth oidc` with an https redirect
     /// URL (users then reach nkvm over TLS, and the state and session cookies must not travel in
     /// the clear).
@@ -487,6 +527,7 @@ impl ServeArgs {
 
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow: a server without a way to log in must not start.
+    let site = args.site_policy()?;
     let auth_mode = args.auth_mode().await?;
     let data = global.open_data_dir("nkvm serve").await?;
     let (instance, store) = (data.instance.clone(), data.store.clone());
@@ -574,7 +615,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             }
         })
     };
-    let served = crate::web::serve(args.listen, context, auth, background.ops.clone()).await;
+    let served = crate::web::serve(args.listen, context, auth, background.ops.clone(), site).await;
     housekeeping.abort();
     expiry.abort();
     // No new firing from here; cancelled runs still end and are recorded (history, metrics).
