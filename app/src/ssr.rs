@@ -150,6 +150,19 @@ impl From<nkvm_engine::inventory::InventoryError> for AppError {
     }
 }
 
+impl From<Arc<nkvm_engine::inventory::InventoryError>> for AppError {
+    fn from(error: Arc<nkvm_engine::inventory::InventoryError>) -> Self {
+        use nkvm_engine::inventory::InventoryError;
+        match &*error {
+            InventoryError::History(error) => Self::internal("reading the backup history", error),
+            other => {
+                tracing::warn!(error = %other, "inventory scan failed");
+                Self::Shown(format!("Inventory scan failed: {other}"))
+            }
+        }
+    }
+}
+
 impl From<nkvm_engine::store::StoreError> for AppError {
     fn from(error: nkvm_engine::store::StoreError) -> Self {
         Self::internal("reading the history database", error)

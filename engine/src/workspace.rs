@@ -42,6 +42,8 @@ pub struct WorkspaceOptions {
 pub struct Connection {
     pub cluster: Cluster,
     pub backups: BackupEngine,
+    /// The inventory scans of this connection in flight (one at a time, shared by its callers).
+    pub scans: crate::inventory::SharedScans,
 }
 
 impl Connection {
@@ -54,7 +56,11 @@ impl Connection {
     ) -> Result<Self, WorkspaceError> {
         let stream = stream_client(cluster.config()).map_err(WorkspaceError::StreamClient)?;
         let backups = BackupEngine::with_clients(cluster.client.clone(), stream, store, options);
-        Ok(Self { cluster, backups })
+        Ok(Self {
+            cluster,
+            backups,
+            scans: crate::inventory::SharedScans::default(),
+        })
     }
 
     pub fn info(&self) -> &ClusterInfo {

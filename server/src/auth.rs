@@ -3,6 +3,7 @@
 //! audited; the OIDC routes are in [`oidc`]), and the middleware that refuses anonymous requests to
 //! everything but the health check, the login routes and the site's static files.
 
+pub mod load;
 pub mod oidc;
 
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +58,10 @@ struct AuthInner {
     secure_cookie: bool,
     /// Proxies whose `X-Forwarded-For` names the client (local and OIDC logins).
     trusted_proxies: Vec<Cidr>,
+    /// Concurrent password verifications.
+    gate: load::VerifyGate,
+    /// Which rate-limit refusals are written to the audit trail.
+    refusals: load::RefusalAudit,
 }
 
 impl std::fmt::Debug for Auth {
@@ -73,6 +78,7 @@ impl Auth {
         workspace: Workspace,
         secure_cookie: bool,
         trusted_proxies: Vec<Cidr>,
+        gate: load::VerifyGate,
     ) -> Self {
         let store = workspace.store().clone();
         Self {
@@ -84,6 +90,8 @@ impl Auth {
                 workspace,
                 secure_cookie,
                 trusted_proxies,
+                gate,
+                refusals: load::RefusalAudit::new(nkvm_engine::auth::ratelimit::DEFAULT_WINDOW),
             }),
         }
     }
@@ -100,6 +108,7 @@ impl Auth {
     pub fn expire(&self, now: Instant) {
         self.inner.sessions.expire(now);
         self.inner.limiter.expire(now);
+        self.inner.refusals.expire(now);
         if let AuthMode::Oidc(client) = &self.inner.mode {
             client.expire(now);
         }
@@ -150,6 +159,27 @@ impl Auth {
 
     async fn audit(&self, event: AuditEvent) {
         self.inner.store.audit(&event).await;
+    }
+
+    /// Audits a rate-limited request from `ip` as `who` with `detail` (e.g. "rate limited"), once
+    /// per address and window: a flood of refusals writes one row, which counts the refusals left
+    /// out since the address's previous row.
+    async fn audit_refusal(&self, who: &str, ip: IpAddr, detail: &str) {
+        let Some(left_out) = self.inner.refusals.admit(ip, Instant::now()) else {
+            return;
+        };
+        let detail = if left_out > 0 {
+            format!("{detail}; {left_out} more refusals from this address since its last row")
+        } else {
+            format!("{detail}; further refusals from this address are counted, not listed")
+        };
+        self.audit(
+            AuditEvent::new(who, AuditAction::AccessDenied, AuditOutcome::Denied)
+                .with_target("login")
+                .with_detail(detail)
+                .with_source(ip.to_string()),
+        )
+        .await;
     }
 }
 
@@ -476,20 +506,29 @@ pub async fn login(
     };
     let now = Instant::now();
     if let Err(retry) = auth.inner.limiter.check(ip, &name, now) {
-        auth.audit(
-            AuditEvent::new(&shown_name, AuditAction::AccessDenied, AuditOutcome::Denied)
-                .with_target("login")
-                .with_detail("rate limited")
-                .with_source(ip.to_string()),
-        )
-        .await;
+        auth.audit_refusal(&shown_name, ip, "rate limited").await;
         let mut response = Redirect::to("/login?error=limited").into_response();
         if let Ok(value) = HeaderValue::from_str(&retry.seconds().to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         return response;
     }
-    let verified: Option<User> = users.verify_async(&name, &form.password).await;
+    // At most a few argon2id verifications at once (each takes about 19 MiB), on the server's
+    // verification threads: the others wait in a bounded queue or are refused, so a flood of
+    // logins cannot exhaust the memory.
+    let verified: Result<Option<User>, load::Busy> = {
+        let (users, name, password) = (users.clone(), name.clone(), form.password);
+        auth.inner
+            .gate
+            .run(move |memory| users.verify_with(&name, &password, memory))
+            .await
+    };
+    let Ok(verified) = verified else {
+        auth.inner.limiter.release(ip, &name);
+        auth.audit_refusal(&shown_name, ip, "too many logins in progress")
+            .await;
+        return busy();
+    };
     let Some(user) = verified else {
         auth.inner.limiter.record_failure(ip, &name, Instant::now());
         auth.audit(
@@ -516,6 +555,19 @@ pub async fn login(
     tracing::info!(user = %user.name, role = %user.role, "login");
     let mut response = Redirect::to(&next).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// 503 with `Retry-After` for a login refused because too many are being verified.
+fn busy() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many logins in progress; try again in a few seconds.",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
 

@@ -18,6 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::TryStreamExt as _;
 use leptos::config::{Env, LeptosOptions};
 use leptos::prelude::provide_context;
 use leptos_axum::{
@@ -205,23 +206,6 @@ async fn audit_csv(
         )
             .into_response();
     }
-    let records = match state
-        .context
-        .workspace
-        .store()
-        .audit_events(&nkvm_engine::audit::AuditFilter::default())
-        .await
-    {
-        Ok(records) => records,
-        Err(error) => {
-            tracing::error!(%error, "reading the audit trail failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "reading the audit trail failed",
-            )
-                .into_response();
-        }
-    };
     audit(
         &state.context,
         AuditEvent::new(&caller.user, AuditAction::Download, AuditOutcome::Success)
@@ -229,7 +213,15 @@ async fn audit_csv(
             .with_source(caller.source.clone()),
     )
     .await;
-    let mut response = nkvm_engine::audit::to_csv(&records).into_response();
+    // Streamed from the database in chunks: the trail is never held in memory as a whole. A
+    // database failure midway ends the body early (the client sees a truncated download).
+    let chunks = state
+        .context
+        .workspace
+        .store()
+        .audit_csv_stream()
+        .inspect_err(|error| tracing::error!(%error, "reading the audit trail failed"));
+    let mut response = Body::from_stream(chunks).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -233,13 +233,8 @@ async fn finish(
     let ip = peer.ip();
     let source = ip.to_string();
     if let Err(retry) = auth.inner.limiter.check(ip, "", Instant::now()) {
-        auth.audit(
-            AuditEvent::new("(unknown)", AuditAction::AccessDenied, AuditOutcome::Denied)
-                .with_target("login")
-                .with_detail("rate limited (OIDC callback)")
-                .with_source(source),
-        )
-        .await;
+        auth.audit_refusal("(unknown)", ip, "rate limited (OIDC callback)")
+            .await;
         let mut response = refusal(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed logins. Wait a few minutes, then try again.",

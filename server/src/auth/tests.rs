@@ -116,6 +116,7 @@ pub(super) async fn server_full(
         workspace.clone(),
         secure_cookie,
         trusted,
+        load::VerifyGate::default(),
     );
     let context = nkvm_app::ssr::AppContext {
         workspace: workspace.clone(),
@@ -543,4 +544,130 @@ fn passwords_and_tokens_stay_out_of_the_logs() {
             "{secret:?} leaked into the logs:\n{logs}"
         );
     }
+}
+
+/// A flood of rate-limited logins from one address writes one audit row, not one per request
+/// (before, each refused request added a row, forever).
+#[tokio::test]
+async fn rate_limited_floods_write_one_audit_row_per_address() {
+    let server = server(false).await;
+    for _ in 0..5 {
+        send(
+            &server,
+            request("POST", "/auth/login", &login_body("ada", "nope")),
+        )
+        .await;
+    }
+    for _ in 0..30 {
+        let response = send(
+            &server,
+            request("POST", "/auth/login", &login_body("ada", "nope")),
+        )
+        .await;
+        assert_eq!(location(&response), "/login?error=limited");
+    }
+    let events = server
+        .workspace
+        .store()
+        .audit_events(&nkvm_engine::audit::AuditFilter::default())
+        .await
+        .unwrap();
+    let limited: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("rate limited"))
+        })
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0].source.as_deref(), Some("192.0.2.7"));
+}
+
+/// `/audit.csv` is streamed from the database in chunks (before, the whole trail was one String
+/// built in memory and sent as one piece).
+#[tokio::test]
+async fn the_audit_export_is_streamed_in_chunks() {
+    use http_body_util::BodyExt as _;
+    let server = server_with(AuthMode::Disabled, false).await;
+    let store = server.workspace.store();
+    for i in 0..1500 {
+        store
+            .record_audit(
+                &nkvm_engine::audit::AuditEvent::new(
+                    "ada",
+                    nkvm_engine::audit::AuditAction::Download,
+                    nkvm_engine::audit::AuditOutcome::Success,
+                )
+                .with_target(format!("ns/pvc-{i} run {i} archive"))
+                .with_detail("x".repeat(200)),
+            )
+            .await
+            .unwrap();
+    }
+    let response = send(&server, request("GET", "/audit.csv", "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let (mut frames, mut text) = (0, Vec::new());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames += 1;
+            text.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.starts_with(nkvm_engine::audit::CSV_HEADER),
+        "{}",
+        &text[..80]
+    );
+    // Header, 1500 rows and the export's own row.
+    assert_eq!(text.matches("\r\n").count(), 1502);
+    assert!(text.contains("ns/pvc-1499 run 1499"));
+    assert!(frames >= 4, "{frames} body frames for {} bytes", text.len());
+}
+
+/// A second login from the same browser ends the session it had (before, both stayed valid).
+#[tokio::test]
+async fn a_new_login_ends_the_browsers_previous_session() {
+    let server = server(false).await;
+    let token_of = |response: &axum::response::Response| {
+        response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .and_then(|pair| pair.split_once('='))
+            .map(|(_, v)| v.to_owned())
+            .unwrap()
+    };
+    let with_cookie = |mut request: HttpRequest<Body>, token: &str| {
+        request.headers_mut().insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        );
+        request
+    };
+    let first = send(
+        &server,
+        request("POST", "/auth/login", &login_body("ada", PASSWORD)),
+    )
+    .await;
+    let old = token_of(&first);
+    let second = send(
+        &server,
+        with_cookie(
+            request("POST", "/auth/login", &login_body("ada", PASSWORD)),
+            &old,
+        ),
+    )
+    .await;
+    let new = token_of(&second);
+    assert_ne!(old, new);
+    let whoami = |token: &str| with_cookie(request("POST", "/api/whoami", ""), token);
+    assert_eq!(
+        send(&server, whoami(&old)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&server, whoami(&new)).await.status(), StatusCode::OK);
 }

@@ -114,6 +114,17 @@ pub struct ServeArgs {
     )]
     pub cookie_secure: bool,
 
+    /// Password verifications (argon2id, about 19 MiB each) running at once; further logins wait
+    /// in a bounded queue or are refused with 503
+    #[arg(
+        long,
+        env = "NKVM_LOGIN_CONCURRENCY",
+        value_name = "N",
+        default_value_t = crate::auth::load::DEFAULT_MAX_VERIFICATIONS,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub login_concurrency: u16,
+
     /// Forget a browser session's connection choice after this many idle hours
     #[arg(
         long,
@@ -604,6 +615,10 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         workspace.clone(),
         args.secure_cookies(),
         args.trusted_proxy_networks()?,
+        crate::auth::load::VerifyGate::new(
+            usize::from(args.login_concurrency),
+            crate::auth::load::DEFAULT_MAX_QUEUED,
+        ),
     );
     let housekeeping = {
         let auth = auth.clone();
