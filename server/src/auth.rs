@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use nkvm_app::ssr::{Caller, SessionId};
+use nkvm_app::ssr::{Caller, SessionAlive, SessionId};
 use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
 use nkvm_engine::auth::Role;
 use nkvm_engine::auth::oidc::OidcClient;
@@ -27,8 +27,13 @@ use nkvm_engine::store::Store;
 use nkvm_engine::workspace::Workspace;
 use serde::Deserialize;
 
-/// Name of the session cookie.
+/// Name of the session cookie over plain http.
 pub const SESSION_COOKIE: &str = "nkvm_session";
+
+/// Name of the session cookie when it is `Secure` (https): the `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain or a
+/// plain-http page cannot plant or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-nkvm_session";
 
 /// How callers prove who they are.
 #[derive(Debug, Clone)]
@@ -127,8 +132,23 @@ impl Auth {
         self.cookie(token.as_str(), Some(max_age))
     }
 
+    /// The session cookie's name: [`SECURE_SESSION_COOKIE`] when cookies are `Secure`.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.inner.secure_cookie {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The session token in the request's cookie (see [`token_from_cookies`]).
+    fn token(&self, headers: &HeaderMap) -> Option<String> {
+        token_from_cookies(headers, self.cookie_name())
+    }
+
     fn cookie(&self, value: &str, max_age: Option<u64>) -> Option<HeaderValue> {
-        let mut cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
+        let name = self.cookie_name();
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
         if let Some(seconds) = max_age {
             cookie.push_str(&format!("; Max-Age={seconds}"));
         }
@@ -141,7 +161,7 @@ impl Auth {
     /// Ends the session whose cookie `headers` carry, if any (audited as a logout, with `detail`),
     /// and forgets its connection choice.
     async fn end_session(&self, headers: &HeaderMap, source: &str, detail: Option<&str>) {
-        let Some(token) = token_from_cookies(headers) else {
+        let Some(token) = self.token(headers) else {
             return;
         };
         if let Some(session) = self.inner.sessions.get(&token, Instant::now()) {
@@ -203,9 +223,10 @@ pub fn cookie_value(headers: &HeaderMap, wanted: &str) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// The session token in the request's cookie, when it has the shape nkvm issues (64 hex digits).
-pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
-    cookie_value(headers, SESSION_COOKIE)
+/// The session token in the request's cookie `name`, when it has the shape nkvm issues (64 hex
+/// digits).
+pub fn token_from_cookies(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_value(headers, name)
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
@@ -235,7 +256,7 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
     let source = peer.map(|p| p.to_string()).unwrap_or_default();
     match &auth.inner.mode {
         AuthMode::Disabled => {
-            let key = token_from_cookies(request.headers()).unwrap_or_default();
+            let key = auth.token(request.headers()).unwrap_or_default();
             Some((
                 Caller {
                     user: "anonymous".to_owned(),
@@ -280,7 +301,7 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
             }
         }
         AuthMode::Local(_) | AuthMode::Oidc(_) => {
-            let token = token_from_cookies(request.headers())?;
+            let token = auth.token(request.headers())?;
             let session = auth.inner.sessions.get(&token, Instant::now())?;
             Some((
                 Caller {
@@ -347,6 +368,15 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
                 key
             };
             request.extensions_mut().insert(caller);
+            let alive = match &auth.inner.mode {
+                AuthMode::Local(_) | AuthMode::Oidc(_) => {
+                    let (sessions, token) = (auth.inner.sessions.clone(), key.clone());
+                    SessionAlive(Arc::new(move || sessions.is_alive(&token, Instant::now())))
+                }
+                // Identified again on every request; nothing to end.
+                AuthMode::Proxy(_) | AuthMode::Disabled => SessionAlive::always(),
+            };
+            request.extensions_mut().insert(alive);
             request.extensions_mut().insert(SessionId(key.clone()));
             let mut response = next.run(request).await;
             if fresh_anonymous && let Some(cookie) = auth.cookie(&key, None) {
@@ -488,6 +518,7 @@ pub struct LoginForm {
 pub async fn login(
     State(auth): State<Auth>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let users = match &auth.inner.mode {
@@ -543,6 +574,9 @@ pub async fn login(
         return Redirect::to(&target).into_response();
     };
     auth.inner.limiter.record_success(ip, &name);
+    // A new login replaces the session this browser still had: the old token opens nothing more.
+    auth.end_session(&headers, &ip.to_string(), Some("replaced by a new login"))
+        .await;
     let Some(cookie) = auth.start_session(&user) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };

@@ -18,6 +18,8 @@ use tower::ServiceExt as _;
 use super::*;
 use crate::web::{WebState, leptos_options, router};
 
+mod live;
+
 const PASSWORD: &str = "correct horse battery staple";
 const HOST: &str = "nkvm.test:8080";
 
@@ -249,6 +251,7 @@ async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
         .to_str()
         .unwrap()
         .to_owned();
+    assert!(cookie.starts_with("__Host-nkvm_session="), "{cookie}");
     for flag in [
         "HttpOnly",
         "SameSite=Strict",
@@ -267,7 +270,7 @@ async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
     let mut whoami = request("POST", "/api/whoami", "");
     whoami.headers_mut().insert(
         header::COOKIE,
-        HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).unwrap(),
     );
     let response = send(&server, whoami).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -284,14 +287,14 @@ async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
     let mut logout = request("POST", "/auth/logout", "");
     logout.headers_mut().insert(
         header::COOKIE,
-        HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).unwrap(),
     );
     let response = send(&server, logout).await;
     assert_eq!(location(&response), "/login");
     let mut again = request("POST", "/api/whoami", "");
     again.headers_mut().insert(
         header::COOKIE,
-        HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).unwrap(),
     );
     assert_eq!(
         send(&server, again).await.status(),

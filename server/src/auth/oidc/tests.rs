@@ -16,7 +16,8 @@ use nkvm_engine::auth::oidc::{ClientSecret, OidcClient, OidcSettings, RoleMappin
 use serde_json::json;
 
 use super::super::tests::{Server, location, logs_of, request, send, server_with};
-use super::super::{AuthMode, SESSION_COOKIE};
+// The provider's redirect URL is https in production; these servers have `Secure` cookies.
+use super::super::{AuthMode, SECURE_SESSION_COOKIE as SESSION_COOKIE};
 use super::STATE_COOKIE;
 
 #[path = "../../../../engine/src/auth/oidc/fake_idp.rs"]
