@@ -60,6 +60,7 @@ async fn test_workspace(dir: &std::path::Path) -> Workspace {
             ..Default::default()
         },
         allow_pasted: false,
+        pasted: nkvm_engine::connection::PastedPolicy::default(),
         in_cluster_available: false,
         session_idle: std::time::Duration::from_hours(1),
         max_sessions: 100,

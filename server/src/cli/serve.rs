@@ -36,6 +36,33 @@ pub struct ServeArgs {
     )]
     pub allow_pasted_kubeconfig: bool,
 
+    /// Accept pasted kubeconfigs whose clusters set `proxy-url` [default: refuse them]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_ALLOW_PROXY_URL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub pasted_allow_proxy_url: bool,
+
+    /// Accept pasted kubeconfigs whose clusters set `insecure-skip-tls-verify` [default: refuse
+    /// them]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_ALLOW_INSECURE_TLS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub pasted_allow_insecure_tls: bool,
+
+    /// API servers pasted kubeconfigs may name, as HOST or HOST:PORT (comma-separated) [default:
+    /// any]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_API_SERVERS",
+        value_name = "HOST[:PORT],...",
+        value_delimiter = ','
+    )]
+    pub pasted_api_servers: Vec<String>,
+
     /// Flag PVCs whose last successful backup is older than this many hours (0: never)
     #[arg(
         long,
@@ -558,6 +585,16 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         connect: global.connect_options(),
         backup: global.backup_options(&args.tuning, instance)?,
         allow_pasted: args.allow_pasted_kubeconfig,
+        pasted: nkvm_engine::connection::PastedPolicy {
+            allow_proxy_url: args.pasted_allow_proxy_url,
+            allow_insecure_tls: args.pasted_allow_insecure_tls,
+            api_servers: args
+                .pasted_api_servers
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        },
         in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
         max_sessions: DEFAULT_MAX_SESSIONS,
