@@ -225,15 +225,16 @@ async fn anonymous_requests_are_refused_on_every_route() {
 
 #[tokio::test]
 async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
+    // This server is reached over https.
+    fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
+        request_to(HOST, "https", method, path, body)
+    }
     let users = Users::from_text(&format!(
         "users:\n- {{name: ada, role: operator, password_hash: \"{}\"}}\n",
         fast_hash(PASSWORD)
     ))
     .unwrap();
     let server = server_full(AuthMode::Local(users), true, Vec::new(), true).await;
-    fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
-        request_to(HOST, "https", method, path, body)
-    }
     let response = send(
         &server,
         request("POST", "/auth/login", &login_body("ada", PASSWORD)),

@@ -36,32 +36,8 @@ pub struct ServeArgs {
     )]
     pub allow_pasted_kubeconfig: bool,
 
-    /// Accept pasted kubeconfigs whose clusters set `proxy-url` [default: refuse them]
-    #[arg(
-        long,
-        env = "NKVM_PASTED_ALLOW_PROXY_URL",
-        value_parser = clap::builder::BoolishValueParser::new(),
-    )]
-    pub pasted_allow_proxy_url: bool,
-
-    /// Accept pasted kubeconfigs whose clusters set `insecure-skip-tls-verify` [default: refuse
-    /// them]
-    #[arg(
-        long,
-        env = "NKVM_PASTED_ALLOW_INSECURE_TLS",
-        value_parser = clap::builder::BoolishValueParser::new(),
-    )]
-    pub pasted_allow_insecure_tls: bool,
-
-    /// API servers pasted kubeconfigs may name, as HOST or HOST:PORT (comma-separated) [default:
-    /// any]
-    #[arg(
-        long,
-        env = "NKVM_PASTED_API_SERVERS",
-        value_name = "HOST[:PORT],...",
-        value_delimiter = ','
-    )]
-    pub pasted_api_servers: Vec<String>,
+    #[command(flatten)]
+    pub pasted: PastedArgs,
 
     /// Flag PVCs whose last successful backup is older than this many hours (0: never)
     #[arg(
@@ -161,6 +137,53 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=720)
     )]
     pub session_idle_hours: u64,
+}
+
+/// What pasted kubeconfigs may point at (with --allow-pasted-kubeconfig).
+#[derive(Debug, Clone, Args)]
+pub struct PastedArgs {
+    /// Accept pasted kubeconfigs whose clusters set `proxy-url` [default: refuse them]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_ALLOW_PROXY_URL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub pasted_allow_proxy_url: bool,
+
+    /// Accept pasted kubeconfigs whose clusters set `insecure-skip-tls-verify` [default: refuse
+    /// them]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_ALLOW_INSECURE_TLS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub pasted_allow_insecure_tls: bool,
+
+    /// API servers pasted kubeconfigs may name, as HOST or HOST:PORT (comma-separated) [default:
+    /// any]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_API_SERVERS",
+        value_name = "HOST[:PORT],...",
+        value_delimiter = ','
+    )]
+    pub pasted_api_servers: Vec<String>,
+}
+
+impl PastedArgs {
+    /// The engine's policy from the options.
+    pub fn policy(&self) -> nkvm_engine::connection::PastedPolicy {
+        nkvm_engine::connection::PastedPolicy {
+            allow_proxy_url: self.pasted_allow_proxy_url,
+            allow_insecure_tls: self.pasted_allow_insecure_tls,
+            api_servers: self
+                .pasted_api_servers
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
 }
 
 /// Schedules, retention, metrics and notifications of `nkvm serve`.
@@ -585,16 +608,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         connect: global.connect_options(),
         backup: global.backup_options(&args.tuning, instance)?,
         allow_pasted: args.allow_pasted_kubeconfig,
-        pasted: nkvm_engine::connection::PastedPolicy {
-            allow_proxy_url: args.pasted_allow_proxy_url,
-            allow_insecure_tls: args.pasted_allow_insecure_tls,
-            api_servers: args
-                .pasted_api_servers
-                .iter()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        },
+        pasted: args.pasted.policy(),
         in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
         max_sessions: DEFAULT_MAX_SESSIONS,
