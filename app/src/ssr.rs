@@ -56,6 +56,39 @@ impl AppContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionId(pub String);
 
+/// Whether the login a request was made with is still valid, put into the request's extensions by
+/// the authentication layer; long-lived streams (the live websocket) check it again while they
+/// run, so that a logout or an expired session ends them.
+#[derive(Clone)]
+pub struct SessionAlive(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for SessionAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionAlive").finish_non_exhaustive()
+    }
+}
+
+impl SessionAlive {
+    /// A login that stays valid for as long as the request runs (no session to end).
+    #[must_use]
+    pub fn always() -> Self {
+        Self(Arc::new(|| true))
+    }
+
+    #[must_use]
+    pub fn check(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// The current request's [`SessionAlive`] (always alive when the server gave none).
+#[must_use]
+pub fn session_alive() -> SessionAlive {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<SessionAlive>().cloned())
+        .unwrap_or_else(SessionAlive::always)
+}
+
 /// Who is calling, put into the request's extensions by the authentication layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -142,6 +175,19 @@ impl From<nkvm_engine::inventory::InventoryError> for AppError {
     fn from(error: nkvm_engine::inventory::InventoryError) -> Self {
         use nkvm_engine::inventory::InventoryError;
         match error {
+            InventoryError::History(error) => Self::internal("reading the backup history", error),
+            other => {
+                tracing::warn!(error = %other, "inventory scan failed");
+                Self::Shown(format!("Inventory scan failed: {other}"))
+            }
+        }
+    }
+}
+
+impl From<Arc<nkvm_engine::inventory::InventoryError>> for AppError {
+    fn from(error: Arc<nkvm_engine::inventory::InventoryError>) -> Self {
+        use nkvm_engine::inventory::InventoryError;
+        match &*error {
             InventoryError::History(error) => Self::internal("reading the backup history", error),
             other => {
                 tracing::warn!(error = %other, "inventory scan failed");

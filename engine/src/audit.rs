@@ -167,26 +167,31 @@ pub fn to_csv(records: &[AuditRecord]) -> String {
     out.push_str(CSV_HEADER);
     out.push_str("\r\n");
     for r in records {
-        let id = r.id.to_string();
-        let fields = [
-            id.as_str(),
-            r.at.as_str(),
-            r.actor.as_str(),
-            r.action.as_str(),
-            r.target.as_deref().unwrap_or(""),
-            r.outcome.as_str(),
-            r.detail.as_deref().unwrap_or(""),
-            r.source.as_deref().unwrap_or(""),
-        ];
-        for (i, field) in fields.into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_csv_field(&mut out, field);
-        }
-        out.push_str("\r\n");
+        push_csv_record(&mut out, r);
     }
     out
+}
+
+/// Appends one record as a CSV line of [`to_csv`] (with its CRLF).
+pub fn push_csv_record(out: &mut String, r: &AuditRecord) {
+    let id = r.id.to_string();
+    let fields = [
+        id.as_str(),
+        r.at.as_str(),
+        r.actor.as_str(),
+        r.action.as_str(),
+        r.target.as_deref().unwrap_or(""),
+        r.outcome.as_str(),
+        r.detail.as_deref().unwrap_or(""),
+        r.source.as_deref().unwrap_or(""),
+    ];
+    for (i, field) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(out, field);
+    }
+    out.push_str("\r\n");
 }
 
 fn push_csv_field(out: &mut String, field: &str) {

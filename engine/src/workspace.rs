@@ -31,6 +31,8 @@ pub struct WorkspaceOptions {
     pub backup: BackupOptions,
     /// Whether sessions may connect with a pasted kubeconfig.
     pub allow_pasted: bool,
+    /// What a pasted kubeconfig may point at.
+    pub pasted: connection::PastedPolicy,
     /// Whether the in-cluster service account may be chosen (the server runs in a pod).
     pub in_cluster_available: bool,
     /// A session unseen for this long falls back to nothing (its pasted connection is dropped).
@@ -44,6 +46,8 @@ pub struct Connection {
     pub cluster: Cluster,
     pub backups: BackupEngine,
     pub restores: RestoreEngine,
+    /// The inventory scans of this connection in flight (one at a time, shared by its callers).
+    pub scans: crate::inventory::SharedScans,
 }
 
 impl Connection {
@@ -61,6 +65,7 @@ impl Connection {
             cluster,
             backups,
             restores,
+            scans: crate::inventory::SharedScans::default(),
         })
     }
 
@@ -81,6 +86,14 @@ pub enum WorkspaceError {
          with --allow-pasted-kubeconfig"
     )]
     PastedDisabled,
+    #[error("{0}")]
+    PastedPolicy(#[from] connection::PolicyError),
+    /// Connecting with a pasted kubeconfig failed. One wording for every cause (refused, timed
+    /// out, TLS, 401, not Kubernetes), so that pasting is no port scanner; the cause is logged.
+    #[error(
+        "could not connect with the pasted kubeconfig: no Kubernetes API server accepted these          credentials at its address; check the address, certificate-authority-data and the          credentials (the server's log has the cause)"
+    )]
+    PastedUnreachable,
     #[error("this server does not run in a pod, so it has no service account to use")]
     InClusterUnavailable,
     #[error("this server uses its pod's service account and has no kubeconfig contexts")]
@@ -269,9 +282,13 @@ impl Workspace {
         if !self.inner.options.allow_pasted {
             return Err(WorkspaceError::PastedDisabled);
         }
-        connection::validate_pasted_kubeconfig(&text)?;
+        let kubeconfig = connection::validate_pasted_kubeconfig(&text)?;
+        self.inner.options.pasted.check(&kubeconfig)?;
         let source = ConnectionSource::KubeconfigText { text, context };
-        let connection = self.open(&source).await?;
+        let connection = self.open(&source).await.map_err(|error| {
+            tracing::warn!(%error, "connecting with a pasted kubeconfig failed");
+            WorkspaceError::PastedUnreachable
+        })?;
         Ok(self.assign(session, Arc::new(connection)))
     }
 

@@ -166,8 +166,13 @@ async fn finished_view(store: &nkvm_engine::store::Store, view: &mut RunView) {
     }
 }
 
+/// How often the live socket checks that its login is still valid.
+#[cfg(feature = "ssr")]
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Streams the session's runs: a snapshot, then every progress event (a new snapshot after the
-/// socket fell behind). Ends when the browser closes the socket; the runs go on.
+/// socket fell behind). Ends when the browser closes the socket, or within two seconds after its
+/// login ended (logout, expiry, a new login); the runs go on.
 #[server(protocol = Websocket<JsonEncoding, JsonEncoding>, endpoint = "backups/updates")]
 pub async fn run_updates(
     input: BoxedStream<String, ServerFnError>,
@@ -177,6 +182,7 @@ pub async fn run_updates(
 
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the backups panel").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
+    let alive = crate::ssr::session_alive();
     // Subscribe before the snapshot so that no event falls between the two.
     let mut events = connection.backups.subscribe();
     let mut restore_events = connection.restores.subscribe();
@@ -187,8 +193,16 @@ pub async fn run_updates(
         if tx.send(Ok(RunsMessage::Snapshot(snapshot))).await.is_err() {
             return;
         }
+        let mut recheck = tokio::time::interval(SESSION_RECHECK);
         loop {
             let message = tokio::select! {
+                // The login this socket was opened with: after a logout or expiry, it ends.
+                _ = recheck.tick() => {
+                    if alive.check() {
+                        continue;
+                    }
+                    return;
+                },
                 incoming = input.next() => match incoming {
                     // The browser sends nothing but keeps its side open; anything else ends it.
                     Some(Ok(_)) => continue,

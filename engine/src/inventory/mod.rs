@@ -19,6 +19,7 @@
 mod error;
 mod join;
 mod list;
+mod shared;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub use self::join::apply_history;
 use self::join::build_records;
 use self::list::Listed;
 use self::list::Lister;
+pub use self::shared::{SharedResult, SharedScans};
 use crate::domain::names::check_namespace;
 pub use crate::domain::pvc::{Flag, NamespaceRefusal, PvcRecord};
 use crate::kubeapi::{self, Call};

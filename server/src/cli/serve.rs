@@ -36,6 +36,9 @@ pub struct ServeArgs {
     )]
     pub allow_pasted_kubeconfig: bool,
 
+    #[command(flatten)]
+    pub pasted: PastedArgs,
+
     /// Flag PVCs whose last successful backup is older than this many hours (0: never)
     #[arg(
         long,
@@ -93,14 +96,37 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub oidc: Box<OidcArgs>,
 
+    /// Host names users reach nkvm by (e.g. the Ingress host; `*.example.com` for subdomains, `*`
+    /// for any). Requests naming another host are refused (DNS rebinding); `localhost` and IP
+    /// addresses are always accepted [default: only those]
+    #[arg(
+        long,
+        env = "NKVM_ALLOWED_HOSTS",
+        value_name = "HOST,...",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS; with --auth oidc
-    /// an https --oidc-redirect-url implies it)
+    /// an https --oidc-redirect-url implies it). It also makes the site https: the cookie is named
+    /// `__Host-nkvm_session`, responses carry HSTS, and page origins must be https
     #[arg(
         long,
         env = "NKVM_COOKIE_SECURE",
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub cookie_secure: bool,
+
+    /// Password verifications (argon2id, about 19 MiB each) running at once; further logins wait
+    /// in a bounded queue or are refused with 503
+    #[arg(
+        long,
+        env = "NKVM_LOGIN_CONCURRENCY",
+        value_name = "N",
+        default_value_t = crate::auth::load::DEFAULT_MAX_VERIFICATIONS,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub login_concurrency: u16,
 
     /// Forget a browser session's connection choice after this many idle hours
     #[arg(
@@ -111,6 +137,53 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=720)
     )]
     pub session_idle_hours: u64,
+}
+
+/// What pasted kubeconfigs may point at (with --allow-pasted-kubeconfig).
+#[derive(Debug, Clone, Args)]
+pub struct PastedArgs {
+    /// Accept pasted kubeconfigs whose clusters set `proxy-url` [default: refuse them]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_ALLOW_PROXY_URL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub pasted_allow_proxy_url: bool,
+
+    /// Accept pasted kubeconfigs whose clusters set `insecure-skip-tls-verify` [default: refuse
+    /// them]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_ALLOW_INSECURE_TLS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub pasted_allow_insecure_tls: bool,
+
+    /// API servers pasted kubeconfigs may name, as HOST or HOST:PORT (comma-separated) [default:
+    /// any]
+    #[arg(
+        long,
+        env = "NKVM_PASTED_API_SERVERS",
+        value_name = "HOST[:PORT],...",
+        value_delimiter = ','
+    )]
+    pub pasted_api_servers: Vec<String>,
+}
+
+impl PastedArgs {
+    /// The engine's policy from the options.
+    pub fn policy(&self) -> nkvm_engine::connection::PastedPolicy {
+        nkvm_engine::connection::PastedPolicy {
+            allow_proxy_url: self.pasted_allow_proxy_url,
+            allow_insecure_tls: self.pasted_allow_insecure_tls,
+            api_servers: self
+                .pasted_api_servers
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
 }
 
 /// Schedules, retention, metrics and notifications of `nkvm serve`.
@@ -465,6 +538,34 @@ impl ServeArgs {
         nkvm_engine::auth::proxy::Cidr::parse_list(&given.join(",")).context("--trusted-proxies")
     }
 
+    /// The host names, scheme and trusted proxies of the web server.
+    pub fn site_policy(&self) -> anyhow::Result<crate::web::SitePolicy> {
+        let mut hosts = self
+            .allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        // The OIDC callback's host is where users come back to: always one of the site's names.
+        let redirect_host = self
+            .oidc
+            .oidc_redirect_url
+            .as_deref()
+            .filter(|_| self.auth == AuthKind::Oidc)
+            .and_then(|url| nkvm_engine::auth::oidc::parse_redirect_url(url).ok())
+            .and_then(|url| url.host_str().map(str::to_owned));
+        if let Some(host) = &redirect_host
+            && host.parse::<std::net::IpAddr>().is_err()
+            && !host.starts_with('[')
+        {
+            hosts.push(host);
+        }
+        Ok(crate::web::SitePolicy {
+            hosts: crate::web::AllowedHosts::parse(hosts).context("--allowed-hosts")?,
+            https: self.secure_cookies(),
+            trusted_proxies: self.trusted_proxy_networks()?,
+        })
+    }
+
     /// Whether cookies are `Secure`: `--cookie-secure`, or `--auth oidc` with an https redirect
     /// URL (users then reach nkvm over TLS, and the state and session cookies must not travel in
     /// the clear).
@@ -487,6 +588,7 @@ impl ServeArgs {
 
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow: a server without a way to log in must not start.
+    let site = args.site_policy()?;
     let auth_mode = args.auth_mode().await?;
     let data = global.open_data_dir("nkvm serve").await?;
     let (instance, store) = (data.instance.clone(), data.store.clone());
@@ -506,6 +608,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         connect: global.connect_options(),
         backup: global.backup_options(&args.tuning, instance)?,
         allow_pasted: args.allow_pasted_kubeconfig,
+        pasted: args.pasted.policy(),
         in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
         max_sessions: DEFAULT_MAX_SESSIONS,
@@ -513,36 +616,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     let workspace = Workspace::new(cluster, source, store.clone(), options)
         .context("cannot set up the backup engine")?;
 
-    let allowlist = global.allowlist();
-    let report = workspace
-        .default_connection()
-        .backups
-        .recover(allowlist.as_deref())
-        .await
-        .context("start-up recovery failed (history database)")?;
-    tracing::info!(
-        interrupted = report.interrupted.len(),
-        helpers_deleted = report.helpers_deleted.len(),
-        partials_removed = report.partials_removed.len(),
-        uploads_aborted = report.uploads_aborted.len(),
-        "start-up recovery done"
-    );
-    for warning in &report.warnings {
-        tracing::warn!(%warning, "start-up recovery");
-    }
-    let restores = workspace
-        .default_connection()
-        .restores
-        .recover(allowlist.as_deref())
-        .await
-        .context("start-up recovery of restores failed (history database)")?;
-    tracing::info!(
-        interrupted = restores.interrupted.len(),
-        helpers_deleted = restores.helpers_deleted.len(),
-        scaled_back = ?restores.scaled_back,
-        pvcs_deleted = ?restores.pvcs_deleted,
-        "start-up recovery of restores done"
-    );
+    recover(&workspace, global.allowlist().as_deref()).await?;
 
     let expiry = {
         let workspace = workspace.clone();
@@ -576,6 +650,10 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         workspace.clone(),
         args.secure_cookies(),
         args.trusted_proxy_networks()?,
+        crate::auth::load::VerifyGate::new(
+            usize::from(args.login_concurrency),
+            crate::auth::load::DEFAULT_MAX_QUEUED,
+        ),
     );
     let housekeeping = {
         let auth = auth.clone();
@@ -587,7 +665,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             }
         })
     };
-    let served = crate::web::serve(args.listen, context, auth, background.ops.clone()).await;
+    let served = crate::web::serve(args.listen, context, auth, background.ops.clone(), site).await;
     housekeeping.abort();
     expiry.abort();
     // No new firing from here; cancelled runs still end and are recorded (history, metrics).
@@ -605,6 +683,40 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     store.close().await;
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start-up recovery of the default connection's backups and restores, logged.
+async fn recover(workspace: &Workspace, allowlist: Option<&[String]>) -> anyhow::Result<()> {
+    let report = workspace
+        .default_connection()
+        .backups
+        .recover(allowlist)
+        .await
+        .context("start-up recovery failed (history database)")?;
+    tracing::info!(
+        interrupted = report.interrupted.len(),
+        helpers_deleted = report.helpers_deleted.len(),
+        partials_removed = report.partials_removed.len(),
+        uploads_aborted = report.uploads_aborted.len(),
+        "start-up recovery done"
+    );
+    for warning in &report.warnings {
+        tracing::warn!(%warning, "start-up recovery");
+    }
+    let restores = workspace
+        .default_connection()
+        .restores
+        .recover(allowlist)
+        .await
+        .context("start-up recovery of restores failed (history database)")?;
+    tracing::info!(
+        interrupted = restores.interrupted.len(),
+        helpers_deleted = restores.helpers_deleted.len(),
+        scaled_back = ?restores.scaled_back,
+        pvcs_deleted = ?restores.pvcs_deleted,
+        "start-up recovery of restores done"
+    );
+    Ok(())
 }
 
 /// What runs beside the web server: the scheduler, the metrics and notification follower, the
