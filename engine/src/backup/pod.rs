@@ -91,6 +91,36 @@ impl Default for HelperResources {
     }
 }
 
+impl HelperResources {
+    /// The CPU limit in whole CPUs, rounded up (at least 1); `None` when there is none or it does
+    /// not parse (`"1"`, `"1.5"`, `"500m"`).
+    #[must_use]
+    pub fn cpu_limit_cores(&self) -> Option<usize> {
+        let limit = self.cpu_limit.trim();
+        let millis: u64 = if let Some(m) = limit.strip_suffix('m') {
+            m.parse().ok()?
+        } else {
+            let cores: f64 = limit.parse().ok()?;
+            if !cores.is_finite() || cores <= 0.0 || cores > 1e6 {
+                return None;
+            }
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked to be positive and small above"
+            )]
+            let millis = (cores * 1000.0).ceil() as u64;
+            millis
+        };
+        if millis == 0 {
+            return None;
+        }
+        usize::try_from(millis.div_ceil(1000))
+            .ok()
+            .map(|c| c.max(1))
+    }
+}
+
 /// Everything the helper pod depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelperPodParams {
