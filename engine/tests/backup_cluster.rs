@@ -374,54 +374,70 @@ async fn tar_exiting_non_zero_fails_exec() {
     .await;
 }
 
-/// A helper image whose only gzip cannot take a level (BusyBox's, in the workload image) is not
-/// used: the run falls back to nkvm's own compression and says so.
+/// The workload image has no pigz, only BusyBox's `gzip` (and BusyBox `tar`): source compression
+/// uses that gzip at level 6; at level 0, which BusyBox's `gzip` refuses, no compressor is usable
+/// and the run falls back to nkvm's own compression and says so.
 #[tokio::test]
 #[ignore = "needs the test cluster"]
-async fn source_compression_falls_back_without_a_usable_compressor() {
+async fn source_compression_uses_gzip_or_falls_back_without_a_usable_compressor() {
     in_namespace("nkvm-bk-nogz", |cluster, ns| async move {
         let client = cluster.client.clone();
         let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
         std::fs::create_dir(source.join("dir")).unwrap();
         std::fs::write(source.join("dir/file"), b"fallback".repeat(10_000)).unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let options = BackupOptions {
-            compression: Compression::Source,
-            helper_image: WORKLOAD_IMAGE.to_owned(),
-            ..engine_options(data.path(), &unique("i"))
-        };
-        let engine = engine(&cluster, data.path(), options).await;
-        let result = backup_one(&engine, &ns, "vol").await;
-        assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
-        assert_eq!(result.files, Some(1));
-        assert!(
-            result
+        for (level, fallback) in [(6, false), (0, true)] {
+            let data = tempfile::tempdir().unwrap();
+            let options = BackupOptions {
+                compression: Compression::Source,
+                helper_image: WORKLOAD_IMAGE.to_owned(),
+                gzip_level: level,
+                ..engine_options(data.path(), &unique("i"))
+            };
+            let engine = engine(&cluster, data.path(), options).await;
+            let result = backup_one(&engine, &ns, "vol").await;
+            assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
+            assert_eq!(result.files, Some(1));
+            let warned = result
                 .warnings
                 .iter()
-                .any(|w| w.contains("no usable pigz or gzip") && w.contains(WORKLOAD_IMAGE)),
-            "{:?}",
-            result.warnings
-        );
-        let rows = engine
-            .store()
-            .recent_runs(&RunFilter {
-                limit: 1,
-                ..RunFilter::default()
-            })
-            .await
-            .unwrap();
-        let message = rows[0].message.clone().unwrap_or_default();
-        assert!(message.contains("server compression"), "{message}");
-        let artifact = PathBuf::from(result.artifact.clone().unwrap());
-        assert_eq!(gzip_os_byte(&artifact), 255, "compressed by nkvm");
-        let tar = Command::new("tar")
-            .arg("-tzf")
-            .arg(&artifact)
-            .output()
-            .unwrap();
-        assert!(tar.status.success(), "{tar:?}");
-        assert!(String::from_utf8_lossy(&tar.stdout).contains("./dir/file"));
-        assert!(helpers_left(&client, &ns).await.is_empty());
+                .any(|w| w.contains("no usable pigz or gzip") && w.contains(WORKLOAD_IMAGE));
+            assert_eq!(warned, fallback, "level {level}: {:?}", result.warnings);
+            let rows = engine
+                .store()
+                .recent_runs(&RunFilter {
+                    limit: 1,
+                    ..RunFilter::default()
+                })
+                .await
+                .unwrap();
+            let message = rows[0].message.clone().unwrap_or_default();
+            assert_eq!(
+                message.contains("server compression"),
+                fallback,
+                "{message}"
+            );
+            let artifact = PathBuf::from(result.artifact.clone().unwrap());
+            let stem = artifact
+                .to_string_lossy()
+                .trim_end_matches(".tar.gz")
+                .to_owned();
+            let manifest: Value =
+                serde_json::from_slice(&std::fs::read(format!("{stem}.manifest.json")).unwrap())
+                    .unwrap();
+            let by = if fallback { "server" } else { "source" };
+            assert_eq!(manifest["archive"]["compressed_by"], by, "level {level}");
+            if fallback {
+                assert_eq!(gzip_os_byte(&artifact), 255, "compressed by nkvm");
+            }
+            let tar = Command::new("tar")
+                .arg("-tzf")
+                .arg(&artifact)
+                .output()
+                .unwrap();
+            assert!(tar.status.success(), "{tar:?}");
+            assert!(String::from_utf8_lossy(&tar.stdout).contains("./dir/file"));
+            assert!(helpers_left(&client, &ns).await.is_empty());
+        }
     })
     .await;
 }
