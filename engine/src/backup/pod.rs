@@ -97,20 +97,9 @@ impl HelperResources {
     #[must_use]
     pub fn cpu_limit_cores(&self) -> Option<usize> {
         let limit = self.cpu_limit.trim();
-        let millis: u64 = if let Some(m) = limit.strip_suffix('m') {
-            m.parse().ok()?
-        } else {
-            let cores: f64 = limit.parse().ok()?;
-            if !cores.is_finite() || cores <= 0.0 || cores > 1e6 {
-                return None;
-            }
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "checked to be positive and small above"
-            )]
-            let millis = (cores * 1000.0).ceil() as u64;
-            millis
+        let millis: u64 = match limit.strip_suffix('m') {
+            Some(m) => m.parse().ok()?,
+            None => cores_to_millis(limit)?,
         };
         if millis == 0 {
             return None;
@@ -119,6 +108,17 @@ impl HelperResources {
             .ok()
             .map(|c| c.max(1))
     }
+}
+
+/// `"1.5"` CPUs as 1500 millicores (rounded up); `None` unless a positive, finite, sane number.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "checked to be positive and at most 1e6 first"
+)]
+fn cores_to_millis(text: &str) -> Option<u64> {
+    let cores: f64 = text.parse().ok()?;
+    (cores.is_finite() && cores > 0.0 && cores <= 1e6).then(|| (cores * 1000.0).ceil() as u64)
 }
 
 /// Everything the helper pod depends on.

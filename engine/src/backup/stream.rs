@@ -153,7 +153,7 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
 /// What happens to the bytes read, per [`Compression`] mode.
 enum Pipeline<'a, W> {
     /// Raw tar in: compress here, hash and write the compressed bytes.
-    Server(ParallelGzipEncoder<HashingWriter<&'a mut W>>),
+    Server(Box<ParallelGzipEncoder<HashingWriter<&'a mut W>>>),
     /// gzip in: hash and write it unchanged; decompress a copy into the tar checker.
     Source {
         gunzip: Box<Gunzip>,
@@ -259,10 +259,10 @@ where
         source,
     };
     let mut pipeline = match config.compression {
-        Compression::Server => Pipeline::Server(ParallelGzipEncoder::new(
+        Compression::Server => Pipeline::Server(Box::new(ParallelGzipEncoder::new(
             HashingWriter::new(sink),
             PgzipConfig::new(config.gzip_level, config.gzip_threads),
-        )),
+        ))),
         Compression::Source => Pipeline::Source {
             gunzip: Box::new(Gunzip::new()),
             out: HashingWriter::new(sink),
