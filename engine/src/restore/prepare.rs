@@ -404,10 +404,16 @@ mod tests {
             message.contains("grant list on persistentvolumeclaims in namespace shop"),
             "{message}"
         );
-        assert!(message.starts_with("could not read PVC shop/data: "), "{message}");
+        assert!(
+            message.starts_with("could not read PVC shop/data: "),
+            "{message}"
+        );
         let (method, path, query) = server.await.unwrap();
         assert_eq!(method, http::Method::GET);
         assert_eq!(path, "/api/v1/namespaces/shop/persistentvolumeclaims");
-        assert!(query.contains("fieldSelector=metadata.name%3Ddata"), "{query}");
+        assert!(
+            query.contains("fieldSelector=metadata.name%3Ddata"),
+            "{query}"
+        );
     }
 }
