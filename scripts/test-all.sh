@@ -149,6 +149,7 @@ suite cluster-smoke env NKVM_CLUSTER_STATE="$(dirname "${NKVM_TEST_KUBECONFIG:-$
   end2end/cluster/smoke.sh
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+suite doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 suite rust rust_workspace_tests
 suite server rust_server_tests
 suite e2e env NKVM_E2E_JSON="$results/e2e.json" scripts/e2e.sh

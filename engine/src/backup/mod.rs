@@ -1,11 +1,11 @@
 //! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
 //!
 //! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks ([`preflight`]),
-//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it ([`exec`]), the
-//! checked, compressed and hashed stream into an upload to the run's destination ([`stream`],
+//! creating the helper pod ([`pod`], `helper`), waiting for it to run, exec of `tar` in it (`exec`), the
+//! checked, compressed and hashed stream into an upload to the run's destination (`stream`,
 //! [`tarcheck`], [`crate::destination`]: `local` writes a `.partial` file), the commit under the
 //! final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of the
-//! helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
+//! helper (`cleanup`). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
 pub mod artifact;

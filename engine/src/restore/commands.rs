@@ -22,7 +22,7 @@ fn gnu_tar_prelude() -> String {
 /// `tar -xpf - --numeric-owner --same-owner -C /data` reading the archive from stdin: owners by
 /// number, modes (setuid/setgid/sticky included) and times as in the archive, existing files
 /// replaced by the archive's, others left alone (a merge). The shell reports tar's exit code on
-/// stderr ([`EXIT_MARKER`]) before exiting with it.
+/// stderr (after `EXIT_MARKER`) before exiting with it.
 pub fn extract_command() -> Vec<String> {
     vec![
         "sh".to_owned(),
