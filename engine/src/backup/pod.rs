@@ -33,8 +33,15 @@ pub const CONTAINER: &str = "helper";
 /// Where the claim is mounted (read-only) in the helper.
 pub const MOUNT_PATH: &str = "/data";
 const VOLUME: &str = "data";
-/// Linux capability that lets root read every file without being able to write any.
-pub const CAP_DAC_READ_SEARCH: &str = "DAC_READ_SEARCH";
+/// The one capability of a root helper: read every file and directory whatever its mode. It would
+/// also let root write any file, but the claim is mounted read-only and so is the root filesystem.
+/// Not `DAC_READ_SEARCH`: that one also enables `open_by_handle_at` (and container runtimes'
+/// `RuntimeDefault` seccomp profiles let the call through when the capability is there), with
+/// which a process opens any file of the node's filesystem by a forged handle — the "shocker"
+/// container escape (`engine/tests/helper_escape_cluster.rs` proves it on the test cluster). The
+/// kernel grants `open_by_handle_at` only with `DAC_READ_SEARCH` (or `SYS_ADMIN`), never for
+/// `DAC_OVERRIDE`.
+pub const CAP_DAC_OVERRIDE: &str = "DAC_OVERRIDE";
 
 /// The user and groups of a consumer pod, when its security context names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,7 +138,7 @@ pub struct HelperPodParams {
     pub image: String,
     /// Pin to this node (the node of a Running consumer of a ReadWriteOnce claim).
     pub node: Option<String>,
-    /// Run as the consumer's user/groups; `None`: root with only `DAC_READ_SEARCH`.
+    /// Run as the consumer's user/groups; `None`: root with only [`CAP_DAC_OVERRIDE`].
     pub run_as: Option<RunAs>,
     /// `activeDeadlineSeconds`: the pod stops by itself after this long (safety net).
     pub active_deadline: Duration,
@@ -216,7 +223,7 @@ pub fn helper_pod(params: &HelperPodParams) -> Pod {
                 run_as_non_root: Some(false),
                 capabilities: Some(Capabilities {
                     drop: Some(vec!["ALL".to_owned()]),
-                    add: Some(vec![CAP_DAC_READ_SEARCH.to_owned()]),
+                    add: Some(vec![CAP_DAC_OVERRIDE.to_owned()]),
                 }),
                 ..hardened()
             },

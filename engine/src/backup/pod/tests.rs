@@ -94,7 +94,7 @@ fn claim_is_mounted_read_only_twice_over() {
 }
 
 #[test]
-fn root_helper_keeps_only_dac_read_search() {
+fn root_helper_keeps_only_dac_override() {
     let pod = helper_pod(&params());
     let spec = pod.spec.as_ref().unwrap();
     let pod_ctx = spec.security_context.as_ref().unwrap();
@@ -116,7 +116,16 @@ fn root_helper_keeps_only_dac_read_search() {
     );
     let caps = ctx.capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.clone().unwrap(), ["ALL"]);
-    assert_eq!(caps.add.clone().unwrap(), ["DAC_READ_SEARCH"]);
+    // Not DAC_READ_SEARCH: it enables open_by_handle_at, the "shocker" escape.
+    assert_eq!(caps.add.clone().unwrap(), ["DAC_OVERRIDE"]);
+    // DAC_OVERRIDE could write: nothing the helper sees may be writable.
+    let mount = &container(&pod).volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(mount.read_only, Some(true));
+    let claim = spec.volumes.as_ref().unwrap()[0]
+        .persistent_volume_claim
+        .as_ref()
+        .unwrap();
+    assert_eq!(claim.read_only, Some(true));
 }
 
 #[test]
@@ -179,7 +188,7 @@ fn consumer_running_as_root_gets_the_root_helper() {
     assert_eq!(ctx.run_as_user, Some(0));
     assert_eq!(
         ctx.capabilities.as_ref().unwrap().add.clone().unwrap(),
-        ["DAC_READ_SEARCH"]
+        ["DAC_OVERRIDE"]
     );
 }
 
