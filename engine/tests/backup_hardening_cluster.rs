@@ -1,5 +1,6 @@
 //! Backups of hostile or awkward volumes on the real test cluster: files nobody may read (the root
-//! helper still reads them).
+//! helper still reads them), a huge sparse file (streamed as its data only) and a stream past the
+//! cap (failed cleanly).
 //!
 //! Needs `NKVM_TEST_KUBECONFIG`, the images `nkvm.local/helper:1` and `nkvm.local/workload:1`
 //! and the storage class `nkvm-local` (hostPath volumes: fixtures are written straight into the
@@ -9,11 +10,14 @@ mod support;
 
 use support::cluster::*;
 
-use std::os::unix::fs::chown;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, chown};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
-use nkvm_engine::backup::ResultStatus;
+use nkvm_engine::backup::{BackupOptions, ResultStatus};
+use nkvm_engine::domain::Stage;
+use nkvm_engine::store::RunFilter;
 
 /// Extracts `archive` with system tar into a new directory.
 fn extract(archive: &Path) -> tempfile::TempDir {
@@ -27,6 +31,19 @@ fn extract(archive: &Path) -> tempfile::TempDir {
         .unwrap();
     assert!(tar.status.success(), "{tar:?}");
     out
+}
+
+/// The history's newest message.
+async fn last_message(engine: &nkvm_engine::backup::BackupEngine) -> String {
+    let rows = engine
+        .store()
+        .recent_runs(&RunFilter {
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    rows[0].message.clone().unwrap_or_default()
 }
 
 /// A root (or unknown) consumer's volume is read whatever its modes: the helper reads files of
@@ -65,6 +82,118 @@ async fn files_nobody_may_read_are_backed_up() {
             b"in theirs"
         );
         assert_eq!(std::fs::read(out.path().join("none")).unwrap().len(), 18);
+    })
+    .await;
+}
+
+/// Writes `len` bytes of `fill` at `offset` of `path` (a file made sparse around them).
+fn write_at(path: &Path, offset: u64, data: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(data).unwrap();
+}
+
+/// A 64 MiB volume holding a 1 TiB sparse file and a 256 MiB one with data in three places: the
+/// backup takes seconds and a few KiB (no cap is reached: only data streams), and the archive
+/// extracts to the same bytes.
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn huge_sparse_files_stream_as_their_data() {
+    in_namespace("nkvm-bk-sparse", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        let huge = source.join("huge");
+        let status = Command::new("truncate")
+            .args(["-s", "1T"])
+            .arg(&huge)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let holes = source.join("holes");
+        std::fs::File::create(&holes)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        for (offset, seed) in [(0, 1), (100 << 20, 2), ((256 << 20) - 4096, 3)] {
+            write_at(&holes, offset, &random_bytes(4096, seed));
+        }
+        let data = tempfile::tempdir().unwrap();
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &unique("i")),
+        )
+        .await;
+        let started = Instant::now();
+        let result = backup_one(&engine, &ns, "vol").await;
+        let took = started.elapsed();
+        assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
+        assert!(result.bytes.unwrap() < 256 * 1024, "{result:#?}");
+        assert!(took.as_secs() < 120, "took {took:?}");
+        let out = extract(Path::new(result.artifact.as_deref().unwrap()));
+        let restored: PathBuf = out.path().join("huge");
+        let meta = std::fs::metadata(&restored).unwrap();
+        assert_eq!(meta.len(), 1 << 40);
+        assert!(
+            meta.blocks() < 1024,
+            "extracted sparse: {} blocks",
+            meta.blocks()
+        );
+        assert!(
+            std::fs::read(out.path().join("holes")).unwrap()
+                == std::fs::read(source.join("holes")).unwrap(),
+            "not the same bytes"
+        );
+        eprintln!(
+            "sparse: {} archive bytes in {:.1}s",
+            result.bytes.unwrap(),
+            took.as_secs_f64()
+        );
+    })
+    .await;
+}
+
+/// An incompressible 8 MiB file in a 1 MiB claim, with the cap at 2× the capacity: the run fails
+/// at the stream stage, naming the cap and how to raise it, and leaves nothing behind.
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn a_stream_past_the_cap_fails_cleanly() {
+    in_namespace("nkvm-bk-cap", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "1Mi").await;
+        std::fs::write(source.join("noise"), random_bytes(8 << 20, 11)).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let options = BackupOptions {
+            stream_cap_factor: 2,
+            ..engine_options(data.path(), &unique("i"))
+        };
+        let engine = engine(&cluster, data.path(), options).await;
+        let result = backup_one(&engine, &ns, "vol").await;
+        assert_eq!(result.status, ResultStatus::Failed, "{result:#?}");
+        assert_eq!(result.stage, Some(Stage::Stream), "{result:#?}");
+        assert!(
+            result
+                .message
+                .contains("passed 2.0 MiB (2097152 bytes), 2× the PVC's capacity of 1.0 MiB"),
+            "{}",
+            result.message
+        );
+        assert!(
+            result.message.contains("--stream-cap-factor"),
+            "{}",
+            result.message
+        );
+        assert!(result.artifact.is_none());
+        assert!(helpers_left(&client, &ns).await.is_empty(), "helper left");
+        assert!(files_under(data.path(), ".partial").is_empty());
+        assert!(files_under(data.path(), ".tar.gz").is_empty());
+        assert_eq!(last_message(&engine).await, result.message);
     })
     .await;
 }

@@ -232,6 +232,18 @@ pub struct BackupTuning {
         value_parser = clap::value_parser!(u64).range(5..=86_400)
     )]
     pub stall_timeout: u64,
+
+    /// Fail a backup whose tar stream passes this many times its PVC's capacity, 0-1000 (0: no
+    /// cap). Sparse files stream as their data only, so only a volume whose files grow while they
+    /// are read, or a filesystem reporting more than it stores, reaches it
+    #[arg(
+        long,
+        env = "NKVM_STREAM_CAP_FACTOR",
+        value_name = "N",
+        default_value_t = backup::DEFAULT_STREAM_CAP_FACTOR,
+        value_parser = clap::value_parser!(u32).range(0..=1000)
+    )]
+    pub stream_cap_factor: u32,
 }
 
 impl GlobalOptions {
@@ -265,6 +277,7 @@ impl GlobalOptions {
                 .gzip_threads
                 .map_or_else(backup::pgzip::default_threads, usize::from),
             stall_timeout: Duration::from_secs(tuning.stall_timeout),
+            stream_cap_factor: tuning.stream_cap_factor,
             request_timeout: self.request_timeout(),
             instance: Some(instance),
             allowlist: self.allowlist(),

@@ -26,13 +26,16 @@ pub const EXIT_MARKER: &str = "nkvm-tar-exit=";
 /// compression), before [`EXIT_MARKER`].
 pub const GZIP_EXIT_MARKER: &str = "nkvm-gzip-exit=";
 
-/// Shell code setting `t` to the path of the first `tar` in `$PATH` (else `tar`).
+/// Shell code setting `t` to the path of the first `tar` in `$PATH` (else `tar`), and `s` to
+/// `--sparse` when that tar is GNU tar (empty otherwise: BusyBox tar has no such option).
 const FIND_TAR: &str = "t=tar; o=$IFS; IFS=:; for d in $PATH; do if [ -x \"$d/tar\" ]; then \
-                        t=\"$d/tar\"; break; fi; done; IFS=$o; ";
+                        t=\"$d/tar\"; break; fi; done; IFS=$o; s=; case \"$(\"$t\" --version \
+                        2>/dev/null)\" in *'GNU tar'*) s=--sparse;; esac; ";
 
-/// The command streaming the volume as a tar archive to stdout: `tar -cf - -C /data .`, wrapped so
-/// that the shell reports tar's exit code on stderr and then waits for stdin to close before it
-/// exits with that code. `tar` is looked up in `$PATH` by the shell script itself and run by its
+/// The command streaming the volume as a tar archive to stdout: `tar -cf - -C /data .` (with
+/// `--sparse` under GNU tar: holes are recorded, not streamed as zeros, so a `truncate -s 4T` file
+/// costs a few blocks), wrapped so that the shell reports tar's exit code on stderr and then waits
+/// for stdin to close before it exits with that code. `tar` is looked up in `$PATH` by the shell script itself and run by its
 /// path, as a plain exec would: BusyBox shells otherwise prefer their own `tar` applet over an
 /// installed GNU tar. The wait matters: when an exec'd process exits, the container runtime and
 /// kubelet tear the stream down and drop the stdout bytes still in flight (seen on the test cluster:
@@ -43,7 +46,7 @@ pub fn tar_command() -> Vec<String> {
         "sh".to_owned(),
         "-c".to_owned(),
         format!(
-            "{FIND_TAR}\"$t\" -cf - -C {MOUNT_PATH} .; rc=$?; \
+            "{FIND_TAR}\"$t\" $s -cf - -C {MOUNT_PATH} .; rc=$?; \
              echo \"{EXIT_MARKER}$rc\" >&2; cat >/dev/null; exit $rc"
         ),
     ]
@@ -139,7 +142,8 @@ pub async fn find_compressor(
     parse_compressor(&output, pigz_threads)
 }
 
-/// Like [`tar_command`], with the helper compressing: `tar -cf - -C /data . | <compressor>`. The
+/// Like [`tar_command`], with the helper compressing: `tar [--sparse] -cf - -C /data . |
+/// <compressor>`. The
 /// shell reports the compressor's exit code ([`GZIP_EXIT_MARKER`]) and then tar's
 /// ([`EXIT_MARKER`]) once both ended, waits for stdin to close, and exits with tar's code if it
 /// failed, else the compressor's. (tar's code comes back through a file descriptor, as POSIX
@@ -152,7 +156,7 @@ pub fn source_tar_command(compressor: Compressor, level: u32) -> Vec<String> {
         "-c".to_owned(),
         format!(
             "{FIND_TAR}{find}exec 4>&1; \
-             trc=$( {{ {{ \"$t\" -cf - -C {MOUNT_PATH} .; echo $? >&3; }} | \
+             trc=$( {{ {{ \"$t\" $s -cf - -C {MOUNT_PATH} .; echo $? >&3; }} | \
              \"$z\" {args} >&4 3>&-; }} 3>&1 ); zrc=$?; exec 4>&-; trc=${{trc:-255}}; \
              echo \"{GZIP_EXIT_MARKER}$zrc\" >&2; echo \"{EXIT_MARKER}$trc\" >&2; \
              cat >/dev/null; if [ \"$trc\" != 0 ]; then exit $trc; fi; exit $zrc"
@@ -548,222 +552,4 @@ pub async fn prescan(api: &Api<Pod>, pod: &str, timeout: Duration) -> Option<Tot
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn exit_codes_come_from_the_status_causes() {
-        let status: Status = serde_json::from_value(json!({
-            "status": "Failure", "message": "command terminated with non-zero exit code",
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": "2"}]}}))
-        .unwrap();
-        assert_eq!(exit_code(&status), Some(2));
-        let outcome = ExecOutcome {
-            status: Some(status),
-            reported_exit: None,
-            compressor_exit: None,
-            stderr: String::new(),
-            transport_error: None,
-        };
-        assert!(!outcome.succeeded());
-        assert_eq!(outcome.exit_code(), Some(2));
-    }
-
-    #[test]
-    fn the_reported_exit_code_decides() {
-        let outcome = ExecOutcome {
-            status: None,
-            reported_exit: Some(0),
-            compressor_exit: None,
-            stderr: String::new(),
-            transport_error: Some("reset".into()),
-        };
-        assert!(outcome.succeeded());
-        assert_eq!(outcome.exit_code(), None);
-        let failed = ExecOutcome {
-            reported_exit: Some(2),
-            ..outcome
-        };
-        assert!(!failed.succeeded());
-        assert_eq!(failed.exit_code(), Some(2));
-    }
-
-    #[test]
-    fn exit_marker_parses_and_is_hidden() {
-        let stderr = "tar: ./x: Cannot open: Permission denied\ntar: Exiting with failure status\nnkvm-tar-exit=2\n";
-        assert_eq!(parse_exit_marker(stderr), Some(2));
-        assert_eq!(parse_exit_marker("nothing"), None);
-        assert!(!without_marker(stderr).contains("nkvm-tar-exit"));
-        assert!(without_marker(stderr).contains("Permission denied"));
-        let command = tar_command();
-        assert_eq!(command[0], "sh");
-        assert!(
-            command[2].contains("\"$t\" -cf - -C /data .;"),
-            "{}",
-            command[2]
-        );
-        assert!(command[2].contains("cat >/dev/null"), "{}", command[2]);
-    }
-
-    #[test]
-    fn prescan_output_parses() {
-        assert_eq!(
-            parse_prescan("123456\n42\n"),
-            Some(Totals {
-                bytes: 123_456,
-                files: 42
-            })
-        );
-        assert_eq!(
-            parse_prescan("12\t/data\n  7\n"),
-            Some(Totals {
-                bytes: 12,
-                files: 7
-            })
-        );
-        assert_eq!(parse_prescan("\n3\n"), None);
-        assert_eq!(parse_prescan("x\n3\n"), None);
-    }
-
-    /// Runs `command` (an `sh -c` script) under each local shell (dash, and BusyBox ash when
-    /// installed), `/data` replaced by `data`, with `path` as `$PATH` and stdin closed: (exit
-    /// code, stdout, stderr) per shell.
-    fn under_each_shell(
-        command: &[String],
-        data: &std::path::Path,
-        path: &str,
-    ) -> Vec<(i32, Vec<u8>, String)> {
-        let script = command[2].replace(
-            &format!(" -C {MOUNT_PATH} "),
-            &format!(" -C {} ", data.display()),
-        );
-        let mut shells = vec![vec!["/bin/sh"]];
-        if std::path::Path::new("/bin/busybox").exists() {
-            shells.push(vec!["/bin/busybox", "sh"]);
-        }
-        shells
-            .into_iter()
-            .map(|shell| {
-                let out = std::process::Command::new(shell[0])
-                    .args(&shell[1..])
-                    .args(["-c", &script])
-                    .env("PATH", path)
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .unwrap();
-                (
-                    out.status.code().unwrap_or(-1),
-                    out.stdout,
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
-            })
-            .collect()
-    }
-
-    /// A directory holding executables named `names` that link to the system's programs, or to a
-    /// script exiting with `fail` for names in `failing`.
-    fn bin_dir(names: &[&str], failing: &[(&str, i32)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for name in names {
-            let target = ["/usr/bin", "/bin"]
-                .iter()
-                .map(|d| std::path::Path::new(d).join(name))
-                .find(|p| p.exists())
-                .unwrap_or_else(|| panic!("{name} is not installed"));
-            std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
-        }
-        for (name, code) in failing {
-            let path = dir.path().join(name);
-            std::fs::write(&path, format!("#!/bin/sh\ncat >/dev/null\nexit {code}\n")).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
-        }
-        dir
-    }
-
-    #[test]
-    fn the_compressor_check_prefers_pigz_then_gzip_and_tries_the_level() {
-        let data = tempfile::tempdir().unwrap();
-        let both = bin_dir(&["pigz", "gzip", "printf"], &[]);
-        let gzip_only = bin_dir(&["gzip", "printf"], &[]);
-        let neither = bin_dir(&["printf"], &[]);
-        let broken = bin_dir(&["printf"], &[("pigz", 1), ("gzip", 2)]);
-        for (bins, level, expected) in [
-            (&both, 6, Some(Compressor::Pigz { threads: 2 })),
-            (&gzip_only, 6, Some(Compressor::Gzip)),
-            // GNU gzip refuses -0; pigz stores.
-            (&gzip_only, 0, None),
-            (&both, 0, Some(Compressor::Pigz { threads: 2 })),
-            (&neither, 6, None),
-            (&broken, 6, None),
-        ] {
-            let path = bins.path().display().to_string();
-            for (code, out, _) in
-                under_each_shell(&compressor_check_command(level, 2), data.path(), &path)
-            {
-                let found = parse_compressor(&String::from_utf8_lossy(&out), 2);
-                assert_eq!(found, expected, "{path} level {level}");
-                assert_eq!(code == 0, expected.is_some());
-            }
-        }
-    }
-
-    #[test]
-    fn the_source_command_compresses_and_reports_both_exit_codes() {
-        let data = tempfile::tempdir().unwrap();
-        std::fs::write(data.path().join("file"), b"hello source compression").unwrap();
-        let good = bin_dir(&["tar", "pigz", "gzip", "cat"], &[]);
-        for compressor in [Compressor::Pigz { threads: 2 }, Compressor::Gzip] {
-            let command = source_tar_command(compressor, 6);
-            let path = good.path().display().to_string();
-            for (code, out, err) in under_each_shell(&command, data.path(), &path) {
-                assert_eq!(code, 0, "{err}");
-                assert_eq!(parse_exit_marker(&err), Some(0), "{err}");
-                assert_eq!(parse_marker(&err, GZIP_EXIT_MARKER), Some(0), "{err}");
-                assert_eq!(without_marker(&err), "");
-                let mut tar = Vec::new();
-                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut tar)
-                    .unwrap();
-                assert!(
-                    tar.windows(24).any(|w| w == b"hello source compression"),
-                    "{compressor:?}"
-                );
-            }
-        }
-        // tar fails: its code wins; the compressor still ends.
-        let tar_fails = bin_dir(&["pigz", "cat"], &[("tar", 2)]);
-        let path = tar_fails.path().display().to_string();
-        let command = source_tar_command(Compressor::Pigz { threads: 1 }, 6);
-        for (code, _, err) in under_each_shell(&command, data.path(), &path) {
-            assert_eq!(code, 2, "{err}");
-            assert_eq!(parse_exit_marker(&err), Some(2), "{err}");
-            assert_eq!(parse_marker(&err, GZIP_EXIT_MARKER), Some(0), "{err}");
-        }
-        // The compressor fails: tar's 0 is reported, and the shell exits with the compressor's code.
-        let gzip_fails = bin_dir(&["tar", "cat"], &[("pigz", 3)]);
-        let path = gzip_fails.path().display().to_string();
-        for (code, _, err) in under_each_shell(&command, data.path(), &path) {
-            assert_eq!(code, 3, "{err}");
-            assert_eq!(parse_marker(&err, GZIP_EXIT_MARKER), Some(3), "{err}");
-            let outcome = ExecOutcome {
-                status: None,
-                reported_exit: parse_exit_marker(&err),
-                compressor_exit: parse_marker(&err, GZIP_EXIT_MARKER),
-                stderr: without_marker(&err),
-                transport_error: None,
-            };
-            assert!(!outcome.succeeded());
-        }
-    }
-
-    #[test]
-    fn tail_keeps_the_last_bytes() {
-        let tail = Tail::new(10);
-        tail.push(b"0123456789");
-        tail.push(b"abc");
-        assert_eq!(tail.text(), "3456789abc");
-    }
-}
+mod tests;

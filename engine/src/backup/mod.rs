@@ -36,7 +36,7 @@ pub use cleanup::{RecoveryReport, Sweeper};
 pub use engine::{ActiveRun, BackupEngine, StartedRun, is_run_id, new_run_id, stream_client};
 pub use error::BackupError;
 pub use exec::Compressor;
-pub use stream::Compression;
+pub use stream::{Compression, StreamCap};
 
 use crate::destination::Destinations;
 pub use crate::domain::{PvcRef, ResultStatus};
@@ -46,6 +46,9 @@ use crate::timestamp::rfc3339;
 /// Helper image used when none is configured: Debian's slim image has GNU tar, `sh`, `du`, `find`
 /// and `sleep`. Pin it by digest in production (`--helper-image` / `NKVM_HELPER_IMAGE`).
 pub const DEFAULT_HELPER_IMAGE: &str = "docker.io/library/debian:12-slim";
+
+/// Default of [`BackupOptions::stream_cap_factor`]: a backup may stream 4× its PVC's capacity.
+pub const DEFAULT_STREAM_CAP_FACTOR: u32 = 4;
 
 /// Settings of the backup engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,8 @@ pub struct BackupOptions {
     pub gzip_threads: usize,
     /// Fail a stream that delivers no byte for this long.
     pub stall_timeout: Duration,
+    /// Fail a backup whose tar stream passes this many times its PVC's capacity (0: no cap).
+    pub stream_cap_factor: u32,
     /// Time the helper may take to start running.
     pub schedule_timeout: Duration,
     /// `activeDeadlineSeconds` of the helper (a safety net for leaked pods).
@@ -109,6 +114,7 @@ impl Default for BackupOptions {
             gzip_level: 6,
             gzip_threads: pgzip::default_threads(),
             stall_timeout: Duration::from_mins(2),
+            stream_cap_factor: DEFAULT_STREAM_CAP_FACTOR,
             schedule_timeout: Duration::from_mins(5),
             active_deadline: Duration::from_hours(6),
             request_timeout: Duration::from_secs(30),

@@ -11,7 +11,7 @@ use super::artifact::{self, Manifest};
 use super::error::BackupError;
 use super::exec::ExecOutcome;
 use super::helper;
-use super::stream::{StreamError, StreamedArchive};
+use super::stream::{StreamCap, StreamError, StreamedArchive};
 use crate::destination::{ArtifactKeys, Destination};
 use crate::domain::Stage;
 use crate::domain::format::format_bytes;
@@ -49,6 +49,11 @@ pub(super) async fn judge(
                     after.as_secs(),
                     namespace
                 ),
+            });
+        }
+        Err(StreamError::TooLarge(cap)) => {
+            return Err(BackupError::Stream {
+                message: too_large_message(&cap, pod),
             });
         }
         other => other,
@@ -124,6 +129,18 @@ pub(super) async fn judge(
             ),
         })
     }
+}
+
+/// Why a stream past its cap failed, and what to do.
+fn too_large_message(cap: &StreamCap, pod: &str) -> String {
+    format!(
+        "{}; tar in helper pod {pod} was stopped and the incomplete archive discarded. A volume \
+         cannot hold more than its capacity: files growing while they are read, or a filesystem \
+         reporting more than it stores, usually explain it; if the volume really holds that much, \
+         raise the cap with --stream-cap-factor (NKVM_STREAM_CAP_FACTOR, now {}; 0 turns it off)",
+        StreamError::TooLarge(*cap),
+        cap.factor
+    )
 }
 
 /// A result message followed by the run's warnings (as recorded in the history).
@@ -237,6 +254,23 @@ mod tests {
         assert!(exit_advice(2, "i").contains("permissions"));
         assert!(exit_advice(127, "img").contains("img"));
         assert!(exit_advice(137, "i").contains("killed"));
+    }
+
+    #[test]
+    fn too_large_names_the_cap_and_how_to_raise_it() {
+        let message = too_large_message(
+            &StreamCap {
+                capacity: 1 << 30,
+                factor: 4,
+            },
+            "nkvm-backup-x",
+        );
+        assert!(
+            message.contains("passed 4.0 GiB (4294967296 bytes), 4× the PVC's capacity of 1.0 GiB"),
+            "{message}"
+        );
+        assert!(message.contains("--stream-cap-factor"), "{message}");
+        assert!(message.contains("NKVM_STREAM_CAP_FACTOR"), "{message}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::outcome::{self, success_message};
 use super::pod::{self, HelperPodParams};
 use super::preflight::{self, Plan};
 use super::progress::Tracker;
-use super::stream::{self, Compression, StreamConfig, StreamError, StreamedArchive};
+use super::stream::{self, Compression, StreamCap, StreamConfig, StreamError, StreamedArchive};
 use super::{BackupResult, PvcRef, ResultStatus};
 use crate::destination::{ArtifactKeys, CommittedObject, Destination, DestinationError, Upload};
 use crate::domain::{Owner, RunStatus, Stage, pvc};
@@ -507,6 +507,7 @@ impl<'a> Run<'a> {
             stall_timeout: options.stall_timeout,
             progress_interval: options.progress_interval,
             drain_grace: DRAIN_GRACE,
+            cap: StreamCap::of(prepared.plan.pvc.capacity_bytes, options.stream_cap_factor),
         };
         let target = self.destination.uri(&keys.archive);
         let tracker = &mut self.tracker;
@@ -528,7 +529,8 @@ impl<'a> Run<'a> {
                 StreamError::Cancelled
                 | StreamError::Stalled(_)
                 | StreamError::Write { .. }
-                | StreamError::Compress(_),
+                | StreamError::Compress(_)
+                | StreamError::TooLarge(_),
             ) => session.abort(),
             // tar may have died: its exit code explains the broken stream.
             Err(_) => session.finish(Duration::from_secs(5)).await,

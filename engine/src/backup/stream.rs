@@ -10,8 +10,9 @@
 //! tar's exit status is known.
 //!
 //! The reader is any `AsyncRead` and the sink any `AsyncWrite`, so the pipeline is tested without a
-//! cluster. A read that returns no byte for `stall_timeout` fails the stream as stalled; there is
-//! no wall-clock limit.
+//! cluster. A read that returns no byte for `stall_timeout` fails the stream as stalled, and a tar
+//! stream longer than a multiple of the PVC's capacity ([`StreamCap`]) fails as too large; there
+//! is no wall-clock limit.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pgzip::{ParallelGzipEncoder, PgzipConfig, PgzipError};
 use super::tarcheck::{TarChecker, TarCounts, TarError};
+use crate::domain::format::{format_bytes, format_bytes_exact};
 use crate::restore::gunzip::{Gunzip, GunzipError};
 
 /// Size of one read from the exec stream.
@@ -68,6 +70,38 @@ pub struct StreamConfig {
     /// After the producer is known to have exited, a read that returns nothing for this long ends
     /// the stream (the bytes still in flight have arrived by then, or never will).
     pub drain_grace: Duration,
+    /// Fail once the tar stream (uncompressed, in both modes) passes this; `None`: no cap.
+    pub cap: Option<StreamCap>,
+}
+
+/// The most tar bytes one backup may stream: a multiple of its PVC's capacity. A volume cannot hold
+/// more than its capacity, so a stream far beyond it means files that grow while they are read, a
+/// filesystem that reports more than it stores, or sparse files read by a tar without `--sparse`;
+/// without a cap such a stream holds a backup slot for hours and fills the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCap {
+    /// The PVC's capacity in bytes.
+    pub capacity: u64,
+    /// How many times the capacity may stream (at least 1).
+    pub factor: u32,
+}
+
+impl StreamCap {
+    /// The cap of a PVC of `capacity` bytes at `factor`× (`None` when the factor is 0: no cap, or
+    /// the capacity is unknown).
+    #[must_use]
+    pub fn of(capacity: Option<u64>, factor: u32) -> Option<Self> {
+        (factor > 0)
+            .then_some(capacity)
+            .flatten()
+            .map(|capacity| Self { capacity, factor })
+    }
+
+    /// The cap in bytes.
+    #[must_use]
+    pub fn bytes(self) -> u64 {
+        self.capacity.saturating_mul(u64::from(self.factor))
+    }
 }
 
 /// Where a stream is, passed to the progress callback.
@@ -116,6 +150,14 @@ pub enum StreamError {
     Compress(#[source] PgzipError),
     #[error("cancelled")]
     Cancelled,
+    /// The tar stream passed [`StreamCap::bytes`].
+    #[error(
+        "the tar stream passed {}, {}× the PVC's capacity of {}",
+        format_bytes_exact(.0.bytes()),
+        .0.factor,
+        format_bytes(.0.capacity)
+    )]
+    TooLarge(StreamCap),
 }
 
 impl StreamError {
@@ -303,6 +345,11 @@ where
             .take(&buf[..n], &mut checker, target, cancel)
             .await?;
         let counts = checker.counts();
+        if let Some(cap) = config.cap
+            && counts.stream_bytes > cap.bytes()
+        {
+            return Err(StreamError::TooLarge(cap));
+        }
         progress = StreamProgress {
             bytes_read: counts.stream_bytes,
             archive_bytes: pipeline.written(),

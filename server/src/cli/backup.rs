@@ -280,6 +280,8 @@ mod tests {
             "30",
             "--compression",
             "server",
+            "--stream-cap-factor",
+            "2",
             "--output",
             "json",
         ])
@@ -297,6 +299,7 @@ mod tests {
         assert_eq!(options.gzip_threads, 3);
         assert_eq!(options.compression, backup::Compression::Server);
         assert_eq!(options.stall_timeout, Duration::from_secs(30));
+        assert_eq!(options.stream_cap_factor, 2);
         assert_eq!(options.helper_image, "nkvm.local/helper:1");
         assert_eq!(options.instance.as_deref(), Some("inst"));
         assert_eq!(options.data_dir, std::path::PathBuf::from("./nkvm-data"));
@@ -311,6 +314,9 @@ mod tests {
         assert_eq!(args.tuning.concurrency, 2);
         assert_eq!(args.tuning.gzip_level, 6);
         assert_eq!(args.tuning.stall_timeout, 120);
+        if std::env::var_os("NKVM_STREAM_CAP_FACTOR").is_none() {
+            assert_eq!(args.tuning.stream_cap_factor, 4);
+        }
         assert_eq!(args.output, Output::Table);
         let options = options(&cli.global, args, "i".to_owned()).unwrap();
         if std::env::var_os("NKVM_COMPRESSION").is_none() {

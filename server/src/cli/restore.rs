@@ -147,6 +147,7 @@ pub fn tuning(stall_timeout: u64) -> BackupTuning {
         gzip_level: 6,
         gzip_threads: None,
         stall_timeout,
+        stream_cap_factor: nkvm_engine::backup::DEFAULT_STREAM_CAP_FACTOR,
     }
 }
 

@@ -14,6 +14,7 @@ fn source_config() -> StreamConfig {
         stall_timeout: Duration::from_secs(5),
         progress_interval: Duration::ZERO,
         drain_grace: Duration::from_secs(2),
+        cap: None,
     }
 }
 
@@ -269,4 +270,37 @@ fn memory_stays_bounded_whatever_the_size() {
         growth < 8 * 1024,
         "peak RSS grew by {growth} KiB for 512 MiB"
     );
+}
+
+/// The cap counts tar bytes, not gzip bytes: a stream that compresses to almost nothing (a gzip
+/// bomb) is cut off all the same.
+#[tokio::test]
+async fn the_cap_counts_decompressed_tar_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("zeros"), vec![0u8; 8 << 20]).unwrap();
+    let tar = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(dir.path())
+        .arg(".")
+        .output()
+        .unwrap()
+        .stdout;
+    let gz = gzip_of(&tar);
+    assert!(gz.len() < 64 * 1024, "{}", gz.len());
+    let cap = StreamCap::of(Some(1 << 20), 2).unwrap();
+    let mut sink = Vec::new();
+    let result = write_archive(
+        &gz[..],
+        &mut sink,
+        "memory",
+        &StreamConfig {
+            cap: Some(cap),
+            ..source_config()
+        },
+        &CancellationToken::new(),
+        std::future::pending::<()>(),
+        |_| {},
+    )
+    .await;
+    assert!(matches!(result, Err(StreamError::TooLarge(c)) if c == cap));
 }

@@ -11,6 +11,7 @@ fn config() -> StreamConfig {
         stall_timeout: Duration::from_secs(5),
         progress_interval: Duration::ZERO,
         drain_grace: Duration::from_secs(2),
+        cap: None,
     }
 }
 
@@ -273,4 +274,37 @@ async fn a_refusing_sink_fails_as_a_write_naming_the_target() {
         err.to_string(),
         "writing s3://bucket/ns/pvc/a.tar.gz failed: the server went away"
     );
+}
+
+#[tokio::test]
+async fn a_stream_past_the_cap_fails_and_one_within_it_passes() {
+    let stream = tar_of(source().path());
+    let len = stream.len() as u64;
+    // 2× a capacity of a third of the stream: cut off; 2× half of it: exactly fits.
+    let over = StreamCap::of(Some(len / 3), 2).unwrap();
+    let cfg = StreamConfig {
+        cap: Some(over),
+        ..config()
+    };
+    let (result, _) = archive_of(&stream[..], &cfg, &CancellationToken::new(), never()).await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, StreamError::TooLarge(cap) if cap == over),
+        "{err}"
+    );
+    assert!(err.to_string().contains("2× the PVC's capacity"), "{err}");
+    let fits = StreamConfig {
+        cap: StreamCap::of(Some(len.div_ceil(2)), 2),
+        ..config()
+    };
+    let (result, _) = archive_of(&stream[..], &fits, &CancellationToken::new(), never()).await;
+    assert_eq!(result.unwrap().counts.stream_bytes, len);
+}
+
+#[test]
+fn no_cap_at_factor_zero_or_without_a_capacity() {
+    assert_eq!(StreamCap::of(Some(1 << 30), 0), None);
+    assert_eq!(StreamCap::of(None, 4), None);
+    assert_eq!(StreamCap::of(Some(1 << 30), 4).unwrap().bytes(), 4 << 30);
+    assert_eq!(StreamCap::of(Some(u64::MAX), 4).unwrap().bytes(), u64::MAX);
 }
