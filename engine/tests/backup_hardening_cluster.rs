@@ -1,6 +1,6 @@
 //! Backups of hostile or awkward volumes on the real test cluster: files nobody may read (the root
-//! helper still reads them), a huge sparse file (streamed as its data only) and a stream past the
-//! cap (failed cleanly).
+//! helper still reads them), a huge sparse file (streamed as its data only), a stream past the cap
+//! (failed cleanly), and file names with control characters (recorded escaped).
 //!
 //! Needs `NKVM_TEST_KUBECONFIG`, the images `nkvm.local/helper:1` and `nkvm.local/workload:1`
 //! and the storage class `nkvm-local` (hostPath volumes: fixtures are written straight into the
@@ -18,6 +18,7 @@ use std::time::Instant;
 use nkvm_engine::backup::{BackupOptions, ResultStatus};
 use nkvm_engine::domain::Stage;
 use nkvm_engine::store::RunFilter;
+use serde_json::json;
 
 /// Extracts `archive` with system tar into a new directory.
 fn extract(archive: &Path) -> tempfile::TempDir {
@@ -194,6 +195,50 @@ async fn a_stream_past_the_cap_fails_cleanly() {
         assert!(files_under(data.path(), ".partial").is_empty());
         assert!(files_under(data.path(), ".tar.gz").is_empty());
         assert_eq!(last_message(&engine).await, result.message);
+    })
+    .await;
+}
+
+/// A file the helper may not read, named with a newline, a carriage return and a terminal escape,
+/// read by BusyBox tar (the workload image), which prints names as they are: the failure recorded
+/// in the history and returned has them escaped.
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn control_characters_in_file_names_are_recorded_escaped() {
+    in_namespace("nkvm-bk-ctrl", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        let name = "evil\n\x1b[31mnkvm: backup succeeded\r";
+        std::fs::write(source.join(name), b"secret").unwrap();
+        set_mode(&source.join(name), 0o600);
+        set_mode(&source, 0o777);
+        // The consumer runs as uid 1000: so does the helper, which cannot read the file.
+        create_consumer(
+            &client,
+            &ns,
+            "app",
+            &["vol"],
+            Some(json!({"runAsUser": 1000, "runAsGroup": 1000})),
+        )
+        .await;
+        let data = tempfile::tempdir().unwrap();
+        let options = BackupOptions {
+            helper_image: WORKLOAD_IMAGE.to_owned(),
+            ..engine_options(data.path(), &unique("i"))
+        };
+        let engine = engine(&cluster, data.path(), options).await;
+        let result = backup_one(&engine, &ns, "vol").await;
+        assert_eq!(result.status, ResultStatus::Failed, "{result:#?}");
+        // tar's message lines are joined with " | ", and the newline in the name ends a line.
+        let escaped = r"\x1b[31mnkvm: backup succeeded\r";
+        for message in [result.message.clone(), last_message(&engine).await] {
+            assert!(message.contains("evil"), "{message:?}");
+            assert!(message.contains(escaped), "{message:?}");
+            assert!(
+                !message.contains(['\n', '\r', '\x1b']),
+                "a control character got through: {message:?}"
+            );
+        }
     })
     .await;
 }

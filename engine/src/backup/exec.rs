@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::error::BackupError;
 use super::helper::RetryPolicy;
 use super::pod::{CONTAINER, MOUNT_PATH};
+use crate::domain::escape_control;
 use crate::kubeapi::{self, Call, is_transient};
 
 /// Marker the helper's shell prints on stderr with tar's exit code.
@@ -178,7 +179,8 @@ pub fn parse_marker(stderr: &str, marker: &str) -> Option<i64> {
     })
 }
 
-/// `stderr` without the marker lines.
+/// `stderr` without the marker lines, each line's control characters escaped
+/// ([`escape_control`]): tar names the tenant's files in it, and BusyBox tar prints them raw.
 pub fn without_marker(stderr: &str) -> String {
     stderr
         .lines()
@@ -186,6 +188,7 @@ pub fn without_marker(stderr: &str) -> String {
             let l = l.trim();
             !l.starts_with(EXIT_MARKER) && !l.starts_with(GZIP_EXIT_MARKER)
         })
+        .map(escape_control)
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -14,6 +14,7 @@ use super::helper;
 use super::stream::{StreamCap, StreamError, StreamedArchive};
 use crate::destination::{ArtifactKeys, Destination};
 use crate::domain::Stage;
+use crate::domain::escape_control;
 use crate::domain::format::format_bytes;
 
 /// Decides what the end of the stream means, given tar's exit status. `write_advice` says what to
@@ -143,13 +144,15 @@ fn too_large_message(cap: &StreamCap, pod: &str) -> String {
     )
 }
 
-/// A result message followed by the run's warnings (as recorded in the history).
+/// A result message followed by the run's warnings (as recorded in the history), control
+/// characters escaped.
 pub(super) fn with_warnings(message: &str, warnings: &[String]) -> String {
-    if warnings.is_empty() {
+    let text = if warnings.is_empty() {
         message.to_owned()
     } else {
         format!("{message}; warning: {}", warnings.join("; "))
-    }
+    };
+    escape_control(&text).into_owned()
 }
 
 /// Puts the `sha256sum -c` sidecar and the manifest beside the committed archive (each atomic at

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::escape_control;
+
 mod fields;
 use fields::{
     REASON_ABSOLUTE, REASON_NOT_RELATIVE, check_member_path, cstr, padding_of, parse_numeric,
@@ -83,7 +85,8 @@ pub struct Member {
 pub enum TarError {
     #[error("invalid tar header at byte {offset}: {reason}")]
     BadHeader { offset: u64, reason: String },
-    #[error("member {path:?} (header at byte {offset}) {reason}")]
+    /// `path` has its control characters escaped ([`escape_control`]).
+    #[error("member \"{path}\" (header at byte {offset}) {reason}")]
     UnsafePath {
         offset: u64,
         path: String,
@@ -461,14 +464,16 @@ impl TarChecker {
         let size = self.pax_size.take().unwrap_or(header_size);
         let uid = self.pax_uid.take();
         let gid = self.pax_gid.take();
-        let display = String::from_utf8_lossy(&name).into_owned();
+        let path = String::from_utf8_lossy(&name);
+        // The tenant chose the name: messages show it with control characters escaped.
+        let display = escape_control(&path).into_owned();
         check_member_path(&name).map_err(|reason| TarError::UnsafePath {
             offset,
             path: display.clone(),
             reason,
         })?;
         if let Some(members) = &mut self.members {
-            members.push(member_of(&block, offset, &display, &link, size, uid, gid)?);
+            members.push(member_of(&block, offset, &path, &link, size, uid, gid)?);
         }
         self.counts.entries += 1;
         self.last_member = Some(display.clone());

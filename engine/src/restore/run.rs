@@ -22,7 +22,7 @@ use crate::backup::cleanup::HelperGuard;
 use crate::backup::helper::RetryPolicy;
 use crate::backup::progress::RateWindow;
 use crate::domain::format::format_bytes;
-use crate::domain::{JobKind, RestoreMode, RestoreStage, ResultStatus, RunStatus};
+use crate::domain::{JobKind, RestoreMode, RestoreStage, ResultStatus, RunStatus, escape_control};
 use crate::store::{NewRestore, RestoreUpdate, RunRecord};
 use crate::timestamp::rfc3339;
 
@@ -381,6 +381,9 @@ impl<'a> Job<'a> {
         } else {
             format!("{message}; warning: {}", self.warnings.join("; "))
         };
+        // File names and tar's messages are the tenant's text: no control character may reach
+        // the history, the logs or the page.
+        let message = escape_control(&message).into_owned();
         let run_status = match status {
             ResultStatus::Succeeded => RunStatus::Succeeded,
             ResultStatus::Failed => RunStatus::Failed,

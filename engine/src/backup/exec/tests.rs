@@ -289,3 +289,16 @@ fn other_tars_run_without_the_sparse_option() {
         assert!(out.windows(11).any(|w| w == b"busybox tar"));
     }
 }
+
+/// tar names the tenant's files on stderr (BusyBox tar without quoting them): what is kept of it
+/// has no control character left but the line breaks between tar's own lines.
+#[test]
+fn stderr_lines_have_control_characters_escaped() {
+    let stderr = "tar: can't open './evil\x1b[31m\rname': Permission denied\n\
+                  tar: error exit delayed from previous errors\nnkvm-tar-exit=1\n";
+    assert_eq!(
+        without_marker(stderr),
+        "tar: can't open './evil\\x1b[31m\\rname': Permission denied\n\
+         tar: error exit delayed from previous errors"
+    );
+}

@@ -3,6 +3,7 @@
 
 use super::outcome::{success_message, with_warnings};
 use super::{BackupError, BackupResult, ResultStatus, Run, RunStatus, RunUpdate, Stage, Success};
+use crate::domain::escape_control;
 
 impl Run<'_> {
     /// Cleanup, history and the result, on every path.
@@ -79,7 +80,9 @@ impl Run<'_> {
         };
         result.stage = Some(stage);
         result.cancelled = err.is_cancelled();
-        result.message = err.to_string();
+        // File names and tar's messages are the tenant's text: no control character may reach
+        // the history, the logs or the page.
+        result.message = escape_control(&err.to_string()).into_owned();
         if let Some(row) = self.row {
             // After a failed record the database failed once already: best effort, no warning.
             let record_failed = matches!(err, BackupError::Record { .. });

@@ -523,3 +523,25 @@ fn a_reporting_checker_hands_out_every_member_once() {
     plain.feed(&stream).unwrap();
     assert!(plain.take_members().is_empty());
 }
+
+/// Member names are the tenant's: messages escape their control characters, while the members
+/// handed to the restore pre-scan keep the real name.
+#[test]
+fn member_names_in_messages_have_control_characters_escaped() {
+    let name = b"./evil\n\x1b[2Kbackup ok\r";
+    let cut = header(name, b'0', 600, GNU);
+    let err = check_all(&cut).unwrap_err().to_string();
+    assert!(err.contains(r"./evil\n\x1b[2Kbackup ok\r"), "{err}");
+    assert!(!err.contains(['\n', '\r', '\x1b']), "{err:?}");
+
+    let mut unsafe_member = header(b"/abs/\x1b[31mred\n", b'0', 0, GNU).to_vec();
+    unsafe_member.extend(end());
+    let err = check_all(&unsafe_member).unwrap_err().to_string();
+    assert!(err.contains(r#"member "/abs/\x1b[31mred\n""#), "{err}");
+
+    let mut stream = header(name, b'0', 0, GNU).to_vec();
+    stream.extend(end());
+    let mut checker = TarChecker::reporting();
+    checker.feed(&stream).unwrap();
+    assert_eq!(checker.take_members()[0].path.as_bytes(), name);
+}
