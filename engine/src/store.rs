@@ -15,6 +15,7 @@
 //! one so that cargo re-embeds the directory).
 
 mod audit;
+mod helpers;
 mod restores;
 mod row;
 mod schedules;
@@ -30,6 +31,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::domain::{RunStatus, Stage};
 use crate::timestamp;
+pub use helpers::HelperPod;
 pub use restores::{NewRestore, RestoreFilter, RestoreRecord, RestoreUpdate};
 use row::{RunRow, into_records, run_columns, store_time, store_u64};
 pub use schedules::{DeclaredState, StoredSchedule};

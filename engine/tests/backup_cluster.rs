@@ -25,7 +25,7 @@ use nkvm_engine::backup::{
     ResultStatus,
 };
 use nkvm_engine::domain::{RunStatus, Stage};
-use nkvm_engine::store::{NewRun, RunFilter, Store};
+use nkvm_engine::store::{HelperPod, NewRun, RunFilter, Store};
 use serde_json::{Value, json};
 use support::wait_for;
 
@@ -632,8 +632,20 @@ async fn recovery_after_a_killed_process() {
             instance: Some(instance.clone()),
         };
         let orphan = helper_pod::helper_pod(&orphan_params);
-        Api::<Pod>::namespaced(client.clone(), &ns)
+        let created = Api::<Pod>::namespaced(client.clone(), &ns)
             .create(&PostParams::default(), &orphan)
+            .await
+            .unwrap();
+        // The killed process had recorded its helper, as every run does once the create answers.
+        Store::open(&data.path().join("nkvm.db"))
+            .await
+            .unwrap()
+            .record_helper(&HelperPod {
+                uid: created.metadata.uid.unwrap(),
+                job_id: orphan_params.run_id.clone(),
+                namespace: ns.clone(),
+                name: helper_pod::helper_pod_name(&orphan_params.run_id),
+            })
             .await
             .unwrap();
         // Another instance's helper must survive.

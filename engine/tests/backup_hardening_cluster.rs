@@ -1,6 +1,7 @@
 //! Backups of hostile or awkward volumes on the real test cluster: files nobody may read (the root
 //! helper still reads them), a huge sparse file (streamed as its data only), a stream past the cap
-//! (failed cleanly), and file names with control characters (recorded escaped).
+//! (failed cleanly), file names with control characters (recorded escaped), and pods that only
+//! carry the helper labels (start-up recovery leaves them alone).
 //!
 //! Needs `NKVM_TEST_KUBECONFIG`, the images `nkvm.local/helper:1` and `nkvm.local/workload:1`
 //! and the storage class `nkvm-local` (hostPath volumes: fixtures are written straight into the
@@ -13,11 +14,15 @@ use support::cluster::*;
 use std::os::unix::fs::{MetadataExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::PostParams;
+use nkvm_engine::backup::pod::{self as helper_pod, HelperPodParams, HelperResources};
 use nkvm_engine::backup::{BackupOptions, ResultStatus};
 use nkvm_engine::domain::Stage;
-use nkvm_engine::store::RunFilter;
+use nkvm_engine::store::{HelperPod, NewRun, RunFilter, Store};
 use serde_json::json;
 
 /// Extracts `archive` with system tar into a new directory.
@@ -239,6 +244,98 @@ async fn control_characters_in_file_names_are_recorded_escaped() {
                 "a control character got through: {message:?}"
             );
         }
+    })
+    .await;
+}
+
+/// Anyone who may label pods can give one nkvm's helper labels (instance and run id included), and
+/// even the name of a helper nkvm once created: start-up recovery deletes only pods whose UID nkvm
+/// recorded, and leaves look-alikes, saying so. (That nkvm's own orphan is still deleted is
+/// `backup_cluster::recovery_after_a_killed_process`.)
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn recovery_leaves_pods_that_only_carry_helper_labels() {
+    in_namespace("nkvm-bk-foreign", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        let data = tempfile::tempdir().unwrap();
+        let instance = unique("i");
+        let run_id = "20260101t000000-abcdef";
+        // A run of this data directory whose helper (UID recorded) is gone already.
+        {
+            let store = Store::open(&data.path().join("nkvm.db")).await.unwrap();
+            store
+                .insert_run(&NewRun {
+                    run_id: run_id.to_owned(),
+                    pvc_uid: "x".to_owned(),
+                    namespace: ns.clone(),
+                    pvc: "vol".to_owned(),
+                    started_by: "killed".to_owned(),
+                    started_at: jiff::Timestamp::now(),
+                    cluster: None,
+                })
+                .await
+                .unwrap();
+            store
+                .record_helper(&HelperPod {
+                    uid: "00000000-0000-0000-0000-000000000000".to_owned(),
+                    job_id: run_id.to_owned(),
+                    namespace: ns.clone(),
+                    name: helper_pod::helper_pod_name(run_id),
+                })
+                .await
+                .unwrap();
+        }
+        // Look-alikes: that run's helper name and labels, and another run id; both this
+        // instance's label.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        for id in [run_id, "20260101t000000-f00f00"] {
+            let pod = helper_pod::helper_pod(&HelperPodParams {
+                run_id: id.to_owned(),
+                namespace: ns.clone(),
+                pvc_name: "vol".to_owned(),
+                pvc_uid: "x".to_owned(),
+                image: HELPER_IMAGE.to_owned(),
+                node: None,
+                run_as: None,
+                active_deadline: Duration::from_mins(10),
+                resources: HelperResources::default(),
+                instance: Some(instance.clone()),
+            });
+            pods.create(&PostParams::default(), &pod).await.unwrap();
+        }
+
+        let engine = engine(
+            &cluster,
+            data.path(),
+            engine_options(data.path(), &instance),
+        )
+        .await;
+        let report = engine
+            .recover(Some(std::slice::from_ref(&ns)))
+            .await
+            .expect("recovery");
+        assert_eq!(report.interrupted, [run_id]);
+        assert!(report.helpers_deleted.is_empty(), "{report:#?}");
+        for name in [
+            "nkvm-backup-20260101t000000-abcdef",
+            "nkvm-backup-20260101t000000-f00f00",
+        ] {
+            assert!(
+                report
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("left pod {ns}/{name}"))),
+                "{report:#?}"
+            );
+        }
+        assert_eq!(
+            helpers_left(&client, &ns).await,
+            [
+                "nkvm-backup-20260101t000000-abcdef",
+                "nkvm-backup-20260101t000000-f00f00"
+            ]
+        );
     })
     .await;
 }

@@ -10,27 +10,35 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Client};
 use serde::Serialize;
 
-use super::pod::{LABEL_RUN_ID, helper_selector};
+use super::pod::{LABEL_RUN_ID, helper_pod_name, helper_selector};
 use crate::destination::{ArtifactKeys, Destination, Destinations};
 use crate::domain::RunStatus;
 use crate::kubeapi::{self, Call, http_status, is_transient, timed};
-use crate::store::{Store, StoreError};
+use crate::store::{HelperPod, Store, StoreError};
 
-/// Deletes a helper pod immediately (grace period 0). A pod that does not exist counts as deleted.
-/// Transient failures are retried twice; the error says what failed and what to do.
+/// Deletes a helper pod immediately (grace period 0). With `uid`, only the pod of that UID (a
+/// deletion precondition): a pod of the same name that nkvm did not create is never deleted. A pod
+/// that does not exist (or no longer has that UID) counts as deleted. Transient failures are
+/// retried twice; the error says what failed and what to do.
 pub async fn delete_helper(
     client: &Client,
     namespace: &str,
     name: &str,
+    uid: Option<&str>,
     timeout: Duration,
 ) -> Result<(), String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let params = DeleteParams {
         grace_period_seconds: Some(0),
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
         ..DeleteParams::background()
     };
     let mut attempt = 0;
@@ -39,6 +47,8 @@ pub async fn delete_helper(
         let err = match timed(timeout, api.delete(name, &params)).await {
             Ok(_) => return Ok(()),
             Err(err) if http_status(&err) == Some(404) => return Ok(()),
+            // The precondition failed: the pod of that UID is gone, another one has the name.
+            Err(err) if uid.is_some() && http_status(&err) == Some(409) => return Ok(()),
             Err(err) => err,
         };
         if is_transient(&err) && attempt < 3 {
@@ -58,6 +68,8 @@ pub async fn delete_helper(
 pub struct PendingDeletion {
     pub namespace: String,
     pub pod: String,
+    /// The UID nkvm created it with, when known: only that pod is deleted.
+    pub uid: Option<String>,
     pub attempts: u32,
     pub last_error: String,
 }
@@ -107,14 +119,16 @@ impl Sweeper {
         }
     }
 
-    /// Queues a deletion and makes sure the background task runs.
-    pub fn add(&self, namespace: &str, pod: &str, error: &str) {
+    /// Queues a deletion (of the pod with `uid`, when known) and makes sure the background task
+    /// runs.
+    pub fn add(&self, namespace: &str, pod: &str, uid: Option<&str>, error: &str) {
         if let Ok(mut pending) = self.inner.pending.lock() {
             let entry = pending
                 .entry((namespace.to_owned(), pod.to_owned()))
                 .or_insert_with(|| PendingDeletion {
                     namespace: namespace.to_owned(),
                     pod: pod.to_owned(),
+                    uid: uid.map(str::to_owned),
                     attempts: 0,
                     last_error: String::new(),
                 });
@@ -171,7 +185,14 @@ async fn sweep(inner: &SweeperInner) -> usize {
         .map(|p| p.values().cloned().collect())
         .unwrap_or_default();
     for item in queued {
-        let result = delete_helper(&inner.client, &item.namespace, &item.pod, inner.timeout).await;
+        let result = delete_helper(
+            &inner.client,
+            &item.namespace,
+            &item.pod,
+            item.uid.as_deref(),
+            inner.timeout,
+        )
+        .await;
         let Ok(mut pending) = inner.pending.lock() else {
             continue;
         };
@@ -199,6 +220,8 @@ pub struct HelperGuard {
     client: Client,
     namespace: String,
     name: String,
+    /// The UID the pod was created with (set once the create answered).
+    uid: Option<String>,
     timeout: Duration,
     sweeper: Sweeper,
     armed: bool,
@@ -216,10 +239,16 @@ impl HelperGuard {
             client,
             namespace: namespace.to_owned(),
             name: name.to_owned(),
+            uid: None,
             timeout,
             sweeper,
             armed: true,
         }
+    }
+
+    /// Notes the UID the pod was created with: from then on only that pod is deleted.
+    pub fn set_uid(&mut self, uid: &str) {
+        self.uid = Some(uid.to_owned());
     }
 
     /// The helper pod's name.
@@ -231,11 +260,12 @@ impl HelperGuard {
     /// Deletes the pod now; a failure is handed to the sweeper and returned as a message.
     pub async fn delete(mut self) -> Result<(), String> {
         self.armed = false;
-        match delete_helper(&self.client, &self.namespace, &self.name, self.timeout).await {
+        let uid = self.uid.as_deref();
+        match delete_helper(&self.client, &self.namespace, &self.name, uid, self.timeout).await {
             Ok(()) => Ok(()),
             Err(err) => {
                 tracing::warn!(pod = %self.name, error = %err, "helper pod deletion failed");
-                self.sweeper.add(&self.namespace, &self.name, &err);
+                self.sweeper.add(&self.namespace, &self.name, uid, &err);
                 Err(err)
             }
         }
@@ -247,22 +277,30 @@ impl Drop for HelperGuard {
         if !self.armed {
             return;
         }
-        let (client, namespace, name, timeout, sweeper) = (
+        let (client, namespace, name, uid, timeout, sweeper) = (
             self.client.clone(),
             self.namespace.clone(),
             self.name.clone(),
+            self.uid.clone(),
             self.timeout,
             self.sweeper.clone(),
         );
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    if let Err(err) = delete_helper(&client, &namespace, &name, timeout).await {
-                        sweeper.add(&namespace, &name, &err);
+                    let uid = uid.as_deref();
+                    if let Err(err) = delete_helper(&client, &namespace, &name, uid, timeout).await
+                    {
+                        sweeper.add(&namespace, &name, uid, &err);
                     }
                 });
             }
-            Err(_) => sweeper.add(&namespace, &name, "dropped outside a runtime"),
+            Err(_) => sweeper.add(
+                &namespace,
+                &name,
+                uid.as_deref(),
+                "dropped outside a runtime",
+            ),
         }
     }
 }
@@ -300,7 +338,85 @@ pub struct RecoveryScope<'a> {
 /// start); what is left is tried again at the next start.
 const DESTINATION_RECOVERY_WAIT: Duration = Duration::from_secs(30);
 
-/// Start-up recovery: marks `running` rows `interrupted`, deletes orphan helper pods (by label),
+/// Records the helper pod nkvm just created (`created`, the apiserver's answer) for `job_id`: its
+/// UID goes into the history's `helper_pods` and onto `guard`, so that recovery, the sweeper and
+/// the guard delete only that pod. Returns the UID (`None` when the answer had none, which an
+/// apiserver never does).
+pub(crate) async fn record_created(
+    store: &Store,
+    guard: Option<&mut HelperGuard>,
+    created: &Pod,
+    job_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let meta = &created.metadata;
+    let (Some(uid), Some(namespace), Some(name)) = (&meta.uid, &meta.namespace, &meta.name) else {
+        return Ok(None);
+    };
+    if let Some(guard) = guard {
+        guard.set_uid(uid);
+    }
+    store
+        .record_helper(&HelperPod {
+            uid: uid.clone(),
+            job_id: job_id.to_owned(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        })
+        .await?;
+    Ok(Some(uid.clone()))
+}
+
+/// Whether a pod that carries the helper labels is one nkvm created.
+pub(crate) enum Ownership {
+    /// Delete it (only the pod of this UID).
+    Ours {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
+    /// Leave it; the text says why (a recovery warning).
+    NotOurs(String),
+}
+
+/// Decides whether nkvm created the pod of `meta` (labels alone prove nothing: whoever may label
+/// pods can add them): its UID is in the history's `helper_pods`, or — for jobs recorded before
+/// UIDs were — its run-id label names such a job of this data directory, in the same namespace,
+/// and the pod has that job's helper name (`helper_name(job id)`).
+pub(crate) async fn created_by_nkvm(
+    store: &Store,
+    meta: &ObjectMeta,
+    helper_name: fn(&str) -> String,
+) -> Result<Ownership, StoreError> {
+    let (Some(namespace), Some(name), Some(uid)) = (&meta.namespace, &meta.name, &meta.uid) else {
+        return Ok(Ownership::NotOurs(
+            "a listed helper pod had no namespace, name or UID".to_owned(),
+        ));
+    };
+    let job = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_RUN_ID))
+        .map_or("", String::as_str);
+    let ours = store.helper_recorded(uid).await?
+        || (!job.is_empty()
+            && *name == helper_name(job)
+            && store.job_before_helper_uids(job, namespace).await?);
+    Ok(if ours {
+        Ownership::Ours {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+        }
+    } else {
+        Ownership::NotOurs(format!(
+            "left pod {namespace}/{name}: it carries nkvm's helper labels, but nkvm's history has \
+             no record of creating it; delete it yourself if it is a stale helper"
+        ))
+    })
+}
+
+/// Start-up recovery: marks `running` rows `interrupted`, deletes orphan helper pods (those whose
+/// UID nkvm recorded, see [`created_by_nkvm`]),
 /// removes `*.partial` files under `artifacts_dir` (`<data-dir>/artifacts`, this instance's own
 /// directory), and at every destination removes what unfinished uploads of this instance's
 /// finished runs left ([`recover_destination`]). Only the store failing is an error; refused
@@ -360,12 +476,16 @@ pub async fn recover(
             if scope.active_run_ids.contains(&run_id) {
                 continue;
             }
-            let (Some(ns), Some(name)) = (pod.metadata.namespace, pod.metadata.name) else {
-                continue;
-            };
-            match delete_helper(client, &ns, &name, timeout).await {
-                Ok(()) => report.helpers_deleted.push(format!("{ns}/{name}")),
-                Err(err) => report.warnings.push(err),
+            match created_by_nkvm(store, &pod.metadata, helper_pod_name).await? {
+                Ownership::Ours {
+                    namespace,
+                    name,
+                    uid,
+                } => match delete_helper(client, &namespace, &name, Some(&uid), timeout).await {
+                    Ok(()) => report.helpers_deleted.push(format!("{namespace}/{name}")),
+                    Err(err) => report.warnings.push(err),
+                },
+                Ownership::NotOurs(warning) => report.warnings.push(warning),
             }
         }
     }
@@ -507,123 +627,4 @@ fn remove_partials(dir: &Path, keep: &HashSet<PathBuf>) -> (Vec<PathBuf>, Vec<St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn removes_only_partial_files_and_keeps_active_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("ns/pvc");
-        std::fs::create_dir_all(&sub).unwrap();
-        for name in [
-            "a.tar.gz.partial",
-            "b.tar.gz",
-            "b.tar.gz.sha256.partial",
-            "c.tar.gz.partial",
-        ] {
-            std::fs::write(sub.join(name), b"x").unwrap();
-        }
-        let keep = HashSet::from([sub.join("c.tar.gz.partial")]);
-        let (removed, warnings) = remove_partials(dir.path(), &keep);
-        assert!(warnings.is_empty());
-        assert_eq!(
-            removed,
-            [
-                sub.join("a.tar.gz.partial"),
-                sub.join("b.tar.gz.sha256.partial")
-            ]
-        );
-        assert!(sub.join("b.tar.gz").exists());
-        assert!(sub.join("c.tar.gz.partial").exists());
-    }
-
-    /// A history row of `destination`/`key` with `status`.
-    async fn run_at(store: &Store, run_id: &str, key: &str, status: RunStatus) {
-        let id = store
-            .insert_run(&crate::store::NewRun {
-                run_id: run_id.to_owned(),
-                pvc_uid: "uid".into(),
-                namespace: "ns".into(),
-                pvc: "pvc".into(),
-                started_by: "test".into(),
-                started_at: jiff::Timestamp::now(),
-                cluster: None,
-            })
-            .await
-            .unwrap();
-        let update = crate::store::RunUpdate {
-            status: Some(status),
-            destination: Some("local".into()),
-            object_key: Some(key.into()),
-            ..crate::store::RunUpdate::default()
-        };
-        store.update_run(id, &update).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn destination_recovery_removes_only_finished_runs_of_this_instance() {
-        let dir = tempfile::tempdir().unwrap();
-        let destinations = Destinations::local_only(dir.path());
-        let local = destinations.default_destination();
-        let store = Store::open_in_memory().await.unwrap();
-        let root = dir.path().join("artifacts/ns/pvc");
-        std::fs::create_dir_all(&root).unwrap();
-        // failed: its archive and sidecar partials go; running (in the database) and active (in
-        // this process) stay; an upload no run of this history knows (another instance) stays.
-        for name in [
-            "failed.tar.gz.partial",
-            "failed.tar.gz.sha256.partial",
-            "running.tar.gz.partial",
-            "active.tar.gz.partial",
-            "foreign.tar.gz.partial",
-            "done.tar.gz",
-        ] {
-            std::fs::write(root.join(name), b"x").unwrap();
-        }
-        run_at(&store, "r1", "ns/pvc/failed.tar.gz", RunStatus::Failed).await;
-        run_at(&store, "r2", "ns/pvc/running.tar.gz", RunStatus::Running).await;
-        run_at(&store, "r3", "ns/pvc/active.tar.gz", RunStatus::Interrupted).await;
-        let active = HashSet::from([("local".to_owned(), "ns/pvc/active.tar.gz".to_owned())]);
-        let (aborted, warnings) = recover_destination(&store, local, &active).await;
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let mut aborted = aborted;
-        aborted.sort();
-        assert_eq!(
-            aborted,
-            [
-                local.uri("ns/pvc/failed.tar.gz"),
-                local.uri("ns/pvc/failed.tar.gz.sha256"),
-            ]
-        );
-        let mut left: Vec<String> = std::fs::read_dir(&root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(
-            left,
-            [
-                "active.tar.gz.partial",
-                "done.tar.gz",
-                "foreign.tar.gz.partial",
-                "running.tar.gz.partial"
-            ]
-        );
-        // The data directory's sweep keeps what active uploads write.
-        let keep = active_partial_paths(&destinations, &active);
-        assert!(
-            keep.contains(&root.join("active.tar.gz.partial")),
-            "{keep:?}"
-        );
-        assert!(
-            keep.contains(&root.join("active.tar.gz.sha256.partial")),
-            "{keep:?}"
-        );
-    }
-
-    #[test]
-    fn a_missing_artifacts_dir_is_fine() {
-        let (removed, warnings) = remove_partials(Path::new("/nonexistent/nkvm"), &HashSet::new());
-        assert!(removed.is_empty() && warnings.is_empty());
-    }
-}
+mod tests;

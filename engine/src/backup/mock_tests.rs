@@ -148,6 +148,7 @@ fn serve(script: Script) -> (Client, Arc<Mutex<Calls>>) {
                     if code == 201 {
                         pod["status"] = script.helper_status.clone();
                         pod["metadata"]["resourceVersion"] = json!("5");
+                        pod["metadata"]["uid"] = json!("helper-uid-1");
                         helper = Some(pod.clone());
                         ok(201, &pod)
                     } else {
@@ -162,12 +163,18 @@ fn serve(script: Script) -> (Client, Arc<Mutex<Calls>>) {
                     }
                 }
                 (Method::DELETE, p) if p.starts_with("/api/v1/namespaces/shop/pods/") => {
+                    let precondition = body_json(request).await["preconditions"]["uid"].clone();
                     if let Some(code) = script.delete_status {
                         send.send_response(status(code, "Forbidden"));
                         continue;
                     }
+                    // nkvm deletes only the pod it created: the UID must be a precondition.
                     match helper.take() {
-                        Some(pod) => ok(200, &pod),
+                        Some(pod) if precondition == pod["metadata"]["uid"] => ok(200, &pod),
+                        Some(pod) => {
+                            helper = Some(pod);
+                            status(409, "Conflict")
+                        }
                         None => status(404, "NotFound"),
                     }
                 }
@@ -341,6 +348,7 @@ async fn transient_create_failures_are_retried_then_schedule_fails_fast() {
     );
     let row = &rows(&f.store).await[0];
     assert_eq!(row.stage, Some(Stage::Schedule));
+    assert_eq!(row.helper_uid.as_deref(), Some("helper-uid-1"));
     assert!(
         row.helper_pod
             .as_deref()
@@ -378,7 +386,9 @@ async fn a_forbidden_helper_deletion_is_a_warning_everyone_sees() {
     );
     let row = &rows(&f.store).await[0];
     assert_eq!(row.message.as_deref(), Some(shown.as_str()));
-    assert_eq!(f.engine.sweeper().pending().len(), 1);
+    let pending = f.engine.sweeper().pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].uid.as_deref(), Some("helper-uid-1"));
 }
 
 #[tokio::test]

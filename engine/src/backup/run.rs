@@ -13,7 +13,7 @@ use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::artifact::{self, ArchiveInfo, Manifest};
-use super::cleanup::HelperGuard;
+use super::cleanup::{self, HelperGuard};
 use super::engine::Inner;
 use super::error::BackupError;
 use super::exec::{self, TarSession};
@@ -377,7 +377,7 @@ impl<'a> Run<'a> {
             inner.sweeper.clone(),
         ));
         let api: Api<Pod> = Api::namespaced(inner.client.clone(), &self.target.namespace);
-        Self::cancellable(
+        let created = Self::cancellable(
             &self.cancel,
             Stage::Create,
             helper::create_with_retry(
@@ -387,6 +387,24 @@ impl<'a> Run<'a> {
                 options.request_timeout,
             ),
         )
+        .await?;
+        // Recovery and the sweeper delete only pods whose UID nkvm recorded.
+        let recorded =
+            cleanup::record_created(&inner.store, self.helper.as_mut(), &created, &self.run_id)
+                .await;
+        let update = RunUpdate {
+            helper_uid: recorded.map_err(|source| BackupError::Record {
+                message: format!("could not record helper pod {name} in the history database"),
+                source,
+            })?,
+            ..RunUpdate::default()
+        };
+        self.update_row(&update, || {
+            format!(
+                "could not record helper pod {name} in the history database; check that the \
+                 data directory is writable"
+            )
+        })
         .await?;
         Ok(name)
     }

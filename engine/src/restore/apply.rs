@@ -17,7 +17,7 @@ use super::run::Job;
 use super::scale;
 use super::source::{self, Sources};
 use super::wsexec::StdinSession;
-use crate::backup::cleanup::HelperGuard;
+use crate::backup::cleanup::{self, HelperGuard};
 use crate::backup::exec::exec_capture;
 use crate::backup::helper;
 use crate::domain::{RestoreMode, RestoreStage};
@@ -62,13 +62,21 @@ impl Job<'_> {
         ));
         let api: Api<Pod> = Api::namespaced(self.inner.backups.client().clone(), &ns);
         let retry = self.retry_policy();
-        Self::cancellable(&self.cancel, RestoreStage::Create, async {
+        let created = Self::cancellable(&self.cancel, RestoreStage::Create, async {
             helper::create_with_retry(&api, &helper_pod, retry, options.request_timeout)
                 .await
-                .map(|_| ())
                 .map_err(|err| RestoreError::Create(err.to_string()))
         })
         .await?;
+        // Recovery and the sweeper delete only pods whose UID nkvm recorded.
+        cleanup::record_created(self.inner.store(), self.helper.as_mut(), &created, &self.id)
+            .await
+            .map_err(|err| {
+                RestoreError::Create(format!(
+                    "could not record helper pod {name} in the history database: {err}; check \
+                     that the data directory is writable"
+                ))
+            })?;
         Ok(name)
     }
 

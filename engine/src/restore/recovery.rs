@@ -10,9 +10,9 @@ use kube::{Api, Client};
 use serde::Serialize;
 
 use super::engine::Inner;
-use super::pod::{LABEL_RESTORE_ID, helper_selector, incomplete_pvc_selector};
+use super::pod::{LABEL_RESTORE_ID, helper_pod_name, helper_selector, incomplete_pvc_selector};
 use super::scale::{self, scaled_down_by};
-use crate::backup::cleanup::delete_helper;
+use crate::backup::cleanup::{Ownership, created_by_nkvm, delete_helper};
 use crate::backup::pod::LABEL_RUN_ID;
 use crate::kubeapi::{self, Call, http_status, timed};
 use crate::store::StoreError;
@@ -55,6 +55,7 @@ pub(super) async fn recover(
     let options = inner.backup_options();
     let scope = Scope {
         client: inner.backups.client(),
+        store: inner.store(),
         timeout: options.request_timeout,
         instance: options
             .instance
@@ -81,6 +82,7 @@ pub(super) async fn recover(
 /// What every recovery step needs.
 struct Scope<'a> {
     client: &'a Client,
+    store: &'a crate::store::Store,
     timeout: std::time::Duration,
     instance: String,
     active: &'a [String],
@@ -155,15 +157,29 @@ async fn delete_helpers(scope: &Scope<'_>, namespace: Option<&str>, report: &mut
     };
     for pod in list.items {
         let id = label(&pod.metadata, LABEL_RUN_ID);
-        let (Some(ns), Some(name)) = (pod.metadata.namespace, pod.metadata.name) else {
-            continue;
-        };
         if scope.active.contains(&id) {
             continue;
         }
-        match delete_helper(scope.client, &ns, &name, scope.timeout).await {
-            Ok(()) => report.helpers_deleted.push(format!("{ns}/{name}")),
-            Err(err) => report.warnings.push(err),
+        // Only pods nkvm created (UID recorded), not any pod carrying the labels.
+        let ownership = match created_by_nkvm(scope.store, &pod.metadata, helper_pod_name).await {
+            Ok(ownership) => ownership,
+            Err(err) => {
+                report.warnings.push(format!(
+                    "could not look up restore helper pods in the history: {err}"
+                ));
+                return;
+            }
+        };
+        match ownership {
+            Ownership::Ours {
+                namespace: ns,
+                name,
+                uid,
+            } => match delete_helper(scope.client, &ns, &name, Some(&uid), scope.timeout).await {
+                Ok(()) => report.helpers_deleted.push(format!("{ns}/{name}")),
+                Err(err) => report.warnings.push(err),
+            },
+            Ownership::NotOurs(warning) => report.warnings.push(warning),
         }
     }
 }
