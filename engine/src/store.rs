@@ -31,7 +31,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::domain::{RunStatus, Stage};
 use crate::timestamp;
-pub use helpers::HelperPod;
+pub use helpers::{HelperPod, RestorePvc};
 pub use restores::{NewRestore, RestoreFilter, RestoreRecord, RestoreUpdate};
 use row::{RunRow, into_records, run_columns, store_time, store_u64};
 pub use schedules::{DeclaredState, StoredSchedule};
@@ -236,6 +236,8 @@ pub enum StoreError {
     Outdated { path: String },
     #[error("history row {id} does not exist")]
     NoSuchRun { id: i64 },
+    #[error("restore {restore_id} is not in the history")]
+    NoSuchRestore { restore_id: String },
     #[error("schedule {name:?} holds an invalid value in {column}: {value:?}")]
     CorruptSchedule {
         name: String,

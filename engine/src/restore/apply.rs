@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 
 use super::check::PassConfig;
 use super::commands;
@@ -108,6 +108,8 @@ impl Job<'_> {
             ))
         })?;
         self.pvc_created = true;
+        let uid = created.metadata.uid.unwrap_or_default();
+        self.pvc_uid = Some(uid.clone()).filter(|uid| !uid.is_empty());
         if let Some(row) = self.row {
             let _ = self
                 .inner
@@ -121,7 +123,19 @@ impl Job<'_> {
                 )
                 .await;
         }
-        Ok(created.metadata.uid.unwrap_or_default())
+        // Recovery deletes only incomplete PVCs whose UID nkvm recorded.
+        self.inner
+            .store()
+            .record_restore_pvc(&self.id, &uid)
+            .await
+            .map_err(|err| {
+                RestoreError::Create(format!(
+                    "could not record PVC {} in the history database: {err}; check that the \
+                     data directory is writable",
+                    self.target
+                ))
+            })?;
+        Ok(uid)
     }
 
     /// Schedule: the helper runs (and a new PVC is bound to it).
@@ -382,18 +396,22 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Deletes the PVC this restore created; whether it is gone.
+    /// Deletes the PVC this restore created (only the one of the UID it was created with);
+    /// whether it is gone.
     pub(super) async fn remove_created_pvc(&mut self) -> Result<(), String> {
         let timeout = self.inner.backup_options().request_timeout;
-        match timed(
-            timeout,
-            self.pvcs()
-                .delete(&self.target.name, &DeleteParams::background()),
-        )
-        .await
-        {
+        let params = DeleteParams {
+            preconditions: self.pvc_uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match timed(timeout, self.pvcs().delete(&self.target.name, &params)).await {
             Ok(_) => Ok(()),
             Err(err) if http_status(&err) == Some(404) => Ok(()),
+            // The precondition failed: the PVC nkvm created is gone, another has the name.
+            Err(err) if self.pvc_uid.is_some() && http_status(&err) == Some(409) => Ok(()),
             Err(err) => Err(kubeapi::advice(
                 &err,
                 Call::new("delete", "persistentvolumeclaims", &self.target.namespace),

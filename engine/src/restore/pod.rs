@@ -24,7 +24,7 @@ pub const NAME_PREFIX: &str = "nkvm-restore-";
 /// Label on PVCs nkvm created for a restore: the restore's id.
 pub const LABEL_RESTORE_ID: &str = "nkvm.io/restore-id";
 /// Label on a PVC nkvm created whose restore has not succeeded yet; start-up recovery deletes
-/// such PVCs of its instance (they hold partial data).
+/// such PVCs of its instance (they hold partial data) when it recorded creating them (their UID).
 pub const LABEL_RESTORE_STATE: &str = "nkvm.io/restore-state";
 /// Value of [`LABEL_RESTORE_STATE`] until the restore succeeded.
 pub const STATE_INCOMPLETE: &str = "incomplete";

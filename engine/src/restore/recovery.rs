@@ -2,20 +2,23 @@
 //! become `interrupted`, their helper pods are deleted, the workloads they scaled down are scaled
 //! back to the replica counts recorded on them, and the PVCs they created and never completed
 //! are deleted. Only this instance's objects (label `nkvm.io/instance`) are touched, and jobs
-//! still active in this process are spared.
+//! still active in this process are spared. Helpers and PVCs are deleted only when this data
+//! directory recorded creating them (their UID, sent as a deletion precondition): labels alone,
+//! which anyone who may label objects can add, are not enough.
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Client};
 use serde::Serialize;
 
 use super::engine::Inner;
-use super::pod::{LABEL_RESTORE_ID, helper_pod_name, helper_selector, incomplete_pvc_selector};
+use super::pod::{LABEL_RESTORE_STATE, helper_pod_name, helper_selector, incomplete_pvc_selector};
 use super::scale::{self, scaled_down_by};
 use crate::backup::cleanup::{Ownership, created_by_nkvm, delete_helper};
 use crate::backup::pod::LABEL_RUN_ID;
 use crate::kubeapi::{self, Call, http_status, timed};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// What start-up recovery of restores did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -82,7 +85,7 @@ pub(super) async fn recover(
 /// What every recovery step needs.
 struct Scope<'a> {
     client: &'a Client,
-    store: &'a crate::store::Store,
+    store: &'a Store,
     timeout: std::time::Duration,
     instance: String,
     active: &'a [String],
@@ -213,28 +216,98 @@ async fn delete_incomplete_pvcs(
         }
     };
     for pvc in list.items {
-        let id = label(&pvc.metadata, LABEL_RESTORE_ID);
-        let (Some(ns), Some(name)) = (pvc.metadata.namespace, pvc.metadata.name) else {
-            continue;
+        // Only PVCs nkvm created (UID recorded), not any PVC carrying the labels.
+        let (ns, name, uid) = match incomplete_pvc_of_nkvm(scope.store, &pvc.metadata).await {
+            Ok(PvcOwnership::Ours {
+                namespace,
+                name,
+                uid,
+                restore_id,
+            }) => {
+                if scope.active.contains(&restore_id) {
+                    continue;
+                }
+                (namespace, name, uid)
+            }
+            Ok(PvcOwnership::NotOurs(warning)) => {
+                report.warnings.push(warning);
+                continue;
+            }
+            Err(err) => {
+                report.warnings.push(format!(
+                    "could not look up incomplete restore PVCs in the history: {err}"
+                ));
+                return;
+            }
         };
-        if scope.active.contains(&id) {
-            continue;
-        }
         let api: Api<PersistentVolumeClaim> = Api::namespaced(scope.client.clone(), &ns);
-        match timed(
-            scope.timeout,
-            api.delete(&name, &DeleteParams::background()),
-        )
-        .await
-        {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match timed(scope.timeout, api.delete(&name, &params)).await {
             Ok(_) => report.pvcs_deleted.push(format!("{ns}/{name}")),
-            Err(err) if http_status(&err) == Some(404) => {}
+            // Gone, or (precondition failed) another PVC has the name now.
+            Err(err) if matches!(http_status(&err), Some(404 | 409)) => {}
             Err(err) => report.warnings.push(format!(
                 "could not delete the incomplete restore PVC {ns}/{name}: {}",
                 kubeapi::advice(&err, Call::new("delete", "persistentvolumeclaims", &ns))
             )),
         }
     }
+}
+
+/// Whether a listed incomplete restore PVC is one nkvm created.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum PvcOwnership {
+    /// Its UID is recorded for `restore_id`, a restore that did not complete it.
+    Ours {
+        namespace: String,
+        name: String,
+        uid: String,
+        restore_id: String,
+    },
+    /// Not nkvm's (or complete): left, with this warning.
+    NotOurs(String),
+}
+
+/// A listed PVC is nkvm's incomplete restore PVC when this data directory recorded creating it
+/// (its UID) in the namespace and under the name it has, for a restore that did not complete it
+/// (a new-PVC restore that succeeded removed the label; carrying it again does not make that PVC
+/// incomplete).
+pub(super) async fn incomplete_pvc_of_nkvm(
+    store: &Store,
+    meta: &ObjectMeta,
+) -> Result<PvcOwnership, StoreError> {
+    let (Some(namespace), Some(name), Some(uid)) = (&meta.namespace, &meta.name, &meta.uid) else {
+        return Ok(PvcOwnership::NotOurs(
+            "a listed incomplete restore PVC had no namespace, name or UID".to_owned(),
+        ));
+    };
+    let recorded = store.restore_pvc(uid).await?;
+    Ok(match recorded {
+        Some(pvc) if pvc.namespace == *namespace && pvc.name == *name && !pvc.completed => {
+            PvcOwnership::Ours {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid: uid.clone(),
+                restore_id: pvc.restore_id,
+            }
+        }
+        Some(pvc) if pvc.completed => PvcOwnership::NotOurs(format!(
+            "left PVC {namespace}/{name}: it carries nkvm's incomplete-restore labels, but restore \
+             {} completed it; remove the label {} if it is not meant to be there",
+            pvc.restore_id, LABEL_RESTORE_STATE
+        )),
+        _ => PvcOwnership::NotOurs(format!(
+            "left PVC {namespace}/{name}: it carries nkvm's incomplete-restore labels, but nkvm's \
+             history has no record of creating it; delete it yourself if it is a stale restore \
+             target"
+        )),
+    })
 }
 
 fn label(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str) -> String {
@@ -244,3 +317,6 @@ fn label(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key:
         .cloned()
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -124,6 +124,8 @@ pub(super) struct Job<'a> {
     pub(super) helper: Option<HelperGuard>,
     pub(super) helper_name: Option<String>,
     pub(super) pvc_created: bool,
+    /// The UID of the PVC this restore created, once the create answered.
+    pub(super) pvc_uid: Option<String>,
     pub(super) scaled: Vec<ScaledDown>,
     pub(super) scale_guard: Option<scale::ScaleGuard>,
     pub(super) warnings: Vec<String>,
@@ -170,6 +172,7 @@ impl<'a> Job<'a> {
             helper: None,
             helper_name: None,
             pvc_created: false,
+            pvc_uid: None,
             scaled: Vec::new(),
             scale_guard: None,
             warnings: Vec::new(),

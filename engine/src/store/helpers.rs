@@ -1,7 +1,8 @@
 //! The helper pods nkvm created, by UID (table `helper_pods`, migration `0006_helper_pods.sql`), so
 //! that start-up recovery deletes only pods nkvm made — never one that only carries its labels —
 //! and the runs and restores recorded before UIDs were, whose helpers recovery still recognises by
-//! run id, namespace and name.
+//! run id, namespace and name; and the PVCs restores created, by UID (`restores.pvc_uid`, migration
+//! `0007_restore_pvc_uid.sql`), so that recovery deletes only those of its incomplete PVCs.
 
 use super::row::store_time;
 use super::{Store, StoreError, query_error};
@@ -64,6 +65,56 @@ impl Store {
         .await
         .map_err(query_error("job_before_helper_uids"))?;
         Ok(found.is_some())
+    }
+}
+
+/// A restore PVC nkvm created whose UID it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePvc {
+    /// The restore that created it.
+    pub restore_id: String,
+    pub namespace: String,
+    pub name: String,
+    /// Whether it is the PVC of a new-PVC restore that succeeded (complete: never deleted by
+    /// recovery, whatever labels it carries now).
+    pub completed: bool,
+}
+
+impl Store {
+    /// Records the UID of the PVC the restore `restore_id` just created.
+    pub async fn record_restore_pvc(&self, restore_id: &str, uid: &str) -> Result<(), StoreError> {
+        let result = sqlx::query("UPDATE restores SET pvc_uid = ?1 WHERE restore_id = ?2")
+            .bind(uid)
+            .bind(restore_id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("record_restore_pvc"))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NoSuchRestore {
+                restore_id: restore_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The restore PVC nkvm recorded creating with this UID, if any.
+    pub async fn restore_pvc(&self, uid: &str) -> Result<Option<RestorePvc>, StoreError> {
+        let row: Option<(String, String, String, bool)> = sqlx::query_as(
+            "SELECT restore_id, target_namespace, target_pvc, \
+             (status = 'succeeded' AND mode = 'new-pvc') FROM restores WHERE pvc_uid = ?1",
+        )
+        .bind(uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("restore_pvc"))?;
+        Ok(
+            row.map(|(restore_id, namespace, name, completed)| RestorePvc {
+                restore_id,
+                namespace,
+                name,
+                completed,
+            }),
+        )
     }
 }
 
