@@ -18,8 +18,11 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeCl
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use nkvm_engine::backup::stream_client;
-use nkvm_engine::backup::{BackupEngine, BackupOptions, BackupResult, PvcRef, Requester};
+use nkvm_engine::backup::{
+    BackupEngine, BackupOptions, BackupResult, PvcRef, Requester, ResultStatus,
+};
 use nkvm_engine::connection::{self, ConnectOptions};
+use nkvm_engine::domain::Stage;
 use nkvm_engine::store::Store;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -347,4 +350,29 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, String)> {
         }
     }
     out
+}
+
+/// A run that failed (or was cancelled) at `stage` and left no archive, no helper pod and no
+/// `.partial` file.
+pub async fn assert_failed_clean(
+    client: &Client,
+    ns: &str,
+    data: &Path,
+    result: &BackupResult,
+    stage: Stage,
+) {
+    let expected = if result.cancelled {
+        ResultStatus::Cancelled
+    } else {
+        ResultStatus::Failed
+    };
+    assert_eq!(result.status, expected, "{result:#?}");
+    assert_eq!(result.stage, Some(stage), "{result:#?}");
+    assert!(result.artifact.is_none(), "{result:#?}");
+    assert!(helpers_left(client, ns).await.is_empty(), "helper pod left");
+    assert!(
+        files_under(data, ".partial").is_empty(),
+        "partial file left"
+    );
+    assert!(files_under(data, ".tar.gz").is_empty(), "archive left");
 }
