@@ -389,6 +389,7 @@ pub fn inventory_view(inventory: Inventory, scanned_at_unix: i64) -> InventoryVi
         rows: inventory.pvcs,
         refused: inventory.refused,
         scanned_at_unix,
+        stale: Vec::new(),
     }
 }
 
