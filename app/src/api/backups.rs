@@ -211,9 +211,10 @@ pub async fn run_updates(
     let mut restore_events = connection.restores.subscribe();
     // The live inventory's changes, pushed at most once per INVENTORY_PUSH (the page then reads
     // the inventory again). Without it (a scope error) the page still works by reloading.
-    let mut inventory = connection
-        .live(&ctx.inventory)
-        .ok()
+    let mut inventory = ctx
+        .live_inventory
+        .then(|| connection.live(&ctx.inventory).ok())
+        .flatten()
         .map(nkvm_engine::inventory::LiveInventory::subscribe);
     let mut inventory_changed = false;
     let mut push = tokio::time::interval(INVENTORY_PUSH);

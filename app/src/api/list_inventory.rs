@@ -1,6 +1,7 @@
 //! `list_inventory`: the inventory of the session's cluster from its connection's live (watch-based)
-//! inventory, started by the first page that asks, with each PVC's last successful backup from the
-//! history, for the inventory page.
+//! inventory, started by the first page that asks (or, with `--inventory-mode scan`, from a scan
+//! shared with the other viewers asking at the same time), with each PVC's last successful backup
+//! from the history, for the inventory page.
 
 use leptos::prelude::*;
 
@@ -16,6 +17,24 @@ pub async fn list_inventory() -> Result<InventoryView, ServerFnError> {
 
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the inventory").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
+    if !ctx.live_inventory {
+        // `--inventory-mode scan`: joins the scan of this connection already running, if any.
+        let inventory = connection
+            .scans
+            .scan(
+                &connection.cluster.client,
+                &ctx.inventory,
+                ctx.workspace.store(),
+                ctx.stale_after,
+            )
+            .await
+            .map_err(crate::ssr::AppError::from)?;
+        let inventory = std::sync::Arc::unwrap_or_clone(inventory);
+        return Ok(crate::ssr::inventory_view(
+            inventory,
+            crate::ssr::unix_now(),
+        ));
+    }
     let live = connection
         .live(&ctx.inventory)
         .map_err(crate::ssr::AppError::from)?;

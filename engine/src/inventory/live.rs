@@ -421,10 +421,15 @@ impl Target {
                 status,
                 message,
             } => {
-                self.health[slot(listing)].failed = Some(StaleWatch {
+                // A watch failing again keeps the time it first failed.
+                let failed = &mut self.health[slot(listing)].failed;
+                let since = failed
+                    .take()
+                    .map_or_else(|| jiff::Timestamp::now().to_string(), |f| f.since);
+                *failed = Some(StaleWatch {
                     listing,
                     namespace: namespace.map(str::to_owned),
-                    since: jiff::Timestamp::now().to_string(),
+                    since,
                     status,
                     message,
                 });

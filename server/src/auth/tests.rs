@@ -125,6 +125,7 @@ pub(super) async fn server_full(
         workspace: workspace.clone(),
         inventory: nkvm_engine::inventory::InventoryOptions::default(),
         stale_after: None,
+        live_inventory: true,
         schedules: nkvm_app::ssr::ScheduleSettings::default(),
     };
     let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
