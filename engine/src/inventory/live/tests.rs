@@ -222,6 +222,12 @@ fn a_watch_failing_after_its_list_keeps_the_data_until_the_next_list_completes()
         "{}",
         stale.since
     );
+    // Failing again (each restart) keeps the time it first failed, with the latest message.
+    std::thread::sleep(Duration::from_millis(5));
+    apply(&mut hub, 0, vec![failed(Listing::Pvcs, Some(503))]);
+    let again = hub.snapshot().stale[0].clone();
+    assert_eq!(again.since, stale.since);
+    assert_eq!(again.status, Some(503));
     // The next list starts: still stale until it completes, then current.
     apply(&mut hub, 0, vec![Change::pvc(Event::Init)]);
     assert_eq!(hub.snapshot().stale.len(), 1);
