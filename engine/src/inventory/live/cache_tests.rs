@@ -457,7 +457,7 @@ fn trimming_keeps_only_what_the_join_reads() {
     let full = serde_json::to_vec(&object).unwrap().len();
     trim_pod(&mut object);
     let trimmed = serde_json::to_vec(&object).unwrap().len();
-    assert!(trimmed * 2 < full, "{trimmed} of {full} bytes");
+    assert!(trimmed * 3 < full * 2, "{trimmed} of {full} bytes");
     assert!(object.metadata.managed_fields.is_none());
     assert!(object.metadata.annotations.is_none());
     assert_eq!(

@@ -111,7 +111,12 @@ fn list_everything(hub: &mut Hub, target: usize, namespace: &str, skip: &[Listin
         changes.extend(listed(Vec::new(), Change::job));
     }
     if !skip.contains(&Listing::Deployments) {
-        changes.extend(listed(Vec::new(), Change::deployment));
+        let web = PartialObjectMeta {
+            types: None,
+            metadata: meta(namespace, "web"),
+            _phantom: std::marker::PhantomData,
+        };
+        changes.extend(listed(vec![web], Change::deployment));
     }
     if !skip.contains(&Listing::CronJobs) {
         changes.extend(listed(Vec::new(), Change::cron_job));
