@@ -118,6 +118,7 @@ fn InventoryTable(
         stale,
     } = inventory;
     let total = rows.len();
+    let summary = crate::components::coverage::coverage(&rows);
     let (namespaces, kinds) = facets(&rows);
     let haystacks: Vec<String> = rows.iter().map(haystack).collect();
     let rows = Arc::new(rows);
@@ -341,6 +342,7 @@ fn InventoryTable(
         </form>
         <RefusedWarning refused />
         <StaleWarning stale />
+        <crate::components::coverage::CoverageSummary rows=summary state />
         <div class="selection-bar" role="group" aria-label="Selection">
             <button
                 type="button"
