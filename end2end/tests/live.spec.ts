@@ -17,7 +17,7 @@ function kubectl(args: string[], input?: string): string {
 }
 
 function row(page: Page, namespace: string, name: string) {
-  return page.locator(`tr[data-pvc="${namespace}/${name}"]`);
+  return page.locator(`table.inventory-table tbody tr[data-pvc="${namespace}/${name}"]`);
 }
 
 test.describe('live inventory', () => {
@@ -54,7 +54,7 @@ spec:
       // Same filter, same order (name descending), same selection, no reload.
       await expect(page.getByRole('searchbox', { name: 'Search PVCs' })).toHaveValue(namespace);
       expect(new URL(page.url()).searchParams.get('dir')).toBe('desc');
-      const names = await page.locator('tbody tr[data-pvc] th[scope="row"]').allTextContents();
+      const names = await page.locator('table.inventory-table tbody tr[data-pvc] th[scope="row"]').allTextContents();
       expect(names.length).toBeGreaterThan(1);
       expect([...names].sort().reverse()).toEqual(names);
       await expect(selected.getByRole('checkbox')).toBeChecked();
