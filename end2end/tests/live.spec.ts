@@ -52,7 +52,7 @@ spec:
       await expect(row(page, namespace, name)).toHaveCount(1, { timeout: 15_000 });
       console.log(`live: created PVC shown after ${Date.now() - created} ms`);
       // Same filter, same order (name descending), same selection, no reload.
-      await expect(page.getByRole('searchbox', { name: 'Search PVCs' })).toHaveValue(namespace);
+      await expect(page.locator('#pvc-filter')).toHaveValue(namespace);
       expect(new URL(page.url()).searchParams.get('dir')).toBe('desc');
       const names = await page.locator('table.inventory-table tbody tr[data-pvc] th[scope="row"]').allTextContents();
       expect(names.length).toBeGreaterThan(1);
