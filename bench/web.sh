@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Web UI benchmark on the local test cluster (numbers, not a speed assertion).
 # Creates the inventory benchmark's fixture (5,000 PVCs with pods, Deployments, StatefulSets; see
-# bench/inventory.sh), builds the release site (`scripts/build-web.sh --release`), serves it, and
-# runs end2end/tests/perf.spec.ts (Playwright project `perf`) three times in Debian's chromium, which
-# prints: rows in the first render, document load, time to hydrated, filter-to-none,
-# filter-back-to-all and median per-keystroke times. The spec checks that each filter step really
-# changed the rows; when a run fails, this script fails. Also prints the wasm bundle's size (raw and
-# gzip -9), and the HTML size of `/`.
+# bench/inventory.sh), builds the release site (`scripts/build-web.sh --release`), and serves it twice
+# with the same build, side by side: `--inventory-mode scan` (a scan per page load: the baseline) and
+# `--inventory-mode live` (watches). For each mode it prints: the HTML size of `/` uncompressed and as
+# transferred with gzip, brotli and zstd; end2end/tests/perf.spec.ts (Playwright project `perf`) three
+# times in Debian's chromium (rows in the first render, document load, time to hydrated,
+# filter-to-none, filter-back-to-all and median per-keystroke times; the spec checks that each filter
+# step really changed the rows, and a failed run fails this script); the API server's LIST and WATCH
+# requests of the inventory's kinds during those loads and in one idle minute (from its own
+# metrics); the server's RSS before and after 10 concurrent loads; and how long a PVC created with
+# kubectl takes to appear in what a page load reads. Also prints the wasm bundle's size (raw and
+# gzip -9).
 # Refuses to run unless the local test cluster is up (end2end/cluster/up; NKVM_TEST_KUBECONFIG for one
 # started from another checkout): the fixture is 5,000 PVCs and never goes to another cluster.
 # Usage: bench/web.sh [--keep]   (--keep leaves the fixture namespace for another run)
@@ -39,22 +44,79 @@ sleep 5
 
 wasm="$site/pkg/nkvm_bg.wasm"
 printf 'wasm: %s bytes raw, %s bytes gzip -9\n' "$(stat -c %s "$wasm")" "$(gzip -9 -c "$wasm" | wc -c)"
-# Loopback only, so the benchmark may run without login (`--auth none`).
-LEPTOS_SITE_ROOT="$site" "$CARGO_TARGET_DIR/release/nkvm" --data-dir "$data_dir" serve \
-  --listen "127.0.0.1:$port" --auth none >/tmp/nkvm-bench-web.log 2>&1 &
-server_pid=$!
-wait_http "http://127.0.0.1:$port/healthz" "$server_pid" /tmp/nkvm-bench-web.log
-for i in 1 2 3; do
+
+# Requests of the inventory's six kinds the API server has served so far (LIST and WATCH), from its
+# own metrics: the cluster's controllers watch these kinds too, but their watches are long-lived.
+api_requests() {
+  kubectl get --raw /metrics |
+    awk '/^apiserver_request_total\{/ && /verb="(LIST|WATCH)"/ &&
+      /resource="(persistentvolumeclaims|pods|replicasets|jobs|deployments|cronjobs)"/ { n += $NF }
+      END { printf "%d\n", n }'
+}
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
+inventory_json() { curl -fsS -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data '' "$1/api/inventory"; }
+
+# One mode (`scan`: a scan per page load, as before the live inventory; `live`: watches), with the same
+# release build, fixture and browser.
+bench_mode() {
+  local mode="$1" url="http://127.0.0.1:$port" before after i start end bytes
+  # Loopback only, so the benchmark may run without login (`--auth none`).
+  LEPTOS_SITE_ROOT="$site" "$CARGO_TARGET_DIR/release/nkvm" --data-dir "$data_dir" serve \
+    --listen "127.0.0.1:$port" --auth none --inventory-mode "$mode" >"/tmp/nkvm-bench-web-$mode.log" 2>&1 &
+  server_pid=$!
+  wait_http "$url/healthz" "$server_pid" "/tmp/nkvm-bench-web-$mode.log"
+  printf '== mode %s ==\n' "$mode"
+  before="$(api_requests)"
+  for i in 1 2 3; do
+    start=$(date +%s.%N)
+    bytes="$(curl -fsS "$url/" | wc -c)"
+    end=$(date +%s.%N)
+    printf '%s: html run %s: %s bytes uncompressed in %.2f s (server render of /, curl)\n' "$mode" "$i" "$bytes" "$(echo "$end - $start" | bc)"
+  done
+  for encoding in gzip br zstd; do
+    curl -fsS -H "Accept-Encoding: $encoding" -o /dev/null \
+      -w "$mode: / transferred with $encoding: %{size_download} bytes in %{time_total} s\n" "$url/"
+  done
+  (
+    cd end2end
+    for i in 1 2 3; do
+      out="$(NKVM_E2E_URL="$url" NKVM_E2E_PERF=1 npx playwright test --reporter=line 2>&1)" || {
+        printf '%s\n' "$out" >&2
+        die "perf.spec.ts failed in run $i of mode $mode (output above)"
+      }
+      grep -F 'inventory perf:' <<<"$out" | sed "s/^/$mode: /" || die "run $i printed no figures:"$'\n'"$out"
+    done
+  )
+  after="$(api_requests)"
+  printf '%s: API requests (LIST+WATCH of the six kinds) during 9 page loads and 3 browser runs: %d\n' "$mode" "$((after - before))"
+  # Ten concurrent page loads: the server's memory.
+  printf '%s: server RSS before 10 concurrent loads: %d MiB\n' "$mode" "$(($(rss_kib "$server_pid") / 1024))"
+  for i in $(seq 10); do curl -fsS -o /dev/null "$url/" & done
+  wait
+  printf '%s: server RSS after: %d MiB, peak %d MiB\n' "$mode" "$(($(rss_kib "$server_pid") / 1024))" "$(($(hwm_kib "$server_pid") / 1024))"
+  # Idle: one minute without any page load.
+  before="$(api_requests)"
+  sleep 60
+  after="$(api_requests)"
+  printf '%s: API requests (LIST+WATCH of the six kinds) in 60 s idle: %d\n' "$mode" "$((after - before))"
+  # A PVC created with kubectl: how long until a page load (the server function) lists it.
+  local name="live-probe-$mode-$RANDOM"
   start=$(date +%s.%N)
-  bytes="$(curl -fsS "http://127.0.0.1:$port/" | wc -c)"
+  k -n nkvm-bench create -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $name}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
+YAML
+  until inventory_json "$url" | grep -qF "\"$name\""; do sleep 0.05; done
   end=$(date +%s.%N)
-  printf 'html run %s: %s bytes in %.2f s (server render of /, curl)\n' "$i" "$bytes" "$(echo "$end - $start" | bc)"
-done
-cd end2end
-for i in 1 2 3; do
-  out="$(NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PERF=1 npx playwright test --reporter=line 2>&1)" || {
-    printf '%s\n' "$out" >&2
-    die "perf.spec.ts failed in run $i (output above)"
-  }
-  grep -F 'inventory perf:' <<<"$out" || die "run $i printed no figures:"$'\n'"$out"
-done
+  printf '%s: PVC created → in the inventory a page reads after %.2f s\n' "$mode" "$(echo "$end - $start" | bc)"
+  k -n nkvm-bench delete pvc "$name" --wait=false >/dev/null
+  kill "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+bench_mode scan
+bench_mode live

@@ -8,8 +8,8 @@
 # accept gzip.
 #
 # Usage: scripts/build-web.sh [--release]
-#   --release   wasm with the `wasm-release` profile (opt-level z, LTO; no wasm-opt), server with
-#               `--release`. Default: debug builds.
+#   --release   wasm with the `wasm-release` profile (opt-level z, LTO) and then `wasm-opt -Oz`
+#               (binaryen from npm, cached), server with `--release`. Default: debug builds.
 #
 # Build-time environment:
 #   CARGO_TARGET_DIR   cargo's target directory (default: $NKVM_CACHE_DIR/cargo-target). SITE = $CARGO_TARGET_DIR/site
@@ -52,6 +52,7 @@ esac
 # Rust (pinned by rust-toolchain.toml, with the wasm32 target) and wasm-bindgen at the exact version
 # of the crate in Cargo.lock: installed when missing, else one message naming what is missing.
 require rust wasm-bindgen deb:gzip
+[[ "$wasm_profile" == debug ]] || require node binaryen
 target_dir="$CARGO_TARGET_DIR"
 site="${NKVM_SITE_DIR:-$target_dir/site}"
 pkg="$site/pkg"
@@ -75,7 +76,7 @@ if ((${#css_files[@]} == 0)); then
 fi
 # The site is rebuilt only when its inputs changed (the wasm cargo wrote, the stylesheets, the
 # wasm-bindgen version): a later run that changed nothing reuses it as it is.
-stamp="$( (stat -c '%n %s %Y' "$wasm_in" "${css_files[@]}"; wasm-bindgen --version) | sha256sum | cut -c1-32)"
+stamp="$( (stat -c '%n %s %Y' "$wasm_in" "${css_files[@]}"; wasm-bindgen --version; echo "$wasm_profile") | sha256sum | cut -c1-32)"
 if [[ -f "$pkg/${output_name}_bg.wasm.gz" && "$(cat "$pkg/.inputs" 2>/dev/null)" == "$stamp" ]]; then
   log "site in $pkg is up to date"
 else
@@ -83,6 +84,15 @@ else
   mkdir -p "$pkg"
   rm -f "$pkg/.inputs" "$pkg/$output_name".* "$pkg/${output_name}_bg".*
   wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name "$output_name" "$wasm_in"
+  if [[ "$wasm_profile" != debug ]]; then
+    # Size: wasm-opt -Oz (about a third of the bytes go; a minute of CPU). The features are those
+    # rustc's wasm32 target emits by default.
+    log "wasm-opt -Oz ($NKVM_WASM_OPT)"
+    "$NKVM_WASM_OPT" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+      --enable-mutable-globals --enable-reference-types --enable-multivalue \
+      "$pkg/${output_name}_bg.wasm" -o "$pkg/${output_name}_bg.opt.wasm"
+    mv -f "$pkg/${output_name}_bg.opt.wasm" "$pkg/${output_name}_bg.wasm"
+  fi
   # Also answer to cargo-leptos' file name, in case a server was compiled with LEPTOS_OUTPUT_NAME set.
   ln -f "$pkg/${output_name}_bg.wasm" "$pkg/$output_name.wasm"
   log "css → $pkg/$output_name.css"

@@ -118,5 +118,5 @@ wait_http "http://127.0.0.1:$port/healthz" "$server_pid" "$repo/end2end/server.l
 cd end2end
 NKVM_E2E_URL="http://127.0.0.1:$port" NKVM_E2E_PVC="$ns/web-data" NKVM_E2E_PAYLOAD="$payload" NKVM_E2E_OWNER="Deployment/web" \
   NKVM_E2E_PVC2="$ns/db-data" NKVM_E2E_FAIL_PVC="$ns/locked" NKVM_E2E_KUBECONFIG_FILE="$KUBECONFIG" \
-  NKVM_E2E_DESTINATION=offsite \
+  NKVM_E2E_DESTINATION=offsite NKVM_E2E_KUBECTL="$kubectl" \
   npx playwright test "$@"

@@ -142,6 +142,26 @@ _require_wasm_bindgen() {
   export PATH
 }
 
+# wasm-opt from binaryen (pinned, npm's `binaryen` package: a current binaryen compiled to wasm, run
+# by Node; Debian's binaryen is too old and its output broke hydration) in the cache. Sets NKVM_WASM_OPT.
+NKVM_BINARYEN_VERSION=132.0.0
+_require_binaryen() {
+  local root="$NKVM_CACHE_DIR/tools/binaryen-$NKVM_BINARYEN_VERSION"
+  NKVM_WASM_OPT="$root/node_modules/.bin/wasm-opt"
+  if ! "$NKVM_WASM_OPT" --version >/dev/null 2>&1; then
+    if ! command -v npm >/dev/null 2>&1; then
+      _missing+=("binaryen $NKVM_BINARYEN_VERSION (wasm-opt): needs Node.js with npm first (see above)")
+      return
+    fi
+    log "installing binaryen $NKVM_BINARYEN_VERSION (wasm-opt) from npm into $root (once)"
+    mkdir -p "$root"
+    npm install --no-audit --no-fund --prefix "$root" "binaryen@$NKVM_BINARYEN_VERSION" >&2 || true
+    if ! "$NKVM_WASM_OPT" --version >/dev/null 2>&1; then
+      _missing+=("binaryen $NKVM_BINARYEN_VERSION: 'npm install binaryen@$NKVM_BINARYEN_VERSION' failed (error above)")
+    fi
+  fi
+}
+
 # cargo-llvm-cov (pinned, --locked) in the cache, and rustup's llvm-tools component.
 _require_cargo_llvm_cov() {
   local root="$NKVM_CACHE_DIR/tools/cargo-llvm-cov-$NKVM_LLVM_COV_VERSION"

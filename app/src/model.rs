@@ -14,6 +14,10 @@ pub struct InventoryView {
     /// Unix time (seconds) of the scan; ages are computed against it so the server's HTML and the
     /// hydrated page agree.
     pub scanned_at_unix: i64,
+    /// Watches of the live inventory that are failing and being restarted: the rows are as of when
+    /// each failed ("resource in namespace: since …: what happened").
+    #[serde(default)]
+    pub stale: Vec<String>,
 }
 
 /// The cluster the server is connected to, always visible in the page header.
@@ -109,6 +113,8 @@ impl RunView {
 pub enum RunsMessage {
     Snapshot(Vec<RunView>),
     Update(Box<RunView>),
+    /// The connection's live inventory changed: its new revision.
+    Inventory(u64),
 }
 
 /// What starting one backup of a batch gave.

@@ -23,6 +23,9 @@ pub struct AppContext {
     pub inventory: InventoryOptions,
     /// A last successful backup older than this flags the PVC `stale-backup` (`None`: never).
     pub stale_after: Option<Duration>,
+    /// Whether the inventory page reads the connection's live (watch-based) inventory; otherwise
+    /// each page load scans.
+    pub live_inventory: bool,
     /// What the Schedules page needs beyond the database.
     pub schedules: ScheduleSettings,
 }
@@ -389,6 +392,7 @@ pub fn inventory_view(inventory: Inventory, scanned_at_unix: i64) -> InventoryVi
         rows: inventory.pvcs,
         refused: inventory.refused,
         scanned_at_unix,
+        stale: Vec::new(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Connection {
     pub restores: RestoreEngine,
     /// The inventory scans of this connection in flight (one at a time, shared by its callers).
     pub scans: crate::inventory::SharedScans,
+    /// The watch-based inventory, started by the first page that asks ([`Connection::live`]).
+    live: std::sync::OnceLock<crate::inventory::LiveInventory>,
 }
 
 impl Connection {
@@ -66,7 +68,30 @@ impl Connection {
             backups,
             restores,
             scans: crate::inventory::SharedScans::default(),
+            live: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The connection's live inventory, started on first use with `options` (the server's, the
+    /// same for every caller). It stops when the connection is dropped.
+    ///
+    /// # Errors
+    /// The scope's error, or the watch client's.
+    pub fn live(
+        &self,
+        options: &crate::inventory::InventoryOptions,
+    ) -> Result<&crate::inventory::LiveInventory, crate::inventory::InventoryError> {
+        if let Some(live) = self.live.get() {
+            return Ok(live);
+        }
+        let started = crate::inventory::LiveInventory::start(self.cluster.config(), options)?;
+        // Two first callers at once: the loser's watches stop when `started` is dropped.
+        Ok(self.live.get_or_init(|| started))
+    }
+
+    /// The live inventory if a page has started it.
+    pub fn live_started(&self) -> Option<&crate::inventory::LiveInventory> {
+        self.live.get()
     }
 
     pub fn info(&self) -> &ClusterInfo {

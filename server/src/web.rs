@@ -172,7 +172,24 @@ pub fn router(state: WebState) -> Router {
             site::site_guard,
         ))
         .layer(middleware::from_fn(security_headers))
+        .layer(compression())
         .with_state(state)
+}
+
+/// Compresses responses the browser accepts compressed (zstd, brotli or gzip; brotli and zstd at
+/// a fast level), except archives, which are gzip already, and bodies under 1 KiB. Safe from
+/// BREACH-style attacks: no page carries a secret a cross-site request could make it reflect
+/// (the session is an HttpOnly cookie, requests are checked by Origin, not by a token in the page).
+fn compression()
+-> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    use tower_http::compression::{CompressionLayer, CompressionLevel, DefaultPredicate};
+    let predicate = DefaultPredicate::new()
+        .and(SizeAbove::new(1024))
+        .and(NotForContentType::const_new("application/gzip"));
+    CompressionLayer::new()
+        .quality(CompressionLevel::Fastest)
+        .compress_when(predicate)
 }
 
 async fn audit(context: &AppContext, event: AuditEvent) {

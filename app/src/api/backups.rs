@@ -166,6 +166,29 @@ async fn finished_view(store: &nkvm_engine::store::Store, view: &mut RunView) {
     }
 }
 
+/// The longest a change of the live inventory waits before it is pushed to the page (changes in
+/// between are pushed once).
+#[cfg(feature = "ssr")]
+const INVENTORY_PUSH: std::time::Duration = std::time::Duration::from_millis(700);
+
+/// Waits for the next published snapshot of the live inventory; true when it is complete (a
+/// snapshot still being listed is not worth a reload). Never returns once the inventory is gone.
+#[cfg(feature = "ssr")]
+async fn inventory_change(
+    receiver: &mut Option<
+        tokio::sync::watch::Receiver<std::sync::Arc<nkvm_engine::inventory::LiveSnapshot>>,
+    >,
+) -> bool {
+    let Some(live) = receiver.as_mut() else {
+        return std::future::pending().await;
+    };
+    if live.changed().await.is_err() {
+        *receiver = None;
+        return false;
+    }
+    live.borrow_and_update().ready
+}
+
 /// How often the live socket checks that its login is still valid.
 #[cfg(feature = "ssr")]
 const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -186,6 +209,15 @@ pub async fn run_updates(
     // Subscribe before the snapshot so that no event falls between the two.
     let mut events = connection.backups.subscribe();
     let mut restore_events = connection.restores.subscribe();
+    // The live inventory's changes, pushed at most once per INVENTORY_PUSH (the page then reads
+    // the inventory again). Without it (a scope error) the page still works by reloading.
+    let mut inventory = ctx
+        .live_inventory
+        .then(|| connection.live(&ctx.inventory).ok())
+        .flatten()
+        .map(nkvm_engine::inventory::LiveInventory::subscribe);
+    let mut inventory_changed = false;
+    let mut push = tokio::time::interval(INVENTORY_PUSH);
     let snapshot = runs_snapshot(&ctx, &connection).await?;
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<RunsMessage, ServerFnError>>(64);
     tokio::spawn(async move {
@@ -202,6 +234,17 @@ pub async fn run_updates(
                         continue;
                     }
                     return;
+                },
+                changed = inventory_change(&mut inventory) => {
+                    inventory_changed |= changed;
+                    continue;
+                },
+                _ = push.tick() => match inventory.as_ref() {
+                    Some(receiver) if inventory_changed => {
+                        inventory_changed = false;
+                        RunsMessage::Inventory(receiver.borrow().revision)
+                    }
+                    _ => continue,
                 },
                 incoming = input.next() => match incoming {
                     // The browser sends nothing but keeps its side open; anything else ends it.

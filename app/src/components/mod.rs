@@ -1,5 +1,6 @@
 //! Reusable components shared by the pages.
 
 pub mod alert;
+pub mod coverage;
 pub mod header;
 pub mod runs;

@@ -18,6 +18,9 @@ pub struct LiveRuns {
     pub live: RwSignal<bool>,
     /// The last finished run, for the screen-reader announcement.
     pub announcement: RwSignal<String>,
+    /// Changes each time the inventory changed on the server (a watched object, or a finished
+    /// backup's freshness): the inventory page reads it again.
+    pub inventory_changes: RwSignal<u64>,
 }
 
 impl LiveRuns {
@@ -27,6 +30,7 @@ impl LiveRuns {
             runs: RwSignal::new(Vec::new()),
             live: RwSignal::new(false),
             announcement: RwSignal::new(String::new()),
+            inventory_changes: RwSignal::new(0),
         }
     }
 
@@ -46,7 +50,12 @@ impl LiveRuns {
     pub fn apply(&self, message: RunsMessage) {
         match message {
             RunsMessage::Snapshot(views) => self.runs.set(views),
+            RunsMessage::Inventory(_revision) => self.inventory_changes.update(|n| *n += 1),
             RunsMessage::Update(view) => {
+                if view.status == "succeeded" {
+                    // Its PVC's last backup changed.
+                    self.inventory_changes.update(|n| *n += 1);
+                }
                 if is_finished(&view.status) {
                     self.announcement.set(format!(
                         "{} of {}/{} {}",

@@ -25,10 +25,15 @@ use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
 pub fn InventoryPage() -> impl IntoView {
     let query = use_query_map();
     let state = Memo::new(move |_| query.with(|q| TableState::from_query(|key| q.get(key))));
-    let inventory = Resource::new(|| (), |()| list_inventory());
+    let live = LiveRuns::new();
+    // Read again whenever the server says the inventory changed; filter, sort and page stay in the
+    // URL and the selection in `selected`, so they survive.
+    let inventory = Resource::new(
+        move || live.inventory_changes.get(),
+        |_changes| list_inventory(),
+    );
     let destinations = Resource::new(|| (), |()| list_destinations());
     let selected = RwSignal::new(BTreeSet::<String>::new());
-    let live = LiveRuns::new();
 
     view! {
         <RunsPanel live />
@@ -110,8 +115,10 @@ fn InventoryTable(
         rows,
         refused,
         scanned_at_unix,
+        stale,
     } = inventory;
     let total = rows.len();
+    let summary = crate::components::coverage::coverage(&rows);
     let (namespaces, kinds) = facets(&rows);
     let haystacks: Vec<String> = rows.iter().map(haystack).collect();
     let rows = Arc::new(rows);
@@ -334,6 +341,8 @@ fn InventoryTable(
             </p>
         </form>
         <RefusedWarning refused />
+        <StaleWarning stale />
+        <crate::components::coverage::CoverageSummary rows=summary state />
         <div class="selection-bar" role="group" aria-label="Selection">
             <button
                 type="button"
@@ -591,6 +600,27 @@ fn RefusedWarning(refused: Vec<NamespaceRefusal>) -> impl IntoView {
             <div class="warning" role="status">
                 <h2>"Some namespaces could not be read"</h2>
                 <p>"Their PVCs are missing from the table below."</p>
+                <ul>{items}</ul>
+            </div>
+        }
+    })
+}
+
+/// Warns that live updates of some kinds stopped (a failing watch being restarted), so rows that
+/// may be out of date are never mistaken for the current state.
+#[component]
+fn StaleWarning(stale: Vec<String>) -> impl IntoView {
+    (!stale.is_empty()).then(|| {
+        let items = stale
+            .into_iter()
+            .map(|line| view! { <li>{line}</li> })
+            .collect_view();
+        view! {
+            <div class="warning" role="status" data-testid="stale-warning">
+                <h2>"Live updates interrupted"</h2>
+                <p>
+                    "nkvm lost its watch on these resources and is reading them again; the table may be out of date until then."
+                </p>
                 <ul>{items}</ul>
             </div>
         }

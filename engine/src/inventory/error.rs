@@ -48,6 +48,23 @@ pub enum InventoryError {
         #[source]
         source: kube::Error,
     },
+    /// A watch of the live inventory could not list PVCs or pods at all (it is retried).
+    #[error("failed to watch {} {}: {message}", .listing.plural(), in_scope(.namespace.as_deref()))]
+    Watch {
+        listing: Listing,
+        namespace: Option<String>,
+        status: Option<u16>,
+        message: String,
+    },
+    /// The client for the live inventory's watches could not be built.
+    #[error("building the client for the inventory's watches failed: {0}")]
+    WatchClient(#[source] kube::Error),
+    /// The live inventory's first lists did not complete in time.
+    #[error(
+        "the inventory is still being read from the cluster after {}s; reload in a moment (a slow or overloaded API server, or a very large cluster)",
+        .waited.as_secs()
+    )]
+    NotReady { waited: std::time::Duration },
     /// The backup history could not be read for the freshness columns.
     #[error("reading the backup history failed: {0}")]
     History(#[source] crate::store::StoreError),
@@ -75,7 +92,7 @@ impl InventoryError {
     #[must_use]
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::List { status, .. } => *status,
+            Self::List { status, .. } | Self::Watch { status, .. } => *status,
             _ => None,
         }
     }

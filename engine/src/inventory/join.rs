@@ -5,6 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::PartialObjectMeta;
 
@@ -13,10 +15,39 @@ use crate::domain::pvc::{self, Flag, Owner, PvcRecord};
 use crate::objects::{self, name_of, namespace_of};
 use crate::owners::OwnerIndex;
 
-fn index_objects<K>(index: &mut OwnerIndex, objects: &[PartialObjectMeta<K>])
+/// What a join reads: the objects of one scope, by reference. A controller kind that is `None` was
+/// not read (its watch is not synced or is refused): references to it end the owner walk as they
+/// are, as for kinds a scan never lists.
+pub(crate) struct Sources<'a> {
+    pub pvcs: Vec<&'a PersistentVolumeClaim>,
+    pub pods: Vec<&'a Pod>,
+    pub replica_sets: Option<Vec<&'a PartialObjectMeta<ReplicaSet>>>,
+    pub jobs: Option<Vec<&'a PartialObjectMeta<Job>>>,
+    pub deployments: Option<Vec<&'a PartialObjectMeta<Deployment>>>,
+    pub cron_jobs: Option<Vec<&'a PartialObjectMeta<CronJob>>>,
+}
+
+impl<'a> Sources<'a> {
+    /// Everything a scan listed.
+    pub fn of(listed: &'a Listed) -> Self {
+        Self {
+            pvcs: listed.pvcs.iter().collect(),
+            pods: listed.pods.iter().collect(),
+            replica_sets: Some(listed.replica_sets.iter().collect()),
+            jobs: Some(listed.jobs.iter().collect()),
+            deployments: Some(listed.deployments.iter().collect()),
+            cron_jobs: Some(listed.cron_jobs.iter().collect()),
+        }
+    }
+}
+
+fn index_objects<K>(index: &mut OwnerIndex, objects: Option<&[&PartialObjectMeta<K>]>)
 where
     K: k8s_openapi::Resource,
 {
+    let Some(objects) = objects else {
+        return;
+    };
     index.mark_listed(K::API_VERSION, K::KIND);
     for object in objects {
         index.insert(
@@ -37,15 +68,20 @@ struct User<'a> {
 
 /// Joins listed objects into records sorted by namespace and name.
 pub(crate) fn build_records(listed: &Listed) -> Vec<PvcRecord> {
+    join(&Sources::of(listed))
+}
+
+/// Joins objects into records sorted by namespace and name.
+pub(crate) fn join(sources: &Sources<'_>) -> Vec<PvcRecord> {
     let mut index = OwnerIndex::new();
-    index_objects(&mut index, &listed.replica_sets);
-    index_objects(&mut index, &listed.jobs);
-    index_objects(&mut index, &listed.deployments);
-    index_objects(&mut index, &listed.cron_jobs);
+    index_objects(&mut index, sources.replica_sets.as_deref());
+    index_objects(&mut index, sources.jobs.as_deref());
+    index_objects(&mut index, sources.deployments.as_deref());
+    index_objects(&mut index, sources.cron_jobs.as_deref());
 
     // (namespace, claim) → pods that mount it; nkvm's helpers have no owner and are no consumer.
     let mut users: HashMap<(&str, String), Vec<User<'_>>> = HashMap::new();
-    for pod in &listed.pods {
+    for pod in sources.pods.iter().copied() {
         let namespace = namespace_of(&pod.metadata);
         let claims: BTreeSet<String> = objects::claims_of(pod).collect();
         if claims.is_empty() {
@@ -66,7 +102,7 @@ pub(crate) fn build_records(listed: &Listed) -> Vec<PvcRecord> {
         }
     }
 
-    let mut records: Vec<PvcRecord> = listed
+    let mut records: Vec<PvcRecord> = sources
         .pvcs
         .iter()
         .map(|pvc| {

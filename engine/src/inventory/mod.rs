@@ -1,6 +1,7 @@
 //! PVC inventory: lists PVCs, pods and controllers with a few paginated list calls per namespace scope
 //! (`list`) and joins them into one record per PVC with its consumers and owners (`join`);
-//! failures are [`InventoryError`]s (`error`).
+//! failures are [`InventoryError`]s (`error`). The web server keeps a [`LiveInventory`] instead
+//! (`live`: watches, the same join after each burst of changes); the CLI scans once.
 //!
 //! Calls per scan: one paginated LIST per kind — PersistentVolumeClaims, Pods (full objects) and
 //! ReplicaSets, Jobs, Deployments, CronJobs (metadata only, for the owner walk) — across all namespaces
@@ -19,6 +20,7 @@
 mod error;
 mod join;
 mod list;
+mod live;
 mod shared;
 
 use std::collections::BTreeSet;
@@ -33,6 +35,7 @@ pub use self::join::apply_history;
 use self::join::build_records;
 use self::list::Listed;
 use self::list::Lister;
+pub use self::live::{LiveInventory, LiveSnapshot, StaleWatch};
 pub use self::shared::{SharedResult, SharedScans};
 use crate::domain::names::check_namespace;
 pub use crate::domain::pvc::{Flag, NamespaceRefusal, PvcRecord};
@@ -217,8 +220,23 @@ pub async fn scan_with_history(
     history: HistoryJoin<'_>,
 ) -> Result<Inventory, InventoryError> {
     let mut inventory = scan(client, opts).await?;
+    add_history(client, opts, history, &mut inventory).await?;
+    Ok(inventory)
+}
+
+/// The second half of [`scan_with_history`]: fills freshness, schedule flags and verification
+/// times of an inventory already read (by a scan, or from a [`LiveInventory`] snapshot).
+///
+/// # Errors
+/// [`InventoryError::History`] when the history cannot be read.
+pub async fn add_history(
+    client: &Client,
+    opts: &InventoryOptions,
+    history: HistoryJoin<'_>,
+    inventory: &mut Inventory,
+) -> Result<(), InventoryError> {
     let Some(store) = history.store else {
-        return Ok(inventory);
+        return Ok(());
     };
     let last_success = store
         .last_success_by_uid()
@@ -230,30 +248,28 @@ pub async fn scan_with_history(
         history.stale_after,
         history.now,
     );
-    if let Some(store) = history.store {
-        let scope = match resolve_scope(opts)? {
-            Scope::AllNamespaces => None,
-            Scope::Namespaces(namespaces) => Some(namespaces),
-        };
-        crate::schedule::freshness::join(
-            client,
-            scope.as_deref(),
-            opts.request_timeout,
-            store,
-            &mut inventory.pvcs,
-            history.now,
-        )
+    let scope = match resolve_scope(opts)? {
+        Scope::AllNamespaces => None,
+        Scope::Namespaces(namespaces) => Some(namespaces),
+    };
+    crate::schedule::freshness::join(
+        client,
+        scope.as_deref(),
+        opts.request_timeout,
+        store,
+        &mut inventory.pvcs,
+        history.now,
+    )
+    .await
+    .map_err(InventoryError::History)?;
+    let verified = store
+        .last_verified_by_uid()
         .await
         .map_err(InventoryError::History)?;
-        let verified = store
-            .last_verified_by_uid()
-            .await
-            .map_err(InventoryError::History)?;
-        for record in &mut inventory.pvcs {
-            record.last_verified_at = verified.get(&record.pvc.uid).map(ToString::to_string);
-        }
+    for record in &mut inventory.pvcs {
+        record.last_verified_at = verified.get(&record.pvc.uid).map(ToString::to_string);
     }
-    Ok(inventory)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -204,9 +204,11 @@ impl Store {
             }
             let _ = tx.send(Ok(chunk)).await;
         });
+        // Fused: a consumer may poll again after the end (the response compression does).
         futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })
+        .fuse()
         .boxed()
     }
 }

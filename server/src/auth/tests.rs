@@ -125,6 +125,7 @@ pub(super) async fn server_full(
         workspace: workspace.clone(),
         inventory: nkvm_engine::inventory::InventoryOptions::default(),
         stale_after: None,
+        live_inventory: true,
         schedules: nkvm_app::ssr::ScheduleSettings::default(),
     };
     let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
@@ -630,6 +631,31 @@ async fn the_audit_export_is_streamed_in_chunks() {
     assert_eq!(text.matches("\r\n").count(), 1502);
     assert!(text.contains("ns/pvc-1499 run 1499"));
     assert!(frames >= 4, "{frames} body frames for {} bytes", text.len());
+}
+
+/// Responses are compressed for browsers that accept it, streamed ones included: the compressed
+/// audit export decodes to the whole trail (before the audit stream was fused, the compression
+/// polled it after its end and the worker panicked, cutting the download).
+#[tokio::test]
+async fn compressed_responses_decode_to_the_whole_body() {
+    use http_body_util::BodyExt as _;
+    use std::io::Read as _;
+    let server = server_with(AuthMode::Disabled, false).await;
+    let mut request = request("GET", "/audit.csv", "");
+    request.headers_mut().insert(
+        header::ACCEPT_ENCODING,
+        axum::http::HeaderValue::from_static("gzip"),
+    );
+    let response = send(&server, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    let compressed = response.into_body().collect().await.unwrap().to_bytes();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.starts_with(nkvm_engine::audit::CSV_HEADER), "{text}");
+    assert!(text.ends_with("\r\n"), "{text}");
 }
 
 /// A second login from the same browser ends the session it had (before, both stayed valid).

@@ -51,6 +51,17 @@ pub struct ServeArgs {
     )]
     pub stale_after_hours: u64,
 
+    /// How the inventory page reads the cluster: `live` keeps a watch per kind and pushes changes to
+    /// open pages (needs `watch` beside `list`); `scan` lists everything again for each page load
+    #[arg(
+        long,
+        env = "NKVM_INVENTORY_MODE",
+        value_name = "MODE",
+        value_enum,
+        default_value_t = InventoryMode::Live
+    )]
+    pub inventory_mode: InventoryMode,
+
     #[command(flatten)]
     pub tuning: BackupTuning,
 
@@ -144,6 +155,15 @@ pub struct ServeArgs {
 
 /// Environment variable holding the first admin's argon2id hash (never a password).
 pub const ADMIN_HASH_ENV: &str = "NKVM_ADMIN_PASSWORD_HASH";
+
+/// How the web server's inventory reads the cluster (`--inventory-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InventoryMode {
+    /// Watches, pushed updates.
+    Live,
+    /// One scan per page load.
+    Scan,
+}
 
 impl ServeArgs {
     /// The authentication mode from the options (with `oidc`, after discovering the provider);
@@ -351,6 +371,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         workspace: workspace.clone(),
         inventory: global.inventory_options(Vec::new()),
         stale_after: args.stale_after(),
+        live_inventory: args.inventory_mode == InventoryMode::Live,
         schedules: nkvm_app::ssr::ScheduleSettings {
             default_retention: args.ops.retention.retention(),
             destinations: destinations.iter().map(|d| d.name().to_owned()).collect(),
