@@ -5,6 +5,8 @@
 #   2. `helm template` compared object by object with `kubectl kustomize` for the same settings:
 #        defaults                                 <-> deploy/base
 #        deploy/overlays/test-cluster/helm-values.yaml <-> deploy/overlays/test-cluster
+#        deploy/helm/compare/NAME/values.yaml     <-> deploy/helm/compare/NAME (kustomization.yaml;
+#                                                     oidc: every value set away from its default)
 #      Fails on any object missing on one side or any field that differs. Ignored: Helm's own labels
 #      (app.kubernetes.io/managed-by, helm.sh/chart), the order of env entries, volumes and
 #      volumeMounts, the Namespace objects (Helm installs into a namespace created beforehand, from
@@ -116,4 +118,9 @@ PY
 
 compare defaults deploy/base
 compare test-cluster deploy/overlays/test-cluster -f "$test_values"
+# Every value away from its default, against the same settings as a kustomize overlay.
+for dir in deploy/helm/compare/*/; do
+  "$helm" lint --strict "$chart" -f "$dir/values.yaml" --namespace nkvm >&2 || status=1
+  compare "$(basename "$dir")" "$dir" -f "$dir/values.yaml"
+done
 exit "$status"
