@@ -75,6 +75,8 @@ servers_started=0
 if [[ -z "${NKVM_TEST_SERVERS_ENV:-}" ]]; then
   servers_started=1
   eval "$(end2end/servers/up | tail -n 1)"
+  [[ -n "${NKVM_TEST_SERVERS_ENV:-}" ]] ||
+    die "the test servers could not be started (end2end/servers/up's error is above); or set NKVM_TEST_SERVERS_ENV to the env file of running ones"
 fi
 # shellcheck disable=SC1090
 source "$NKVM_TEST_SERVERS_ENV"

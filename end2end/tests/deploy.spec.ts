@@ -163,10 +163,13 @@ interface RunMessage {
   bytes: number;
 }
 
-/** The run views of one message of the runs websocket (a snapshot or an update). */
+/** The run views of one message of the runs websocket (a snapshot or an update). server_fn sends
+ * each item as a binary frame: a tag byte (0: a value, 1: an error), then its JSON. */
 function runsIn(payload: string | Buffer): RunMessage[] {
+  const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  if (bytes[0] !== 0) return [];
   try {
-    const message = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+    const message = JSON.parse(bytes.subarray(1).toString('utf8'));
     if (message.Update) return [message.Update];
     if (Array.isArray(message.Snapshot)) return message.Snapshot;
   } catch {
