@@ -143,10 +143,10 @@ YAML
 
   local ns
   for ns in nkvm-deploy-e2e nkvm-deploy-other; do
-    fixture "$ns" data 8 || return 1
+    fixture "$ns" app data 8 || return 1
   done
   # Its archive is larger than any proxy buffer (random data does not compress).
-  fixture nkvm-deploy-e2e large 64 || return 1
+  fixture nkvm-deploy-e2e large large 64 || return 1
   for ns in nkvm-deploy-e2e nkvm-deploy-other; do
     "$kubectl" -n "$ns" wait deployment --all --for=condition=Available --timeout=120s >/dev/null || return 1
   done
@@ -156,13 +156,13 @@ YAML
   fi
 }
 
-# fixture NAMESPACE NAME MIB: a Deployment NAME whose PVC NAME holds a small file and MIB MiB of random
-# data; Ready once the data is written.
+# fixture NAMESPACE DEPLOYMENT PVC MIB: a Deployment whose PVC holds a small file and MIB MiB of
+# random data; Ready once the data is written.
 fixture() {
   "$kubectl" -n "$1" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: $2}
+metadata: {name: $3}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 ---
 apiVersion: apps/v1
@@ -179,10 +179,10 @@ spec:
       - name: main
         image: nkvm.local/workload:1
         imagePullPolicy: Never
-        command: ["sh", "-c", "mkdir -p /data/docs && echo hello > /data/docs/a.txt && dd if=/dev/urandom of=/data/blob bs=1M count=$3 2>/dev/null && touch /tmp/ready; exec sleep 3600"]
+        command: ["sh", "-c", "mkdir -p /data/docs && echo hello > /data/docs/a.txt && dd if=/dev/urandom of=/data/blob bs=1M count=$4 2>/dev/null && touch /tmp/ready; exec sleep 3600"]
         readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}
         volumeMounts: [{name: data, mountPath: /data}]
-      volumes: [{name: data, persistentVolumeClaim: {claimName: $2}}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: $3}}]
 YAML
 }
 
