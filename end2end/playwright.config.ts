@@ -41,6 +41,11 @@ function projects(): Project[] {
       {
         name: 'deploy',
         testMatch: /deploy\.spec\.ts/,
+        // One retry (of the serial group; the report marks it flaky): on the test cluster's node every
+        // pod start or stop adds or removes a veth with an IPv6 link-local address, and Chromium
+        // aborts navigations in flight with ERR_NETWORK_CHANGED when addresses change. A real
+        // failure fails both attempts.
+        retries: 1,
         use: { javaScriptEnabled: true, launchOptions: { executablePath, args, env } },
       },
     ];

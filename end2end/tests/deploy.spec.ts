@@ -432,8 +432,10 @@ test.describe('in-cluster deployment', () => {
     const run = await backUp(page, destination);
     await expect(run).toHaveAttribute('data-status', 'succeeded');
     const sha = (await run.locator('.sha256').textContent())!.trim();
+    // Read from the runs panel before leaving the page that has it.
+    const runId = await run.getAttribute('data-run');
     await page.goto(`/history?namespace=${namespace}&status=succeeded`);
-    const row = page.locator(`tr[data-run="${await run.getAttribute('data-run')}"]`);
+    const row = page.locator(`tr[data-run="${runId}"]`);
     await expect(row.getByTestId('destination')).toHaveText(destination!);
     await page.screenshot({ path: test.info().outputPath('deployed-offsite.png'), fullPage: true });
     // Streamed from S3 through the Ingress: hashes to what the server recorded.
