@@ -112,7 +112,7 @@ _require_rust() {
 
 # wasm-bindgen-cli at exactly the version of the wasm-bindgen crate in Cargo.lock (else it refuses the
 # module's schema), cached in $NKVM_CACHE_DIR/tools/wasm-bindgen-<version>. Installed WITHOUT --locked
-# on purpose: the CLI's own lockfile pins a crate the registry mirror lacks (docs/testing.md).
+# on purpose: the CLI's own lockfile pins a crate the registry mirror lacks (docs/dev/testing.md).
 wasm_bindgen_version() {
   awk '$0 == "name = \"wasm-bindgen\"" { found = 1; next }
        found && /^version = / { gsub(/"/, "", $3); print $3; exit }' "$NKVM_REPO/Cargo.lock"

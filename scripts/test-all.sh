@@ -32,6 +32,8 @@ step "prerequisites"
 items=(rust wasm-bindgen cargo-llvm-cov node chromium deb:python3 deb:curl)
 # The schedules' end-to-end test (server/tests/schedule_serve.rs) runs a real scraper and receiver.
 items+=(deb:prometheus deb:webhook)
+# The docs' command blocks (server/tests/docs_commands.rs) use jq, as the tutorial does.
+items+=(deb:jq)
 cluster_binaries_cached || items+=(root go:1.25)
 # Go builds the OIDC suite's provider too (cached in $NKVM_CACHE_DIR/oidc-idp-<version>).
 compgen -G "$NKVM_CACHE_DIR/oidc-idp-*/oidc-idp" >/dev/null ||
@@ -154,6 +156,7 @@ suite cluster-smoke env NKVM_CLUSTER_STATE="$(dirname "${NKVM_TEST_KUBECONFIG:-$
   end2end/cluster/smoke.sh
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+suite doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 suite rust rust_workspace_tests
 suite server rust_server_tests
 suite e2e env NKVM_E2E_JSON="$results/e2e.json" scripts/e2e.sh

@@ -86,6 +86,7 @@ mod tests {
             consumers: vec!["web-7d9c-abcde".to_owned()],
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: None,
+            last_verified_at: None,
             flags: vec![Flag::NeverBackedUp],
             labels: std::collections::BTreeMap::new(),
             annotations: std::collections::BTreeMap::new(),

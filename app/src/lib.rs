@@ -22,7 +22,7 @@ use leptos_router::{
 use crate::components::header::ClusterHeader;
 use crate::pages::{
     audit::AuditPageView, connect::ConnectPage, history::HistoryPage, inventory::InventoryPage,
-    not_found::NotFound, schedules::SchedulesPage,
+    not_found::NotFound, restore::RestorePage, schedules::SchedulesPage,
 };
 
 /// Name of the wasm-bindgen output (`pkg/nkvm.js`, `pkg/nkvm_bg.wasm`) and of the stylesheet
@@ -71,6 +71,7 @@ pub fn App() -> impl IntoView {
                     // JavaScript (out-of-order streaming would need a script to place them).
                     <Route path=path!("/") view=InventoryPage ssr=SsrMode::InOrder />
                     <Route path=path!("/history") view=HistoryPage ssr=SsrMode::InOrder />
+                    <Route path=path!("/restore/:run_id") view=RestorePage ssr=SsrMode::InOrder />
                     <Route path=path!("/connect") view=ConnectPage ssr=SsrMode::InOrder />
                     <Route path=path!("/audit") view=AuditPageView ssr=SsrMode::InOrder />
                     <Route path=path!("/schedules") view=SchedulesPage ssr=SsrMode::InOrder />

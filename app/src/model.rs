@@ -47,13 +47,17 @@ pub struct ConnectView {
     pub in_cluster_available: bool,
 }
 
-/// One backup run as the live panel shows it (a running run's latest progress, or a finished run).
+/// One run as the live panel shows it (a running backup's, restore's, verification's or drill's
+/// latest progress, or a finished one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
+    /// `backup`, `restore`, `verify` or `drill`.
+    pub kind: String,
+    /// The run's id (a backup run id, or the id of the restore, verification or drill).
     pub run_id: String,
     pub namespace: String,
     pub pvc: String,
-    /// `preflight`, `create`, `schedule`, `exec`, `stream`, `write`, `finalize`, `record`, `cleanup`.
+    /// A backup's or a restore's stage (`preflight`, …, `stream`, …, `cleanup`).
     pub stage: String,
     /// `running`, `succeeded`, `failed`, `interrupted`.
     pub status: String,
@@ -79,6 +83,7 @@ impl RunView {
     #[must_use]
     pub fn queued(run_id: String, namespace: &str, pvc: &str) -> Self {
         Self {
+            kind: "backup".to_owned(),
             run_id,
             namespace: namespace.to_owned(),
             pvc: pvc.to_owned(),
@@ -163,6 +168,76 @@ pub struct HistoryRow {
     /// Name of the destination holding the archive (`local` for runs recorded before
     /// destinations existed).
     pub destination: String,
+    /// The last verification of the archive: `verified` or `failed`, when, by whom, what it found.
+    pub verify_status: Option<String>,
+    pub verified_at: Option<String>,
+    pub verified_by: Option<String>,
+    pub verify_message: Option<String>,
+}
+
+/// A backup run as the restore page shows it, with the defaults of a new PVC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSourceView {
+    pub run_id: String,
+    pub namespace: String,
+    pub pvc: String,
+    pub finished_at: Option<String>,
+    pub bytes: Option<u64>,
+    pub source_bytes: Option<u64>,
+    pub files: Option<u64>,
+    pub sha256: Option<String>,
+    /// From the manifest, when it can be read: the PVC's capacity and storage class.
+    pub capacity: Option<String>,
+    pub storage_class: Option<String>,
+    pub verify_status: Option<String>,
+    pub verified_at: Option<String>,
+}
+
+/// What an in-place restore would do, shown before it is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InPlacePlanView {
+    pub namespace: String,
+    pub pvc: String,
+    /// Pods mounting the PVC now.
+    pub users: Vec<String>,
+    /// `Kind/name` and the replicas it has now (scaled to 0, then back).
+    pub workloads: Vec<(String, i32)>,
+    /// Why an in-place restore is refused now, if it is.
+    pub refusal: Option<String>,
+}
+
+/// A restore requested on the restore page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the form's checkboxes, sent as they are"
+)]
+pub struct RestoreForm {
+    pub run_id: String,
+    /// Restore into the backup's own PVC (else into a new one).
+    pub in_place: bool,
+    /// New PVC: its name, namespace, storage class and size (empty: the defaults).
+    pub to_pvc: String,
+    pub to_namespace: String,
+    pub storage_class: String,
+    pub size: String,
+    /// In place: replace the contents.
+    pub wipe: bool,
+    /// In place: the PVC's name, typed to confirm.
+    pub confirm: String,
+    /// Accept setuid/setgid files and symlinks leaving the volume (refused by default).
+    pub allow_setuid: bool,
+    pub allow_escaping_symlinks: bool,
+}
+
+/// A verification's result as the history page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyView {
+    pub run_id: String,
+    /// `verified` or `failed`.
+    pub status: String,
+    pub message: String,
+    pub verified_at: String,
 }
 
 /// One page of history.

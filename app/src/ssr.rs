@@ -8,7 +8,8 @@ use leptos::prelude::ServerFnError;
 use nkvm_engine::backup::ProgressEvent;
 use nkvm_engine::connection::Cluster;
 use nkvm_engine::inventory::{Inventory, InventoryOptions};
-use nkvm_engine::store::RunRecord;
+use nkvm_engine::restore::RestoreEvent;
+use nkvm_engine::store::{RestoreRecord, RunRecord};
 use nkvm_engine::workspace::{Connection, Workspace};
 
 use crate::model::{ClusterInfo, HistoryRow, InventoryView, RunView};
@@ -54,6 +55,39 @@ impl AppContext {
 /// authentication layer (the login session's token, or the proxy user's key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionId(pub String);
+
+/// Whether the login a request was made with is still valid, put into the request's extensions by
+/// the authentication layer; long-lived streams (the live websocket) check it again while they
+/// run, so that a logout or an expired session ends them.
+#[derive(Clone)]
+pub struct SessionAlive(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for SessionAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionAlive").finish_non_exhaustive()
+    }
+}
+
+impl SessionAlive {
+    /// A login that stays valid for as long as the request runs (no session to end).
+    #[must_use]
+    pub fn always() -> Self {
+        Self(Arc::new(|| true))
+    }
+
+    #[must_use]
+    pub fn check(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// The current request's [`SessionAlive`] (always alive when the server gave none).
+#[must_use]
+pub fn session_alive() -> SessionAlive {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<SessionAlive>().cloned())
+        .unwrap_or_else(SessionAlive::always)
+}
 
 /// Who is calling, put into the request's extensions by the authentication layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +184,19 @@ impl From<nkvm_engine::inventory::InventoryError> for AppError {
     }
 }
 
+impl From<Arc<nkvm_engine::inventory::InventoryError>> for AppError {
+    fn from(error: Arc<nkvm_engine::inventory::InventoryError>) -> Self {
+        use nkvm_engine::inventory::InventoryError;
+        match &*error {
+            InventoryError::History(error) => Self::internal("reading the backup history", error),
+            other => {
+                tracing::warn!(error = %other, "inventory scan failed");
+                Self::Shown(format!("Inventory scan failed: {other}"))
+            }
+        }
+    }
+}
+
 impl From<nkvm_engine::store::StoreError> for AppError {
     fn from(error: nkvm_engine::store::StoreError) -> Self {
         Self::internal("reading the history database", error)
@@ -178,6 +225,7 @@ pub fn session_connection() -> Result<(AppContext, String, Arc<Connection>), Ser
 impl From<&ProgressEvent> for RunView {
     fn from(event: &ProgressEvent) -> Self {
         Self {
+            kind: "backup".to_owned(),
             run_id: event.run_id.clone(),
             namespace: event.namespace.clone(),
             pvc: event.pvc.clone(),
@@ -208,6 +256,7 @@ impl From<RunRecord> for RunView {
     fn from(record: RunRecord) -> Self {
         let elapsed = seconds_between(&record.started_at, record.finished_at.as_deref());
         Self {
+            kind: "backup".to_owned(),
             run_id: record.run_id,
             namespace: record.namespace,
             pvc: record.pvc,
@@ -258,6 +307,66 @@ impl From<RunRecord> for HistoryRow {
             destination: record
                 .destination
                 .unwrap_or_else(|| nkvm_engine::destination::config::LOCAL.to_owned()),
+            verify_status: record
+                .verification
+                .verify_status
+                .map(|s| s.as_str().to_owned()),
+            verified_at: record.verification.verified_at,
+            verified_by: record.verification.verified_by,
+            verify_message: record.verification.verify_message,
+        }
+    }
+}
+
+impl From<&RestoreEvent> for RunView {
+    fn from(event: &RestoreEvent) -> Self {
+        Self {
+            kind: event.kind.as_str().to_owned(),
+            run_id: event.id.clone(),
+            namespace: event.namespace.clone(),
+            pvc: event.pvc.clone(),
+            stage: event.stage.as_str().to_owned(),
+            status: event.status.as_str().to_owned(),
+            bytes: event.bytes,
+            total_bytes: event.total_bytes,
+            files: event.files,
+            total_files: event.total_files,
+            rate_bytes_per_sec: event.rate_bytes_per_sec,
+            elapsed_secs: event.elapsed_secs,
+            archive_bytes: 0,
+            message: event.message.clone(),
+            history_id: None,
+            sha256: None,
+        }
+    }
+}
+
+impl From<RestoreRecord> for RunView {
+    fn from(record: RestoreRecord) -> Self {
+        let elapsed = seconds_between(&record.started_at, record.finished_at.as_deref());
+        Self {
+            kind: if record.mode == nkvm_engine::domain::RestoreMode::Drill {
+                "drill".to_owned()
+            } else {
+                "restore".to_owned()
+            },
+            run_id: record.restore_id,
+            namespace: record.target_namespace,
+            pvc: record.target_pvc,
+            stage: record
+                .stage
+                .map_or_else(|| "verify".to_owned(), |s| s.as_str().to_owned()),
+            status: record.status.as_str().to_owned(),
+            bytes: record.bytes.unwrap_or(0),
+            total_bytes: None,
+            files: record.files.unwrap_or(0),
+            total_files: None,
+            rate_bytes_per_sec: 0.0,
+            elapsed_secs: elapsed.unwrap_or(0.0),
+            archive_bytes: 0,
+            message: record.message,
+            history_id: None,
+            sha256: None,
         }
     }
 }
@@ -327,6 +436,7 @@ mod tests {
             consumers: vec!["a-1".to_owned()],
             consumer_nodes: vec!["node-1".to_owned()],
             last_success_at: Some("2025-01-01T00:00:00Z".to_owned()),
+            last_verified_at: None,
             flags: vec![Flag::StaleBackup],
             labels: std::collections::BTreeMap::new(),
             annotations: std::collections::BTreeMap::new(),

@@ -240,6 +240,7 @@ mod tests {
             consumers: vec![],
             consumer_nodes: vec![],
             last_success_at: backup.map(str::to_owned),
+            last_verified_at: None,
             flags: vec![],
             labels: std::collections::BTreeMap::new(),
             annotations: std::collections::BTreeMap::new(),

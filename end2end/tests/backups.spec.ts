@@ -23,6 +23,11 @@ function runRow(page: Page, target: string) {
   return page.getByTestId('runs-panel').locator(`tr[data-pvc="${target}"]`).first();
 }
 
+// A succeeded run in the history table (the runs panel above it has rows with the same attributes).
+function historyRow(page: Page, target: string) {
+  return page.getByTestId('history-table').locator(`tr[data-pvc="${target}"][data-status="succeeded"]`).first();
+}
+
 async function hydrated(page: Page, path: string) {
   await page.goto(path);
   await expect(page.locator('main[data-hydrated="true"]')).toHaveCount(1);
@@ -77,7 +82,7 @@ test.describe('backups', () => {
     await hydrated(page, `/history?namespace=${namespace}`);
     const sums = new Map<string, string>();
     for (const target of [big!, small!]) {
-      const row = page.locator(`tr[data-pvc="${target}"][data-status="succeeded"]`).first();
+      const row = historyRow(page, target);
       await expect(row).toBeVisible();
       const sum = (await row.getByTestId('sha256').textContent())!.trim();
       expect(sum).toMatch(/^[0-9a-f]{64}$/);
@@ -87,7 +92,7 @@ test.describe('backups', () => {
 
     // Download the small archive and its checksum file through the server; check them with the
     // system's tools.
-    const row = page.locator(`tr[data-pvc="${small}"][data-status="succeeded"]`).first();
+    const row = historyRow(page, small!);
     const [archive] = await Promise.all([
       page.waitForEvent('download'),
       row.getByTestId('download-archive').click(),
@@ -155,7 +160,8 @@ test.describe('history page', () => {
     await expect(page.getByTestId('history-empty')).toHaveText('No backup run matches.');
     await page.goto(`/history?namespace=${namespace}&status=succeeded`);
     // The hydrated project ran the backups before; both projects then see rows.
-    await expect(page.locator('tr[data-status="succeeded"]').first()).toBeVisible();
-    await expect(page.locator('tr[data-status="failed"]')).toHaveCount(0);
+    const history = page.getByTestId('history-table');
+    await expect(history.locator('tr[data-status="succeeded"]').first()).toBeVisible();
+    await expect(history.locator('tr[data-status="failed"]')).toHaveCount(0);
   });
 });

@@ -242,7 +242,7 @@ function curl(path: string, ...args: string[]): [number, string] {
 
 /** The session cookie of the page's context, as a Cookie header. */
 async function sessionCookie(page: Page): Promise<string> {
-  const cookie = (await page.context().cookies()).find((c) => c.name === 'nkvm_session');
+  const cookie = (await page.context().cookies()).find((c) => c.name === '__Host-nkvm_session');
   expect(cookie, 'the session cookie').toBeTruthy();
   return `Cookie: ${cookie!.name}=${cookie!.value}`;
 }
@@ -305,8 +305,9 @@ test.describe('in-cluster deployment', () => {
     expect(tls?.issuer).toBe('nkvm ingress test CA');
     expect(tls?.subjectName).toBe(new URL(baseURL!).hostname);
     expect(response!.headers()['strict-transport-security']).toMatch(/max-age=[1-9]\d*/);
-    const session = (await page.context().cookies()).find((c) => c.name === 'nkvm_session');
-    expect(session).toMatchObject({ secure: true, httpOnly: true, sameSite: 'Strict' });
+    // Secure, so with the __Host- prefix (no Domain, Path=/).
+    const session = (await page.context().cookies()).find((c) => c.name === '__Host-nkvm_session');
+    expect(session).toMatchObject({ secure: true, httpOnly: true, sameSite: 'Strict', path: '/' });
     // curl, with its own check against the test CA, gets there too (the cross-origin test uses it).
     const [status] = curl('/healthz');
     expect(status).toBe(200);
@@ -435,7 +436,7 @@ test.describe('in-cluster deployment', () => {
     // Read from the runs panel before leaving the page that has it.
     const runId = await run.getAttribute('data-run');
     await page.goto(`/history?namespace=${namespace}&status=succeeded`);
-    const row = page.locator(`tr[data-run="${runId}"]`);
+    const row = page.getByTestId('history-table').locator(`tr[data-run="${runId}"]`);
     await expect(row.getByTestId('destination')).toHaveText(destination!);
     await page.screenshot({ path: test.info().outputPath('deployed-offsite.png'), fullPage: true });
     // Streamed from S3 through the Ingress: hashes to what the server recorded.

@@ -50,7 +50,7 @@ test.describe('destinations', () => {
 
     // History: the newest run of the PVC went to the destination.
     await page.goto(`/history?namespace=${namespace}&pvc=${small!.split('/')[1]}&status=succeeded`);
-    const row = page.locator(`tr[data-run="${runId}"]`);
+    const row = page.getByTestId('history-table').locator(`tr[data-run="${runId}"]`);
     await expect(row.getByTestId('destination')).toHaveText(destination!);
     const sum = (await row.getByTestId('sha256').textContent())!.trim();
 

@@ -29,6 +29,13 @@ crate::text_enum! {
         BackupCancelled => "backup_cancelled",
         Download => "download",
         ConnectionChanged => "connection_changed",
+        /// A restore (into a new PVC or in place) started, or was refused.
+        RestoreStarted => "restore_started",
+        RestoreCancelled => "restore_cancelled",
+        /// A stored backup was verified (outcome: whether it passed).
+        Verify => "verify",
+        /// A restore drill started, or was refused.
+        DrillStarted => "drill_started",
         /// A request refused for lack of a role (or a login refused by the rate limiter).
         AccessDenied => "access_denied",
         /// A schedule created, paused, resumed or removed.
@@ -160,26 +167,31 @@ pub fn to_csv(records: &[AuditRecord]) -> String {
     out.push_str(CSV_HEADER);
     out.push_str("\r\n");
     for r in records {
-        let id = r.id.to_string();
-        let fields = [
-            id.as_str(),
-            r.at.as_str(),
-            r.actor.as_str(),
-            r.action.as_str(),
-            r.target.as_deref().unwrap_or(""),
-            r.outcome.as_str(),
-            r.detail.as_deref().unwrap_or(""),
-            r.source.as_deref().unwrap_or(""),
-        ];
-        for (i, field) in fields.into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_csv_field(&mut out, field);
-        }
-        out.push_str("\r\n");
+        push_csv_record(&mut out, r);
     }
     out
+}
+
+/// Appends one record as a CSV line of [`to_csv`] (with its CRLF).
+pub fn push_csv_record(out: &mut String, r: &AuditRecord) {
+    let id = r.id.to_string();
+    let fields = [
+        id.as_str(),
+        r.at.as_str(),
+        r.actor.as_str(),
+        r.action.as_str(),
+        r.target.as_deref().unwrap_or(""),
+        r.outcome.as_str(),
+        r.detail.as_deref().unwrap_or(""),
+        r.source.as_deref().unwrap_or(""),
+    ];
+    for (i, field) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(out, field);
+    }
+    out.push_str("\r\n");
 }
 
 fn push_csv_field(out: &mut String, field: &str) {

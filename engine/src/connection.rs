@@ -448,5 +448,8 @@ pub async fn connect(
     })
 }
 
+mod pasted;
+pub use pasted::{PastedPolicy, PolicyError};
+
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! nkvm engine: the shared vocabulary ([`domain`], always built, also for the browser) and, with the
-//! `runtime` feature, the cluster connection, PVC inventory, backups and history, schedules and
+//! `runtime` feature, the cluster connection, PVC inventory, backups, restores and verification, history, schedules and
 //! retention, metrics and notifications, authentication and audit used by the web app and the CLI.
 #![forbid(unsafe_code)]
 
@@ -31,6 +31,8 @@ pub mod observe;
 pub(crate) mod owners;
 #[cfg(feature = "runtime")]
 pub(crate) mod quantity;
+#[cfg(feature = "runtime")]
+pub mod restore;
 #[cfg(feature = "runtime")]
 pub mod schedule;
 #[cfg(feature = "runtime")]

@@ -6,15 +6,19 @@
 //! across network I/O). Timestamps are UTC with microsecond precision, stored as fixed-width RFC 3339
 //! text (`2026-11-28T23:18:58.123456Z`) so that text order is time order; ties order by row id.
 //!
-//! Times are stored in the form of [`crate::timestamp`]. Submodules: the private row conversions, the audit trail's queries ([`Store::record_audit`],
-//! [`Store::audit_events`]; types in [`crate::audit`]), and schedules with retention's queries
-//! (types in [`crate::schedule`]). Migrations live in `engine/migrations/`
-//! (numbered, immutable, embedded at build time; touch this file after adding one so that cargo
-//! re-embeds the directory).
+//! Times are stored in the form of [`crate::timestamp`]. Submodules: the private row conversions,
+//! the audit trail's queries ([`Store::record_audit`], [`Store::audit_events`]; types in
+//! [`crate::audit`]), schedules with retention's queries (types in [`crate::schedule`]), the
+//! verification of stored archives ([`Store::record_verification`]) and the
+//! restore history ([`Store::insert_restore`], [`Store::recent_restores`]). Migrations live in
+//! `engine/migrations/` (numbered, immutable, embedded at build time; touch this file after adding
+//! one so that cargo re-embeds the directory).
 
 mod audit;
+mod restores;
 mod row;
 mod schedules;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +30,10 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::domain::{RunStatus, Stage};
 use crate::timestamp;
+pub use restores::{NewRestore, RestoreFilter, RestoreRecord, RestoreUpdate};
 use row::{RunRow, into_records, run_columns, store_time, store_u64};
 pub use schedules::{DeclaredState, StoredSchedule};
+pub use verify::{Verification, VerificationUpdate};
 
 /// File name of the history database inside the data directory.
 pub const DATABASE_FILE: &str = "nkvm.db";
@@ -118,6 +124,9 @@ pub struct RunRecord {
     pub helper_uid: Option<String>,
     /// Identity of the cluster connection the run used.
     pub cluster: Option<String>,
+    /// The archive's last verification (migration 0004).
+    #[serde(flatten)]
+    pub verification: Verification,
     /// When retention deleted the run's archive, sidecar and manifest (RFC 3339 UTC); the row is
     /// kept for the record.
     #[serde(default)]
@@ -164,6 +173,7 @@ impl RunRecord {
             cluster: None,
             pruned_at: None,
             pruned_by: None,
+            verification: Verification::default(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The web server's cluster connections and which one each browser session uses: the connection the
 //! server started with, other contexts of its kubeconfig, the in-cluster service account, and pasted
 //! kubeconfigs (held in memory by one session only, never written anywhere). Each connection has its
-//! own [`BackupEngine`], so runs belong to the server: a reload or a second tab of the same session
-//! (or another session on the same connection) sees the same runs.
+//! own [`BackupEngine`] and [`RestoreEngine`], so runs belong to the server: a reload or a second
+//! tab of the same session (or another session on the same connection) sees the same runs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use crate::backup::{BackupEngine, BackupOptions};
 use crate::connection::{
     self, Cluster, ClusterInfo, ConnectError, ConnectOptions, ConnectionSource, Contexts,
 };
+use crate::restore::{RestoreEngine, RestoreOptions};
 use crate::store::Store;
 
 /// Sessions kept at most; the least recently seen is forgotten first.
@@ -30,6 +31,8 @@ pub struct WorkspaceOptions {
     pub backup: BackupOptions,
     /// Whether sessions may connect with a pasted kubeconfig.
     pub allow_pasted: bool,
+    /// What a pasted kubeconfig may point at.
+    pub pasted: connection::PastedPolicy,
     /// Whether the in-cluster service account may be chosen (the server runs in a pod).
     pub in_cluster_available: bool,
     /// A session unseen for this long falls back to nothing (its pasted connection is dropped).
@@ -37,11 +40,14 @@ pub struct WorkspaceOptions {
     pub max_sessions: usize,
 }
 
-/// A connected cluster and the engine that backs up its PVCs.
+/// A connected cluster and the engines that back up and restore its PVCs.
 #[derive(Debug)]
 pub struct Connection {
     pub cluster: Cluster,
     pub backups: BackupEngine,
+    pub restores: RestoreEngine,
+    /// The inventory scans of this connection in flight (one at a time, shared by its callers).
+    pub scans: crate::inventory::SharedScans,
 }
 
 impl Connection {
@@ -54,7 +60,13 @@ impl Connection {
     ) -> Result<Self, WorkspaceError> {
         let stream = stream_client(cluster.config()).map_err(WorkspaceError::StreamClient)?;
         let backups = BackupEngine::with_clients(cluster.client.clone(), stream, store, options);
-        Ok(Self { cluster, backups })
+        let restores = RestoreEngine::new(backups.clone(), RestoreOptions::default());
+        Ok(Self {
+            cluster,
+            backups,
+            restores,
+            scans: crate::inventory::SharedScans::default(),
+        })
     }
 
     pub fn info(&self) -> &ClusterInfo {
@@ -74,6 +86,14 @@ pub enum WorkspaceError {
          with --allow-pasted-kubeconfig"
     )]
     PastedDisabled,
+    #[error("{0}")]
+    PastedPolicy(#[from] connection::PolicyError),
+    /// Connecting with a pasted kubeconfig failed. One wording for every cause (refused, timed
+    /// out, TLS, 401, not Kubernetes), so that pasting is no port scanner; the cause is logged.
+    #[error(
+        "could not connect with the pasted kubeconfig: no Kubernetes API server accepted these          credentials at its address; check the address, certificate-authority-data and the          credentials (the server's log has the cause)"
+    )]
+    PastedUnreachable,
     #[error("this server does not run in a pod, so it has no service account to use")]
     InClusterUnavailable,
     #[error("this server uses its pod's service account and has no kubeconfig contexts")]
@@ -262,9 +282,13 @@ impl Workspace {
         if !self.inner.options.allow_pasted {
             return Err(WorkspaceError::PastedDisabled);
         }
-        connection::validate_pasted_kubeconfig(&text)?;
+        let kubeconfig = connection::validate_pasted_kubeconfig(&text)?;
+        self.inner.options.pasted.check(&kubeconfig)?;
         let source = ConnectionSource::KubeconfigText { text, context };
-        let connection = self.open(&source).await?;
+        let connection = self.open(&source).await.map_err(|error| {
+            tracing::warn!(%error, "connecting with a pasted kubeconfig failed");
+            WorkspaceError::PastedUnreachable
+        })?;
         Ok(self.assign(session, Arc::new(connection)))
     }
 

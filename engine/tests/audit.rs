@@ -456,7 +456,7 @@ async fn the_schema_is_migration_0002_and_survives_reopening() {
     // A row written by a newer version with an unknown action is reported, not skipped.
     sqlx::query(
         "INSERT INTO audit (at, actor, action, outcome) \
-         VALUES ('2026-11-29T00:00:00.000000Z', 'x', 'restore_started', 'success')",
+         VALUES ('2026-11-29T00:00:00.000000Z', 'x', 'teleport_started', 'success')",
     )
     .execute(&mut conn)
     .await
@@ -468,7 +468,7 @@ async fn the_schema_is_migration_0002_and_survives_reopening() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, StoreError::Corrupt { column: "audit.action", value, .. } if value == "restore_started"),
+        matches!(&err, StoreError::Corrupt { column: "audit.action", value, .. } if value == "teleport_started"),
         "{err}"
     );
 }

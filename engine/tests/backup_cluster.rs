@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::cluster::*;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,46 +26,8 @@ use nkvm_engine::backup::{
 use nkvm_engine::domain::{RunStatus, Stage};
 use nkvm_engine::store::{NewRun, RunFilter, Store};
 use serde_json::{Value, json};
-use support::cluster::{
-    Cluster, HELPER_IMAGE, bound_claim, create_claim, create_consumer, files_under, helpers_left,
-    in_namespace, random_bytes, set_mode, snapshot, unique, volume_dir,
-};
 use support::wait_for;
 
-fn engine_options(data_dir: &Path, instance: &str) -> BackupOptions {
-    BackupOptions {
-        data_dir: data_dir.to_owned(),
-        helper_image: HELPER_IMAGE.to_owned(),
-        instance: Some(instance.to_owned()),
-        schedule_timeout: Duration::from_mins(2),
-        stall_timeout: Duration::from_mins(1),
-        ..BackupOptions::default()
-    }
-}
-
-async fn engine(cluster: &Cluster, data_dir: &Path, options: BackupOptions) -> BackupEngine {
-    let store = Store::open(&data_dir.join("nkvm.db"))
-        .await
-        .expect("open store");
-    BackupEngine::with_clients(
-        cluster.client.clone(),
-        cluster.stream.clone(),
-        store,
-        options,
-    )
-}
-
-async fn backup_one(engine: &BackupEngine, ns: &str, pvc: &str) -> BackupResult {
-    let mut results = engine
-        .run_batch(
-            vec![PvcRef::new(ns, pvc)],
-            &Requester::cli(Some("backup_cluster")),
-        )
-        .await;
-    results.remove(0)
-}
-
-/// Asserts the aftermath of a failed run: the stage, no helper pod, no `.partial` file.
 async fn assert_failed_clean(
     client: &Client,
     ns: &str,
@@ -87,33 +51,7 @@ async fn assert_failed_clean(
     assert!(files_under(data, ".tar.gz").is_empty(), "archive left");
 }
 
-/// The awkward volume of the round trip.
-fn write_fixture(root: &Path) {
-    let nested = root.join("a/b/c/d");
-    std::fs::create_dir_all(&nested).unwrap();
-    std::fs::write(nested.join("deep.txt"), b"deep\n").unwrap();
-    std::fs::write(root.join("empty"), b"").unwrap();
-    std::fs::write(root.join("a/empty-too"), b"").unwrap();
-    std::fs::create_dir(root.join("empty-dir")).unwrap();
-    std::fs::write(root.join("big.bin"), random_bytes(105 * 1024 * 1024, 7)).unwrap();
-    std::fs::write(root.join("ünïcødé ✓ файл.txt"), "grüße\n").unwrap();
-    std::fs::write(root.join("spaces and\ttab"), b"x").unwrap();
-    let long = root.join("l".repeat(120)).join("n".repeat(200));
-    std::fs::create_dir_all(long.parent().unwrap()).unwrap();
-    std::fs::write(&long, b"long name").unwrap();
-    std::os::unix::fs::symlink("a/b/c/d/deep.txt", root.join("rel-link")).unwrap();
-    std::os::unix::fs::symlink("/nonexistent/absolute", root.join("dangling-abs")).unwrap();
-    std::fs::hard_link(root.join("empty"), root.join("hard-to-empty")).unwrap();
-    std::fs::write(root.join("secret"), b"0600").unwrap();
-    set_mode(&root.join("secret"), 0o600);
-    std::fs::create_dir(root.join("private")).unwrap();
-    std::fs::write(root.join("private/inside"), b"in").unwrap();
-    set_mode(&root.join("private"), 0o750);
-    std::fs::create_dir(root.join("shared-group")).unwrap();
-    set_mode(&root.join("shared-group"), 0o2775);
-    std::fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
-    set_mode(&root.join("run.sh"), 0o755);
-}
+/// Random bytes (fast, not cryptographic): incompressible test data.
 
 #[tokio::test]
 #[ignore = "needs the test cluster"]

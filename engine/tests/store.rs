@@ -190,6 +190,7 @@ async fn insert_update_and_get_round_trip() {
             cluster: None,
             pruned_at: None,
             pruned_by: None,
+            verification: nkvm_engine::store::Verification::default(),
         };
         assert_eq!(done, expected, "{name}");
     }
@@ -993,6 +994,7 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         "runs_namespace_pvc",
         "runs_destination",
         "runs_unpruned_successes",
+        "runs_pvc_uid_last_verified_at",
     ]
     .map(str::to_owned)
     .into();

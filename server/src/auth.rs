@@ -3,6 +3,7 @@
 //! audited; the OIDC routes are in [`oidc`]), and the middleware that refuses anonymous requests to
 //! everything but the health check, the login routes and the site's static files.
 
+pub mod load;
 pub mod oidc;
 
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +15,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use nkvm_app::ssr::{Caller, SessionId};
+use nkvm_app::ssr::{Caller, SessionAlive, SessionId};
 use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
 use nkvm_engine::auth::Role;
 use nkvm_engine::auth::oidc::OidcClient;
@@ -26,8 +27,13 @@ use nkvm_engine::store::Store;
 use nkvm_engine::workspace::Workspace;
 use serde::Deserialize;
 
-/// Name of the session cookie.
+/// Name of the session cookie over plain http.
 pub const SESSION_COOKIE: &str = "nkvm_session";
+
+/// Name of the session cookie when it is `Secure` (https): the `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain or a
+/// plain-http page cannot plant or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-nkvm_session";
 
 /// How callers prove who they are.
 #[derive(Debug, Clone)]
@@ -57,6 +63,10 @@ struct AuthInner {
     secure_cookie: bool,
     /// Proxies whose `X-Forwarded-For` names the client (local and OIDC logins).
     trusted_proxies: Vec<Cidr>,
+    /// Concurrent password verifications.
+    gate: load::VerifyGate,
+    /// Which rate-limit refusals are written to the audit trail.
+    refusals: load::RefusalAudit,
 }
 
 impl std::fmt::Debug for Auth {
@@ -73,6 +83,7 @@ impl Auth {
         workspace: Workspace,
         secure_cookie: bool,
         trusted_proxies: Vec<Cidr>,
+        gate: load::VerifyGate,
     ) -> Self {
         let store = workspace.store().clone();
         Self {
@@ -84,6 +95,8 @@ impl Auth {
                 workspace,
                 secure_cookie,
                 trusted_proxies,
+                gate,
+                refusals: load::RefusalAudit::new(nkvm_engine::auth::ratelimit::DEFAULT_WINDOW),
             }),
         }
     }
@@ -100,6 +113,7 @@ impl Auth {
     pub fn expire(&self, now: Instant) {
         self.inner.sessions.expire(now);
         self.inner.limiter.expire(now);
+        self.inner.refusals.expire(now);
         if let AuthMode::Oidc(client) = &self.inner.mode {
             client.expire(now);
         }
@@ -118,8 +132,23 @@ impl Auth {
         self.cookie(token.as_str(), Some(max_age))
     }
 
+    /// The session cookie's name: [`SECURE_SESSION_COOKIE`] when cookies are `Secure`.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.inner.secure_cookie {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The session token in the request's cookie (see [`token_from_cookies`]).
+    fn token(&self, headers: &HeaderMap) -> Option<String> {
+        token_from_cookies(headers, self.cookie_name())
+    }
+
     fn cookie(&self, value: &str, max_age: Option<u64>) -> Option<HeaderValue> {
-        let mut cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
+        let name = self.cookie_name();
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
         if let Some(seconds) = max_age {
             cookie.push_str(&format!("; Max-Age={seconds}"));
         }
@@ -132,7 +161,7 @@ impl Auth {
     /// Ends the session whose cookie `headers` carry, if any (audited as a logout, with `detail`),
     /// and forgets its connection choice.
     async fn end_session(&self, headers: &HeaderMap, source: &str, detail: Option<&str>) {
-        let Some(token) = token_from_cookies(headers) else {
+        let Some(token) = self.token(headers) else {
             return;
         };
         if let Some(session) = self.inner.sessions.get(&token, Instant::now()) {
@@ -150,6 +179,27 @@ impl Auth {
 
     async fn audit(&self, event: AuditEvent) {
         self.inner.store.audit(&event).await;
+    }
+
+    /// Audits a rate-limited request from `ip` as `who` with `detail` (e.g. "rate limited"), once
+    /// per address and window: a flood of refusals writes one row, which counts the refusals left
+    /// out since the address's previous row.
+    async fn audit_refusal(&self, who: &str, ip: IpAddr, detail: &str) {
+        let Some(left_out) = self.inner.refusals.admit(ip, Instant::now()) else {
+            return;
+        };
+        let detail = if left_out > 0 {
+            format!("{detail}; {left_out} more refusals from this address since its last row")
+        } else {
+            format!("{detail}; further refusals from this address are counted, not listed")
+        };
+        self.audit(
+            AuditEvent::new(who, AuditAction::AccessDenied, AuditOutcome::Denied)
+                .with_target("login")
+                .with_detail(detail)
+                .with_source(ip.to_string()),
+        )
+        .await;
     }
 }
 
@@ -173,9 +223,10 @@ pub fn cookie_value(headers: &HeaderMap, wanted: &str) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// The session token in the request's cookie, when it has the shape nkvm issues (64 hex digits).
-pub fn token_from_cookies(headers: &HeaderMap) -> Option<String> {
-    cookie_value(headers, SESSION_COOKIE)
+/// The session token in the request's cookie `name`, when it has the shape nkvm issues (64 hex
+/// digits).
+pub fn token_from_cookies(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_value(headers, name)
         .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
@@ -205,7 +256,7 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
     let source = peer.map(|p| p.to_string()).unwrap_or_default();
     match &auth.inner.mode {
         AuthMode::Disabled => {
-            let key = token_from_cookies(request.headers()).unwrap_or_default();
+            let key = auth.token(request.headers()).unwrap_or_default();
             Some((
                 Caller {
                     user: "anonymous".to_owned(),
@@ -250,7 +301,7 @@ fn identify(auth: &Auth, request: &Request, peer: Option<IpAddr>) -> Option<(Cal
             }
         }
         AuthMode::Local(_) | AuthMode::Oidc(_) => {
-            let token = token_from_cookies(request.headers())?;
+            let token = auth.token(request.headers())?;
             let session = auth.inner.sessions.get(&token, Instant::now())?;
             Some((
                 Caller {
@@ -317,6 +368,15 @@ pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: 
                 key
             };
             request.extensions_mut().insert(caller);
+            let alive = match &auth.inner.mode {
+                AuthMode::Local(_) | AuthMode::Oidc(_) => {
+                    let (sessions, token) = (auth.inner.sessions.clone(), key.clone());
+                    SessionAlive(Arc::new(move || sessions.is_alive(&token, Instant::now())))
+                }
+                // Identified again on every request; nothing to end.
+                AuthMode::Proxy(_) | AuthMode::Disabled => SessionAlive::always(),
+            };
+            request.extensions_mut().insert(alive);
             request.extensions_mut().insert(SessionId(key.clone()));
             let mut response = next.run(request).await;
             if fresh_anonymous && let Some(cookie) = auth.cookie(&key, None) {
@@ -458,6 +518,7 @@ pub struct LoginForm {
 pub async fn login(
     State(auth): State<Auth>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let users = match &auth.inner.mode {
@@ -476,20 +537,29 @@ pub async fn login(
     };
     let now = Instant::now();
     if let Err(retry) = auth.inner.limiter.check(ip, &name, now) {
-        auth.audit(
-            AuditEvent::new(&shown_name, AuditAction::AccessDenied, AuditOutcome::Denied)
-                .with_target("login")
-                .with_detail("rate limited")
-                .with_source(ip.to_string()),
-        )
-        .await;
+        auth.audit_refusal(&shown_name, ip, "rate limited").await;
         let mut response = Redirect::to("/login?error=limited").into_response();
         if let Ok(value) = HeaderValue::from_str(&retry.seconds().to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         return response;
     }
-    let verified: Option<User> = users.verify_async(&name, &form.password).await;
+    // At most a few argon2id verifications at once (each takes about 19 MiB), on the server's
+    // verification threads: the others wait in a bounded queue or are refused, so a flood of
+    // logins cannot exhaust the memory.
+    let verified: Result<Option<User>, load::Busy> = {
+        let (users, name, password) = (users.clone(), name.clone(), form.password);
+        auth.inner
+            .gate
+            .run(move |memory| users.verify_with(&name, &password, memory))
+            .await
+    };
+    let Ok(verified) = verified else {
+        auth.inner.limiter.release(ip, &name);
+        auth.audit_refusal(&shown_name, ip, "too many logins in progress")
+            .await;
+        return busy();
+    };
     let Some(user) = verified else {
         auth.inner.limiter.record_failure(ip, &name, Instant::now());
         auth.audit(
@@ -504,6 +574,9 @@ pub async fn login(
         return Redirect::to(&target).into_response();
     };
     auth.inner.limiter.record_success(ip, &name);
+    // A new login replaces the session this browser still had: the old token opens nothing more.
+    auth.end_session(&headers, &ip.to_string(), Some("replaced by a new login"))
+        .await;
     let Some(cookie) = auth.start_session(&user) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -516,6 +589,19 @@ pub async fn login(
     tracing::info!(user = %user.name, role = %user.role, "login");
     let mut response = Redirect::to(&next).into_response();
     response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// 503 with `Retry-After` for a login refused because too many are being verified.
+fn busy() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many logins in progress; try again in a few seconds.",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
 

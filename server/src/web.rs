@@ -18,6 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::TryStreamExt as _;
 use leptos::config::{Env, LeptosOptions};
 use leptos::prelude::provide_context;
 use leptos_axum::{
@@ -29,8 +30,12 @@ use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
 use nkvm_engine::auth::Role;
 
 use crate::auth::{self, Auth};
+
+pub mod site;
+
 use nkvm_app::{App, OUTPUT_NAME, shell};
 use nkvm_engine::download::{self, DownloadKind};
+pub use site::{AllowedHosts, SitePolicy};
 
 /// Environment variable naming the site directory (the one holding `pkg/`).
 pub const SITE_ROOT_ENV: &str = "LEPTOS_SITE_ROOT";
@@ -46,6 +51,8 @@ pub struct WebState {
     pub auth: Auth,
     /// `/metrics` and who may read it.
     pub ops: crate::ops::Ops,
+    /// The host names and scheme this server answers to.
+    pub site: SitePolicy,
 }
 
 impl FromRef<WebState> for Auth {
@@ -69,6 +76,7 @@ pub async fn serve(
     context: AppContext,
     auth: Auth,
     ops: crate::ops::Ops,
+    site: SitePolicy,
 ) -> anyhow::Result<()> {
     let site_root = site_root();
     let wasm = site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm"));
@@ -83,6 +91,7 @@ pub async fn serve(
         leptos_options: leptos_options(listen, &site_root),
         auth,
         ops,
+        site,
     };
     let app = router(state);
 
@@ -158,7 +167,10 @@ pub fn router(state: WebState) -> Router {
             state.auth.clone(),
             auth::client_address,
         ))
-        .layer(middleware::from_fn(same_origin_guard))
+        .layer(middleware::from_fn_with_state(
+            state.site.clone(),
+            site::site_guard,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -194,23 +206,6 @@ async fn audit_csv(
         )
             .into_response();
     }
-    let records = match state
-        .context
-        .workspace
-        .store()
-        .audit_events(&nkvm_engine::audit::AuditFilter::default())
-        .await
-    {
-        Ok(records) => records,
-        Err(error) => {
-            tracing::error!(%error, "reading the audit trail failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "reading the audit trail failed",
-            )
-                .into_response();
-        }
-    };
     audit(
         &state.context,
         AuditEvent::new(&caller.user, AuditAction::Download, AuditOutcome::Success)
@@ -218,7 +213,15 @@ async fn audit_csv(
             .with_source(caller.source.clone()),
     )
     .await;
-    let mut response = nkvm_engine::audit::to_csv(&records).into_response();
+    // Streamed from the database in chunks: the trail is never held in memory as a whole. A
+    // database failure midway ends the body early (the client sees a truncated download).
+    let chunks = state
+        .context
+        .workspace
+        .store()
+        .audit_csv_stream()
+        .inspect_err(|error| tracing::error!(%error, "reading the audit trail failed"));
+    let mut response = Body::from_stream(chunks).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -273,75 +276,6 @@ async fn security_headers(mut request: Request, next: Next) -> Response {
         HeaderValue::from_static("same-origin"),
     );
     response
-}
-
-/// Whether a request can change state or open a channel: anything but GET/HEAD/OPTIONS, and any
-/// websocket upgrade.
-fn is_state_changing(request: &Request) -> bool {
-    let method = request.method();
-    let safe = method == axum::http::Method::GET
-        || method == axum::http::Method::HEAD
-        || method == axum::http::Method::OPTIONS;
-    !safe
-        || request
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-}
-
-/// The `host[:port]` of an `Origin` header value (`scheme://host[:port]`), lowercase.
-fn origin_authority(origin: &str) -> Option<String> {
-    let (scheme, rest) = origin.split_once("://")?;
-    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
-        return None;
-    }
-    Some(rest.to_ascii_lowercase())
-}
-
-/// Why a state-changing request is refused as cross-site, if it is.
-fn cross_origin_refusal(request: &Request) -> Option<&'static str> {
-    if !is_state_changing(request) {
-        return None;
-    }
-    let Some(origin) = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Some("the request has no Origin header");
-    };
-    let Some(origin) = origin_authority(origin) else {
-        return Some("the Origin header is not an http(s) origin");
-    };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_ascii_lowercase);
-    if host.as_deref() == Some(origin.as_str()) {
-        None
-    } else {
-        Some("the Origin does not match the Host")
-    }
-}
-
-/// CSRF defence: every state-changing request (server-function POSTs, forms, websocket upgrades)
-/// must come from a page of this origin, as browsers state in `Origin`.
-async fn same_origin_guard(request: Request, next: Next) -> Response {
-    if let Some(reason) = cross_origin_refusal(&request) {
-        tracing::warn!(
-            method = %request.method(),
-            path = %request.uri().path(),
-            reason,
-            "cross-origin request refused"
-        );
-        return (
-            StatusCode::FORBIDDEN,
-            format!("cross-origin request refused: {reason}"),
-        )
-            .into_response();
-    }
-    next.run(request).await
 }
 
 /// `GET /download/{id}/{archive|sha256|manifest}`: streams a file of history row `id` from the
@@ -496,80 +430,6 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(method: &str, headers: &[(&str, &str)]) -> Request {
-        let mut builder = axum::http::Request::builder().method(method).uri("/api/x");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        builder.body(Body::empty()).unwrap()
-    }
-
-    #[test]
-    fn safe_requests_need_no_origin() {
-        assert_eq!(cross_origin_refusal(&request("GET", &[])), None);
-        assert_eq!(
-            cross_origin_refusal(&request("HEAD", &[("host", "a")])),
-            None
-        );
-    }
-
-    #[test]
-    fn state_changing_requests_must_be_same_origin() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-        let same = [
-            ("host", "nkvm.example:8443"),
-            ("origin", "https://NKVM.example:8443"),
-        ];
-        assert_eq!(cross_origin_refusal(&request("POST", &same)), None);
-        let cases: [Case; 5] = [
-            (
-                "POST",
-                &[("host", "nkvm.example")],
-                "the request has no Origin header",
-            ),
-            (
-                "POST",
-                &[("host", "nkvm.example"), ("origin", "https://evil.example")],
-                "the Origin does not match the Host",
-            ),
-            (
-                "DELETE",
-                &[("host", "nkvm.example"), ("origin", "null")],
-                "the Origin header is not an http(s) origin",
-            ),
-            (
-                "POST",
-                &[
-                    ("host", "nkvm.example"),
-                    ("origin", "https://nkvm.example.evil.example"),
-                ],
-                "the Origin does not match the Host",
-            ),
-            (
-                "GET",
-                &[
-                    ("host", "nkvm.example"),
-                    ("origin", "http://evil.example"),
-                    ("upgrade", "websocket"),
-                ],
-                "the Origin does not match the Host",
-            ),
-        ];
-        for (method, headers, reason) in cases {
-            assert_eq!(
-                cross_origin_refusal(&request(method, headers)),
-                Some(reason),
-                "{method} {headers:?}"
-            );
-        }
-        let upgrade = [
-            ("host", "nkvm.example"),
-            ("origin", "http://nkvm.example"),
-            ("upgrade", "WebSocket"),
-        ];
-        assert_eq!(cross_origin_refusal(&request("GET", &upgrade)), None);
-    }
 
     #[test]
     fn csp_allows_only_this_origin_and_the_nonce() {

@@ -16,7 +16,7 @@ use kube::{
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use support::{
-    NamespaceGuard, client, create_claim, fixture_namespace, from_json, kubeconfig_path,
+    NamespaceGuard, client, create_claim, fixture_namespace, from_json, kubeconfig_path, nkvm,
 };
 
 mod support;
@@ -72,18 +72,6 @@ const HISTORY_FIELDS: &[&str] = &[
     "sha256",
     "artifact",
 ];
-
-fn nkvm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nkvm"))
-        .args(["--kubeconfig", &kubeconfig_path()])
-        .args(args)
-        .env_remove("NKVM_IN_CLUSTER")
-        .env_remove("NKVM_CONTEXT")
-        .env_remove("NKVM_DATA_DIR")
-        .env_remove("NKVM_HELPER_IMAGE")
-        .output()
-        .expect("run nkvm")
-}
 
 /// `nkvm` with a data directory of the test's own and the test cluster's helper image.
 fn nkvm_with_data(data_dir: &Path, args: &[&str]) -> std::process::Output {

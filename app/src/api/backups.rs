@@ -1,6 +1,7 @@
 //! Backup server functions: start a batch from the inventory selection, cancel a run, the current
-//! runs (for the server-rendered panel) and the websocket that streams their progress. Runs belong
-//! to the server's engine, not to a socket: a reload or a second tab reattaches to them.
+//! runs (for the server-rendered panel) and the websocket that streams their progress — backups,
+//! restores, verifications and drills alike. Runs belong to the server's engines, not to a
+//! socket: a reload or a second tab reattaches to them.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
@@ -123,6 +124,23 @@ async fn runs_snapshot(
             views.push(RunView::from(record));
         }
     }
+    views.extend(connection.restores.active().iter().map(RunView::from));
+    let restores = ctx
+        .workspace
+        .store()
+        .recent_restores(&nkvm_engine::store::RestoreFilter {
+            since: Some(hour_ago),
+            namespaces: ctx.allowlist().map(<[String]>::to_vec),
+            limit: 100,
+            ..nkvm_engine::store::RestoreFilter::default()
+        })
+        .await
+        .map_err(|error| crate::ssr::AppError::internal("reading the restore history", error))?;
+    for record in restores {
+        if record.status.is_finished() && !views.iter().any(|v| v.run_id == record.restore_id) {
+            views.push(RunView::from(record));
+        }
+    }
     Ok(views)
 }
 
@@ -148,8 +166,13 @@ async fn finished_view(store: &nkvm_engine::store::Store, view: &mut RunView) {
     }
 }
 
+/// How often the live socket checks that its login is still valid.
+#[cfg(feature = "ssr")]
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Streams the session's runs: a snapshot, then every progress event (a new snapshot after the
-/// socket fell behind). Ends when the browser closes the socket; the runs go on.
+/// socket fell behind). Ends when the browser closes the socket, or within two seconds after its
+/// login ended (logout, expiry, a new login); the runs go on.
 #[server(protocol = Websocket<JsonEncoding, JsonEncoding>, endpoint = "backups/updates")]
 pub async fn run_updates(
     input: BoxedStream<String, ServerFnError>,
@@ -159,8 +182,10 @@ pub async fn run_updates(
 
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the backups panel").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
+    let alive = crate::ssr::session_alive();
     // Subscribe before the snapshot so that no event falls between the two.
     let mut events = connection.backups.subscribe();
+    let mut restore_events = connection.restores.subscribe();
     let snapshot = runs_snapshot(&ctx, &connection).await?;
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<RunsMessage, ServerFnError>>(64);
     tokio::spawn(async move {
@@ -168,8 +193,16 @@ pub async fn run_updates(
         if tx.send(Ok(RunsMessage::Snapshot(snapshot))).await.is_err() {
             return;
         }
+        let mut recheck = tokio::time::interval(SESSION_RECHECK);
         loop {
             let message = tokio::select! {
+                // The login this socket was opened with: after a logout or expiry, it ends.
+                _ = recheck.tick() => {
+                    if alive.check() {
+                        continue;
+                    }
+                    return;
+                },
                 incoming = input.next() => match incoming {
                     // The browser sends nothing but keeps its side open; anything else ends it.
                     Some(Ok(_)) => continue,
@@ -182,6 +215,20 @@ pub async fn run_updates(
                             continue;
                         }
                         finished_view(ctx.workspace.store(), &mut view).await;
+                        RunsMessage::Update(Box::new(view))
+                    }
+                    Err(RecvError::Lagged(_)) => match runs_snapshot(&ctx, &connection).await {
+                        Ok(views) => RunsMessage::Snapshot(views),
+                        Err(_) => continue,
+                    },
+                    Err(RecvError::Closed) => return,
+                },
+                event = restore_events.recv() => match event {
+                    Ok(event) => {
+                        let view = RunView::from(&event);
+                        if !ctx.namespace_allowed(&view.namespace) {
+                            continue;
+                        }
                         RunsMessage::Update(Box::new(view))
                     }
                     Err(RecvError::Lagged(_)) => match runs_snapshot(&ctx, &connection).await {

@@ -1,5 +1,6 @@
-//! `list_inventory`: one inventory scan of the session's cluster, with each PVC's last successful
-//! backup from the history, for the inventory page.
+//! `list_inventory`: one inventory scan of the session's cluster (shared with the other viewers of
+//! that connection asking at the same time), with each PVC's last successful backup from the
+//! history, for the inventory page.
 
 use leptos::prelude::*;
 
@@ -12,18 +13,19 @@ use crate::model::InventoryView;
 pub async fn list_inventory() -> Result<InventoryView, ServerFnError> {
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the inventory").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
-    let history = nkvm_engine::inventory::HistoryJoin {
-        store: Some(ctx.workspace.store()),
-        stale_after: ctx.stale_after,
-        now: jiff::Timestamp::now(),
-    };
-    let inventory = nkvm_engine::inventory::scan_with_history(
-        &connection.cluster.client,
-        &ctx.inventory,
-        history,
-    )
-    .await
-    .map_err(crate::ssr::AppError::from)?;
+    // Joins the scan of this connection already running, if any (one cluster-wide scan at a time
+    // however many pages ask).
+    let inventory = connection
+        .scans
+        .scan(
+            &connection.cluster.client,
+            &ctx.inventory,
+            ctx.workspace.store(),
+            ctx.stale_after,
+        )
+        .await
+        .map_err(crate::ssr::AppError::from)?;
+    let inventory = std::sync::Arc::unwrap_or_clone(inventory);
     Ok(crate::ssr::inventory_view(
         inventory,
         crate::ssr::unix_now(),

@@ -9,6 +9,7 @@ mod connect;
 mod destinations;
 mod history;
 mod list_inventory;
+mod restores;
 mod schedules;
 mod session;
 
@@ -19,6 +20,7 @@ pub use connect::*;
 pub use destinations::*;
 pub use history::*;
 pub use list_inventory::*;
+pub use restores::*;
 pub use schedules::*;
 pub use session::*;
 

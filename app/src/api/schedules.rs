@@ -18,19 +18,17 @@ pub async fn list_schedules() -> Result<SchedulesView, ServerFnError> {
     let connection = ctx.workspace.default_connection();
     let now = jiff::Timestamp::now();
     let store = ctx.workspace.store();
-    let history = nkvm_engine::inventory::HistoryJoin {
-        store: Some(store),
-        stale_after: None,
-        now,
-    };
-    let scanned = nkvm_engine::inventory::scan_with_history(
-        &connection.cluster.client,
-        &ctx.inventory,
-        history,
-    )
-    .await;
+    let scanned = connection
+        .scans
+        .scan(
+            &connection.cluster.client,
+            &ctx.inventory,
+            ctx.workspace.store(),
+            None,
+        )
+        .await;
     let (records, scan_error) = match scanned {
-        Ok(inventory) => (inventory.pvcs, None),
+        Ok(inventory) => (std::sync::Arc::unwrap_or_clone(inventory).pvcs, None),
         Err(error) => (Vec::new(), Some(error.to_string())),
     };
     let (namespaces, namespaces_unread) = if scan_error.is_none() {

@@ -1,10 +1,11 @@
-//! The live backup panel: one row per run (running, queued, recently finished) with stage, progress,
-//! rate, ETA and result. The server renders the current runs; once hydrated, the panel follows the
-//! runs websocket (reconnecting when it drops) and offers cancel and downloads.
+//! The live runs panel: one row per backup, restore, verification or drill (running, queued,
+//! recently finished) with stage, progress, rate, ETA and result. The server renders the current
+//! runs; once hydrated, the panel follows the runs websocket (reconnecting when it drops) and
+//! offers cancel and downloads.
 
 use leptos::prelude::*;
 
-use crate::api::{cancel_backup, list_runs, user_message};
+use crate::api::{cancel_backup, cancel_restore, list_runs, user_message};
 use crate::format::{format_bytes, format_duration, percent_done, progress_label};
 use crate::model::{RunView, RunsMessage};
 
@@ -48,8 +49,11 @@ impl LiveRuns {
             RunsMessage::Update(view) => {
                 if is_finished(&view.status) {
                     self.announcement.set(format!(
-                        "Backup of {}/{} {}",
-                        view.namespace, view.pvc, view.status
+                        "{} of {}/{} {}",
+                        kind_label(&view.kind),
+                        view.namespace,
+                        view.pvc,
+                        view.status
                     ));
                 }
                 self.runs.update(|runs| upsert(runs, *view));
@@ -61,6 +65,17 @@ impl LiveRuns {
 impl Default for LiveRuns {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The word for a run's kind: `Backup`, `Restore`, `Verification`, `Drill`.
+#[must_use]
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "restore" => "Restore",
+        "verify" => "Verification",
+        "drill" => "Drill",
+        _ => "Backup",
     }
 }
 
@@ -119,7 +134,14 @@ async fn sleep_ms(ms: u64) {
 
 /// The panel. Renders nothing but its heading and an empty note when there is no run.
 #[component]
-pub fn RunsPanel(live: LiveRuns) -> impl IntoView {
+pub fn RunsPanel(
+    live: LiveRuns,
+    /// The note shown when there is no run.
+    #[prop(optional)]
+    empty: Option<&'static str>,
+) -> impl IntoView {
+    let empty =
+        empty.unwrap_or("No backup is running. Select PVCs below and choose “Back up selected”.");
     let initial = Resource::new(|| (), |()| list_runs());
     #[cfg(feature = "hydrate")]
     Effect::new(move |started: Option<()>| {
@@ -129,7 +151,7 @@ pub fn RunsPanel(live: LiveRuns) -> impl IntoView {
     });
     view! {
         <section class="runs" aria-labelledby="runs-heading" data-testid="runs-panel">
-            <h2 id="runs-heading">"Backups"</h2>
+            <h2 id="runs-heading">"Backups and restores"</h2>
             <p class="visually-hidden" role="status" aria-live="polite">
                 {move || live.announcement.get()}
             </p>
@@ -140,7 +162,7 @@ pub fn RunsPanel(live: LiveRuns) -> impl IntoView {
                             let rows = Signal::derive(move || {
                                 if live.live.get() { live.runs.get() } else { first.clone() }
                             });
-                            view! { <RunsTable rows /> }.into_any()
+                            view! { <RunsTable rows empty /> }.into_any()
                         }
                         Err(error) => {
                             view! {
@@ -159,14 +181,16 @@ pub fn RunsPanel(live: LiveRuns) -> impl IntoView {
 }
 
 #[component]
-fn RunsTable(rows: Signal<Vec<RunView>>) -> impl IntoView {
+fn RunsTable(rows: Signal<Vec<RunView>>, empty: &'static str) -> impl IntoView {
     view! {
         <p class="empty" hidden=move || !rows.with(Vec::is_empty)>
-            "No backup is running. Select PVCs below and choose “Back up selected”."
+            {empty}
         </p>
         <div class="table-scroll" hidden=move || rows.with(Vec::is_empty)>
             <table class="data-table runs-table">
-                <caption class="visually-hidden">"Backups running now and finished in the last hour"</caption>
+                <caption class="visually-hidden">
+                    "Backups, restores, verifications and drills running now and finished in the last hour"
+                </caption>
                 <thead>
                     <tr>
                         <th scope="col">"PVC"</th>
@@ -204,15 +228,17 @@ fn RunsTable(rows: Signal<Vec<RunView>>) -> impl IntoView {
 fn RunRow(run: RunView) -> impl IntoView {
     let target = format!("{}/{}", run.namespace, run.pvc);
     let finished = is_finished(&run.status);
+    let is_backup = run.kind == "backup";
     let progress = if finished {
-        if run.status == "succeeded" {
-            format!(
+        match (run.status.as_str(), run.kind.as_str()) {
+            ("succeeded", "backup") => format!(
                 "{} read, archive {}",
                 format_bytes(run.bytes),
                 format_bytes(run.archive_bytes)
-            )
-        } else {
-            String::new()
+            ),
+            ("succeeded", "verify") => format!("{} checked", format_bytes(run.bytes)),
+            ("succeeded", _) => format!("{} restored", format_bytes(run.bytes)),
+            _ => String::new(),
         }
     } else {
         progress_label(run.bytes, run.total_bytes, run.rate_bytes_per_sec)
@@ -232,7 +258,7 @@ fn RunRow(run: RunView) -> impl IntoView {
     let message = run.message.clone().unwrap_or_default();
     let actions = if finished {
         match run.history_id {
-            Some(id) if run.status == "succeeded" => view! {
+            Some(id) if run.status == "succeeded" && is_backup => view! {
                 <a href=format!("/download/{id}/archive") download="">"Archive"</a>
                 " "
                 <a href=format!("/download/{id}/sha256") download="">"sha256"</a>
@@ -242,7 +268,10 @@ fn RunRow(run: RunView) -> impl IntoView {
         }
     } else {
         let run_id = run.run_id.clone();
-        let label = format!("Cancel the backup of {target}");
+        let label = format!(
+            "Cancel the {} of {target}",
+            kind_label(&run.kind).to_lowercase()
+        );
         let (pending, set_pending) = signal(false);
         view! {
             <button
@@ -254,7 +283,11 @@ fn RunRow(run: RunView) -> impl IntoView {
                     set_pending.set(true);
                     let run_id = run_id.clone();
                     leptos::task::spawn_local(async move {
-                        let _ = cancel_backup(run_id).await;
+                        let _ = if is_backup {
+                            cancel_backup(run_id).await
+                        } else {
+                            cancel_restore(run_id).await
+                        };
                     });
                 }
             >
@@ -264,9 +297,12 @@ fn RunRow(run: RunView) -> impl IntoView {
         .into_any()
     };
     let (row_target, row_id, row_status) = (target.clone(), run.run_id.clone(), run.status.clone());
+    let kind = (!is_backup).then(|| {
+        view! { <span class="kind">{kind_label(&run.kind)}</span> " " }
+    });
     view! {
-        <tr data-run=row_id data-pvc=row_target data-status=row_status>
-            <th scope="row">{target}</th>
+        <tr data-run=row_id data-pvc=row_target data-status=row_status data-kind=run.kind.clone()>
+            <th scope="row">{kind}{target}</th>
             <td>
                 <span class=status_class>{run.status.clone()}</span>
             </td>

@@ -1,12 +1,15 @@
 //! The history page: backup runs newest first with filters (namespace, PVC, status, date range) and
 //! pagination, all in the URL (a plain GET form, so it works without JavaScript), with size,
-//! duration, sha256, the destination holding the archive and downloads of each archive and its
-//! checksum through the server (streamed from that destination).
+//! duration, sha256, the destination holding the archive, the last verification and downloads of
+//! each archive and its checksum through the server (streamed from that destination); each
+//! successful backup can be verified (once hydrated) or restored (its restore page), and the runs
+//! panel above follows verifications and restores live.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{list_history, user_message};
+use crate::api::{list_history, user_message, verify_backup};
+use crate::components::runs::{LiveRuns, RunsPanel};
 use crate::format::{format_bytes, format_duration};
 use crate::model::{HistoryPage, HistoryQuery, HistoryRow};
 use crate::table::encode_component;
@@ -66,7 +69,12 @@ pub fn HistoryPage() -> impl IntoView {
         })
         .collect_view();
 
+    let live = LiveRuns::new();
     view! {
+        <RunsPanel
+            live
+            empty="No backup, restore or verification is running. Verify or restore a backup below."
+        />
         <section class="history" aria-labelledby="history-heading">
             <h1 id="history-heading">"Backup history"</h1>
             <form class="toolbar" method="get" action="/history" aria-label="Filter the history">
@@ -161,7 +169,7 @@ fn HistoryTable(page: HistoryPage, query: HistoryQuery) -> impl IntoView {
     view! {
         <p class="count" data-testid="history-count">{format!("Runs {first}–{last}")}</p>
         <div class="table-scroll">
-            <table class="data-table history-table">
+            <table class="data-table history-table" data-testid="history-table">
                 <caption class="visually-hidden">"Backup runs, newest first"</caption>
                 <thead>
                     <tr>
@@ -174,6 +182,7 @@ fn HistoryTable(page: HistoryPage, query: HistoryQuery) -> impl IntoView {
                         <th scope="col">"Files"</th>
                         <th scope="col">"sha256"</th>
                         <th scope="col">"Destination"</th>
+                        <th scope="col">"Verified"</th>
                         <th scope="col">"Archive"</th>
                     </tr>
                 </thead>
@@ -237,6 +246,44 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
         }
         _ => "—".into_any(),
     };
+    let verified = verification_cell(&row);
+    let restorable = row.status == "succeeded";
+    let run_id = row.run_id.clone();
+    let (verifying, set_verifying) = signal(false);
+    let (verify_result, set_verify_result) = signal(None::<Result<String, String>>);
+    let verify_label = format!("Verify the backup of {target} started {started}");
+    let restore_label = format!("Restore the backup of {target} started {started}");
+    let restore_href = format!("/restore/{}", row.run_id);
+    let restore_actions = restorable.then(move || {
+        view! {
+            <button
+                type="button"
+                class="verify"
+                aria-label=verify_label
+                disabled=move || verifying.get()
+                on:click=move |_| {
+                    set_verifying.set(true);
+                    set_verify_result.set(None);
+                    let run_id = run_id.clone();
+                    leptos::task::spawn_local(async move {
+                        let result = match verify_backup(run_id).await {
+                            Ok(view) => Ok(format!("{}: {}", view.status, view.message)),
+                            Err(error) => Err(user_message(&error)),
+                        };
+                        set_verify_result.set(Some(result));
+                        set_verifying.set(false);
+                    });
+                }
+            >
+                {move || if verifying.get() { "Verifying…" } else { "Verify" }}
+            </button>
+            " "
+            <a href=restore_href aria-label=restore_label data-testid="restore-link">
+                "Restore…"
+            </a>
+        }
+        .into_any()
+    });
     let (row_target, row_id, row_status) = (target.clone(), row.run_id.clone(), row.status.clone());
     view! {
         <tr data-run=row_id data-pvc=row_target data-status=row_status>
@@ -266,8 +313,46 @@ fn HistoryRowView(row: HistoryRow) -> impl IntoView {
                     })}
             </td>
             <td data-testid="destination">{row.destination.clone()}</td>
-            <td class="actions">{downloads}</td>
+            <td class="verified" data-testid="verified">
+                {verified}
+                {move || {
+                    verify_result
+                        .get()
+                        .map(|result| match result {
+                            Ok(text) => view! { <p class="verify-result" role="status">{text}</p> }.into_any(),
+                            Err(text) => view! { <p class="error" role="alert">{text}</p> }.into_any(),
+                        })
+                }}
+            </td>
+            <td class="actions">{downloads} {restore_actions}</td>
         </tr>
+    }
+    .into_any()
+}
+
+/// The last verification of a backup: `verified 2026-11-29 10:00 by web:op`, `FAILED …` with what
+/// was found, or `—`.
+fn verification_cell(row: &HistoryRow) -> impl IntoView + use<> {
+    let when = row
+        .verified_at
+        .as_deref()
+        .map(|t| t.replace('T', " ").get(..16).unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let by = row.verified_by.clone().unwrap_or_default();
+    match row.verify_status.as_deref() {
+        Some("verified") => view! {
+            <span class="status status-succeeded" title=row.verify_message.clone()>
+                "verified"
+            </span>
+            <p class="detail">{format!("{when} by {by}")}</p>
+        }
+        .into_any(),
+        Some(status) => view! {
+            <span class="status status-failed">{status.to_owned()}</span>
+            <p class="detail">{format!("{when} by {by}: {}", row.verify_message.clone().unwrap_or_default())}</p>
+        }
+        .into_any(),
+        None => "—".into_any(),
     }
 }
 

@@ -482,6 +482,10 @@ fn InventoryRow(
 ) -> impl IntoView {
     let capacity = format_capacity(row.pvc.capacity.as_deref(), row.pvc.capacity_bytes);
     let last_backup = last_backup_label(row.last_success_at.as_deref(), scanned_at_unix);
+    let last_verified = row.last_verified_at.as_deref().map(|at| {
+        let label = format!("verified {}", last_backup_label(Some(at), scanned_at_unix));
+        view! { <span class="detail verified" title=at.to_owned()>{label}</span> }
+    });
     let storage_class = row.pvc.storage_class.unwrap_or_else(|| "—".to_owned());
     let phase_class = format!("phase phase-{}", row.pvc.phase.to_lowercase());
     let access_modes = row
@@ -555,7 +559,7 @@ fn InventoryRow(
                 <span class="owner-name">{row.owner_name}</span>
             </td>
             <td>{consumers}</td>
-            <td>{last_backup}</td>
+            <td>{last_backup} {last_verified}</td>
             <td>
                 <ul class="flags">{flags}</ul>
             </td>

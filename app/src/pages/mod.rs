@@ -5,4 +5,5 @@ pub mod connect;
 pub mod history;
 pub mod inventory;
 pub mod not_found;
+pub mod restore;
 pub mod schedules;

@@ -28,8 +28,8 @@ pub use proxy::{Cidr, CidrError, ProxyConfig, ProxyError};
 pub use ratelimit::{LimiterOptions, LoginLimiter, RetryAfter};
 pub use sessions::{Session, SessionOptions, SessionStore, Token};
 pub use users::{
-    HashParams, HashProblem, PasswordError, User, Users, UsersError, check_hash, hash_password,
-    is_valid_name,
+    HashParams, HashProblem, PasswordError, User, Users, UsersError, VerifyMemory, check_hash,
+    hash_password, is_valid_name,
 };
 
 crate::text_enum! {

@@ -1,11 +1,18 @@
-//! Login rate limiting: at most N failed logins per sliding window, counted separately per client
-//! address and per user name, with bounded memory. Times are passed in (`now`) for tests.
+//! Login throttling that slows guessing without letting anyone lock out a named user: failures
+//! are counted per (client address, user name) pair, with delays that double after the first few;
+//! and per client address across all names, with a larger cap (one address spraying many names, or
+//! flushing its own pair counters with random names). Nothing is counted per name alone, so junk
+//! attempts from one address never refuse the right password from another. Memory is bounded.
+//! Times are passed in (`now`) for tests.
+//!
+//! Names that are not configured users are counted exactly like real ones (a different answer would
+//! tell which names exist); names that cannot be user names at all share one pair per address.
 //!
 //! Use: [`LoginLimiter::check`] before verifying a password (refuse with `Retry-After` on `Err`),
-//! then exactly one of [`LoginLimiter::record_failure`] or [`LoginLimiter::record_success`].
-//! `check` reserves a slot for the attempt in progress, so that many parallel attempts cannot all
-//! pass before the first failure is recorded; a slot never released expires after
-//! [`PENDING_TTL`].
+//! then exactly one of [`LoginLimiter::record_failure`], [`LoginLimiter::record_success`] or
+//! [`LoginLimiter::release`] (the attempt was not made). `check` reserves a slot for the attempt in
+//! progress, so that many parallel attempts cannot all pass before the first failure is recorded; a
+//! slot never released expires after [`PENDING_TTL`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -14,13 +21,20 @@ use std::time::{Duration, Instant};
 
 use super::users::is_valid_name;
 
-/// Failed logins allowed per key and window.
+/// Failed logins per (address, name) pair before delays start.
 pub const DEFAULT_MAX_FAILURES: u32 = 5;
 
-/// The sliding window failures are counted in.
+/// The first delay after [`DEFAULT_MAX_FAILURES`]; each further failure doubles it, up to the
+/// window.
+pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(30);
+
+/// The sliding window failures are counted in (also the longest delay).
 pub const DEFAULT_WINDOW: Duration = Duration::from_mins(15);
 
-/// Addresses and names tracked at most; the least recently active is forgotten first.
+/// Failed logins per client address, all names together, within the window.
+pub const DEFAULT_MAX_ADDRESS_FAILURES: u32 = 50;
+
+/// Pairs and addresses tracked at most; the least recently active is forgotten first.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
 
 /// How long an attempt passed by [`LoginLimiter::check`] counts without being recorded.
@@ -29,9 +43,13 @@ pub const PENDING_TTL: Duration = Duration::from_mins(1);
 /// Settings of a [`LoginLimiter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimiterOptions {
-    /// Failures allowed per address and per name within `window` (at least 1).
+    /// Failures allowed per (address, name) pair before each further attempt waits (at least 1).
     pub max_failures: u32,
+    /// The wait after `max_failures` failures; it doubles with every further failure.
+    pub base_delay: Duration,
     pub window: Duration,
+    /// Failures allowed per address within `window`, all names together (at least 1).
+    pub max_address_failures: u32,
     pub max_keys: usize,
 }
 
@@ -39,7 +57,9 @@ impl Default for LimiterOptions {
     fn default() -> Self {
         Self {
             max_failures: DEFAULT_MAX_FAILURES,
+            base_delay: DEFAULT_BASE_DELAY,
             window: DEFAULT_WINDOW,
+            max_address_failures: DEFAULT_MAX_ADDRESS_FAILURES,
             max_keys: DEFAULT_MAX_KEYS,
         }
     }
@@ -58,17 +78,19 @@ impl RetryAfter {
     }
 }
 
-/// What failures are counted by.
+/// What failures are counted by. Addresses are IPv4 addresses or the /64 network of an IPv6
+/// address (one host usually has a whole /64).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    /// An IPv4 address, or the /64 network of an IPv6 address (one host usually has a whole /64).
-    Ip(IpAddr),
-    User(String),
+    /// One client trying one name (`""`: names that cannot exist).
+    Pair(IpAddr, String),
+    /// One client, all names.
+    Address(IpAddr),
 }
 
 #[derive(Debug, Default)]
 struct Counter {
-    /// Times of the latest failures, oldest first (at most `max_failures`).
+    /// Times of the latest failures, oldest first (bounded).
     failures: VecDeque<Instant>,
     /// Times of attempts passed by `check` and not yet recorded, oldest first.
     pending: VecDeque<Instant>,
@@ -100,14 +122,42 @@ impl Counter {
         self.failures.is_empty() && self.pending.is_empty()
     }
 
-    /// How long until this key may try again (`None`: now). Call after [`Counter::prune`].
-    fn blocked_for(&self, options: &LimiterOptions, now: Instant) -> Option<Duration> {
+    fn count(&self) -> usize {
+        self.failures.len() + self.pending.len()
+    }
+
+    /// A pair's wait (`None`: may try now): after `max_failures`, `base_delay` doubled per further
+    /// failure (capped at the window), counted from the latest failure or attempt in progress.
+    /// Call after [`Counter::prune`].
+    fn pair_wait(&self, options: &LimiterOptions, now: Instant) -> Option<Duration> {
         let max = usize::try_from(options.max_failures.max(1)).unwrap_or(usize::MAX);
-        let count = self.failures.len() + self.pending.len();
+        let count = self.count();
         if count < max {
             return None;
         }
-        // Allowed again once `count - max + 1` entries have expired.
+        let doublings = u32::try_from(count - max).unwrap_or(u32::MAX).min(20);
+        let delay = options
+            .base_delay
+            .saturating_mul(1 << doublings)
+            .min(options.window);
+        let latest = self
+            .failures
+            .back()
+            .into_iter()
+            .chain(self.pending.back())
+            .max()?;
+        let wait = (*latest + delay).saturating_duration_since(now);
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    /// An address's wait (`None`: may try now): once `max` failures and attempts are in the
+    /// window, until enough of them leave it. Call after [`Counter::prune`].
+    fn cap_wait(&self, max: u32, options: &LimiterOptions, now: Instant) -> Option<Duration> {
+        let max = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+        let count = self.count();
+        if count < max {
+            return None;
+        }
         let mut expiries: Vec<Instant> = self
             .failures
             .iter()
@@ -152,6 +202,15 @@ impl State {
         counter.last = Some(counter.last.map_or(now, |last| last.max(now)));
         counter
     }
+
+    /// How many failures a key keeps (older ones add nothing to its wait).
+    fn keep(&self, key: &Key) -> usize {
+        let keep = match key {
+            Key::Pair(..) => self.options.max_failures.saturating_add(21),
+            Key::Address(_) => self.options.max_address_failures,
+        };
+        usize::try_from(keep.max(1)).unwrap_or(usize::MAX)
+    }
 }
 
 /// Failed-login counters of the server. Cheap to clone (shared state).
@@ -166,18 +225,15 @@ impl Default for LoginLimiter {
     }
 }
 
-/// The keys of an attempt: the client's address (IPv6 by /64) and the name, when it is a valid
-/// user name (other names cannot log in, so they need no protection).
-fn keys(ip: IpAddr, user: &str) -> Vec<Key> {
+/// The keys of an attempt: the (address, name) pair and the address. Names that cannot be user
+/// names share the pair `(address, "")`.
+fn keys(ip: IpAddr, user: &str) -> [Key; 2] {
     let ip = match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
         v4 @ IpAddr::V4(_) => v4,
     };
-    let mut keys = vec![Key::Ip(ip)];
-    if is_valid_name(user) {
-        keys.push(Key::User(user.to_owned()));
-    }
-    keys
+    let name = if is_valid_name(user) { user } else { "" };
+    [Key::Pair(ip, name.to_owned()), Key::Address(ip)]
 }
 
 impl LoginLimiter {
@@ -197,7 +253,8 @@ impl LoginLimiter {
     }
 
     /// Whether a login attempt from `ip` as `user` may go ahead; on `Ok`, the attempt holds a
-    /// slot until it is recorded. `Err` carries the longer wait of the two keys.
+    /// slot until it is recorded or released. `Err` carries the longer wait of the pair and the
+    /// address.
     pub fn check(&self, ip: IpAddr, user: &str, now: Instant) -> Result<(), RetryAfter> {
         let keys = keys(ip, user);
         let mut state = self.lock();
@@ -206,7 +263,13 @@ impl LoginLimiter {
         for key in &keys {
             if let Some(counter) = state.counters.get_mut(key) {
                 counter.prune(&options, now);
-                if let Some(d) = counter.blocked_for(&options, now) {
+                let blocked = match key {
+                    Key::Pair(..) => counter.pair_wait(&options, now),
+                    Key::Address(_) => {
+                        counter.cap_wait(options.max_address_failures, &options, now)
+                    }
+                };
+                if let Some(d) = blocked {
                     wait = Some(wait.map_or(d, |w| w.max(d)));
                 }
             }
@@ -224,36 +287,42 @@ impl LoginLimiter {
     pub fn record_failure(&self, ip: IpAddr, user: &str, now: Instant) {
         let mut state = self.lock();
         let options = state.options;
-        let max = usize::try_from(options.max_failures.max(1)).unwrap_or(usize::MAX);
         for key in keys(ip, user) {
+            let keep = state.keep(&key);
             let counter = state.counter(key, now);
             counter.pending.pop_front();
             counter.prune(&options, now);
             counter.failures.push_back(now);
-            while counter.failures.len() > max {
+            while counter.failures.len() > keep {
                 counter.failures.pop_front();
             }
         }
     }
 
-    /// A successful login: clears the failures of `user` and releases the slot of the check. The
+    /// A successful login: clears the pair's failures and releases the slot of the check. The
     /// address keeps its failures, so that one valid account cannot reset an address's guesses at
     /// other accounts.
     pub fn record_success(&self, ip: IpAddr, user: &str) {
         let mut state = self.lock();
+        let [pair, address] = keys(ip, user);
+        state.counters.remove(&pair);
+        Self::release_key(&mut state, &address);
+    }
+
+    /// An attempt passed by `check` that was not made (e.g. refused for load): releases its slot
+    /// without counting a failure.
+    pub fn release(&self, ip: IpAddr, user: &str) {
+        let mut state = self.lock();
         for key in keys(ip, user) {
-            match key {
-                Key::User(_) => {
-                    state.counters.remove(&key);
-                }
-                Key::Ip(_) => {
-                    if let Some(counter) = state.counters.get_mut(&key) {
-                        counter.pending.pop_front();
-                        if counter.is_empty() {
-                            state.counters.remove(&key);
-                        }
-                    }
-                }
+            Self::release_key(&mut state, &key);
+        }
+    }
+
+    fn release_key(state: &mut State, key: &Key) {
+        if let Some(counter) = state.counters.get_mut(key) {
+            counter.pending.pop_front();
+            if counter.is_empty() {
+                state.counters.remove(key);
             }
         }
     }
@@ -270,7 +339,7 @@ impl LoginLimiter {
         before - state.counters.len()
     }
 
-    /// Addresses and names tracked.
+    /// Pairs and addresses tracked.
     pub fn tracked(&self) -> usize {
         self.lock().counters.len()
     }

@@ -157,6 +157,14 @@ impl SessionStore {
         Some(session.clone())
     }
 
+    /// Whether `token` names a live session at `now`, without marking it as used (for streams that
+    /// re-check the login they were opened with: their own traffic must not keep it alive).
+    pub fn is_alive(&self, token: &str, now: Instant) -> bool {
+        self.lock()
+            .get(token)
+            .is_some_and(|session| session.alive(&self.options, now))
+    }
+
     /// Ends the session of `token` (logout); false when there was none.
     pub fn revoke(&self, token: &str) -> bool {
         self.lock().remove(token).is_some()

@@ -222,6 +222,12 @@ impl HelperGuard {
         }
     }
 
+    /// The helper pod's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Deletes the pod now; a failure is handed to the sweeper and returned as a message.
     pub async fn delete(mut self) -> Result<(), String> {
         self.armed = false;

@@ -156,6 +156,24 @@ impl BackupEngine {
         &self.inner.destinations
     }
 
+    /// The client for ordinary API calls.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The client without a read timeout, for exec streams and watches.
+    pub fn stream_client(&self) -> &Client {
+        &self.inner.stream_client
+    }
+
+    /// Whether a backup of `target` is waiting or running.
+    pub fn is_active(&self, target: &PvcRef) -> bool {
+        self.inner
+            .active
+            .lock()
+            .is_ok_and(|active| active.contains_key(target))
+    }
+
     /// The sweeper retrying failed helper deletions.
     pub fn sweeper(&self) -> &Sweeper {
         &self.inner.sweeper

@@ -52,7 +52,7 @@ pub fn parse_exit_marker(stderr: &str) -> Option<i64> {
 }
 
 /// `stderr` without the marker line.
-fn without_marker(stderr: &str) -> String {
+pub fn without_marker(stderr: &str) -> String {
     stderr
         .lines()
         .filter(|l| !l.trim().starts_with(EXIT_MARKER))

@@ -23,7 +23,8 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
+    /// The delay before attempt `attempt + 1`.
+    pub fn delay(&self, attempt: u32) -> Duration {
         self.base_delay
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
     }
@@ -148,6 +149,7 @@ pub fn startup_failure(pod: &Pod) -> Option<String> {
         if condition.type_ == "PodScheduled"
             && condition.status == "False"
             && condition.reason.as_deref() == Some("Unschedulable")
+            && !waits_for_the_scheduler_cache(condition.message.as_deref())
         {
             return Some(format!(
                 "Unschedulable: {}; the helper needs 100m CPU and 64Mi memory on a node that can \
@@ -172,6 +174,13 @@ pub fn startup_failure(pod: &Pod) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Whether an `Unschedulable` message only says that the scheduler has not seen the pod's claim
+/// yet (`persistentvolumeclaim "x" not found` right after nkvm created it): the scheduler retries,
+/// so this is waited out (until the schedule timeout) instead of failing the run.
+fn waits_for_the_scheduler_cache(message: Option<&str>) -> bool {
+    message.is_some_and(|m| m.contains("persistentvolumeclaim") && m.contains("not found"))
 }
 
 fn is_running(pod: &Pod) -> bool {

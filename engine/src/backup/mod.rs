@@ -1,14 +1,14 @@
 //! Streamed helper-pod backups of PVCs into verifiable `.tar.gz` archives.
 //!
 //! A run goes through the stages of [`crate::domain::Stage`]: pre-flight checks ([`preflight`]),
-//! creating the helper pod ([`pod`], [`helper`]), waiting for it to run, exec of `tar` in it ([`exec`]), the
-//! checked, compressed and hashed stream into an upload to the run's destination ([`stream`],
+//! creating the helper pod ([`pod`], `helper`), waiting for it to run, exec of `tar` in it (`exec`), the
+//! checked, compressed and hashed stream into an upload to the run's destination (`stream`,
 //! [`tarcheck`], [`crate::destination`]: `local` writes a `.partial` file), the commit under the
 //! final name, the sidecar and manifest ([`artifact`]), the history row, and the deletion of the
-//! helper ([`cleanup`]). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
+//! helper (`cleanup`). [`BackupEngine`] (`engine`, stages in `run`) runs batches with bounded concurrency, one
 //! run per PVC at a time, publishes [`ProgressEvent`]s and cancels runs by id. See `docs/backup.md`.
 
-pub(crate) mod artifact;
+pub mod artifact;
 pub(crate) mod cleanup;
 mod engine;
 pub(crate) mod error;
@@ -18,11 +18,11 @@ pub(crate) mod lookup;
 mod outcome;
 pub mod pgzip;
 pub mod pod;
-pub(crate) mod preflight;
-mod progress;
+pub mod preflight;
+pub(crate) mod progress;
 mod run;
 pub(crate) mod stream;
-pub(crate) mod tarcheck;
+pub mod tarcheck;
 
 #[cfg(test)]
 mod mock_tests;

@@ -12,13 +12,41 @@ use crate::domain::{RunStatus, Stage};
 /// Window of the rate estimate.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
+/// A rate over the last [`RATE_WINDOW`] of a growing byte count (also used by restores).
+#[derive(Debug, Default)]
+pub(crate) struct RateWindow {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RateWindow {
+    /// Adds the count reached now; returns bytes per second over the window, once two samples
+    /// are apart in time.
+    pub(crate) fn update(&mut self, bytes: u64) -> Option<f64> {
+        let now = Instant::now();
+        self.samples.push_back((now, bytes));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let ((t0, b0), (t1, b1)) = (self.samples.front()?, self.samples.back()?);
+        let dt = t1.duration_since(*t0).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // rates need no more than f64's 52 bits
+        let delta = b1.saturating_sub(*b0) as f64;
+        (dt > 0.0).then(|| delta / dt)
+    }
+}
+
 /// Publishes one run's progress through the engine.
 pub(super) struct Tracker<'a> {
     inner: &'a Inner,
     target: PvcRef,
     pub(super) event: ProgressEvent,
     started: Instant,
-    samples: VecDeque<(Instant, u64)>,
+    rate: RateWindow,
 }
 
 impl<'a> Tracker<'a> {
@@ -44,7 +72,7 @@ impl<'a> Tracker<'a> {
                 started_by: started_by.to_owned(),
             },
             started: Instant::now(),
-            samples: VecDeque::new(),
+            rate: RateWindow::default(),
         }
     }
 
@@ -62,23 +90,8 @@ impl<'a> Tracker<'a> {
 
     /// Publishes the stream's counters with the rate over the last [`RATE_WINDOW`].
     pub(super) fn update(&mut self, progress: &StreamProgress) {
-        let now = Instant::now();
-        self.samples.push_back((now, progress.bytes_read));
-        while self.samples.len() > 2
-            && self
-                .samples
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
-        {
-            self.samples.pop_front();
-        }
-        if let (Some((t0, b0)), Some((t1, b1))) = (self.samples.front(), self.samples.back()) {
-            let dt = t1.duration_since(*t0).as_secs_f64();
-            if dt > 0.0 {
-                #[allow(clippy::cast_precision_loss)] // rates need no more than f64's 52 bits
-                let delta = (b1 - b0) as f64;
-                self.event.rate_bytes_per_sec = delta / dt;
-            }
+        if let Some(rate) = self.rate.update(progress.bytes_read) {
+            self.event.rate_bytes_per_sec = rate;
         }
         self.event.bytes_read = progress.bytes_read;
         self.event.archive_bytes = progress.archive_bytes;

@@ -10,9 +10,16 @@
 //!
 //! Member paths must be relative to the volume root as `tar -C <mount> .` writes them: `.`, `./` or
 //! `./<path>`, without `..` components; hard-link targets follow the same rule (symlink targets are
-//! data and may be anything).
+//! data and may be anything). A checker made with [`TarChecker::reporting`] also hands out every
+//! member's header ([`Member`]: type, mode, owner, link target) for the restore pre-scan.
 
 use serde::{Deserialize, Serialize};
+
+mod fields;
+use fields::{
+    REASON_ABSOLUTE, REASON_NOT_RELATIVE, check_member_path, cstr, padding_of, parse_numeric,
+    parse_pax, trim_nuls, verify_checksum,
+};
 
 /// Size of a tar block.
 pub const BLOCK: usize = 512;
@@ -36,6 +43,39 @@ pub struct TarCounts {
     pub other: u64,
     /// Bytes of the tar stream seen so far.
     pub stream_bytes: u64,
+}
+
+/// The type of a member, from its header's type flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberKind {
+    /// A regular file (also contiguous and GNU sparse files).
+    File,
+    HardLink,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Directory,
+    Fifo,
+    /// Any other type flag (GNU dumpdir, volume label, multi-volume continuation, …).
+    Other(u8),
+}
+
+/// One member's header, as a [`TarChecker::reporting`] checker saw it (extended headers applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Offset of the member's own header in the tar stream.
+    pub offset: u64,
+    /// The member's path (lossy UTF-8).
+    pub path: String,
+    pub kind: MemberKind,
+    /// Permission bits with setuid/setgid/sticky (`0o7777`).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Bytes of content (regular files).
+    pub size: u64,
+    /// Target of a symlink or hard link (lossy UTF-8; empty for other types).
+    pub link: String,
 }
 
 /// Why a stream is not a complete, safe archive.
@@ -115,8 +155,12 @@ pub struct TarChecker {
     pax_path: Option<Vec<u8>>,
     pax_link: Option<Vec<u8>>,
     pax_size: Option<u64>,
+    pax_uid: Option<u64>,
+    pax_gid: Option<u64>,
     failed: Option<TarError>,
     last_member: Option<String>,
+    /// Members seen since the last [`TarChecker::take_members`], when reporting.
+    members: Option<Vec<Member>>,
 }
 
 impl Default for TarChecker {
@@ -137,9 +181,30 @@ impl TarChecker {
             pax_path: None,
             pax_link: None,
             pax_size: None,
+            pax_uid: None,
+            pax_gid: None,
             failed: None,
             last_member: None,
+            members: None,
         }
+    }
+
+    /// A checker that also keeps each member's header until [`TarChecker::take_members`] (call it
+    /// after every [`TarChecker::feed`]: at most one member per 512 bytes fed is kept).
+    pub fn reporting() -> Self {
+        Self {
+            members: Some(Vec::new()),
+            ..Self::new()
+        }
+    }
+
+    /// The members seen since the last call (always empty for a checker made with
+    /// [`TarChecker::new`]).
+    pub fn take_members(&mut self) -> Vec<Member> {
+        self.members
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Counts so far.
@@ -316,7 +381,11 @@ impl TarChecker {
     }
 
     fn has_pax(&self) -> bool {
-        self.pax_path.is_some() || self.pax_link.is_some() || self.pax_size.is_some()
+        self.pax_path.is_some()
+            || self.pax_link.is_some()
+            || self.pax_size.is_some()
+            || self.pax_uid.is_some()
+            || self.pax_gid.is_some()
     }
 
     fn on_header(&mut self, offset: u64) -> Result<(), TarError> {
@@ -390,12 +459,17 @@ impl TarChecker {
             (None, None) => cstr(&block[157..257]).to_vec(),
         };
         let size = self.pax_size.take().unwrap_or(header_size);
+        let uid = self.pax_uid.take();
+        let gid = self.pax_gid.take();
         let display = String::from_utf8_lossy(&name).into_owned();
         check_member_path(&name).map_err(|reason| TarError::UnsafePath {
             offset,
             path: display.clone(),
             reason,
         })?;
+        if let Some(members) = &mut self.members {
+            members.push(member_of(&block, offset, &display, &link, size, uid, gid)?);
+        }
         self.counts.entries += 1;
         self.last_member = Some(display.clone());
 
@@ -421,7 +495,7 @@ impl TarChecker {
                 check_member_path(&link).map_err(|reason| TarError::UnsafePath {
                     offset,
                     path: format!("{display} -> {}", String::from_utf8_lossy(&link)),
-                    reason: if reason == REASON_NOT_RELATIVE {
+                    reason: if reason == REASON_NOT_RELATIVE || reason == REASON_ABSOLUTE {
                         "is a hard link to a path outside the volume root"
                     } else {
                         reason
@@ -467,15 +541,22 @@ impl TarChecker {
                     match key {
                         b"path" => self.pax_path = Some(value.to_vec()),
                         b"linkpath" => self.pax_link = Some(value.to_vec()),
-                        b"size" => {
-                            let size = std::str::from_utf8(value)
+                        b"size" | b"uid" | b"gid" => {
+                            let number = std::str::from_utf8(value)
                                 .ok()
                                 .and_then(|s| s.parse::<u64>().ok())
                                 .ok_or_else(|| TarError::BadHeader {
                                     offset,
-                                    reason: "the pax size record is not a number".to_owned(),
+                                    reason: format!(
+                                        "the pax {} record is not a number",
+                                        String::from_utf8_lossy(key)
+                                    ),
                                 })?;
-                            self.pax_size = Some(size);
+                            match key {
+                                b"size" => self.pax_size = Some(number),
+                                b"uid" => self.pax_uid = Some(number),
+                                _ => self.pax_gid = Some(number),
+                            }
                         }
                         _ => {}
                     }
@@ -492,6 +573,58 @@ impl TarChecker {
     }
 }
 
+/// The [`Member`] of header `block` (at `offset`), with extended headers applied.
+fn member_of(
+    block: &[u8; BLOCK],
+    offset: u64,
+    path: &str,
+    link: &[u8],
+    size: u64,
+    uid: Option<u64>,
+    gid: Option<u64>,
+) -> Result<Member, TarError> {
+    let field = |range: std::ops::Range<usize>, what: &str| {
+        parse_numeric(&block[range]).ok_or_else(|| TarError::BadHeader {
+            offset,
+            reason: format!("the {what} field is not a valid number"),
+        })
+    };
+    let mode = u32::try_from(field(100..108, "mode")? & 0o7777).unwrap_or(0);
+    let uid = match uid {
+        Some(uid) => uid,
+        None => field(108..116, "uid")?,
+    };
+    let gid = match gid {
+        Some(gid) => gid,
+        None => field(116..124, "gid")?,
+    };
+    let kind = match block[156] {
+        b'0' | b'\0' | b'7' | b'S' => MemberKind::File,
+        b'1' => MemberKind::HardLink,
+        b'2' => MemberKind::Symlink,
+        b'3' => MemberKind::CharDevice,
+        b'4' => MemberKind::BlockDevice,
+        b'5' => MemberKind::Directory,
+        b'6' => MemberKind::Fifo,
+        other => MemberKind::Other(other),
+    };
+    let link = if matches!(kind, MemberKind::HardLink | MemberKind::Symlink) {
+        String::from_utf8_lossy(link).into_owned()
+    } else {
+        String::new()
+    };
+    Ok(Member {
+        offset,
+        path: path.to_owned(),
+        kind,
+        mode,
+        uid,
+        gid,
+        size,
+        link,
+    })
+}
+
 fn unreachable_reason() -> String {
     "the stream ended in an unexpected state".to_owned()
 }
@@ -501,130 +634,6 @@ fn unreachable_state() -> Result<(), TarError> {
         offset: 0,
         reason: "internal checker state error".to_owned(),
     })
-}
-
-const REASON_NOT_RELATIVE: &str = "is not relative to the volume root (expected ./...)";
-
-/// A member path written by `tar -C <mount> .`: `.`, `./` or `./…`, with no `..` component.
-fn check_member_path(path: &[u8]) -> Result<(), &'static str> {
-    if path.is_empty() {
-        return Err("has an empty name");
-    }
-    if path != b"." && !path.starts_with(b"./") {
-        return Err(REASON_NOT_RELATIVE);
-    }
-    if path.split(|b| *b == b'/').any(|c| c == b"..") {
-        return Err("contains a `..` component");
-    }
-    Ok(())
-}
-
-fn padding_of(size: u64) -> u64 {
-    let rem = size % BLOCK as u64;
-    if rem == 0 { 0 } else { BLOCK as u64 - rem }
-}
-
-/// The bytes before the first NUL.
-fn cstr(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    &field[..end]
-}
-
-fn trim_nuls(data: &[u8]) -> &[u8] {
-    let end = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-    &data[..end]
-}
-
-/// An octal field (NUL/space padded) or GNU base-256 (high bit set, positive only).
-fn parse_numeric(field: &[u8]) -> Option<u64> {
-    if field.first().is_some_and(|b| b & 0x80 != 0) {
-        if field[0] & 0x40 != 0 {
-            return None; // negative
-        }
-        let mut value: u64 = u64::from(field[0] & 0x3f);
-        for byte in &field[1..] {
-            value = value.checked_mul(256)?.checked_add(u64::from(*byte))?;
-        }
-        return Some(value);
-    }
-    let text = field
-        .iter()
-        .skip_while(|b| **b == b' ' || **b == 0)
-        .take_while(|b| **b != b' ' && **b != 0)
-        .copied()
-        .collect::<Vec<u8>>();
-    if text.is_empty() {
-        return Some(0);
-    }
-    let mut value: u64 = 0;
-    for digit in text {
-        if !(b'0'..=b'7').contains(&digit) {
-            return None;
-        }
-        value = value.checked_mul(8)?.checked_add(u64::from(digit - b'0'))?;
-    }
-    Some(value)
-}
-
-fn verify_checksum(block: &[u8; BLOCK], offset: u64) -> Result<(), TarError> {
-    let stored = parse_numeric(&block[148..156]).ok_or_else(|| TarError::BadHeader {
-        offset,
-        reason: "the checksum field is not a valid number (not a tar stream?)".to_owned(),
-    })?;
-    let mut unsigned: u64 = 0;
-    let mut signed: i64 = 0;
-    for (i, byte) in block.iter().enumerate() {
-        let byte = if (148..156).contains(&i) { b' ' } else { *byte };
-        unsigned += u64::from(byte);
-        signed += i64::from(byte.cast_signed());
-    }
-    if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
-        Ok(())
-    } else {
-        Err(TarError::BadHeader {
-            offset,
-            reason: format!(
-                "checksum mismatch (stored {stored}, computed {unsigned}): not a tar stream, or \
-                 corrupted"
-            ),
-        })
-    }
-}
-
-/// A pax record's key and value.
-type PaxRecord<'a> = (&'a [u8], &'a [u8]);
-
-/// Pax records `"<len> <key>=<value>\n"`.
-fn parse_pax(data: &[u8]) -> Result<Vec<PaxRecord<'_>>, &'static str> {
-    let mut records = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.iter().all(|b| *b == 0) {
-            break;
-        }
-        let space = rest
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or("a pax record has no length")?;
-        let len: usize = std::str::from_utf8(&rest[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or("a pax record length is not a number")?;
-        if len <= space + 1 || len > rest.len() {
-            return Err("a pax record length is out of range");
-        }
-        let record = &rest[space + 1..len];
-        let Some((&b'\n', body)) = record.split_last() else {
-            return Err("a pax record does not end with a newline");
-        };
-        let eq = body
-            .iter()
-            .position(|b| *b == b'=')
-            .ok_or("a pax record has no `=`")?;
-        records.push((&body[..eq], &body[eq + 1..]));
-        rest = &rest[len..];
-    }
-    Ok(records)
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! nkvm's vocabulary, shared by the engine, the server, the CLI and the browser build: Kubernetes
 //! names and `NS/PVC` references ([`names`]), run statuses and stages ([`run`]), PVC summaries,
-//! inventory records and owners ([`pvc`]), text forms of enums ([`enums`]) and text for people
-//! ([`format`](mod@format)). Pure: no I/O, no Kubernetes client, no async runtime, so it also compiles to wasm.
+//! inventory records and owners ([`pvc`]), restore stages, modes and verification outcomes
+//! ([`restore`]), text forms of enums ([`enums`]) and text for people ([`format`](mod@format)). Pure: no I/O,
+//! no Kubernetes client, no async runtime, so it also compiles to wasm.
 
 pub mod enums;
 pub mod format;
 pub mod names;
 pub mod pvc;
+pub mod restore;
 pub mod run;
 
 pub use enums::UnknownValue;
 pub use names::{NameError, PvcRef};
 pub use pvc::{Flag, NamespaceRefusal, Owner, PvcRecord, PvcSummary};
+pub use restore::{DrillStatus, JobKind, RestoreMode, RestoreStage, VerifyStatus};
 pub use run::{ResultStatus, RunStatus, Stage};

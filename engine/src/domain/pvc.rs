@@ -92,6 +92,9 @@ pub struct PvcRecord {
     pub consumer_nodes: Vec<String>,
     /// RFC 3339 UTC time of the last successful backup, if history knows one.
     pub last_success_at: Option<String>,
+    /// RFC 3339 UTC time of the last passed verification of one of its backups, if any.
+    #[serde(default)]
+    pub last_verified_at: Option<String>,
     pub flags: Vec<Flag>,
     /// The PVC's labels (schedule selectors match them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -385,6 +388,7 @@ mod tests {
             consumers: vec!["web-1".into()],
             consumer_nodes: vec!["node-1".into()],
             last_success_at: None,
+            last_verified_at: None,
             flags: vec![Flag::NeverBackedUp],
             labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
             annotations: BTreeMap::new(),

@@ -119,6 +119,7 @@ fn record(pvc: &PersistentVolumeClaim, users: &[User<'_>]) -> PvcRecord {
         consumers: consumer_names,
         consumer_nodes,
         last_success_at: None,
+        last_verified_at: None,
         flags,
         labels: pvc.metadata.labels.clone().unwrap_or_default(),
         annotations: pvc

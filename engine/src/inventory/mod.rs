@@ -19,6 +19,7 @@
 mod error;
 mod join;
 mod list;
+mod shared;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub use self::join::apply_history;
 use self::join::build_records;
 use self::list::Listed;
 use self::list::Lister;
+pub use self::shared::{SharedResult, SharedScans};
 use crate::domain::names::check_namespace;
 pub use crate::domain::pvc::{Flag, NamespaceRefusal, PvcRecord};
 use crate::kubeapi::{self, Call};
@@ -204,8 +206,8 @@ pub struct HistoryJoin<'a> {
 /// The inventory as operators see it: [`scan`], then each PVC's last successful backup and
 /// freshness flags from the history ([`apply_history`]), and, with a history database, the
 /// schedule flags `overdue` and `unscheduled` ([`crate::schedule::freshness::join`]; reading
-/// schedules declared on namespaces needs `list namespaces` and is skipped without it). Used by
-/// the web UI and the CLI alike.
+/// schedules declared on namespaces needs `list namespaces` and is skipped without it), and when
+/// one of its backups last passed a verification. Used by the web UI and the CLI alike.
 ///
 /// # Errors
 /// The scan's error, or [`InventoryError::History`] when the history cannot be read.
@@ -243,6 +245,13 @@ pub async fn scan_with_history(
         )
         .await
         .map_err(InventoryError::History)?;
+        let verified = store
+            .last_verified_by_uid()
+            .await
+            .map_err(InventoryError::History)?;
+        for record in &mut inventory.pvcs {
+            record.last_verified_at = verified.get(&record.pvc.uid).map(ToString::to_string);
+        }
     }
     Ok(inventory)
 }

@@ -478,6 +478,7 @@ pub(crate) fn test_record(
         consumers: vec![],
         consumer_nodes: vec![],
         last_success_at: None,
+        last_verified_at: None,
         flags: vec![],
         labels: map(labels),
         annotations: map(annotations),

@@ -1,5 +1,5 @@
 //! Audit rows in the history database (`audit` table, migration `0002_audit.sql`): recording
-//! events and reading them back filtered, newest first.
+//! events, reading them back filtered, newest first, and streaming them all as CSV.
 
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -150,6 +150,64 @@ impl Store {
             .into_iter()
             .map(AuditRow::into_record)
             .collect()
+    }
+}
+
+/// Bytes of CSV collected before a chunk is handed on.
+const CSV_CHUNK: usize = 64 << 10;
+
+impl Store {
+    /// Every audit event as CSV ([`crate::audit::to_csv`]'s format, newest first) in chunks of
+    /// about 64 KiB, read from the database row by row while the receiver takes them: memory stays
+    /// at a few chunks however long the trail is. The stream ends early with an error when the
+    /// database fails; the reader stops when the stream is dropped.
+    #[must_use]
+    pub fn audit_csv_stream(
+        &self,
+    ) -> futures::stream::BoxStream<'static, Result<String, StoreError>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, StoreError>>(2);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut rows = sqlx::query_as::<_, AuditRow>(
+                "SELECT id, at, actor, action, target, outcome, detail, source FROM audit \
+                 ORDER BY at DESC, id DESC",
+            )
+            .fetch(&pool)
+            .map_err(|source| StoreError::Query {
+                query: "audit_csv_stream",
+                source,
+            });
+            let mut chunk = String::with_capacity(CSV_CHUNK + 1024);
+            chunk.push_str(crate::audit::CSV_HEADER);
+            chunk.push_str("\r\n");
+            loop {
+                let row = match rows.try_next().await {
+                    Ok(Some(row)) => row.into_record(),
+                    Ok(None) => break,
+                    Err(error) => Err(error),
+                };
+                match row {
+                    Ok(record) => crate::audit::push_csv_record(&mut chunk, &record),
+                    Err(error) => {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                }
+                if chunk.len() >= CSV_CHUNK {
+                    let full =
+                        std::mem::replace(&mut chunk, String::with_capacity(CSV_CHUNK + 1024));
+                    if tx.send(Ok(full)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(chunk)).await;
+        });
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
     }
 }
 

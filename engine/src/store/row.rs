@@ -3,14 +3,15 @@
 
 use jiff::Timestamp;
 
-use super::{RunRecord, RunStatus, Stage, StoreError, timestamp};
+use super::{RunRecord, RunStatus, Stage, StoreError, Verification, timestamp};
 
 /// The columns of `runs`, in [`RunRow`]'s order (a macro so that queries stay `&'static str`).
 macro_rules! run_columns {
     () => {
         "id, run_id, pvc_uid, namespace, pvc, status, stage, message, started_by, started_at, \
          finished_at, bytes, source_bytes, files, sha256, artifact, helper_pod, node, destination, \
-         object_key, helper_uid, cluster, pruned_at, pruned_by"
+         object_key, helper_uid, cluster, pruned_at, pruned_by, verified_at, verify_status, verified_by, verify_message, \
+         last_verified_at"
     };
 }
 pub(super) use run_columns;
@@ -42,6 +43,11 @@ pub(super) struct RunRow {
     cluster: Option<String>,
     pruned_at: Option<String>,
     pruned_by: Option<String>,
+    verified_at: Option<String>,
+    verify_status: Option<String>,
+    verified_by: Option<String>,
+    verify_message: Option<String>,
+    last_verified_at: Option<String>,
 }
 
 impl RunRow {
@@ -68,16 +74,26 @@ impl RunRow {
         if timestamp::parse(&self.started_at).is_none() {
             return Err(corrupt("started_at", &self.started_at));
         }
-        if let Some(text) = &self.finished_at
-            && timestamp::parse(text).is_none()
-        {
-            return Err(corrupt("finished_at", text));
+        for (column, value) in [
+            ("finished_at", &self.finished_at),
+            ("verified_at", &self.verified_at),
+            ("last_verified_at", &self.last_verified_at),
+        ] {
+            if let Some(text) = value
+                && timestamp::parse(text).is_none()
+            {
+                return Err(corrupt(column, text));
+            }
         }
         if let Some(text) = &self.pruned_at
             && timestamp::parse(text).is_none()
         {
             return Err(corrupt("pruned_at", text));
         }
+        let verify_status = match &self.verify_status {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| corrupt("verify_status", text))?),
+        };
         let unsigned = |column: &'static str, value: Option<i64>| match value {
             None => Ok(None),
             Some(v) => u64::try_from(v)
@@ -109,6 +125,13 @@ impl RunRow {
             cluster: self.cluster,
             pruned_at: self.pruned_at,
             pruned_by: self.pruned_by,
+            verification: Verification {
+                verified_at: self.verified_at,
+                verify_status,
+                verified_by: self.verified_by,
+                verify_message: self.verify_message,
+                last_verified_at: self.last_verified_at,
+            },
         })
     }
 }
@@ -173,6 +196,11 @@ mod tests {
             cluster: None,
             pruned_at: None,
             pruned_by: None,
+            verified_at: None,
+            verify_status: Some("verified".to_owned()),
+            verified_by: None,
+            verify_message: None,
+            last_verified_at: None,
         }
     }
 
@@ -209,6 +237,12 @@ mod tests {
         let mut r = row();
         r.finished_at = Some("yesterday".to_owned());
         assert_eq!(corrupt_column(r).1, "finished_at");
+        let mut r = row();
+        r.verify_status = Some("ok".to_owned());
+        assert_eq!(corrupt_column(r), (7, "verify_status", "ok".to_owned()));
+        let mut r = row();
+        r.last_verified_at = Some("2026-11-28".to_owned());
+        assert_eq!(corrupt_column(r).1, "last_verified_at");
         let mut r = row();
         r.files = Some(-1);
         assert_eq!(corrupt_column(r), (7, "files", "-1".to_owned()));

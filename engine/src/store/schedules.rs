@@ -361,18 +361,9 @@ impl Store {
     }
 
     /// PVC UID → row id of its newest verified, not pruned, successful run ("newest" by finish
-    /// time, ties to the newest row). Verification records `runs.last_verified_at`; until a
-    /// database has that column, no run is known to be verified and the map is empty.
+    /// time, ties to the newest row): a run whose archive last passed a verification
+    /// (`runs.last_verified_at`).
     pub async fn newest_verified_by_uid(&self) -> Result<HashMap<String, i64>, StoreError> {
-        let has_column: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM pragma_table_info('runs') WHERE name = 'last_verified_at'",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_error("newest_verified_by_uid"))?;
-        if has_column.is_none() {
-            return Ok(HashMap::new());
-        }
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT pvc_uid, id FROM (SELECT pvc_uid, id, ROW_NUMBER() OVER \
                  (PARTITION BY pvc_uid ORDER BY finished_at DESC, id DESC) AS newest \

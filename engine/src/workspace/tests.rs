@@ -76,6 +76,7 @@ fn options(kubeconfig: Option<&Path>, data_dir: &Path) -> WorkspaceOptions {
             ..BackupOptions::default()
         },
         allow_pasted: true,
+        pasted: crate::connection::PastedPolicy::default(),
         in_cluster_available: false,
         session_idle: Duration::from_hours(1),
         max_sessions: DEFAULT_MAX_SESSIONS,
@@ -241,4 +242,66 @@ async fn a_server_without_a_kubeconfig_file_has_no_contexts() {
         Err(WorkspaceError::NoKubeconfig)
     ));
     assert_eq!(ws.use_default("s").context.as_deref(), Some("x"));
+}
+
+/// A port scanner's view of pasting: a closed port, a port that speaks something else than
+/// Kubernetes, and a silent port all fail with one wording (before, each cause had its own text:
+/// "connection refused", a timeout, a parse error).
+#[tokio::test]
+async fn pasted_connection_failures_are_worded_alike() {
+    let f = fixture(|_| {}).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let not_kubernetes = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let junk_address = not_kubernetes.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = not_kubernetes.accept().await {
+            let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+        }
+    });
+    let mut messages = Vec::new();
+    for server in [
+        "http://127.0.0.1:9".to_owned(),
+        format!("http://{junk_address}"),
+        format!("http://{}", silent.local_addr().unwrap()),
+    ] {
+        let text = kubeconfig(&[("p", &server)], "p");
+        let err = f.workspace.use_pasted("s", text, None).await.unwrap_err();
+        assert!(
+            matches!(err, WorkspaceError::PastedUnreachable),
+            "{server}: {err:?}"
+        );
+        messages.push(err.to_string());
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+}
+
+#[tokio::test]
+async fn pasted_proxy_urls_and_server_allowlists_are_enforced() {
+    let f = fixture(|o| o.pasted.api_servers = vec!["127.0.0.2".to_owned()]).await;
+    let text = kubeconfig(&[("p", &f.good)], "p");
+    let err = f.workspace.use_pasted("s", text, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkspaceError::PastedPolicy(connection::PolicyError::ServerNotAllowed { .. })
+        ),
+        "{err:?}"
+    );
+    let f = fixture(|_| {}).await;
+    let text = kubeconfig(&[("p", &f.good)], "p").replace(
+        &format!("    server: {}\n", f.good),
+        &format!(
+            "    server: {}\n    proxy-url: http://127.0.0.1:3128\n",
+            f.good
+        ),
+    );
+    let err = f.workspace.use_pasted("s", text, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkspaceError::PastedPolicy(connection::PolicyError::ProxyUrl { .. })
+        ),
+        "{err:?}"
+    );
 }

@@ -18,7 +18,9 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeCl
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use nkvm_engine::backup::stream_client;
+use nkvm_engine::backup::{BackupEngine, BackupOptions, BackupResult, PvcRef, Requester};
 use nkvm_engine::connection::{self, ConnectOptions};
+use nkvm_engine::store::Store;
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -200,6 +202,39 @@ pub async fn bound_claim(client: &Client, ns: &str, name: &str, mode: &str, size
     dir
 }
 
+pub fn engine_options(data_dir: &Path, instance: &str) -> BackupOptions {
+    BackupOptions {
+        data_dir: data_dir.to_owned(),
+        helper_image: HELPER_IMAGE.to_owned(),
+        instance: Some(instance.to_owned()),
+        schedule_timeout: Duration::from_mins(2),
+        stall_timeout: Duration::from_mins(1),
+        ..BackupOptions::default()
+    }
+}
+
+pub async fn engine(cluster: &Cluster, data_dir: &Path, options: BackupOptions) -> BackupEngine {
+    let store = Store::open(&data_dir.join("nkvm.db"))
+        .await
+        .expect("open store");
+    BackupEngine::with_clients(
+        cluster.client.clone(),
+        cluster.stream.clone(),
+        store,
+        options,
+    )
+}
+
+pub async fn backup_one(engine: &BackupEngine, ns: &str, pvc: &str) -> BackupResult {
+    let mut results = engine
+        .run_batch(
+            vec![PvcRef::new(ns, pvc)],
+            &Requester::cli(Some("backup_cluster")),
+        )
+        .await;
+    results.remove(0)
+}
+
 /// Helper pods (by label) left in the namespace.
 pub async fn helpers_left(client: &Client, ns: &str) -> Vec<String> {
     Api::<Pod>::namespaced(client.clone(), ns)
@@ -248,6 +283,34 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The awkward volume of the round trip.
+pub fn write_fixture(root: &Path) {
+    let nested = root.join("a/b/c/d");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("deep.txt"), b"deep\n").unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("a/empty-too"), b"").unwrap();
+    std::fs::create_dir(root.join("empty-dir")).unwrap();
+    std::fs::write(root.join("big.bin"), random_bytes(105 * 1024 * 1024, 7)).unwrap();
+    std::fs::write(root.join("ünïcødé ✓ файл.txt"), "grüße\n").unwrap();
+    std::fs::write(root.join("spaces and\ttab"), b"x").unwrap();
+    let long = root.join("l".repeat(120)).join("n".repeat(200));
+    std::fs::create_dir_all(long.parent().unwrap()).unwrap();
+    std::fs::write(&long, b"long name").unwrap();
+    std::os::unix::fs::symlink("a/b/c/d/deep.txt", root.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/absolute", root.join("dangling-abs")).unwrap();
+    std::fs::hard_link(root.join("empty"), root.join("hard-to-empty")).unwrap();
+    std::fs::write(root.join("secret"), b"0600").unwrap();
+    set_mode(&root.join("secret"), 0o600);
+    std::fs::create_dir(root.join("private")).unwrap();
+    std::fs::write(root.join("private/inside"), b"in").unwrap();
+    set_mode(&root.join("private"), 0o750);
+    std::fs::create_dir(root.join("shared-group")).unwrap();
+    set_mode(&root.join("shared-group"), 0o2775);
+    std::fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
+    set_mode(&root.join("run.sh"), 0o755);
 }
 
 /// Relative path → (kind, mode bits, content hash or link target).

@@ -5,6 +5,10 @@
     reason = "each test binary uses a part of the shared helpers"
 )]
 
+pub mod cluster;
+pub mod restores;
+pub mod servers;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -184,5 +188,3 @@ impl Drop for TestNamespace {
             .output();
     }
 }
-pub mod cluster;
-pub mod servers;

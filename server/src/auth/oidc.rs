@@ -233,13 +233,8 @@ async fn finish(
     let ip = peer.ip();
     let source = ip.to_string();
     if let Err(retry) = auth.inner.limiter.check(ip, "", Instant::now()) {
-        auth.audit(
-            AuditEvent::new("(unknown)", AuditAction::AccessDenied, AuditOutcome::Denied)
-                .with_target("login")
-                .with_detail("rate limited (OIDC callback)")
-                .with_source(source),
-        )
-        .await;
+        auth.audit_refusal("(unknown)", ip, "rate limited (OIDC callback)")
+            .await;
         let mut response = refusal(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed logins. Wait a few minutes, then try again.",
@@ -249,10 +244,15 @@ async fn finish(
         }
         return response;
     }
-    let fail = |actor: String, outcome: AuditOutcome, detail: String| async move {
-        auth.inner
-            .limiter
-            .record_failure(ip, &actor, Instant::now());
+    // Only failures after the provider was asked count against the address: a callback that
+    // names no login in progress costs nothing and guesses nothing, so a flood of empty or forged
+    // callbacks (from an address many users share) must not slow anyone's real login.
+    let fail = |actor: String, outcome: AuditOutcome, detail: String, counted: bool| async move {
+        if counted {
+            auth.inner.limiter.record_failure(ip, "", Instant::now());
+        } else {
+            auth.inner.limiter.release(ip, "");
+        }
         auth.audit(
             AuditEvent::new(&actor, AuditAction::LoginFailed, outcome)
                 .with_detail(detail)
@@ -285,6 +285,7 @@ async fn finish(
             "(unknown)".to_owned(),
             AuditOutcome::Failure,
             format!("identity provider: {shown}"),
+            false,
         )
         .await;
         return refusal(
@@ -301,6 +302,7 @@ async fn finish(
             "(unknown)".to_owned(),
             AuditOutcome::Failure,
             "OIDC callback without code or state".to_owned(),
+            false,
         )
         .await;
         return refusal(
@@ -316,10 +318,19 @@ async fn finish(
         Ok(done) => done,
         Err(error) => {
             tracing::warn!(%error, "OIDC login failed");
+            let asked_provider = !matches!(
+                error,
+                OidcError::MalformedState
+                    | OidcError::UnknownState
+                    | OidcError::StateExpired
+                    | OidcError::StateMismatch
+                    | OidcError::MalformedCode
+            );
             fail(
                 "(unknown)".to_owned(),
                 AuditOutcome::Failure,
                 error.to_string(),
+                asked_provider,
             )
             .await;
             return refusal(status_of(&error), &page_message(&error));
@@ -337,6 +348,7 @@ async fn finish(
             username.clone(),
             AuditOutcome::Denied,
             "signed in at the identity provider, but granted no role".to_owned(),
+            true,
         )
         .await;
         return refusal(
@@ -348,7 +360,7 @@ async fn finish(
             ),
         );
     };
-    auth.inner.limiter.record_success(ip, &username);
+    auth.inner.limiter.record_success(ip, "");
     // A new login replaces the session this browser still had (its cookie comes along only when
     // the provider is on the same site: the cookie is `SameSite=Strict`).
     auth.end_session(headers, &source, Some("replaced by a new OIDC login"))

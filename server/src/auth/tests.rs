@@ -18,6 +18,8 @@ use tower::ServiceExt as _;
 use super::*;
 use crate::web::{WebState, leptos_options, router};
 
+mod live;
+
 const PASSWORD: &str = "correct horse battery staple";
 const HOST: &str = "nkvm.test:8080";
 
@@ -58,6 +60,7 @@ async fn test_workspace(dir: &std::path::Path) -> Workspace {
             ..Default::default()
         },
         allow_pasted: false,
+        pasted: nkvm_engine::connection::PastedPolicy::default(),
         in_cluster_available: false,
         session_idle: std::time::Duration::from_hours(1),
         max_sessions: 100,
@@ -90,11 +93,21 @@ pub(super) async fn server_with(mode: AuthMode, secure_cookie: bool) -> Server {
     server_behind(mode, secure_cookie, Vec::new()).await
 }
 
-/// [`server_with`] behind the proxies `trusted`.
+/// [`server_with`] behind the proxies `trusted`, the site plain http.
 pub(super) async fn server_behind(
     mode: AuthMode,
     secure_cookie: bool,
     trusted: Vec<Cidr>,
+) -> Server {
+    server_full(mode, secure_cookie, trusted, false).await
+}
+
+/// The real router; `https`: users reach it over TLS (HSTS, https origins).
+pub(super) async fn server_full(
+    mode: AuthMode,
+    secure_cookie: bool,
+    trusted: Vec<Cidr>,
+    https: bool,
 ) -> Server {
     listen_on_every_thread();
     let dir = tempfile::tempdir().unwrap();
@@ -106,6 +119,7 @@ pub(super) async fn server_behind(
         workspace.clone(),
         secure_cookie,
         trusted,
+        load::VerifyGate::default(),
     );
     let context = nkvm_app::ssr::AppContext {
         workspace: workspace.clone(),
@@ -119,6 +133,11 @@ pub(super) async fn server_behind(
         leptos_options: leptos_options(listen, dir.path()),
         auth,
         ops: crate::ops::Ops::default(),
+        site: crate::web::SitePolicy {
+            hosts: crate::web::AllowedHosts::parse(["nkvm.test"]).unwrap(),
+            https,
+            trusted_proxies: Vec::new(),
+        },
     };
     Server {
         app: router(state),
@@ -128,11 +147,22 @@ pub(super) async fn server_behind(
 }
 
 pub(super) fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
+    request_to(HOST, "http", method, path, body)
+}
+
+/// A request to `host` from a page of `scheme://host`.
+pub(super) fn request_to(
+    host: &str,
+    scheme: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> HttpRequest<Body> {
     let mut request = HttpRequest::builder()
         .method(method)
         .uri(path)
-        .header("host", HOST)
-        .header("origin", format!("http://{HOST}"))
+        .header("host", host)
+        .header("origin", format!("{scheme}://{host}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(body.to_owned()))
         .unwrap();
@@ -195,12 +225,25 @@ async fn anonymous_requests_are_refused_on_every_route() {
 
 #[tokio::test]
 async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
-    let server = server(true).await;
+    // This server is reached over https.
+    fn request(method: &str, path: &str, body: &str) -> HttpRequest<Body> {
+        request_to(HOST, "https", method, path, body)
+    }
+    let users = Users::from_text(&format!(
+        "users:\n- {{name: ada, role: operator, password_hash: \"{}\"}}\n",
+        fast_hash(PASSWORD)
+    ))
+    .unwrap();
+    let server = server_full(AuthMode::Local(users), true, Vec::new(), true).await;
     let response = send(
         &server,
         request("POST", "/auth/login", &login_body("ada", PASSWORD)),
     )
     .await;
+    assert_eq!(
+        response.headers()[header::STRICT_TRANSPORT_SECURITY],
+        crate::web::site::HSTS
+    );
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), "/history");
     let cookie = response
@@ -210,6 +253,7 @@ async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
         .to_str()
         .unwrap()
         .to_owned();
+    assert!(cookie.starts_with("__Host-nkvm_session="), "{cookie}");
     for flag in [
         "HttpOnly",
         "SameSite=Strict",
@@ -228,7 +272,7 @@ async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
     let mut whoami = request("POST", "/api/whoami", "");
     whoami.headers_mut().insert(
         header::COOKIE,
-        HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).unwrap(),
     );
     let response = send(&server, whoami).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -245,14 +289,14 @@ async fn a_login_sets_a_hardened_cookie_that_opens_the_app() {
     let mut logout = request("POST", "/auth/logout", "");
     logout.headers_mut().insert(
         header::COOKIE,
-        HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).unwrap(),
     );
     let response = send(&server, logout).await;
     assert_eq!(location(&response), "/login");
     let mut again = request("POST", "/api/whoami", "");
     again.headers_mut().insert(
         header::COOKIE,
-        HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).unwrap(),
     );
     assert_eq!(
         send(&server, again).await.status(),
@@ -314,26 +358,26 @@ async fn local_server_behind(trusted: &str) -> Server {
     server_behind(AuthMode::Local(users), false, trusted).await
 }
 
+/// The lockout of a named admin: behind the Ingress controller (192.0.2.7, the test peer), one
+/// client's junk logins as `ada` slow that client only; `ada` herself, from another client behind
+/// the same controller, logs in with the right password at once. Before the limiter counted pairs,
+/// the five failures blocked the name `ada` for everyone.
 #[tokio::test]
-async fn behind_a_trusted_proxy_limits_and_audit_see_each_client() {
-    // The test peer 192.0.2.7 is the Ingress controller.
+async fn junk_logins_for_a_name_do_not_lock_that_user_out() {
     let server = local_server_behind("192.0.2.0/24").await;
     for attempt in 1..=5 {
-        let response = send(
-            &server,
-            forwarded_login(&format!("u{attempt}"), "nope", "203.0.113.5"),
-        )
-        .await;
+        let response = send(&server, forwarded_login("ada", "nope", "203.0.113.5")).await;
         assert!(
             location(&response).starts_with("/login?error=invalid"),
-            "{}",
+            "attempt {attempt}: {}",
             location(&response)
         );
     }
-    // That client is now limited (by address: each name failed once only)...
-    let response = send(&server, forwarded_login("u6", "nope", "203.0.113.5")).await;
+    // The attacker is slowed: the next try waits, even with the right password...
+    let response = send(&server, forwarded_login("ada", PASSWORD, "203.0.113.5")).await;
     assert_eq!(location(&response), "/login?error=limited");
-    // ...but another user behind the same proxy is not, and logs in.
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    // ...but ada, behind the same proxy, logs in.
     let response = send(&server, forwarded_login("ada", PASSWORD, "198.51.100.20")).await;
     assert!(
         !location(&response).starts_with("/login"),
@@ -341,6 +385,9 @@ async fn behind_a_trusted_proxy_limits_and_audit_see_each_client() {
         location(&response)
     );
     assert!(response.headers().get(header::SET_COOKIE).is_some());
+    // The attacker's pair is still slowed after her success.
+    let response = send(&server, forwarded_login("ada", "nope", "203.0.113.5")).await;
+    assert_eq!(location(&response), "/login?error=limited");
     let events = server
         .workspace
         .store()
@@ -365,11 +412,7 @@ async fn without_trusted_proxies_a_forwarded_header_changes_nothing() {
     for attempt in 1..=5 {
         // A client rotating forged addresses is still one client.
         let forged = format!("203.0.113.{attempt}");
-        send(
-            &server,
-            forwarded_login(&format!("u{attempt}"), "nope", &forged),
-        )
-        .await;
+        send(&server, forwarded_login("ada", "nope", &forged)).await;
     }
     let response = send(&server, forwarded_login("ada", PASSWORD, "198.51.100.20")).await;
     assert_eq!(location(&response), "/login?error=limited");
@@ -393,6 +436,48 @@ async fn cross_origin_logins_and_upgrades_are_refused() {
         .headers_mut()
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     assert_eq!(send(&server, upgrade).await.status(), StatusCode::FORBIDDEN);
+}
+
+/// DNS rebinding: a page of `http://evil.example` whose name now resolves to nkvm sends its own
+/// host name (and a matching Origin); with `--auth none` it would otherwise act as the admin.
+#[tokio::test]
+async fn a_rebound_host_name_is_refused_and_loopback_names_are_served() {
+    let server = server_with(AuthMode::Disabled, false).await;
+    let evil = "evil.example:8080";
+    for (method, path) in [
+        ("POST", "/api/whoami"),
+        ("POST", "/api/inventory"),
+        ("POST", "/api/backups/start"),
+        ("GET", "/download/1/archive"),
+        ("GET", "/audit.csv"),
+        ("GET", "/"),
+    ] {
+        let response = send(&server, request_to(evil, "http", method, path, "")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "{method} {path}"
+        );
+    }
+    let mut upgrade = request_to(evil, "http", "GET", "/api/backups/updates", "");
+    upgrade
+        .headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    upgrade
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    assert_eq!(
+        send(&server, upgrade).await.status(),
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    // The probes answer whatever the host (kubelet and Prometheus use the pod's address).
+    let health = send(&server, request_to(evil, "http", "GET", "/healthz", "")).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    // Loopback names, addresses and the configured name are served.
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", HOST] {
+        let response = send(&server, request_to(host, "http", "POST", "/api/whoami", "")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
 }
 
 /// A `tracing` writer into a shared buffer.
@@ -464,4 +549,130 @@ fn passwords_and_tokens_stay_out_of_the_logs() {
             "{secret:?} leaked into the logs:\n{logs}"
         );
     }
+}
+
+/// A flood of rate-limited logins from one address writes one audit row, not one per request
+/// (before, each refused request added a row, forever).
+#[tokio::test]
+async fn rate_limited_floods_write_one_audit_row_per_address() {
+    let server = server(false).await;
+    for _ in 0..5 {
+        send(
+            &server,
+            request("POST", "/auth/login", &login_body("ada", "nope")),
+        )
+        .await;
+    }
+    for _ in 0..30 {
+        let response = send(
+            &server,
+            request("POST", "/auth/login", &login_body("ada", "nope")),
+        )
+        .await;
+        assert_eq!(location(&response), "/login?error=limited");
+    }
+    let events = server
+        .workspace
+        .store()
+        .audit_events(&nkvm_engine::audit::AuditFilter::default())
+        .await
+        .unwrap();
+    let limited: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("rate limited"))
+        })
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0].source.as_deref(), Some("192.0.2.7"));
+}
+
+/// `/audit.csv` is streamed from the database in chunks (before, the whole trail was one String
+/// built in memory and sent as one piece).
+#[tokio::test]
+async fn the_audit_export_is_streamed_in_chunks() {
+    use http_body_util::BodyExt as _;
+    let server = server_with(AuthMode::Disabled, false).await;
+    let store = server.workspace.store();
+    for i in 0..1500 {
+        store
+            .record_audit(
+                &nkvm_engine::audit::AuditEvent::new(
+                    "ada",
+                    nkvm_engine::audit::AuditAction::Download,
+                    nkvm_engine::audit::AuditOutcome::Success,
+                )
+                .with_target(format!("ns/pvc-{i} run {i} archive"))
+                .with_detail("x".repeat(200)),
+            )
+            .await
+            .unwrap();
+    }
+    let response = send(&server, request("GET", "/audit.csv", "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let (mut frames, mut text) = (0, Vec::new());
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames += 1;
+            text.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.starts_with(nkvm_engine::audit::CSV_HEADER),
+        "{}",
+        &text[..80]
+    );
+    // Header, 1500 rows and the export's own row.
+    assert_eq!(text.matches("\r\n").count(), 1502);
+    assert!(text.contains("ns/pvc-1499 run 1499"));
+    assert!(frames >= 4, "{frames} body frames for {} bytes", text.len());
+}
+
+/// A second login from the same browser ends the session it had (before, both stayed valid).
+#[tokio::test]
+async fn a_new_login_ends_the_browsers_previous_session() {
+    let server = server(false).await;
+    let token_of = |response: &axum::response::Response| {
+        response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .and_then(|pair| pair.split_once('='))
+            .map(|(_, v)| v.to_owned())
+            .unwrap()
+    };
+    let with_cookie = |mut request: HttpRequest<Body>, token: &str| {
+        request.headers_mut().insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}")).unwrap(),
+        );
+        request
+    };
+    let first = send(
+        &server,
+        request("POST", "/auth/login", &login_body("ada", PASSWORD)),
+    )
+    .await;
+    let old = token_of(&first);
+    let second = send(
+        &server,
+        with_cookie(
+            request("POST", "/auth/login", &login_body("ada", PASSWORD)),
+            &old,
+        ),
+    )
+    .await;
+    let new = token_of(&second);
+    assert_ne!(old, new);
+    let whoami = |token: &str| with_cookie(request("POST", "/api/whoami", ""), token);
+    assert_eq!(
+        send(&server, whoami(&old)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&server, whoami(&new)).await.status(), StatusCode::OK);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use nkvm_engine::backup::{
-    BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester, ResultStatus,
+    BackupOptions, BackupResult, ProgressEvent, PvcRef, RecoveryReport, Requester, ResultStatus,
 };
 use nkvm_engine::domain::format::{format_bytes, progress_label};
 use nkvm_engine::domain::{RunStatus, Stage};
@@ -70,45 +70,14 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
     }
     let data = global.open_data_dir("nkvm backup").await?;
     let cluster = super::connect(global).await?;
-    let engine = Connection::new(
+    let connection = Connection::new(
         cluster,
         data.store.clone(),
         options(global, &args, data.instance.clone())?,
     )
-    .context("cannot set up the backup engine")?
-    .backups;
-
-    let report = engine
-        .recover(allowlist.as_deref())
-        .await
-        .context("start-up recovery failed (history database)")?;
-    if !report.interrupted.is_empty() {
-        eprintln!(
-            "recovery: marked {} unfinished run(s) as interrupted",
-            report.interrupted.len()
-        );
-    }
-    if !report.helpers_deleted.is_empty() {
-        eprintln!(
-            "recovery: deleted orphan helper pod(s): {}",
-            report.helpers_deleted.join(", ")
-        );
-    }
-    if !report.partials_removed.is_empty() {
-        eprintln!(
-            "recovery: removed {} partial archive file(s)",
-            report.partials_removed.len()
-        );
-    }
-    if !report.uploads_aborted.is_empty() {
-        eprintln!(
-            "recovery: removed unfinished upload(s): {}",
-            report.uploads_aborted.join(", ")
-        );
-    }
-    for warning in &report.warnings {
-        eprintln!("warning: recovery: {warning}");
-    }
+    .context("cannot set up the backup engine")?;
+    super::restore::recover_all(&connection, allowlist.as_deref()).await?;
+    let engine = connection.backups;
 
     let show_progress = args.output != Output::Json && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
@@ -165,6 +134,37 @@ fn exit_code(results: &[BackupResult], signalled: Option<crate::signals::Termina
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Says on stderr what start-up recovery did.
+pub fn report_recovery(report: &RecoveryReport) {
+    if !report.interrupted.is_empty() {
+        eprintln!(
+            "recovery: marked {} unfinished run(s) as interrupted",
+            report.interrupted.len()
+        );
+    }
+    if !report.helpers_deleted.is_empty() {
+        eprintln!(
+            "recovery: deleted orphan helper pod(s): {}",
+            report.helpers_deleted.join(", ")
+        );
+    }
+    if !report.partials_removed.is_empty() {
+        eprintln!(
+            "recovery: removed {} partial archive file(s)",
+            report.partials_removed.len()
+        );
+    }
+    if !report.uploads_aborted.is_empty() {
+        eprintln!(
+            "recovery: removed unfinished upload(s): {}",
+            report.uploads_aborted.join(", ")
+        );
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: recovery: {warning}");
     }
 }
 

@@ -1,8 +1,8 @@
 //! `nkvm history`: recent backup runs from `<data-dir>/nkvm.db`, newest first, as a table or as a
 //! JSON array of run records.
 //!
-//! The database (and the data directory) is created when missing, so a fresh installation answers
-//! with an empty list instead of an error.
+//! The database is opened read-only and nothing is created: without one, a warning on stderr and an
+//! empty list.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -219,6 +219,7 @@ mod tests {
             cluster: None,
             pruned_at: None,
             pruned_by: None,
+            verification: nkvm_engine::store::Verification::default(),
         }
     }
 

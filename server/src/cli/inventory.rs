@@ -186,6 +186,7 @@ mod tests {
             consumers: vec!["web-1".to_owned(), "web-2".to_owned()],
             consumer_nodes: vec![],
             last_success_at: None,
+            last_verified_at: None,
             flags: vec![],
             labels: std::collections::BTreeMap::new(),
             annotations: std::collections::BTreeMap::new(),

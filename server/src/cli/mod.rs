@@ -8,9 +8,11 @@ mod inventory;
 mod prune;
 #[cfg(test)]
 mod reference;
+mod restore;
 mod schedule;
 mod serve;
 mod table;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -66,6 +68,12 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// List or check the backup destinations (--destinations FILE)
     Destinations(destinations::DestinationsArgs),
+    /// Verify stored backups: sha256, gzip, every tar entry, counts against the manifest
+    Verify(verify::VerifyArgs),
+    /// Restore a backup into a new PVC (--to-pvc) or into its own PVC (--in-place)
+    Restore(restore::RestoreArgs),
+    /// Restore the newest backup of a PVC into a throwaway PVC, check it, remove it
+    Drill(restore::DrillArgs),
     /// Print the argon2id hash of a password read from standard input (for the users file)
     #[command(after_help = "Example:
   printf '%s\\n' \"$PASSWORD\" | nkvm hash-password")]
@@ -127,6 +135,9 @@ impl Cli {
             Command::Schedule { command } => schedule::run(&self.global, command).await,
             Command::Prune(args) => prune::run(&self.global, args).await,
             Command::Destinations(args) => destinations::run(&self.global, args).await,
+            Command::Verify(args) => verify::run(&self.global, args).await,
+            Command::Restore(args) => restore::run(&self.global, args).await,
+            Command::Drill(args) => restore::drill(&self.global, args).await,
             Command::Contexts { output } => contexts::run(&self.global, output),
             Command::HashPassword => hash_password(),
         }

@@ -64,10 +64,10 @@ pub async fn run(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<Exit
     let items = result?;
     match args.output {
         Output::Json => super::emit_json(&items)?,
-        Output::Table | Output::Wide if items.is_empty() => println!(
+        Output::Table | Output::Wide if items.is_empty() => super::emit(
             "Nothing to prune: no successful backup falls under a retention policy (set \
-             --keep-* on schedules, or --default-keep-*)."
-        ),
+             --keep-* on schedules, or --default-keep-*).\n",
+        )?,
         Output::Table | Output::Wide => super::emit(&render(&items))?,
     }
     let failed = items.iter().any(|i| i.status == PruneStatus::Failed);

@@ -133,17 +133,26 @@ pub async fn run(global: &GlobalOptions, command: ScheduleCommand) -> anyhow::Re
             let destinations = global.destination_names()?;
             manage::create(&store, &definition, &destinations, &who)
                 .await
-                .map(|()| println!("schedule {} created; `nkvm serve` runs it", definition.name))
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    super::emit(&format!(
+                        "schedule {} created; `nkvm serve` runs it\n",
+                        definition.name
+                    ))
+                })
         }
         ScheduleCommand::Pause { name } => manage::set_paused(&store, &name, true, &who)
             .await
-            .map(|()| println!("schedule {name} paused")),
+            .map_err(anyhow::Error::from)
+            .and_then(|()| super::emit(&format!("schedule {name} paused\n"))),
         ScheduleCommand::Resume { name } => manage::set_paused(&store, &name, false, &who)
             .await
-            .map(|()| println!("schedule {name} resumed")),
+            .map_err(anyhow::Error::from)
+            .and_then(|()| super::emit(&format!("schedule {name} resumed\n"))),
         ScheduleCommand::Rm { name } => manage::remove(&store, &name, &who)
             .await
-            .map(|()| println!("schedule {name} removed")),
+            .map_err(anyhow::Error::from)
+            .and_then(|()| super::emit(&format!("schedule {name} removed\n"))),
         ScheduleCommand::List { output } => {
             let summaries = summaries(&store).await?;
             print_summaries(&summaries, output)?;
@@ -182,7 +191,7 @@ fn print_summaries(summaries: &[Summary], output: Output) -> anyhow::Result<()> 
     match output {
         Output::Json => super::emit_json(&summaries)?,
         Output::Table | Output::Wide if summaries.is_empty() => {
-            println!("No schedules. Create one with `nkvm schedule add NAME --cron ...`.");
+            super::emit("No schedules. Create one with `nkvm schedule add NAME --cron ...`.\n")?;
         }
         Output::Table | Output::Wide => {
             let rows: Vec<Vec<String>> = summaries
@@ -202,13 +211,10 @@ fn print_summaries(summaries: &[Summary], output: Output) -> anyhow::Result<()> 
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                table::render(
-                    &["NAME", "CRON", "TARGET", "NEXT RUN", "RETENTION", "SOURCE"],
-                    &rows
-                )
-            );
+            super::emit(&table::render(
+                &["NAME", "CRON", "TARGET", "NEXT RUN", "RETENTION", "SOURCE"],
+                &rows,
+            ))?;
         }
     }
     Ok(())

@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use nkvm_engine::schedule::{ClusterBackend, Scheduler, SchedulerOptions};
 use nkvm_engine::workspace::{DEFAULT_MAX_SESSIONS, Workspace, WorkspaceOptions};
 
-use crate::config::{BackupTuning, GlobalOptions, RetentionDefaults};
+use crate::config::{BackupTuning, GlobalOptions};
+
+mod args;
+pub use args::{AuthKind, OidcArgs, OpsArgs, PastedArgs};
 
 /// How long shutdown waits for cancelled backups to clean up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -35,6 +38,9 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub allow_pasted_kubeconfig: bool,
+
+    #[command(flatten)]
+    pub pasted: PastedArgs,
 
     /// Flag PVCs whose last successful backup is older than this many hours (0: never)
     #[arg(
@@ -93,14 +99,37 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub oidc: Box<OidcArgs>,
 
+    /// Host names users reach nkvm by (e.g. the Ingress host; `*.example.com` for subdomains, `*`
+    /// for any). Requests naming another host are refused (DNS rebinding); `localhost` and IP
+    /// addresses are always accepted [default: only those]
+    #[arg(
+        long,
+        env = "NKVM_ALLOWED_HOSTS",
+        value_name = "HOST,...",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Mark the session cookie `Secure` (set it when users reach nkvm over HTTPS; with --auth oidc
-    /// an https --oidc-redirect-url implies it)
+    /// an https --oidc-redirect-url implies it). It also makes the site https: the cookie is named
+    /// `__Host-nkvm_session`, responses carry HSTS, and page origins must be https
     #[arg(
         long,
         env = "NKVM_COOKIE_SECURE",
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub cookie_secure: bool,
+
+    /// Password verifications (argon2id, about 19 MiB each) running at once; further logins wait
+    /// in a bounded queue or are refused with 503
+    #[arg(
+        long,
+        env = "NKVM_LOGIN_CONCURRENCY",
+        value_name = "N",
+        default_value_t = crate::auth::load::DEFAULT_MAX_VERIFICATIONS,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub login_concurrency: u16,
 
     /// Forget a browser session's connection choice after this many idle hours
     #[arg(
@@ -111,248 +140,6 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=720)
     )]
     pub session_idle_hours: u64,
-}
-
-/// Schedules, retention, metrics and notifications of `nkvm serve`.
-#[derive(Debug, Clone, Args)]
-pub struct OpsArgs {
-    /// Serve /metrics on this separate address (e.g. 0.0.0.0:9090) instead of behind a token on
-    /// the main listener
-    #[arg(long, env = "NKVM_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
-
-    /// File holding the bearer token a scrape must present (or set NKVM_METRICS_TOKEN); required
-    /// for /metrics on the main listener, enforced on --metrics-listen when given
-    #[arg(long, env = "NKVM_METRICS_TOKEN_FILE", value_name = "PATH")]
-    pub metrics_token_file: Option<std::path::PathBuf>,
-
-    /// Webhook receivers of failure, overdue and success notifications (YAML; see
-    /// docs/schedules.md)
-    #[arg(long, env = "NKVM_NOTIFICATIONS", value_name = "FILE")]
-    pub notifications: Option<std::path::PathBuf>,
-
-    /// Seconds between two looks of the scheduler at its schedules (changes made with `nkvm
-    /// schedule` apply within this time)
-    #[arg(
-        long,
-        env = "NKVM_SCHEDULE_TICK_SECONDS",
-        default_value_t = 5,
-        value_parser = clap::value_parser!(u64).range(1..=300)
-    )]
-    pub schedule_tick_seconds: u64,
-
-    /// Seconds between two scans of the cluster by the scheduler (annotations, new PVCs, overdue
-    /// PVCs); a due firing always scans first
-    #[arg(
-        long,
-        env = "NKVM_SCHEDULE_REFRESH_SECONDS",
-        default_value_t = 60,
-        value_parser = clap::value_parser!(u64).range(5..=86_400)
-    )]
-    pub schedule_refresh_seconds: u64,
-
-    /// Minutes between two retention passes (one also follows every firing)
-    #[arg(
-        long,
-        env = "NKVM_PRUNE_EVERY_MINUTES",
-        default_value_t = 60,
-        value_parser = clap::value_parser!(u64).range(1..=10_080)
-    )]
-    pub prune_every_minutes: u64,
-
-    #[command(flatten)]
-    pub retention: RetentionDefaults,
-}
-
-/// Environment variable holding the metrics bearer token.
-pub const METRICS_TOKEN_ENV: &str = "NKVM_METRICS_TOKEN";
-
-impl OpsArgs {
-    /// The metrics token, from the file or the environment (never both).
-    fn metrics_token(&self) -> anyhow::Result<Option<nkvm_engine::destination::secret::Secret>> {
-        use nkvm_engine::destination::secret::SecretRef;
-        let reference = match (
-            &self.metrics_token_file,
-            std::env::var_os(METRICS_TOKEN_ENV),
-        ) {
-            (Some(_), Some(_)) => {
-                anyhow::bail!("both {METRICS_TOKEN_ENV} and --metrics-token-file are set; keep one")
-            }
-            (Some(path), None) => SecretRef::File(path.clone()),
-            (None, Some(_)) => SecretRef::Env(METRICS_TOKEN_ENV.to_owned()),
-            (None, None) => return Ok(None),
-        };
-        reference
-            .resolve()
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("metrics token: {e}"))
-    }
-}
-
-/// How users log in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuthKind {
-    Local,
-    Proxy,
-    Oidc,
-    None,
-}
-
-/// Options of `--auth oidc`. The client secret is never an option value (command lines are
-/// visible to every local user): it comes from NKVM_OIDC_CLIENT_SECRET or a file.
-#[derive(Debug, Clone, Args)]
-pub struct OidcArgs {
-    /// The OpenID provider's issuer URL, exactly as its discovery document states it (https; http
-    /// only on a loopback host)
-    #[arg(long, env = "NKVM_OIDC_ISSUER", value_name = "URL")]
-    pub oidc_issuer: Option<String>,
-
-    /// Client id registered at the provider
-    #[arg(long, env = "NKVM_OIDC_CLIENT_ID", value_name = "ID")]
-    pub oidc_client_id: Option<String>,
-
-    /// File holding the client secret (or set NKVM_OIDC_CLIENT_SECRET; neither: a public client)
-    #[arg(long, env = "NKVM_OIDC_CLIENT_SECRET_FILE", value_name = "PATH")]
-    pub oidc_client_secret_file: Option<std::path::PathBuf>,
-
-    /// Public URL of nkvm's /auth/oidc/callback, as registered at the provider
-    #[arg(long, env = "NKVM_OIDC_REDIRECT_URL", value_name = "URL")]
-    pub oidc_redirect_url: Option<String>,
-
-    /// Scopes to request (space- or comma-separated; `openid` is always added)
-    #[arg(
-        long,
-        env = "NKVM_OIDC_SCOPES",
-        value_name = "SCOPES",
-        default_value = "openid profile email"
-    )]
-    pub oidc_scopes: String,
-
-    /// Claim holding the nkvm user name (without it, `email`, only when `email_verified` is true)
-    #[arg(
-        long,
-        env = "NKVM_OIDC_USERNAME_CLAIM",
-        value_name = "CLAIM",
-        default_value = "preferred_username"
-    )]
-    pub oidc_username_claim: String,
-
-    /// Claim holding the user's groups
-    #[arg(
-        long,
-        env = "NKVM_OIDC_GROUPS_CLAIM",
-        value_name = "CLAIM",
-        default_value = "groups"
-    )]
-    pub oidc_groups_claim: String,
-
-    /// Groups whose members are admins
-    #[arg(
-        long,
-        env = "NKVM_OIDC_ADMIN_GROUP",
-        value_name = "GROUP,...",
-        value_delimiter = ','
-    )]
-    pub oidc_admin_group: Vec<String>,
-
-    /// Groups whose members are operators
-    #[arg(
-        long,
-        env = "NKVM_OIDC_OPERATOR_GROUP",
-        value_name = "GROUP,...",
-        value_delimiter = ','
-    )]
-    pub oidc_operator_group: Vec<String>,
-
-    /// Groups whose members are viewers
-    #[arg(
-        long,
-        env = "NKVM_OIDC_VIEWER_GROUP",
-        value_name = "GROUP,...",
-        value_delimiter = ','
-    )]
-    pub oidc_viewer_group: Vec<String>,
-}
-
-/// Environment variable holding the OIDC client secret.
-pub const OIDC_SECRET_ENV: &str = "NKVM_OIDC_CLIENT_SECRET";
-
-impl OidcArgs {
-    /// The settings of `--auth oidc`; `roles` come from the users file.
-    fn settings(
-        &self,
-        roles: std::collections::BTreeMap<String, nkvm_engine::auth::Role>,
-    ) -> anyhow::Result<nkvm_engine::auth::oidc::OidcSettings> {
-        use nkvm_engine::auth::Role;
-        use nkvm_engine::auth::oidc::{ClientSecret, OidcSettings, RoleMapping};
-
-        let issuer = self
-            .oidc_issuer
-            .clone()
-            .context("--auth oidc needs --oidc-issuer (NKVM_OIDC_ISSUER)")?;
-        let client_id = self
-            .oidc_client_id
-            .clone()
-            .context("--auth oidc needs --oidc-client-id (NKVM_OIDC_CLIENT_ID)")?;
-        let redirect_url = self.oidc_redirect_url.clone().context(
-            "--auth oidc needs --oidc-redirect-url (NKVM_OIDC_REDIRECT_URL): the public URL of \
-             nkvm's /auth/oidc/callback",
-        )?;
-        let from_env = std::env::var(OIDC_SECRET_ENV).ok();
-        let client_secret = match (&self.oidc_client_secret_file, from_env) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "both {OIDC_SECRET_ENV} and --oidc-client-secret-file are set; keep one"
-            ),
-            (Some(path), None) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read the client secret file {}", path.display())
-                })?;
-                Some(ClientSecret::new(&text).with_context(|| {
-                    format!("the client secret file {} is empty", path.display())
-                })?)
-            }
-            (None, Some(text)) => Some(
-                ClientSecret::new(&text)
-                    .with_context(|| format!("{OIDC_SECRET_ENV} is set but empty"))?,
-            ),
-            (None, None) => None,
-        };
-        let mut mapping = RoleMapping {
-            users: roles,
-            ..RoleMapping::default()
-        };
-        for (groups, role) in [
-            (&self.oidc_viewer_group, Role::Viewer),
-            (&self.oidc_operator_group, Role::Operator),
-            (&self.oidc_admin_group, Role::Admin),
-        ] {
-            for group in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
-                mapping.add_group(group, role);
-            }
-        }
-        if mapping.is_empty() {
-            anyhow::bail!(
-                "--auth oidc grants nobody a role: list users and their roles in --users-file \
-                 (no password hash needed), or name groups with --oidc-admin-group, \
-                 --oidc-operator-group or --oidc-viewer-group"
-            );
-        }
-        Ok(OidcSettings {
-            issuer,
-            client_id,
-            client_secret,
-            redirect_url,
-            scopes: self
-                .oidc_scopes
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            username_claim: self.oidc_username_claim.clone(),
-            groups_claim: self.oidc_groups_claim.clone(),
-            roles: mapping,
-        })
-    }
 }
 
 /// Environment variable holding the first admin's argon2id hash (never a password).
@@ -465,6 +252,34 @@ impl ServeArgs {
         nkvm_engine::auth::proxy::Cidr::parse_list(&given.join(",")).context("--trusted-proxies")
     }
 
+    /// The host names, scheme and trusted proxies of the web server.
+    pub fn site_policy(&self) -> anyhow::Result<crate::web::SitePolicy> {
+        let mut hosts = self
+            .allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>();
+        // The OIDC callback's host is where users come back to: always one of the site's names.
+        let redirect_host = self
+            .oidc
+            .oidc_redirect_url
+            .as_deref()
+            .filter(|_| self.auth == AuthKind::Oidc)
+            .and_then(|url| nkvm_engine::auth::oidc::parse_redirect_url(url).ok())
+            .and_then(|url| url.host_str().map(str::to_owned));
+        if let Some(host) = &redirect_host
+            && host.parse::<std::net::IpAddr>().is_err()
+            && !host.starts_with('[')
+        {
+            hosts.push(host);
+        }
+        Ok(crate::web::SitePolicy {
+            hosts: crate::web::AllowedHosts::parse(hosts).context("--allowed-hosts")?,
+            https: self.secure_cookies(),
+            trusted_proxies: self.trusted_proxy_networks()?,
+        })
+    }
+
     /// Whether cookies are `Secure`: `--cookie-secure`, or `--auth oidc` with an https redirect
     /// URL (users then reach nkvm over TLS, and the state and session cookies must not travel in
     /// the clear).
@@ -487,6 +302,7 @@ impl ServeArgs {
 
 pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Before anything slow: a server without a way to log in must not start.
+    let site = args.site_policy()?;
     let auth_mode = args.auth_mode().await?;
     let data = global.open_data_dir("nkvm serve").await?;
     let (instance, store) = (data.instance.clone(), data.store.clone());
@@ -506,6 +322,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         connect: global.connect_options(),
         backup: global.backup_options(&args.tuning, instance)?,
         allow_pasted: args.allow_pasted_kubeconfig,
+        pasted: args.pasted.policy(),
         in_cluster_available: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
         session_idle: Duration::from_secs(args.session_idle_hours.saturating_mul(3600)),
         max_sessions: DEFAULT_MAX_SESSIONS,
@@ -513,23 +330,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     let workspace = Workspace::new(cluster, source, store.clone(), options)
         .context("cannot set up the backup engine")?;
 
-    let allowlist = global.allowlist();
-    let report = workspace
-        .default_connection()
-        .backups
-        .recover(allowlist.as_deref())
-        .await
-        .context("start-up recovery failed (history database)")?;
-    tracing::info!(
-        interrupted = report.interrupted.len(),
-        helpers_deleted = report.helpers_deleted.len(),
-        partials_removed = report.partials_removed.len(),
-        uploads_aborted = report.uploads_aborted.len(),
-        "start-up recovery done"
-    );
-    for warning in &report.warnings {
-        tracing::warn!(%warning, "start-up recovery");
-    }
+    recover(&workspace, global.allowlist().as_deref()).await?;
 
     let expiry = {
         let workspace = workspace.clone();
@@ -563,6 +364,10 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
         workspace.clone(),
         args.secure_cookies(),
         args.trusted_proxy_networks()?,
+        crate::auth::load::VerifyGate::new(
+            usize::from(args.login_concurrency),
+            crate::auth::load::DEFAULT_MAX_QUEUED,
+        ),
     );
     let housekeeping = {
         let auth = auth.clone();
@@ -574,7 +379,7 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             }
         })
     };
-    let served = crate::web::serve(args.listen, context, auth, background.ops.clone()).await;
+    let served = crate::web::serve(args.listen, context, auth, background.ops.clone(), site).await;
     housekeeping.abort();
     expiry.abort();
     // No new firing from here; cancelled runs still end and are recorded (history, metrics).
@@ -592,6 +397,40 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
     store.close().await;
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start-up recovery of the default connection's backups and restores, logged.
+async fn recover(workspace: &Workspace, allowlist: Option<&[String]>) -> anyhow::Result<()> {
+    let report = workspace
+        .default_connection()
+        .backups
+        .recover(allowlist)
+        .await
+        .context("start-up recovery failed (history database)")?;
+    tracing::info!(
+        interrupted = report.interrupted.len(),
+        helpers_deleted = report.helpers_deleted.len(),
+        partials_removed = report.partials_removed.len(),
+        uploads_aborted = report.uploads_aborted.len(),
+        "start-up recovery done"
+    );
+    for warning in &report.warnings {
+        tracing::warn!(%warning, "start-up recovery");
+    }
+    let restores = workspace
+        .default_connection()
+        .restores
+        .recover(allowlist)
+        .await
+        .context("start-up recovery of restores failed (history database)")?;
+    tracing::info!(
+        interrupted = restores.interrupted.len(),
+        helpers_deleted = restores.helpers_deleted.len(),
+        scaled_back = ?restores.scaled_back,
+        pvcs_deleted = ?restores.pvcs_deleted,
+        "start-up recovery of restores done"
+    );
+    Ok(())
 }
 
 /// What runs beside the web server: the scheduler, the metrics and notification follower, the
@@ -681,15 +520,21 @@ async fn start_background(
 /// Cancels every running backup and waits (at most [`SHUTDOWN_GRACE`]) until their cleanup ran.
 async fn shut_down(workspace: &Workspace) {
     let connections = workspace.connections().await;
-    let cancelled: usize = connections.iter().map(|c| c.backups.cancel_all()).sum();
+    let cancelled: usize = connections
+        .iter()
+        .map(|c| c.backups.cancel_all() + c.restores.cancel_all())
+        .sum();
     if cancelled == 0 {
         return;
     }
-    tracing::info!(cancelled, "cancelling running backups before exiting");
+    tracing::info!(
+        cancelled,
+        "cancelling running backups and restores before exiting"
+    );
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while connections
         .iter()
-        .any(|c| !c.backups.active_runs().is_empty())
+        .any(|c| !c.backups.active_runs().is_empty() || !c.restores.active().is_empty())
     {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!("backups still cleaning up at exit; the next start recovers them");
@@ -700,41 +545,4 @@ async fn shut_down(workspace: &Workspace) {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser as _;
-
-    use super::ServeArgs;
-    use crate::cli::{Cli, Command};
-
-    fn serve(args: &[&str]) -> ServeArgs {
-        let cli = Cli::try_parse_from(["nkvm", "serve"].iter().chain(args)).unwrap();
-        match cli.command {
-            Command::Serve(args) => args,
-            other => panic!("not serve: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn an_https_oidc_redirect_url_makes_cookies_secure() {
-        let https = "https://nkvm.example/auth/oidc/callback";
-        let http = "http://127.0.0.1:8080/auth/oidc/callback";
-        let oidc = |url| serve(&["--auth", "oidc", "--oidc-redirect-url", url]);
-        assert!(oidc(https).secure_cookies());
-        assert!(!oidc(http).secure_cookies());
-        assert!(
-            serve(&[
-                "--auth",
-                "oidc",
-                "--oidc-redirect-url",
-                http,
-                "--cookie-secure"
-            ])
-            .secure_cookies()
-        );
-        // Other modes are unchanged: only --cookie-secure counts.
-        for mode in ["local", "proxy", "none"] {
-            assert!(!serve(&["--auth", mode, "--oidc-redirect-url", https]).secure_cookies());
-            assert!(serve(&["--auth", mode, "--cookie-secure"]).secure_cookies());
-        }
-    }
-}
+mod tests;

@@ -1,10 +1,13 @@
 //! Helpers shared by the binary's real-cluster tests: the test cluster's kubeconfig
-//! (`NKVM_TEST_KUBECONFIG`, never another), a client, JSON fixtures, and namespaces deleted when
-//! their guard drops (also when an assertion failed).
+//! (`NKVM_TEST_KUBECONFIG`, never another), a client, JSON fixtures, namespaces deleted when
+//! their guard drops (also when an assertion failed), and the `nkvm` binary run against the test
+//! cluster.
 #![allow(
     dead_code,
     reason = "each test binary uses a part of the shared helpers"
 )]
+
+use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::{
@@ -35,7 +38,7 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
 
 /// Deletes the namespace when dropped, also when an assertion failed. It builds its own client on its
 /// own runtime: the test's client is bound to the test runtime, which is blocked while dropping.
-pub struct NamespaceGuard(String);
+pub struct NamespaceGuard(pub String);
 
 impl Drop for NamespaceGuard {
     fn drop(&mut self) {
@@ -81,4 +84,17 @@ pub async fn create_claim(client: &Client, ns: &str, name: &str, mode: &str) {
         )
         .await
         .expect("create pvc");
+}
+
+/// Runs `nkvm` on the test cluster with `args` (nkvm's own environment variables cleared).
+pub fn nkvm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nkvm"))
+        .args(["--kubeconfig", &kubeconfig_path()])
+        .args(args)
+        .env_remove("NKVM_IN_CLUSTER")
+        .env_remove("NKVM_CONTEXT")
+        .env_remove("NKVM_DATA_DIR")
+        .env_remove("NKVM_HELPER_IMAGE")
+        .output()
+        .expect("run nkvm")
 }

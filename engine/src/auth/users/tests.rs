@@ -239,7 +239,7 @@ fn unknown_names_are_checked_against_a_dummy_with_the_users_cost() {
         Some(32)
     );
     assert_ne!(dummy.salt, PasswordHash::new(&phc).unwrap().salt);
-    assert!(!matches(&dummy, "pw"));
+    assert!(!matches(&dummy, "pw", &mut VerifyMemory::default()));
     assert_eq!(users.verify("carol", "pw"), None);
 }
 

@@ -80,6 +80,17 @@ fn unschedulable_fails_fast() {
 }
 
 #[test]
+fn a_claim_the_scheduler_has_not_seen_yet_is_waited_for() {
+    // Seen on the test cluster: a restore creates its PVC, then the helper at once; the scheduler's
+    // first attempt does not know the claim yet and retries moments later.
+    let p = pod(json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: persistentvolumeclaim \"copy\" not found. not found"}]}));
+    assert_eq!(startup_failure(&p), None);
+    assert!(!is_running(&p));
+}
+
+#[test]
 fn failed_pod_fails() {
     let p = pod(json!({"phase": "Failed", "reason": "DeadlineExceeded"}));
     assert!(startup_failure(&p).unwrap().contains("DeadlineExceeded"));

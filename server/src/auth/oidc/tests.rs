@@ -16,7 +16,8 @@ use nkvm_engine::auth::oidc::{ClientSecret, OidcClient, OidcSettings, RoleMappin
 use serde_json::json;
 
 use super::super::tests::{Server, location, logs_of, request, send, server_with};
-use super::super::{AuthMode, SESSION_COOKIE};
+// The provider's redirect URL is https in production; these servers have `Secure` cookies.
+use super::super::{AuthMode, SECURE_SESSION_COOKIE as SESSION_COOKIE};
 use super::STATE_COOKIE;
 
 #[path = "../../../../engine/src/auth/oidc/fake_idp.rs"]
@@ -483,20 +484,50 @@ async fn one_address_cannot_push_out_another_addresss_pending_login() {
     assert_eq!(status, StatusCode::OK, "{page}");
 }
 
+/// Empty and forged callbacks (no login in progress: the provider is never asked) must not slow
+/// real logins from the same address (behind an Ingress, everyone's); before, five of them
+/// refused every OIDC login from that address.
 #[tokio::test]
-async fn failed_callbacks_are_rate_limited() {
+async fn empty_or_forged_callbacks_do_not_lock_out_real_logins() {
     let idp = FakeIdp::start().await;
     let server = oidc_server(&idp).await;
     let forged = "a".repeat(64);
+    for query in [
+        String::new(),
+        "error=access_denied".to_owned(),
+        format!("code=x&state={forged}"),
+    ] {
+        for _ in 0..5 {
+            let response = callback(&server, &query, Some(&forged)).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        }
+    }
+    let response = login(&server, &idp, "/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(cookie_value(&set_cookies(&response), SESSION_COOKIE).is_some());
+}
+
+/// Callbacks that make nkvm ask the provider (a real login in progress, a wrong code) are
+/// counted: after five, the address waits.
+#[tokio::test]
+async fn failed_exchanges_are_rate_limited() {
+    let idp = FakeIdp::start().await;
+    let server = oidc_server(&idp).await;
     for attempt in 1..=5 {
-        let response = callback(&server, &format!("code=x&state={forged}"), Some(&forged)).await;
-        assert_eq!(
+        let (_, state) = start(&server, "/").await;
+        let response = callback(
+            &server,
+            &format!("code=wrong-code&state={state}"),
+            Some(&state),
+        )
+        .await;
+        assert_ne!(response.status(), StatusCode::OK, "attempt {attempt}");
+        assert_ne!(
             response.status(),
-            StatusCode::BAD_REQUEST,
+            StatusCode::TOO_MANY_REQUESTS,
             "attempt {attempt}"
         );
     }
-    // Now even a valid login from this address waits.
     let response = login(&server, &idp, "/").await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
