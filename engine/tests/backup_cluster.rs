@@ -21,7 +21,8 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use nkvm_engine::backup::pod::{self as helper_pod, HelperPodParams};
 use nkvm_engine::backup::{
-    BackupEngine, BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester, ResultStatus,
+    BackupEngine, BackupOptions, BackupResult, Compression, ProgressEvent, PvcRef, Requester,
+    ResultStatus,
 };
 use nkvm_engine::domain::{RunStatus, Stage};
 use nkvm_engine::store::{NewRun, RunFilter, Store};
@@ -55,12 +56,29 @@ async fn assert_failed_clean(
 
 #[tokio::test]
 #[ignore = "needs the test cluster"]
+async fn round_trip_of_an_awkward_volume() {
+    awkward_round_trip("nkvm-bk-rt", Compression::Server).await;
+}
+
+/// The helper compresses (pigz in the test image); nkvm stores its gzip bytes unchanged.
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn round_trip_with_source_compression() {
+    awkward_round_trip("nkvm-bk-src", Compression::Source).await;
+}
+
+/// Byte 9 of a gzip header: the OS that wrote it. nkvm's encoder writes 255 (unknown), pigz and
+/// gzip 3 (Unix): who compressed an archive is visible in it.
+fn gzip_os_byte(archive: &Path) -> u8 {
+    std::fs::read(archive).unwrap()[9]
+}
+
 #[allow(
     clippy::too_many_lines,
     reason = "one end-to-end scenario, checked step by step"
 )]
-async fn round_trip_of_an_awkward_volume() {
-    in_namespace("nkvm-bk-rt", |cluster, ns| async move {
+async fn awkward_round_trip(prefix: &str, compression: Compression) {
+    in_namespace(prefix, |cluster, ns| async move {
         let client = cluster.client.clone();
         let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "1Gi").await;
         write_fixture(&source);
@@ -68,12 +86,11 @@ async fn round_trip_of_an_awkward_volume() {
         create_consumer(&client, &ns, "app", &["vol"], None).await;
 
         let data = tempfile::tempdir().unwrap();
-        let engine = engine(
-            &cluster,
-            data.path(),
-            engine_options(data.path(), &unique("i")),
-        )
-        .await;
+        let options = BackupOptions {
+            compression,
+            ..engine_options(data.path(), &unique("i"))
+        };
+        let engine = engine(&cluster, data.path(), options).await;
         let mut events = engine.subscribe();
         let started = Instant::now();
         let result = backup_one(&engine, &ns, "vol").await;
@@ -167,6 +184,15 @@ async fn round_trip_of_an_awkward_volume() {
         );
         assert_eq!(manifest["archive"]["bytes"], json!(size));
         assert_eq!(manifest["archive"]["gzip_level"], 6);
+        assert_eq!(
+            manifest["archive"]["compressed_by"],
+            json!(compression.as_str())
+        );
+        let os = match compression {
+            Compression::Server => 255,
+            Compression::Source => 3,
+        };
+        assert_eq!(gzip_os_byte(&artifact), os, "who compressed");
         assert_eq!(manifest["nkvm_version"], env!("CARGO_PKG_VERSION"));
 
         // History.
@@ -207,7 +233,8 @@ async fn round_trip_of_an_awkward_volume() {
         assert!(helpers_left(&client, &ns).await.is_empty());
         assert!(files_under(data.path(), ".partial").is_empty());
         eprintln!(
-            "round trip: {} source bytes, {} archive bytes in {:.1}s",
+            "round trip ({}): {} source bytes, {} archive bytes in {:.1}s",
+            compression.as_str(),
             result.source_bytes.unwrap(),
             size,
             took.as_secs_f64()
@@ -343,6 +370,74 @@ async fn tar_exiting_non_zero_fails_exec() {
             .unwrap();
         assert_eq!(rows[0].status, RunStatus::Failed);
         assert_eq!(rows[0].stage, Some(Stage::Exec));
+    })
+    .await;
+}
+
+/// The workload image has no pigz, only BusyBox's `gzip` (and BusyBox `tar`): source compression
+/// uses that gzip at level 6; at level 0, which BusyBox's `gzip` refuses, no compressor is usable
+/// and the run falls back to nkvm's own compression and says so.
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn source_compression_uses_gzip_or_falls_back_without_a_usable_compressor() {
+    in_namespace("nkvm-bk-nogz", |cluster, ns| async move {
+        let client = cluster.client.clone();
+        let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "64Mi").await;
+        std::fs::create_dir(source.join("dir")).unwrap();
+        std::fs::write(source.join("dir/file"), b"fallback".repeat(10_000)).unwrap();
+        for (level, fallback) in [(6, false), (0, true)] {
+            let data = tempfile::tempdir().unwrap();
+            let options = BackupOptions {
+                compression: Compression::Source,
+                helper_image: WORKLOAD_IMAGE.to_owned(),
+                gzip_level: level,
+                ..engine_options(data.path(), &unique("i"))
+            };
+            let engine = engine(&cluster, data.path(), options).await;
+            let result = backup_one(&engine, &ns, "vol").await;
+            assert_eq!(result.status, ResultStatus::Succeeded, "{result:#?}");
+            assert_eq!(result.files, Some(1));
+            let warned = result
+                .warnings
+                .iter()
+                .any(|w| w.contains("no usable pigz or gzip") && w.contains(WORKLOAD_IMAGE));
+            assert_eq!(warned, fallback, "level {level}: {:?}", result.warnings);
+            let rows = engine
+                .store()
+                .recent_runs(&RunFilter {
+                    limit: 1,
+                    ..RunFilter::default()
+                })
+                .await
+                .unwrap();
+            let message = rows[0].message.clone().unwrap_or_default();
+            assert_eq!(
+                message.contains("server compression"),
+                fallback,
+                "{message}"
+            );
+            let artifact = PathBuf::from(result.artifact.clone().unwrap());
+            let stem = artifact
+                .to_string_lossy()
+                .trim_end_matches(".tar.gz")
+                .to_owned();
+            let manifest: Value =
+                serde_json::from_slice(&std::fs::read(format!("{stem}.manifest.json")).unwrap())
+                    .unwrap();
+            let by = if fallback { "server" } else { "source" };
+            assert_eq!(manifest["archive"]["compressed_by"], by, "level {level}");
+            if fallback {
+                assert_eq!(gzip_os_byte(&artifact), 255, "compressed by nkvm");
+            }
+            let tar = Command::new("tar")
+                .arg("-tzf")
+                .arg(&artifact)
+                .output()
+                .unwrap();
+            assert!(tar.status.success(), "{tar:?}");
+            assert!(String::from_utf8_lossy(&tar.stdout).contains("./dir/file"));
+            assert!(helpers_left(&client, &ns).await.is_empty());
+        }
     })
     .await;
 }

@@ -123,6 +123,24 @@ pub struct GlobalOptions {
     pub log_format: LogFormat,
 }
 
+/// Where backup archives are compressed (`--compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    /// The helper pod compresses (pigz, else gzip); nkvm checks and stores the gzip bytes
+    Source,
+    /// nkvm compresses the raw tar stream it receives
+    Server,
+}
+
+impl From<CompressionArg> for backup::Compression {
+    fn from(arg: CompressionArg) -> Self {
+        match arg {
+            CompressionArg::Source => Self::Source,
+            CompressionArg::Server => Self::Server,
+        }
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -171,6 +189,18 @@ pub struct BackupTuning {
         value_parser = clap::value_parser!(u16).range(1..=64)
     )]
     pub concurrency: u16,
+
+    /// Where archives are compressed: in the helper pod (`source`: its pigz, else gzip, within its
+    /// CPU limit; nkvm checks and stores the gzip bytes it receives) or by nkvm (`server`). Source
+    /// falls back to server, with a warning, when the helper image has no usable pigz or gzip
+    #[arg(
+        long,
+        env = "NKVM_COMPRESSION",
+        value_name = "WHERE",
+        value_enum,
+        default_value_t = CompressionArg::Source
+    )]
+    pub compression: CompressionArg,
 
     /// gzip level: 0 (store only) to 9 (smallest)
     #[arg(
@@ -229,6 +259,7 @@ impl GlobalOptions {
                 .filter(|i| !i.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_HELPER_IMAGE.to_owned()),
             concurrency: usize::from(tuning.concurrency),
+            compression: tuning.compression.into(),
             gzip_level: tuning.gzip_level,
             gzip_threads: tuning
                 .gzip_threads

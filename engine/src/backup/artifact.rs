@@ -75,6 +75,10 @@ pub struct ArchiveInfo {
     pub files: u64,
     /// Bytes of file content read from the volume.
     pub source_bytes: u64,
+    /// Who compressed it: `source` (the helper's pigz/gzip) or `server` (nkvm); absent in
+    /// manifests written before the choice existed (nkvm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_by: Option<String>,
 }
 
 #[cfg(test)]

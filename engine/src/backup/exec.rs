@@ -1,6 +1,7 @@
-//! Commands in a running helper pod over the exec websocket: `tar` streaming the volume (stdout
-//! streamed, stderr tail kept, exit status read through a marker and the status channel), short
-//! commands with captured output, and the optional cheap pre-scan for progress totals.
+//! Commands in a running helper pod over the exec websocket: `tar` streaming the volume, raw or
+//! through the helper's own `pigz`/`gzip` (stdout streamed, stderr tail kept, exit statuses read
+//! through markers and the status channel), the check for a usable compressor, short commands with
+//! captured output, and the optional cheap pre-scan for progress totals.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,13 @@ use crate::kubeapi::{self, Call, is_transient};
 
 /// Marker the helper's shell prints on stderr with tar's exit code.
 pub const EXIT_MARKER: &str = "nkvm-tar-exit=";
+/// Marker the helper's shell prints on stderr with the compressor's exit code (source
+/// compression), before [`EXIT_MARKER`].
+pub const GZIP_EXIT_MARKER: &str = "nkvm-gzip-exit=";
+
+/// Shell code setting `t` to the path of the first `tar` in `$PATH` (else `tar`).
+const FIND_TAR: &str = "t=tar; o=$IFS; IFS=:; for d in $PATH; do if [ -x \"$d/tar\" ]; then \
+                        t=\"$d/tar\"; break; fi; done; IFS=$o; ";
 
 /// The command streaming the volume as a tar archive to stdout: `tar -cf - -C /data .`, wrapped so
 /// that the shell reports tar's exit code on stderr and then waits for stdin to close before it
@@ -35,27 +43,145 @@ pub fn tar_command() -> Vec<String> {
         "sh".to_owned(),
         "-c".to_owned(),
         format!(
-            "t=tar; o=$IFS; IFS=:; for d in $PATH; do if [ -x \"$d/tar\" ]; then t=\"$d/tar\"; \
-             break; fi; done; IFS=$o; \"$t\" -cf - -C {MOUNT_PATH} .; rc=$?; \
+            "{FIND_TAR}\"$t\" -cf - -C {MOUNT_PATH} .; rc=$?; \
              echo \"{EXIT_MARKER}$rc\" >&2; cat >/dev/null; exit $rc"
+        ),
+    ]
+}
+
+/// A gzip compressor in the helper image, for source compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressor {
+    /// `pigz -p <threads> -<level>`: parallel, one gzip member.
+    Pigz { threads: usize },
+    /// `gzip -<level>`: one thread.
+    Gzip,
+}
+
+impl Compressor {
+    /// The program's name, looked up in the helper's `$PATH`.
+    #[must_use]
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::Pigz { .. } => "pigz",
+            Self::Gzip => "gzip",
+        }
+    }
+
+    /// Its arguments at `level` (0–9, higher taken as 9).
+    fn args(self, level: u32) -> String {
+        let level = level.min(9);
+        match self {
+            Self::Pigz { threads } => format!("-p {} -{level}", threads.max(1)),
+            Self::Gzip => format!("-{level}"),
+        }
+    }
+
+    /// `pigz -p 2 -6` or `gzip -6`, for messages.
+    #[must_use]
+    pub fn describe(self, level: u32) -> String {
+        format!("{} {}", self.program(), self.args(level))
+    }
+}
+
+/// Shell code setting `z` to the path of the first `program` in `$PATH` (empty when none).
+fn find_program(program: &str) -> String {
+    format!(
+        "z=; o=$IFS; IFS=:; for d in $PATH; do if [ -x \"$d/{program}\" ]; then \
+         z=\"$d/{program}\"; break; fi; done; IFS=$o; "
+    )
+}
+
+/// The command that finds a usable compressor: `pigz`, else `gzip`, from `$PATH`, each tried on a
+/// byte with the arguments the backup would use (BusyBox's `gzip` may lack levels, a `gzip` may not
+/// take `-0`). Prints the program's name and exits 0, or exits 1 when neither works.
+pub fn compressor_check_command(level: u32, pigz_threads: usize) -> Vec<String> {
+    let mut script = String::new();
+    for candidate in [
+        Compressor::Pigz {
+            threads: pigz_threads,
+        },
+        Compressor::Gzip,
+    ] {
+        let program = candidate.program();
+        let args = candidate.args(level);
+        script.push_str(&find_program(program));
+        script.push_str(&format!(
+            "if [ -n \"$z\" ] && printf x | \"$z\" {args} >/dev/null 2>&1; then echo {program}; \
+             exit 0; fi; "
+        ));
+    }
+    script.push_str("exit 1");
+    vec!["sh".to_owned(), "-c".to_owned(), script]
+}
+
+/// The compressor named by [`compressor_check_command`]'s output.
+pub fn parse_compressor(output: &str, pigz_threads: usize) -> Option<Compressor> {
+    match output.trim() {
+        "pigz" => Some(Compressor::Pigz {
+            threads: pigz_threads,
+        }),
+        "gzip" => Some(Compressor::Gzip),
+        _ => None,
+    }
+}
+
+/// Looks for a usable compressor in the helper (`None`: none, or the check failed or timed out).
+pub async fn find_compressor(
+    api: &Api<Pod>,
+    pod: &str,
+    level: u32,
+    pigz_threads: usize,
+    timeout: Duration,
+) -> Option<Compressor> {
+    let command = compressor_check_command(level, pigz_threads);
+    let output = exec_capture(api, pod, command, 256, timeout).await?;
+    parse_compressor(&output, pigz_threads)
+}
+
+/// Like [`tar_command`], with the helper compressing: `tar -cf - -C /data . | <compressor>`. The
+/// shell reports the compressor's exit code ([`GZIP_EXIT_MARKER`]) and then tar's
+/// ([`EXIT_MARKER`]) once both ended, waits for stdin to close, and exits with tar's code if it
+/// failed, else the compressor's. (tar's code comes back through a file descriptor, as POSIX
+/// shells have no `pipefail`.)
+pub fn source_tar_command(compressor: Compressor, level: u32) -> Vec<String> {
+    let find = find_program(compressor.program());
+    let args = compressor.args(level);
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "{FIND_TAR}{find}exec 4>&1; \
+             trc=$( {{ {{ \"$t\" -cf - -C {MOUNT_PATH} .; echo $? >&3; }} | \
+             \"$z\" {args} >&4 3>&-; }} 3>&1 ); zrc=$?; exec 4>&-; trc=${{trc:-255}}; \
+             echo \"{GZIP_EXIT_MARKER}$zrc\" >&2; echo \"{EXIT_MARKER}$trc\" >&2; \
+             cat >/dev/null; if [ \"$trc\" != 0 ]; then exit $trc; fi; exit $zrc"
         ),
     ]
 }
 
 /// The exit code in an [`EXIT_MARKER`] line of `stderr`, if there is one.
 pub fn parse_exit_marker(stderr: &str) -> Option<i64> {
+    parse_marker(stderr, EXIT_MARKER)
+}
+
+/// The exit code in the last `marker` line of `stderr`, if there is one.
+pub fn parse_marker(stderr: &str, marker: &str) -> Option<i64> {
     stderr.lines().rev().find_map(|line| {
         line.trim()
-            .strip_prefix(EXIT_MARKER)
+            .strip_prefix(marker)
             .and_then(|code| code.trim().parse().ok())
     })
 }
 
-/// `stderr` without the marker line.
+/// `stderr` without the marker lines.
 pub fn without_marker(stderr: &str) -> String {
     stderr
         .lines()
-        .filter(|l| !l.trim().starts_with(EXIT_MARKER))
+        .filter(|l| {
+            let l = l.trim();
+            !l.starts_with(EXIT_MARKER) && !l.starts_with(GZIP_EXIT_MARKER)
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -128,6 +254,8 @@ pub struct ExecOutcome {
     pub status: Option<Status>,
     /// tar's exit code as the helper's shell reported it on stderr.
     pub reported_exit: Option<i64>,
+    /// The compressor's exit code (source compression), as the helper's shell reported it.
+    pub compressor_exit: Option<i64>,
     /// stderr without the exit marker.
     pub stderr: String,
     /// Error of the connection's message loop, if any.
@@ -135,8 +263,12 @@ pub struct ExecOutcome {
 }
 
 impl ExecOutcome {
-    /// tar exited 0: as reported by the shell, else by the exit status.
+    /// tar (and the compressor, when there is one) exited 0: as reported by the shell, else by
+    /// the exit status.
     pub fn succeeded(&self) -> bool {
+        if self.compressor_exit.is_some_and(|code| code != 0) {
+            return false;
+        }
         match self.reported_exit {
             Some(code) => code == 0,
             None => self
@@ -274,6 +406,7 @@ impl TarSession {
         ExecOutcome {
             status: None,
             reported_exit: reported_exit.or_else(|| parse_exit_marker(&stderr)),
+            compressor_exit: parse_marker(&stderr, GZIP_EXIT_MARKER),
             stderr: without_marker(&stderr),
             transport_error: Some("aborted by nkvm".to_owned()),
         }
@@ -332,6 +465,7 @@ impl TarSession {
         ExecOutcome {
             status,
             reported_exit: reported_exit.or_else(|| parse_exit_marker(&text)),
+            compressor_exit: parse_marker(&text, GZIP_EXIT_MARKER),
             stderr: without_marker(&text),
             transport_error,
         }
@@ -430,6 +564,7 @@ mod tests {
         let outcome = ExecOutcome {
             status: Some(status),
             reported_exit: None,
+            compressor_exit: None,
             stderr: String::new(),
             transport_error: None,
         };
@@ -442,6 +577,7 @@ mod tests {
         let outcome = ExecOutcome {
             status: None,
             reported_exit: Some(0),
+            compressor_exit: None,
             stderr: String::new(),
             transport_error: Some("reset".into()),
         };
@@ -490,6 +626,137 @@ mod tests {
         );
         assert_eq!(parse_prescan("\n3\n"), None);
         assert_eq!(parse_prescan("x\n3\n"), None);
+    }
+
+    /// Runs `command` (an `sh -c` script) under each local shell (dash, and BusyBox ash when
+    /// installed), `/data` replaced by `data`, with `path` as `$PATH` and stdin closed: (exit
+    /// code, stdout, stderr) per shell.
+    fn under_each_shell(
+        command: &[String],
+        data: &std::path::Path,
+        path: &str,
+    ) -> Vec<(i32, Vec<u8>, String)> {
+        let script = command[2].replace(
+            &format!(" -C {MOUNT_PATH} "),
+            &format!(" -C {} ", data.display()),
+        );
+        let mut shells = vec![vec!["/bin/sh"]];
+        if std::path::Path::new("/bin/busybox").exists() {
+            shells.push(vec!["/bin/busybox", "sh"]);
+        }
+        shells
+            .into_iter()
+            .map(|shell| {
+                let out = std::process::Command::new(shell[0])
+                    .args(&shell[1..])
+                    .args(["-c", &script])
+                    .env("PATH", path)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap();
+                (
+                    out.status.code().unwrap_or(-1),
+                    out.stdout,
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// A directory holding executables named `names` that link to the system's programs, or to a
+    /// script exiting with `fail` for names in `failing`.
+    fn bin_dir(names: &[&str], failing: &[(&str, i32)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            let target = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(name))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| panic!("{name} is not installed"));
+            std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
+        }
+        for (name, code) in failing {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\ncat >/dev/null\nexit {code}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_compressor_check_prefers_pigz_then_gzip_and_tries_the_level() {
+        let data = tempfile::tempdir().unwrap();
+        let both = bin_dir(&["pigz", "gzip", "printf"], &[]);
+        let gzip_only = bin_dir(&["gzip", "printf"], &[]);
+        let neither = bin_dir(&["printf"], &[]);
+        let broken = bin_dir(&["printf"], &[("pigz", 1), ("gzip", 2)]);
+        for (bins, level, expected) in [
+            (&both, 6, Some(Compressor::Pigz { threads: 2 })),
+            (&gzip_only, 6, Some(Compressor::Gzip)),
+            // GNU gzip refuses -0; pigz stores.
+            (&gzip_only, 0, None),
+            (&both, 0, Some(Compressor::Pigz { threads: 2 })),
+            (&neither, 6, None),
+            (&broken, 6, None),
+        ] {
+            let path = bins.path().display().to_string();
+            for (code, out, _) in
+                under_each_shell(&compressor_check_command(level, 2), data.path(), &path)
+            {
+                let found = parse_compressor(&String::from_utf8_lossy(&out), 2);
+                assert_eq!(found, expected, "{path} level {level}");
+                assert_eq!(code == 0, expected.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn the_source_command_compresses_and_reports_both_exit_codes() {
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(data.path().join("file"), b"hello source compression").unwrap();
+        let good = bin_dir(&["tar", "pigz", "gzip", "cat"], &[]);
+        for compressor in [Compressor::Pigz { threads: 2 }, Compressor::Gzip] {
+            let command = source_tar_command(compressor, 6);
+            let path = good.path().display().to_string();
+            for (code, out, err) in under_each_shell(&command, data.path(), &path) {
+                assert_eq!(code, 0, "{err}");
+                assert_eq!(parse_exit_marker(&err), Some(0), "{err}");
+                assert_eq!(parse_marker(&err, GZIP_EXIT_MARKER), Some(0), "{err}");
+                assert_eq!(without_marker(&err), "");
+                let mut tar = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut tar)
+                    .unwrap();
+                assert!(
+                    tar.windows(24).any(|w| w == b"hello source compression"),
+                    "{compressor:?}"
+                );
+            }
+        }
+        // tar fails: its code wins; the compressor still ends.
+        let tar_fails = bin_dir(&["pigz", "cat"], &[("tar", 2)]);
+        let path = tar_fails.path().display().to_string();
+        let command = source_tar_command(Compressor::Pigz { threads: 1 }, 6);
+        for (code, _, err) in under_each_shell(&command, data.path(), &path) {
+            assert_eq!(code, 2, "{err}");
+            assert_eq!(parse_exit_marker(&err), Some(2), "{err}");
+            assert_eq!(parse_marker(&err, GZIP_EXIT_MARKER), Some(0), "{err}");
+        }
+        // The compressor fails: tar's 0 is reported, and the shell exits with the compressor's code.
+        let gzip_fails = bin_dir(&["tar", "cat"], &[("pigz", 3)]);
+        let path = gzip_fails.path().display().to_string();
+        for (code, _, err) in under_each_shell(&command, data.path(), &path) {
+            assert_eq!(code, 3, "{err}");
+            assert_eq!(parse_marker(&err, GZIP_EXIT_MARKER), Some(3), "{err}");
+            let outcome = ExecOutcome {
+                status: None,
+                reported_exit: parse_exit_marker(&err),
+                compressor_exit: parse_marker(&err, GZIP_EXIT_MARKER),
+                stderr: without_marker(&err),
+                transport_error: None,
+            };
+            assert!(!outcome.succeeded());
+        }
     }
 
     #[test]

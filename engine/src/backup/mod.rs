@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 pub use cleanup::{RecoveryReport, Sweeper};
 pub use engine::{ActiveRun, BackupEngine, StartedRun, is_run_id, new_run_id, stream_client};
 pub use error::BackupError;
+pub use exec::Compressor;
+pub use stream::Compression;
 
 use crate::destination::Destinations;
 pub use crate::domain::{PvcRef, ResultStatus};
@@ -56,10 +58,14 @@ pub struct BackupOptions {
     pub helper_image: String,
     /// Runs at the same time (at least 1).
     pub concurrency: usize,
+    /// Where the archive is compressed: in the helper (`Source`, falling back to `Server` when the
+    /// helper image has no usable `pigz`/`gzip`) or by nkvm (`Server`).
+    pub compression: Compression,
     /// gzip level 0–9.
     pub gzip_level: u32,
     /// Blocks of a run's archive compressed in parallel (at least 1; default: the available
-    /// parallelism). The archive's bytes do not depend on it.
+    /// parallelism). The archive's bytes do not depend on it. With source compression, `pigz` in
+    /// the helper gets as many threads, but no more than its CPU limit allows.
     pub gzip_threads: usize,
     /// Fail a stream that delivers no byte for this long.
     pub stall_timeout: Duration,
@@ -99,6 +105,7 @@ impl Default for BackupOptions {
             destinations: None,
             helper_image: DEFAULT_HELPER_IMAGE.to_owned(),
             concurrency: 2,
+            compression: Compression::default(),
             gzip_level: 6,
             gzip_threads: pgzip::default_threads(),
             stall_timeout: Duration::from_mins(2),

@@ -72,6 +72,20 @@ pub(super) async fn judge(
             ),
         });
     }
+    if let Some(code) = outcome.compressor_exit.filter(|c| *c != 0) {
+        let tar = match outcome.exit_code() {
+            Some(tar) => format!(" (tar exited with code {tar})"),
+            None => String::new(),
+        };
+        return Err(BackupError::Exec {
+            pod: pod.to_owned(),
+            message: format!(
+                "the compressor in helper pod {pod} exited with code {code}{tar}{stderr}; the \
+                 archive was discarded; check pigz/gzip in the helper image {helper_image}, or \
+                 let nkvm compress (--compression server)"
+            ),
+        });
+    }
     if let Some(code) = outcome.exit_code() {
         let note = match &streamed {
             Err(err) => format!(" (and the stream was {})", short(&err.to_string())),

@@ -91,6 +91,36 @@ impl Default for HelperResources {
     }
 }
 
+impl HelperResources {
+    /// The CPU limit in whole CPUs, rounded up (at least 1); `None` when there is none or it does
+    /// not parse (`"1"`, `"1.5"`, `"500m"`).
+    #[must_use]
+    pub fn cpu_limit_cores(&self) -> Option<usize> {
+        let limit = self.cpu_limit.trim();
+        let millis: u64 = match limit.strip_suffix('m') {
+            Some(m) => m.parse().ok()?,
+            None => cores_to_millis(limit)?,
+        };
+        if millis == 0 {
+            return None;
+        }
+        usize::try_from(millis.div_ceil(1000))
+            .ok()
+            .map(|c| c.max(1))
+    }
+}
+
+/// `"1.5"` CPUs as 1500 millicores (rounded up); `None` unless a positive, finite, sane number.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "checked to be positive and at most 1e6 first"
+)]
+fn cores_to_millis(text: &str) -> Option<u64> {
+    let cores: f64 = text.parse().ok()?;
+    (cores.is_finite() && cores > 0.0 && cores <= 1e6).then(|| (cores * 1000.0).ceil() as u64)
+}
+
 /// Everything the helper pod depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelperPodParams {

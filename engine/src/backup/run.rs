@@ -22,7 +22,7 @@ use super::outcome::{self, success_message};
 use super::pod::{self, HelperPodParams};
 use super::preflight::{self, Plan};
 use super::progress::Tracker;
-use super::stream::{self, StreamConfig, StreamError, StreamedArchive};
+use super::stream::{self, Compression, StreamConfig, StreamError, StreamedArchive};
 use super::{BackupResult, PvcRef, ResultStatus};
 use crate::destination::{ArtifactKeys, CommittedObject, Destination, DestinationError, Upload};
 use crate::domain::{Owner, RunStatus, Stage, pvc};
@@ -73,6 +73,9 @@ pub(super) struct Run<'a> {
     warnings: Vec<String>,
     /// Where the archive goes.
     destination: Destination,
+    /// Where this run's archive is compressed (the configured mode, until the helper turns out to
+    /// lack a usable compressor).
+    compression: Compression,
 }
 
 impl<'a> Run<'a> {
@@ -101,6 +104,7 @@ impl<'a> Run<'a> {
             tracker,
             warnings: Vec::new(),
             destination,
+            compression: inner.options.compression,
         }
     }
 
@@ -408,7 +412,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Runs the optional pre-scan (progress totals), then starts tar in the helper.
+    /// Runs the optional pre-scan (progress totals), looks for the compressor (source
+    /// compression), then starts tar in the helper.
     async fn start_tar(&mut self, name: &str) -> Result<TarSession, BackupError> {
         let options = &self.inner.options;
         let api = self.stream_api();
@@ -423,10 +428,48 @@ impl<'a> Run<'a> {
                 self.tracker.event.total_files = Some(totals.files);
             }
         }
+        let command = match self.compression {
+            Compression::Server => exec::tar_command(),
+            Compression::Source => {
+                // pigz gets the configured threads, but no more than the helper's CPU limit.
+                let threads = options
+                    .resources
+                    .cpu_limit_cores()
+                    .map_or(options.gzip_threads, |cores| {
+                        cores.min(options.gzip_threads)
+                    })
+                    .max(1);
+                let found = Self::cancellable(&self.cancel, Stage::Exec, async {
+                    Ok(exec::find_compressor(
+                        &api,
+                        name,
+                        options.gzip_level,
+                        threads,
+                        options.request_timeout,
+                    )
+                    .await)
+                })
+                .await?;
+                if let Some(compressor) = found {
+                    tracing::debug!(run_id = %self.run_id, compressor = %compressor.describe(options.gzip_level), "source compression");
+                    exec::source_tar_command(compressor, options.gzip_level)
+                } else {
+                    let warning = format!(
+                        "the helper image {} has no usable pigz or gzip (level {}), so nkvm \
+                         compressed the archive itself (server compression)",
+                        options.helper_image, options.gzip_level
+                    );
+                    tracing::warn!(run_id = %self.run_id, "{warning}");
+                    self.warnings.push(warning);
+                    self.compression = Compression::Server;
+                    exec::tar_command()
+                }
+            }
+        };
         Self::cancellable(
             &self.cancel,
             Stage::Exec,
-            TarSession::start(&api, name, exec::tar_command(), true, self.retry_policy()),
+            TarSession::start(&api, name, command, true, self.retry_policy()),
         )
         .await
     }
@@ -458,6 +501,7 @@ impl<'a> Run<'a> {
             }
         };
         let config = StreamConfig {
+            compression: self.compression,
             gzip_level: options.gzip_level,
             gzip_threads: options.gzip_threads,
             stall_timeout: options.stall_timeout,
@@ -560,6 +604,7 @@ impl<'a> Run<'a> {
                 gzip_level: options.gzip_level.min(9),
                 files: counts.regular_files,
                 source_bytes: counts.file_bytes,
+                compressed_by: Some(self.compression.as_str().to_owned()),
             },
             contents: counts,
         };

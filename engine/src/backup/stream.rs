@@ -1,8 +1,12 @@
-//! The data path of a backup: tar bytes from the helper's stdout → tar checker → block-parallel
-//! gzip ([`super::pgzip`]) → sha256 → a sink (the destination's upload: `local` writes
-//! `<final>.partial`, S3 a multipart upload, SFTP/FTPS a temporary file). Memory stays bounded (one
-//! read buffer, the encoder's blocks in flight, and the sink's own buffers) whatever the size of
-//! the volume. The sink is only written and flushed here; the caller commits it (or aborts it) once
+//! The data path of a backup, in one of two [`Compression`] modes. `server`: tar bytes from the
+//! helper's stdout → tar checker → block-parallel gzip ([`super::pgzip`]) → sha256 → a sink (the
+//! destination's upload: `local` writes `<final>.partial`, S3 a multipart upload, SFTP/FTPS a
+//! temporary file). `source`: the helper compresses; its gzip bytes go unchanged → sha256 → the
+//! sink, and a streaming decoder ([`crate::restore::gunzip`]) feeds the tar checker beside them,
+//! so the archive is proven (gzip CRC32 and size, one member, a complete tar stream) without being
+//! compressed again. Memory stays bounded (one read buffer, the encoder's blocks in flight or the
+//! decoder's output buffer and window, and the sink's own buffers) whatever the size of the
+//! volume. The sink is only written and flushed here; the caller commits it (or aborts it) once
 //! tar's exit status is known.
 //!
 //! The reader is any `AsyncRead` and the sink any `AsyncWrite`, so the pipeline is tested without a
@@ -21,13 +25,38 @@ use tokio_util::sync::CancellationToken;
 
 use super::pgzip::{ParallelGzipEncoder, PgzipConfig, PgzipError};
 use super::tarcheck::{TarChecker, TarCounts, TarError};
+use crate::restore::gunzip::{Gunzip, GunzipError};
 
 /// Size of one read from the exec stream.
 pub const READ_CHUNK: usize = 128 * 1024;
 
+/// Where a backup's archive is compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// nkvm compresses the raw tar stream it receives (block-parallel gzip on its own CPUs).
+    Server,
+    /// The helper pod compresses (`tar | pigz`, else `gzip`, within its CPU limit); nkvm receives,
+    /// hashes and stores the gzip bytes as they are, decompressing them only to check them.
+    #[default]
+    Source,
+}
+
+impl Compression {
+    /// `server` or `source`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Source => "source",
+        }
+    }
+}
+
 /// Settings of one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamConfig {
+    /// What the reader delivers: raw tar (`Server`: compress here) or gzip (`Source`).
+    pub compression: Compression,
     /// gzip level, 0 (store) to 9 (smallest).
     pub gzip_level: u32,
     /// Blocks compressed in parallel (at least 1); the archive does not depend on it.
@@ -72,6 +101,9 @@ pub enum StreamError {
     Read(#[source] io::Error),
     #[error("{0}")]
     Tar(#[from] TarError),
+    /// The helper's gzip stream (source compression) is corrupt, truncated or not one member.
+    #[error("the gzip stream from the helper is invalid: {0}")]
+    Gzip(String),
     /// Writing to the sink failed; `target` names it (a path or a destination URI).
     #[error("writing {target} failed: {source}")]
     Write {
@@ -99,6 +131,18 @@ impl StreamError {
     }
 }
 
+impl From<GunzipError> for StreamError {
+    fn from(err: GunzipError) -> Self {
+        Self::Gzip(match err {
+            GunzipError::Trailing { offset } => format!(
+                "more data after the end of its gzip member at byte {offset} (a second member or \
+                 other bytes); archives must be one gzip member, as pigz and gzip write them"
+            ),
+            other => other.to_string(),
+        })
+    }
+}
+
 /// `<final>.partial`.
 pub fn partial_path_of(final_path: &Path) -> PathBuf {
     let mut name = final_path.as_os_str().to_owned();
@@ -106,10 +150,93 @@ pub fn partial_path_of(final_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Streams `reader` into `sink`: every byte through the tar checker, gzip at the configured level
-/// on `gzip_threads` workers (one gzip member), sha256 over the compressed bytes; then flushes the
-/// sink. `target` names the sink in errors. The archive must end with the end-of-archive blocks;
-/// reading stops there (what follows is zero padding), at the reader's EOF, or when `exited` has
+/// What happens to the bytes read, per [`Compression`] mode.
+enum Pipeline<'a, W> {
+    /// Raw tar in: compress here, hash and write the compressed bytes.
+    Server(Box<ParallelGzipEncoder<HashingWriter<&'a mut W>>>),
+    /// gzip in: hash and write it unchanged; decompress a copy into the tar checker.
+    Source {
+        gunzip: Box<Gunzip>,
+        out: HashingWriter<&'a mut W>,
+    },
+}
+
+impl<'a, W: AsyncWrite + Unpin> Pipeline<'a, W> {
+    /// Compressed bytes written so far.
+    fn written(&self) -> u64 {
+        match self {
+            Self::Server(encoder) => encoder.get_ref().written,
+            Self::Source { out, .. } => out.written,
+        }
+    }
+
+    /// Takes one chunk of the input: checks it (decompressed, in source mode) and writes it.
+    async fn take(
+        &mut self,
+        chunk: &[u8],
+        checker: &mut TarChecker,
+        target: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), StreamError> {
+        match self {
+            Self::Server(encoder) => {
+                checker.feed(chunk)?;
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => Err(StreamError::Cancelled),
+                    written = encoder.write_all(chunk) => {
+                        written.map_err(|err| StreamError::compress(target, err))
+                    }
+                }
+            }
+            Self::Source { gunzip, out } => {
+                gunzip.feed(chunk, |tar| checker.feed(tar).map_err(StreamError::Tar))?;
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => Err(StreamError::Cancelled),
+                    written = out.write_all(chunk) => written.map_err(|source| StreamError::Write {
+                        target: target.to_owned(),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Whether everything that belongs to the archive has arrived: the end-of-archive blocks (and,
+    /// in source mode, the end of the gzip member holding them).
+    fn is_complete(&self, checker: &TarChecker) -> bool {
+        checker.is_complete()
+            && match self {
+                Self::Server(_) => true,
+                Self::Source { gunzip, .. } => gunzip.is_done(),
+            }
+    }
+
+    /// Ends the archive (source mode: the gzip member must have ended, trailer checked); returns
+    /// the hashing writer after flushing the sink.
+    async fn finish(self, target: &str) -> Result<HashingWriter<&'a mut W>, StreamError> {
+        let hashing = match self {
+            Self::Server(encoder) => encoder
+                .finish()
+                .await
+                .map_err(|err| StreamError::compress(target, err))?,
+            Self::Source { gunzip, out } => {
+                gunzip.finish()?;
+                out
+            }
+        };
+        Ok(hashing)
+    }
+}
+
+/// Streams `reader` into `sink`. `Server` mode: every byte through the tar checker, gzip at the
+/// configured level on `gzip_threads` workers (one gzip member), sha256 over the compressed bytes.
+/// `Source` mode: the reader delivers gzip, which is hashed and written unchanged while a decoder
+/// feeds the tar checker (the gzip member must end with a matching CRC32 and size, and nothing may
+/// follow it). Then the sink is flushed. `target` names the sink in errors. The archive must end
+/// with the end-of-archive blocks; reading stops there (what follows is zero padding; in source
+/// mode, at the end of the gzip member holding them), at the reader's EOF, or when `exited` has
 /// resolved and no byte came for `drain_grace`. On error the sink holds an incomplete archive: the
 /// caller aborts it.
 pub async fn write_archive<R, W, E, F>(
@@ -131,11 +258,16 @@ where
         target: target.to_owned(),
         source,
     };
-    let mut encoder = ParallelGzipEncoder::new(
-        HashingWriter::new(sink),
-        PgzipConfig::new(config.gzip_level, config.gzip_threads),
-    );
-    let compress_err = |err| StreamError::compress(target, err);
+    let mut pipeline = match config.compression {
+        Compression::Server => Pipeline::Server(Box::new(ParallelGzipEncoder::new(
+            HashingWriter::new(sink),
+            PgzipConfig::new(config.gzip_level, config.gzip_threads),
+        ))),
+        Compression::Source => Pipeline::Source {
+            gunzip: Box::new(Gunzip::new()),
+            out: HashingWriter::new(sink),
+        },
+    };
     let mut checker = TarChecker::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut progress = StreamProgress::default();
@@ -167,17 +299,13 @@ where
         if n == 0 {
             break;
         }
-        let chunk = &buf[..n];
-        checker.feed(chunk)?;
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(StreamError::Cancelled),
-            written = encoder.write_all(chunk) => written.map_err(compress_err)?,
-        }
+        pipeline
+            .take(&buf[..n], &mut checker, target, cancel)
+            .await?;
         let counts = checker.counts();
         progress = StreamProgress {
             bytes_read: counts.stream_bytes,
-            archive_bytes: encoder.get_ref().written,
+            archive_bytes: pipeline.written(),
             files: counts.regular_files,
             source_bytes: counts.file_bytes,
         };
@@ -185,12 +313,15 @@ where
             last_report = Instant::now();
             on_progress(&progress);
         }
-        if checker.is_complete() {
+        if pipeline.is_complete(&checker) {
             break;
         }
     }
+    if let Pipeline::Source { gunzip, .. } = &pipeline {
+        gunzip.finish()?;
+    }
     let counts = checker.finish()?;
-    let hashing = encoder.finish().await.map_err(compress_err)?;
+    let hashing = pipeline.finish(target).await?;
     hashing.inner.flush().await.map_err(write_err)?;
     let archive_bytes = hashing.written;
     let sha256 = hex::encode(hashing.hasher.finalize());
@@ -255,5 +386,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
     }
 }
 
+#[cfg(test)]
+mod source_tests;
 #[cfg(test)]
 mod tests;

@@ -155,6 +155,7 @@ mod tests {
         ExecOutcome {
             status: None,
             reported_exit: code,
+            compressor_exit: None,
             stderr: stderr.to_owned(),
             transport_error: None,
         }

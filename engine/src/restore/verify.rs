@@ -477,6 +477,7 @@ mod tests {
                 gzip_level: 6,
                 files: 3,
                 source_bytes: 300,
+                compressed_by: None,
             },
             contents: counts(),
         }

@@ -208,6 +208,7 @@ impl StdinSession {
         ExecOutcome {
             status: ended.status,
             reported_exit: reported.or_else(|| parse_exit_marker(&text)),
+            compressor_exit: None,
             stderr: without_marker(&text),
             transport_error: ended.transport_error,
         }

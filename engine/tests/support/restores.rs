@@ -364,6 +364,7 @@ pub async fn crafted_backup(
             gzip_level: 6,
             files: counts.regular_files,
             source_bytes: counts.file_bytes,
+            compressed_by: None,
         },
         contents: counts,
     };

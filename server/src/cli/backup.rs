@@ -278,6 +278,8 @@ mod tests {
             "3",
             "--stall-timeout",
             "30",
+            "--compression",
+            "server",
             "--output",
             "json",
         ])
@@ -293,6 +295,7 @@ mod tests {
         assert_eq!(options.concurrency, 3);
         assert_eq!(options.gzip_level, 1);
         assert_eq!(options.gzip_threads, 3);
+        assert_eq!(options.compression, backup::Compression::Server);
         assert_eq!(options.stall_timeout, Duration::from_secs(30));
         assert_eq!(options.helper_image, "nkvm.local/helper:1");
         assert_eq!(options.instance.as_deref(), Some("inst"));
@@ -310,6 +313,9 @@ mod tests {
         assert_eq!(args.tuning.stall_timeout, 120);
         assert_eq!(args.output, Output::Table);
         let options = options(&cli.global, args, "i".to_owned()).unwrap();
+        if std::env::var_os("NKVM_COMPRESSION").is_none() {
+            assert_eq!(options.compression, backup::Compression::Source);
+        }
         if std::env::var_os("NKVM_GZIP_THREADS").is_none() {
             assert_eq!(args.tuning.gzip_threads, None);
             assert_eq!(options.gzip_threads, backup::pgzip::default_threads());
@@ -328,6 +334,7 @@ mod tests {
             vec!["nkvm", "backup", "shop/data", "--gzip-level", "10"],
             vec!["nkvm", "backup", "shop/data", "--gzip-threads", "0"],
             vec!["nkvm", "backup", "shop/data", "--concurrency", "0"],
+            vec!["nkvm", "backup", "shop/data", "--compression", "helper"],
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
         }

@@ -143,6 +143,7 @@ pub struct DrillArgs {
 pub fn tuning(stall_timeout: u64) -> BackupTuning {
     BackupTuning {
         concurrency: 2,
+        compression: crate::config::CompressionArg::Source,
         gzip_level: 6,
         gzip_threads: None,
         stall_timeout,

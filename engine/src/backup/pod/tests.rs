@@ -265,3 +265,19 @@ fn selector_scopes_to_the_instance() {
              nkvm.io/instance=abc"
     );
 }
+
+#[test]
+fn cpu_limits_round_up_to_whole_cpus() {
+    let with = |limit: &str| HelperResources {
+        cpu_limit: limit.to_owned(),
+        ..HelperResources::default()
+    };
+    assert_eq!(with("1").cpu_limit_cores(), Some(1));
+    assert_eq!(with("2").cpu_limit_cores(), Some(2));
+    assert_eq!(with("1.5").cpu_limit_cores(), Some(2));
+    assert_eq!(with("500m").cpu_limit_cores(), Some(1));
+    assert_eq!(with("2500m").cpu_limit_cores(), Some(3));
+    for none in ["", "0", "x", "-1", "0m"] {
+        assert_eq!(with(none).cpu_limit_cores(), None, "{none}");
+    }
+}

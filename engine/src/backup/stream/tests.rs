@@ -5,6 +5,7 @@ use std::process::Command;
 
 fn config() -> StreamConfig {
     StreamConfig {
+        compression: Compression::Server,
         gzip_level: 6,
         gzip_threads: 2,
         stall_timeout: Duration::from_secs(5),
