@@ -2,8 +2,9 @@
 # Runs every check and test of nkvm on a fresh machine: checks and installs the prerequisites (one
 # message naming whatever cannot be installed), builds (or reuses the cached) test cluster and starts
 # it, then runs each suite — the cluster smoke test, fmt, clippy, the Rust tests (the workspace's
-# instrumented for engine line coverage, then the server's), the browser end-to-end suite, the
-# in-cluster deployment test and the OIDC login test — every one of them even when an earlier one
+# instrumented for engine line coverage, then the server's), the browser end-to-end suite, the Helm
+# chart check, the in-cluster deployment test (through a real ingress controller, installed with
+# kustomize and with Helm) and the OIDC login test — every one of them even when an earlier one
 # failed, and closes with a summary per suite and one line `total: N passed, N failed, N skipped`.
 # Exits non-zero when anything failed.
 # NKVM_SUITES=fmt,clippy,... runs only those suites (names as in the summary); CI runs them all.
@@ -11,7 +12,7 @@
 # NKVM_KEEP_CLUSTER=1. With NKVM_TEST_KUBECONFIG it uses (and never stops) the test cluster that
 # kubeconfig belongs to, started from another checkout.
 # Caches live outside the clone: NKVM_CACHE_DIR (default ~/.cache/nkvm) holds the Kubernetes binaries,
-# images, tools and the cargo target directory (CARGO_TARGET_DIR defaults to $NKVM_CACHE_DIR/cargo-target).
+# images, tools, the ingress controller and Helm (by version) and the cargo target directory (CARGO_TARGET_DIR defaults to $NKVM_CACHE_DIR/cargo-target).
 set -uo pipefail
 NKVM_SCRIPT=test-all
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,6 +38,12 @@ cluster_binaries_cached || items+=(root go:1.25)
 # Go builds the OIDC suite's provider too (cached in $NKVM_CACHE_DIR/oidc-idp-<version>).
 compgen -G "$NKVM_CACHE_DIR/oidc-idp-*/oidc-idp" >/dev/null ||
   items+=("go:$(awk '$1 == "go" {print $2}' end2end/oidc/idp/go.mod)")
+# The deployment suite's ingress controller (Traefik) and the Helm client, built by Go once per
+# version (end2end/ingress/build.sh); Chromium trusts the Ingress's test CA through certutil.
+source end2end/ingress/versions.env
+[[ -x "$NKVM_CACHE_DIR/traefik-$TRAEFIK_VERSION/traefik" && -x "$NKVM_CACHE_DIR/helm-$HELM_VERSION/helm" ]] ||
+  items+=(go:1.25)
+items+=(pyyaml deb:openssl deb:iptables deb:util-linux:setpriv deb:socat deb:libnss3-tools:certutil)
 require "${items[@]}"
 
 was_running=1
@@ -153,6 +160,7 @@ suite doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locke
 suite rust rust_workspace_tests
 suite server rust_server_tests
 suite e2e env NKVM_E2E_JSON="$results/e2e.json" scripts/e2e.sh
+suite helm scripts/check-helm.sh
 suite deploy env NKVM_E2E_JSON="$results/deploy.json" scripts/e2e-deploy.sh
 suite oidc env NKVM_E2E_JSON="$results/oidc.json" NKVM_E2E_SKIP_BUILD=1 scripts/e2e-oidc.sh
 
@@ -206,6 +214,9 @@ for name in "${suites[@]}"; do
     cluster-smoke)
       note="$(grep -cE '^ok ' "$results/$name.log") cluster checks passed, $(grep -cE '^FAIL ' "$results/$name.log") failed (not nkvm tests)"
       ;;
+    helm)
+      note="chart linted; $(grep -c '^check-helm: ok' "$results/$name.log") helm/kustomize comparisons without a difference"
+      ;;
     rust | server)
       ignored="?"
       grep -qE '^[0-9]+ tests?, ' "$results/$name.ignored" 2>/dev/null &&
@@ -219,7 +230,7 @@ for name in "${suites[@]}"; do
   fi
   result=ok
   ((rc[$name] == 0)) || { result=FAILED; any_failed=1; }
-  if [[ "$name" =~ ^(cluster-smoke|fmt|clippy)$ ]]; then
+  if [[ "$name" =~ ^(cluster-smoke|fmt|clippy|helm)$ ]]; then
     # Checks, not tests: only their failure counts, as one.
     p=0 s=0 f=0
     [[ "$result" == ok ]] || f=1
