@@ -1,5 +1,5 @@
 //! nkvm's vocabulary, shared by the engine, the server, the CLI and the browser build: Kubernetes
-//! names and `NS/PVC` references ([`names`]), run statuses and stages ([`run`]), PVC summaries,
+//! names and `NS/PVC` references ([`names`]), run statuses, stages and progress ([`run`]), PVC summaries,
 //! inventory records and owners ([`pvc`]), restore stages, modes and verification outcomes
 //! ([`restore`]), text forms of enums ([`enums`]) and text for people ([`format`](mod@format)). Pure: no I/O,
 //! no Kubernetes client, no async runtime, so it also compiles to wasm.
@@ -15,4 +15,4 @@ pub use enums::UnknownValue;
 pub use names::{NameError, PvcRef};
 pub use pvc::{Flag, NamespaceRefusal, Owner, PvcRecord, PvcSummary};
 pub use restore::{DrillStatus, JobKind, RestoreMode, RestoreStage, VerifyStatus};
-pub use run::{ResultStatus, RunStatus, Stage};
+pub use run::{Progress, ResultStatus, RunStatus, Stage};
