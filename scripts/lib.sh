@@ -19,6 +19,8 @@ NKVM_KUBECTL="$NKVM_CACHE_DIR/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin/kubectl"
 NKVM_SCRIPT="${NKVM_SCRIPT:-$(basename "$0" .sh)}"
 # cargo-llvm-cov, installed into the cache by `require cargo-llvm-cov`.
 NKVM_LLVM_COV_VERSION=0.9.1
+# cargo-deny (deny.toml), installed into the cache by `require cargo-deny`.
+NKVM_CARGO_DENY_VERSION=0.20.2
 
 log() { printf '%s: %s\n' "$NKVM_SCRIPT" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -33,7 +35,8 @@ version_at_least() {
 # components, cargo tools into $NKVM_CACHE_DIR/tools), then stops the script with one message that
 # names every item still missing, the version needed and how to get it. A failed install is reported
 # with the installer's own error (printed above the message), never hidden.
-# Items: rust, wasm-bindgen, node, chromium, go[:MIN], cargo-llvm-cov, pyyaml, root, deb:PACKAGE[:COMMAND].
+# Items: rust, wasm-bindgen, node, chromium, go[:MIN], cargo-llvm-cov, cargo-deny, pyyaml, root,
+# deb:PACKAGE[:COMMAND].
 _missing=()
 _apt_updated=0
 
@@ -162,25 +165,38 @@ _require_binaryen() {
   fi
 }
 
-# cargo-llvm-cov (pinned, --locked) in the cache, and rustup's llvm-tools component.
-_require_cargo_llvm_cov() {
-  local root="$NKVM_CACHE_DIR/tools/cargo-llvm-cov-$NKVM_LLVM_COV_VERSION"
+# _cargo_tool CRATE VERSION: the cargo tool CRATE (its binary named like it), pinned, installed with
+# --locked into $NKVM_CACHE_DIR/tools/CRATE-VERSION when missing; its bin directory goes first on
+# PATH. When it cannot be installed, it is added to the missing items (the caller goes on).
+_cargo_tool() {
+  local crate=$1 version=$2 root="$NKVM_CACHE_DIR/tools/$1-$2"
   if ! command -v cargo >/dev/null 2>&1; then
-    _missing+=("cargo-llvm-cov $NKVM_LLVM_COV_VERSION: needs Rust first (see rustup above)")
-    return
+    _missing+=("$crate $version: needs Rust first (see rustup above)")
+    return 0
   fi
-  if ! (cd "$NKVM_REPO" && rustup component list --installed 2>/dev/null | grep -q '^llvm-tools'); then
-    log "adding rustup component llvm-tools"
-    (cd "$NKVM_REPO" && rustup component add llvm-tools >&2) ||
-      { _missing+=("rustup component llvm-tools: 'rustup component add llvm-tools' failed (error above)"); return; }
-  fi
-  if [[ ! -x "$root/bin/cargo-llvm-cov" ]]; then
-    log "installing cargo-llvm-cov $NKVM_LLVM_COV_VERSION into $root (once)"
-    (cd "$NKVM_REPO" && cargo install cargo-llvm-cov --locked --version "$NKVM_LLVM_COV_VERSION" --root "$root" >&2) ||
-      { _missing+=("cargo-llvm-cov $NKVM_LLVM_COV_VERSION: 'cargo install cargo-llvm-cov --locked' failed (error above)"); return; }
+  if [[ ! -x "$root/bin/$crate" ]]; then
+    log "installing $crate $version into $root (once)"
+    (cd "$NKVM_REPO" && cargo install "$crate" --locked --version "$version" --root "$root" >&2) ||
+      { _missing+=("$crate $version: 'cargo install $crate --locked' failed (error above)"); return 0; }
   fi
   PATH="$root/bin:$PATH"
   export PATH
+}
+
+# cargo-llvm-cov in the cache, and rustup's llvm-tools component.
+_require_cargo_llvm_cov() {
+  _cargo_tool cargo-llvm-cov "$NKVM_LLVM_COV_VERSION"
+  [[ -x "$NKVM_CACHE_DIR/tools/cargo-llvm-cov-$NKVM_LLVM_COV_VERSION/bin/cargo-llvm-cov" ]] || return 0
+  if ! (cd "$NKVM_REPO" && rustup component list --installed 2>/dev/null | grep -q '^llvm-tools'); then
+    log "adding rustup component llvm-tools"
+    (cd "$NKVM_REPO" && rustup component add llvm-tools >&2) ||
+      _missing+=("rustup component llvm-tools: 'rustup component add llvm-tools' failed (error above)")
+  fi
+}
+
+# cargo-deny in the cache: `cargo deny check` for deny.toml (about 10 min to build on 2 cores, once).
+_require_cargo_deny() {
+  _cargo_tool cargo-deny "$NKVM_CARGO_DENY_VERSION"
 }
 
 # Node.js and npm for Playwright (end2end/package.json "engines": Playwright 1.65 needs Node >= 20).

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of nkvm on a fresh machine: checks and installs the prerequisites (one
 # message naming whatever cannot be installed), builds (or reuses the cached) test cluster and starts
-# it, then runs each suite — the cluster smoke test, fmt, clippy, the Rust tests (the workspace's
-# instrumented for engine line coverage, then the server's), the browser end-to-end suite, the Helm
-# chart check, the in-cluster deployment test (through a real ingress controller, installed with
-# kustomize and with Helm) and the OIDC login test — every one of them even when an earlier one
+# it, then runs each suite — the cluster smoke test, fmt, clippy, doc, cargo deny, the Rust tests
+# (the workspace's instrumented for engine line coverage, then the server's), the browser end-to-end
+# suite, the Helm chart check, the in-cluster deployment test (through a real ingress controller,
+# installed with kustomize and with Helm) and the OIDC login test — every one of them even when an earlier one
 # failed, and closes with a summary per suite and one line `total: N passed, N failed, N skipped`.
 # Exits non-zero when anything failed.
 # NKVM_SUITES=fmt,clippy,... runs only those suites (names as in the summary); CI runs them all.
@@ -29,7 +29,7 @@ mkdir -p "$NKVM_CACHE_DIR"
 scripts/prune-target.sh "$CARGO_TARGET_DIR"
 
 step "prerequisites"
-items=(rust wasm-bindgen cargo-llvm-cov node chromium deb:python3 deb:curl)
+items=(rust wasm-bindgen cargo-llvm-cov cargo-deny node chromium deb:python3 deb:curl)
 # The schedules' end-to-end test (server/tests/schedule_serve.rs) runs a real scraper and receiver.
 items+=(deb:prometheus deb:webhook)
 # The docs' command blocks (server/tests/docs_commands.rs) use jq, as the tutorial does.
@@ -157,6 +157,9 @@ suite cluster-smoke env NKVM_CLUSTER_STATE="$(dirname "${NKVM_TEST_KUBECONFIG:-$
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# deny.toml: licenses, duplicate versions (warnings), sources. Offline: advisories need the RustSec
+# database from GitHub (docs/dev/testing.md says how to run them where the network allows).
+suite deny cargo deny --locked --offline check licenses bans sources
 suite rust rust_workspace_tests
 suite server rust_server_tests
 suite e2e env NKVM_E2E_JSON="$results/e2e.json" scripts/e2e.sh
@@ -230,7 +233,7 @@ for name in "${suites[@]}"; do
   fi
   result=ok
   ((rc[$name] == 0)) || { result=FAILED; any_failed=1; }
-  if [[ "$name" =~ ^(cluster-smoke|fmt|clippy|helm)$ ]]; then
+  if [[ "$name" =~ ^(cluster-smoke|fmt|clippy|helm|deny)$ ]]; then
     # Checks, not tests: only their failure counts, as one.
     p=0 s=0 f=0
     [[ "$result" == ok ]] || f=1

@@ -1,10 +1,13 @@
 //! Wire types shared by the server functions and the browser: the views the pages render. Records
-//! the engine defines in its wasm-safe `domain` (PVC records, owners, refusals) are used as they
-//! are; the rest are shaped for the pages.
+//! the engine defines in its wasm-safe `domain` (PVC records, owners, refusals, progress counters)
+//! are used as they are; the rest are shaped for the pages. [`RunView`] is one shape for the live
+//! panel's rows of every kind: the engine's backup and restore events (`ProgressEvent`,
+//! `RestoreEvent`) carry runtime-only types and differ by kind, so they are converted (in `ssr`),
+//! sharing only their [`Progress`].
 
 use serde::{Deserialize, Serialize};
 
-pub use nkvm_engine::domain::{NamespaceRefusal, Owner, PvcRecord};
+pub use nkvm_engine::domain::{NamespaceRefusal, Owner, Progress, PvcRecord};
 
 /// What the inventory page renders: the rows, the refused namespaces and when the scan ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,14 +68,10 @@ pub struct RunView {
     pub stage: String,
     /// `running`, `succeeded`, `failed`, `interrupted`.
     pub status: String,
-    /// File content bytes read so far (comparable with `total_bytes`).
-    pub bytes: u64,
-    /// Bytes of the volume found by the pre-scan, when it ran.
-    pub total_bytes: Option<u64>,
-    pub files: u64,
-    pub total_files: Option<u64>,
-    pub rate_bytes_per_sec: f64,
-    pub elapsed_secs: f64,
+    /// File content bytes and files done, and their totals when known (a backup's pre-scan, a
+    /// restore's archive).
+    #[serde(flatten)]
+    pub progress: Progress,
     /// Compressed bytes written.
     pub archive_bytes: u64,
     /// The result, or for a failure what happened and what to do.
@@ -93,12 +92,7 @@ impl RunView {
             pvc: pvc.to_owned(),
             stage: "preflight".to_owned(),
             status: "queued".to_owned(),
-            bytes: 0,
-            total_bytes: None,
-            files: 0,
-            total_files: None,
-            rate_bytes_per_sec: 0.0,
-            elapsed_secs: 0.0,
+            progress: Progress::default(),
             archive_bytes: 0,
             message: Some("waiting for a free backup slot".to_owned()),
             history_id: None,

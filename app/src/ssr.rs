@@ -12,7 +12,7 @@ use nkvm_engine::restore::RestoreEvent;
 use nkvm_engine::store::{RestoreRecord, RunRecord};
 use nkvm_engine::workspace::{Connection, Workspace};
 
-use crate::model::{ClusterInfo, HistoryRow, InventoryView, RunView};
+use crate::model::{ClusterInfo, HistoryRow, InventoryView, Progress, RunView};
 
 /// What every request's server functions can use, provided by the web server through Leptos context.
 #[derive(Clone)]
@@ -234,17 +234,22 @@ impl From<&ProgressEvent> for RunView {
             pvc: event.pvc.clone(),
             stage: event.stage.as_str().to_owned(),
             status: event.status.as_str().to_owned(),
-            bytes: event.source_bytes,
-            total_bytes: event.total_bytes,
-            files: event.files,
-            total_files: event.total_files,
-            rate_bytes_per_sec: event.rate_bytes_per_sec,
-            elapsed_secs: event.elapsed_secs,
+            progress: event.progress(),
             archive_bytes: event.archive_bytes,
             message: event.message.clone(),
             history_id: None,
             sha256: None,
         }
+    }
+}
+
+/// The progress of a finished job as its history row records it (no totals, no rate).
+fn finished(bytes: Option<u64>, files: Option<u64>, elapsed_secs: Option<f64>) -> Progress {
+    Progress {
+        bytes: bytes.unwrap_or(0),
+        files: files.unwrap_or(0),
+        elapsed_secs: elapsed_secs.unwrap_or(0.0),
+        ..Progress::default()
     }
 }
 
@@ -267,12 +272,7 @@ impl From<RunRecord> for RunView {
                 .stage
                 .map_or_else(|| "preflight".to_owned(), |s| s.as_str().to_owned()),
             status: record.status.as_str().to_owned(),
-            bytes: record.source_bytes.unwrap_or(0),
-            total_bytes: None,
-            files: record.files.unwrap_or(0),
-            total_files: None,
-            rate_bytes_per_sec: 0.0,
-            elapsed_secs: elapsed.unwrap_or(0.0),
+            progress: finished(record.source_bytes, record.files, elapsed),
             archive_bytes: record.bytes.unwrap_or(0),
             message: record.message,
             history_id: Some(record.id),
@@ -330,12 +330,7 @@ impl From<&RestoreEvent> for RunView {
             pvc: event.pvc.clone(),
             stage: event.stage.as_str().to_owned(),
             status: event.status.as_str().to_owned(),
-            bytes: event.bytes,
-            total_bytes: event.total_bytes,
-            files: event.files,
-            total_files: event.total_files,
-            rate_bytes_per_sec: event.rate_bytes_per_sec,
-            elapsed_secs: event.elapsed_secs,
+            progress: event.progress,
             archive_bytes: 0,
             message: event.message.clone(),
             history_id: None,
@@ -360,12 +355,7 @@ impl From<RestoreRecord> for RunView {
                 .stage
                 .map_or_else(|| "verify".to_owned(), |s| s.as_str().to_owned()),
             status: record.status.as_str().to_owned(),
-            bytes: record.bytes.unwrap_or(0),
-            total_bytes: None,
-            files: record.files.unwrap_or(0),
-            total_files: None,
-            rate_bytes_per_sec: 0.0,
-            elapsed_secs: elapsed.unwrap_or(0.0),
+            progress: finished(record.bytes, record.files, elapsed),
             archive_bytes: 0,
             message: record.message,
             history_id: None,

@@ -12,6 +12,8 @@ pub mod auth;
 #[cfg(feature = "runtime")]
 pub mod backup;
 #[cfg(feature = "runtime")]
+pub(crate) mod cancel;
+#[cfg(feature = "runtime")]
 pub mod connection;
 #[cfg(feature = "runtime")]
 pub mod datadir;

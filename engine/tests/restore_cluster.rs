@@ -135,7 +135,7 @@ async fn round_trips_into_new_pvcs_keep_every_byte_mode_owner_and_link() {
         }
         assert!(
             seen.iter()
-                .any(|e| e.stage == RestoreStage::Stream && e.total_bytes.is_some()),
+                .any(|e| e.stage == RestoreStage::Stream && e.progress.total_bytes.is_some()),
             "progress with a known total"
         );
         let copy = volume_dir(&client, &ns, "copy").await;

@@ -231,7 +231,7 @@ async fn a_deleted_helper_or_a_cancel_leaves_nothing_behind() {
         let helper = nkvm_engine::restore::pod::helper_pod_name(&job.id);
         loop {
             let event = events.recv().await.unwrap();
-            if event.stage == RestoreStage::Stream && event.bytes > 0 {
+            if event.stage == RestoreStage::Stream && event.progress.bytes > 0 {
                 break;
             }
             assert_eq!(event.status, RunStatus::Running, "{event:#?}");
@@ -270,7 +270,7 @@ async fn a_deleted_helper_or_a_cancel_leaves_nothing_behind() {
         let mut events = restoring.subscribe();
         loop {
             let event = events.recv().await.unwrap();
-            if event.stage == RestoreStage::Stream && event.bytes > 0 {
+            if event.stage == RestoreStage::Stream && event.progress.bytes > 0 {
                 break;
             }
         }

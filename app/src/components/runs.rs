@@ -219,7 +219,7 @@ fn RunsTable(rows: Signal<Vec<RunView>>, empty: &'static str) -> impl IntoView {
                                 run.run_id.clone(),
                                 run.status.clone(),
                                 run.stage.clone(),
-                                run.bytes,
+                                run.progress.bytes,
                                 run.history_id,
                             )
                         }
@@ -242,18 +242,22 @@ fn RunRow(run: RunView) -> impl IntoView {
         match (run.status.as_str(), run.kind.as_str()) {
             ("succeeded", "backup") => format!(
                 "{} read, archive {}",
-                format_bytes(run.bytes),
+                format_bytes(run.progress.bytes),
                 format_bytes(run.archive_bytes)
             ),
-            ("succeeded", "verify") => format!("{} checked", format_bytes(run.bytes)),
-            ("succeeded", _) => format!("{} restored", format_bytes(run.bytes)),
+            ("succeeded", "verify") => format!("{} checked", format_bytes(run.progress.bytes)),
+            ("succeeded", _) => format!("{} restored", format_bytes(run.progress.bytes)),
             _ => String::new(),
         }
     } else {
-        progress_label(run.bytes, run.total_bytes, run.rate_bytes_per_sec)
+        progress_label(
+            run.progress.bytes,
+            run.progress.total_bytes,
+            run.progress.rate_bytes_per_sec,
+        )
     };
     let percent = (!finished)
-        .then(|| percent_done(run.bytes, run.total_bytes))
+        .then(|| percent_done(run.progress.bytes, run.progress.total_bytes))
         .flatten();
     let status_class = format!("status status-{}", run.status);
     let failed = run.status == "failed" || run.status == "interrupted";
@@ -325,7 +329,7 @@ fn RunRow(run: RunView) -> impl IntoView {
                     })}
                 <span class="progress-text">{progress}</span>
             </td>
-            <td class="num">{format_duration(run.elapsed_secs)}</td>
+            <td class="num">{format_duration(run.progress.elapsed_secs)}</td>
             <td class="message">
                 {message}
                 {run
@@ -346,10 +350,14 @@ fn RunRow(run: RunView) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Progress;
 
     fn view(id: &str, status: &str, bytes: u64) -> RunView {
         RunView {
-            bytes,
+            progress: Progress {
+                bytes,
+                ..Progress::default()
+            },
             status: status.to_owned(),
             ..RunView::queued(id.to_owned(), "ns", "pvc")
         }
@@ -359,7 +367,10 @@ mod tests {
     fn updates_replace_runs_in_place_and_new_runs_come_first() {
         let mut runs = vec![view("a", "running", 1), view("b", "running", 1)];
         upsert(&mut runs, view("b", "running", 7));
-        assert_eq!(runs.iter().map(|r| r.bytes).collect::<Vec<_>>(), [1, 7]);
+        assert_eq!(
+            runs.iter().map(|r| r.progress.bytes).collect::<Vec<_>>(),
+            [1, 7]
+        );
         upsert(&mut runs, view("c", "queued", 0));
         assert_eq!(
             runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),

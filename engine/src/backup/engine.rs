@@ -15,7 +15,8 @@ use super::cleanup::{self, RecoveryReport, RecoveryScope, Sweeper};
 use super::error::BackupError;
 use super::run::Run;
 use super::{BackupOptions, BackupResult, ProgressEvent, PvcRef, Requester};
-use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::cancel::{self, Cancellable};
 use crate::destination::{Destination, Destinations};
 use crate::domain::Stage;
 use crate::store::{Store, StoreError};
@@ -39,6 +40,15 @@ pub(super) struct Slot {
     /// The upload the run writes (destination name, key), so that recovery spares it.
     upload: Option<(String, String)>,
     latest: Option<ProgressEvent>,
+}
+
+impl Cancellable for Slot {
+    fn id(&self) -> &str {
+        &self.run_id
+    }
+    fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
 }
 
 pub(super) struct Inner {
@@ -204,45 +214,25 @@ impl BackupEngine {
     /// Cancels a run by id for `requester` (audited); false when no such run is active.
     pub async fn cancel_for(&self, run_id: &str, requester: &Requester) -> bool {
         let cancelled = self.cancel(run_id);
-        if cancelled {
-            let event = AuditEvent::new(
-                &requester.actor,
-                AuditAction::BackupCancelled,
-                AuditOutcome::Success,
-            )
-            .with_target(format!("run {run_id}"));
-            let event = match &requester.source {
-                Some(source) => event.with_source(source.clone()),
-                None => event,
-            };
-            self.inner.store.audit(&event).await;
-        }
-        cancelled
+        let target = format!("run {run_id}");
+        cancel::audited(
+            &self.inner.store,
+            requester,
+            AuditAction::BackupCancelled,
+            target,
+            cancelled,
+        )
+        .await
     }
 
     /// Cancels a run by id; false when no such run is active.
     pub fn cancel(&self, run_id: &str) -> bool {
-        let Ok(active) = self.inner.active.lock() else {
-            return false;
-        };
-        match active.values().find(|s| s.run_id == run_id) {
-            Some(slot) => {
-                slot.cancel.cancel();
-                true
-            }
-            None => false,
-        }
+        (self.inner.active.lock()).is_ok_and(|active| cancel::cancel_one(active.values(), run_id))
     }
 
     /// Cancels every active run; returns how many.
     pub fn cancel_all(&self) -> usize {
-        let Ok(active) = self.inner.active.lock() else {
-            return 0;
-        };
-        for slot in active.values() {
-            slot.cancel.cancel();
-        }
-        active.len()
+        (self.inner.active.lock()).map_or(0, |active| cancel::cancel_every(active.values()))
     }
 
     /// Start-up recovery (see `cleanup::recover`) for this engine's instance, sparing its own
@@ -302,25 +292,15 @@ impl BackupEngine {
     ) -> Result<StartedRun, Box<BackupResult>> {
         let admitted = self.admit(&target, destination, requester);
         let event = match &admitted {
-            Ok(started) => AuditEvent::new(
-                &requester.actor,
-                AuditAction::BackupStarted,
-                AuditOutcome::Success,
-            )
-            .with_detail(format!(
-                "run {} to destination {}",
-                started.run_id, started.destination
-            )),
-            Err(refused) => AuditEvent::new(
-                &requester.actor,
-                AuditAction::BackupStarted,
-                AuditOutcome::Failure,
-            )
-            .with_detail(refused.message.clone()),
-        };
-        let event = match &requester.source {
-            Some(source) => event.with_source(source.clone()),
-            None => event,
+            Ok(started) => requester
+                .audit_event(AuditAction::BackupStarted, AuditOutcome::Success)
+                .with_detail(format!(
+                    "run {} to destination {}",
+                    started.run_id, started.destination
+                )),
+            Err(refused) => requester
+                .audit_event(AuditAction::BackupStarted, AuditOutcome::Failure)
+                .with_detail(refused.message.clone()),
         };
         self.inner
             .store

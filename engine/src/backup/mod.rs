@@ -38,9 +38,10 @@ pub use error::BackupError;
 pub use exec::Compressor;
 pub use stream::{Compression, StreamCap};
 
+use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
 use crate::destination::Destinations;
+use crate::domain::{Progress, RunStatus, Stage};
 pub use crate::domain::{PvcRef, ResultStatus};
-use crate::domain::{RunStatus, Stage};
 use crate::timestamp::rfc3339;
 
 /// Helper image used when none is configured: Debian's slim image has GNU tar, `sh`, `du`, `find`
@@ -169,6 +170,15 @@ pub struct Requester {
 }
 
 impl Requester {
+    /// An audit event of this requester (its actor, and its source when it has one).
+    pub(crate) fn audit_event(&self, action: AuditAction, outcome: AuditOutcome) -> AuditEvent {
+        let event = AuditEvent::new(&self.actor, action, outcome);
+        match &self.source {
+            Some(source) => event.with_source(source.clone()),
+            None => event,
+        }
+    }
+
     /// A web user at `source`.
     #[must_use]
     pub fn web(user: &str, source: &str) -> Self {
@@ -309,6 +319,21 @@ pub struct ProgressEvent {
     /// Who started the run (`web:<user>`, `cli:<user>`, `schedule:<name>`).
     #[serde(default)]
     pub started_by: String,
+}
+
+impl ProgressEvent {
+    /// The counters the live panel shows (file content bytes: `source_bytes`).
+    #[must_use]
+    pub fn progress(&self) -> Progress {
+        Progress {
+            bytes: self.source_bytes,
+            total_bytes: self.total_bytes,
+            files: self.files,
+            total_files: self.total_files,
+            rate_bytes_per_sec: self.rate_bytes_per_sec,
+            elapsed_secs: self.elapsed_secs,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,14 @@
 //! Uploads go to `<file>.partial`, renamed on commit after checking that the target is absent.
 //! Plain FTP only with `insecure_plain_ftp: true`.
 
-use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream, AsyncRustlsStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, Status};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::config::FtpsConfig;
 use super::error::{Origin, Step};
@@ -162,13 +158,8 @@ impl FtpsDestination {
                 inner.origin.on(Step::Read, key, describe(&e, &path))
             }
         })?;
-        Ok(ObjectReader::new(
-            size,
-            Download {
-                transfer,
-                _ftp: ftp,
-            },
-        ))
+        // The control connection stays open while the data connection is read.
+        Ok(ObjectReader::holding(size, transfer, ftp))
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), DestinationError> {
@@ -387,22 +378,6 @@ async fn create_dirs(ftp: &mut AsyncRustlsFtpStream, dir: &str) -> Result<(), St
     Ok(())
 }
 
-/// A download, keeping its control connection open.
-struct Download {
-    transfer: Transfer,
-    _ftp: AsyncRustlsFtpStream,
-}
-
-impl AsyncRead for Download {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.transfer).poll_read(cx, buf)
-    }
-}
-
 /// An upload to `<target>.partial`, renamed on commit, removed on abort or drop.
 pub struct FtpsUpload {
     origin: Origin,
@@ -507,23 +482,7 @@ impl Drop for FtpsUpload {
     }
 }
 
-impl AsyncWrite for FtpsUpload {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        super::poll_write_open(self.transfer.as_mut(), cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        super::poll_flush_open(self.transfer.as_mut(), cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_flush(cx)
-    }
-}
+super::write_into_open_writer!(FtpsUpload, transfer);
 
 #[cfg(test)]
 mod tests {

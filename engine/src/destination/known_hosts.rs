@@ -227,39 +227,33 @@ mod tests {
         )
     }
 
+    /// Checks `hosts.verify(host, port, key)` for each case.
+    fn verdicts(hosts: &KnownHosts, cases: &[(&str, u16, &str, HostKeyVerdict)]) {
+        for (host, port, k, want) in cases {
+            assert_eq!(&hosts.verify(host, *port, &key(k)), want, "{host}:{port}");
+        }
+    }
+
     #[test]
     fn plain_entries_and_ports() {
         let hosts = KnownHosts::parse(&format!(
             "# comment\n\nnas.example,10.0.0.5 {KEY_A}\n[nas.example]:2222 {KEY_B}\n"
         ));
-        assert_eq!(
-            hosts.verify("nas.example", 22, &key(KEY_A)),
-            HostKeyVerdict::Trusted
-        );
-        assert_eq!(
-            hosts.verify("NAS.example", 22, &key(KEY_A)),
-            HostKeyVerdict::Trusted
-        );
-        assert_eq!(
-            hosts.verify("10.0.0.5", 22, &key(KEY_A)),
-            HostKeyVerdict::Trusted
-        );
-        assert_eq!(
-            hosts.verify("nas.example", 2222, &key(KEY_B)),
-            HostKeyVerdict::Trusted
+        verdicts(
+            &hosts,
+            &[
+                ("nas.example", 22, KEY_A, HostKeyVerdict::Trusted),
+                ("NAS.example", 22, KEY_A, HostKeyVerdict::Trusted),
+                ("10.0.0.5", 22, KEY_A, HostKeyVerdict::Trusted),
+                ("nas.example", 2222, KEY_B, HostKeyVerdict::Trusted),
+                ("other", 22, KEY_A, HostKeyVerdict::Unknown),
+                ("nas.example", 2200, KEY_B, HostKeyVerdict::Unknown),
+            ],
         );
         assert!(matches!(
             hosts.verify("nas.example", 2222, &key(KEY_A)),
             HostKeyVerdict::Mismatch { known } if known.len() == 1 && known[0].contains("line 4")
         ));
-        assert_eq!(
-            hosts.verify("other", 22, &key(KEY_A)),
-            HostKeyVerdict::Unknown
-        );
-        assert_eq!(
-            hosts.verify("nas.example", 2200, &key(KEY_B)),
-            HostKeyVerdict::Unknown
-        );
         assert_eq!(
             hosts.algorithms_for("nas.example", 22),
             vec![Algorithm::Ed25519]
@@ -274,22 +268,18 @@ mod tests {
             hashed("nas.example", b"saltsaltsaltsaltsalt")
         );
         let hosts = KnownHosts::parse(&text);
-        assert_eq!(
-            hosts.verify("127.0.0.1", 2022, &key(KEY_A)),
-            HostKeyVerdict::Trusted
-        );
-        assert_eq!(
-            hosts.verify("nas.example", 22, &key(KEY_B)),
-            HostKeyVerdict::Trusted
+        verdicts(
+            &hosts,
+            &[
+                ("127.0.0.1", 2022, KEY_A, HostKeyVerdict::Trusted),
+                ("nas.example", 22, KEY_B, HostKeyVerdict::Trusted),
+                ("127.0.0.1", 22, KEY_A, HostKeyVerdict::Unknown),
+            ],
         );
         assert!(matches!(
             hosts.verify("127.0.0.1", 2022, &key(KEY_B)),
             HostKeyVerdict::Mismatch { .. }
         ));
-        assert_eq!(
-            hosts.verify("127.0.0.1", 22, &key(KEY_A)),
-            HostKeyVerdict::Unknown
-        );
     }
 
     #[test]
@@ -299,17 +289,18 @@ mod tests {
              broken line\nhost ssh-ed25519 not-base64!\n"
         );
         let hosts = KnownHosts::parse(&text);
-        assert_eq!(
-            hosts.verify("nas.example", 22, &key(KEY_A)),
-            HostKeyVerdict::Trusted
-        );
-        assert_eq!(
-            hosts.verify("evil.example", 22, &key(KEY_A)),
-            HostKeyVerdict::Unknown
-        );
-        assert_eq!(
-            hosts.verify("nas.example", 22, &key(KEY_B)),
-            HostKeyVerdict::Revoked { line: 2 }
+        verdicts(
+            &hosts,
+            &[
+                ("nas.example", 22, KEY_A, HostKeyVerdict::Trusted),
+                ("evil.example", 22, KEY_A, HostKeyVerdict::Unknown),
+                (
+                    "nas.example",
+                    22,
+                    KEY_B,
+                    HostKeyVerdict::Revoked { line: 2 },
+                ),
+            ],
         );
         assert!(wildcard_match("n?s*", "nas.example"));
         assert!(!wildcard_match("n?s", "nas.example"));

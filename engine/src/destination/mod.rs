@@ -429,28 +429,45 @@ fn dir_prefixes(dir: &str) -> Vec<String> {
     prefixes
 }
 
-/// `poll_write` of an upload's writer while it is open (`None` once committed or aborted).
-fn poll_write_open<W: AsyncWrite + Unpin>(
-    writer: Option<&mut W>,
-    cx: &mut Context<'_>,
-    buf: &[u8],
-) -> Poll<io::Result<usize>> {
-    match writer {
-        Some(writer) => Pin::new(writer).poll_write(cx, buf),
-        None => Poll::Ready(Err(io::Error::other("the upload is finished"))),
-    }
-}
+/// Implements `AsyncWrite` for an upload that writes into its `$writer: Option<W>` field while it
+/// is open (`None` once committed or aborted: writes then fail, flushes succeed). A shutdown only
+/// flushes: the upload is finished by its `commit`.
+macro_rules! write_into_open_writer {
+    ($upload:ty, $writer:ident) => {
+        impl tokio::io::AsyncWrite for $upload {
+            fn poll_write(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                match self.$writer.as_mut() {
+                    Some(writer) => std::pin::Pin::new(writer).poll_write(cx, buf),
+                    None => {
+                        std::task::Poll::Ready(Err(std::io::Error::other("the upload is finished")))
+                    }
+                }
+            }
 
-/// `poll_flush` of an upload's writer while it is open.
-fn poll_flush_open<W: AsyncWrite + Unpin>(
-    writer: Option<&mut W>,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<()>> {
-    match writer {
-        Some(writer) => Pin::new(writer).poll_flush(cx),
-        None => Poll::Ready(Ok(())),
-    }
+            fn poll_flush(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.$writer.as_mut() {
+                    Some(writer) => std::pin::Pin::new(writer).poll_flush(cx),
+                    None => std::task::Poll::Ready(Ok(())),
+                }
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                self.poll_flush(cx)
+            }
+        }
+    };
 }
+use write_into_open_writer;
 
 /// The message of an SFTP/FTPS upload that could not be committed.
 fn nothing_stored(message: &str, server: &str) -> String {
@@ -473,6 +490,39 @@ impl ObjectReader {
             size,
             reader: Box::pin(reader),
         }
+    }
+}
+
+impl ObjectReader {
+    /// A reader that keeps `held` (the connection it reads through) open for as long as it lives.
+    pub(crate) fn holding(
+        size: Option<u64>,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        held: impl Send + 'static,
+    ) -> Self {
+        Self::new(
+            size,
+            Holding {
+                reader,
+                _held: Box::new(held),
+            },
+        )
+    }
+}
+
+/// See [`ObjectReader::holding`].
+struct Holding<R> {
+    reader: R,
+    _held: Box<dyn Send>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Holding<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
     }
 }
 

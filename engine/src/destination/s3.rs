@@ -20,7 +20,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::io::AsyncWrite;
 use tokio::task::JoinSet;
 
@@ -176,15 +176,15 @@ impl S3Destination {
         let credentials = inner.credentials()?;
         let object = inner.object(key);
         let response = inner
-            .call(REQUEST_TIMEOUT, || {
-                let url = inner
-                    .bucket
-                    .create_multipart_upload(Some(&credentials), &object)
-                    .sign(SIGNATURE_VALIDITY);
-                (Method::POST, url, Bytes::new())
+            .call_for(Step::Upload, key, true, || {
+                request(
+                    &inner
+                        .bucket
+                        .create_multipart_upload(Some(&credentials), &object),
+                    Bytes::new(),
+                )
             })
-            .await
-            .map_err(|f| inner.error(Step::Upload, key, f, true))?;
+            .await?;
         let text = String::from_utf8_lossy(&response).into_owned();
         let created =
             rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(|e| {
@@ -220,15 +220,13 @@ impl S3Destination {
         let credentials = inner.credentials()?;
         let object = inner.object(key);
         inner
-            .call(REQUEST_TIMEOUT, || {
-                let url = inner
-                    .bucket
-                    .put_object(Some(&credentials), &object)
-                    .sign(SIGNATURE_VALIDITY);
-                (Method::PUT, url, bytes.clone())
+            .call_for(Step::Upload, key, true, || {
+                request(
+                    &inner.bucket.put_object(Some(&credentials), &object),
+                    bytes.clone(),
+                )
             })
-            .await
-            .map_err(|f| inner.error(Step::Upload, key, f, true))?;
+            .await?;
         Ok(())
     }
 
@@ -263,25 +261,21 @@ impl S3Destination {
         let object = inner.object(key);
         // S3 answers 204 for a missing key too: look first, so retention learns what is gone.
         inner
-            .call(REQUEST_TIMEOUT, || {
-                let url = inner
-                    .bucket
-                    .head_object(Some(&credentials), &object)
-                    .sign(SIGNATURE_VALIDITY);
-                (Method::HEAD, url, Bytes::new())
+            .call_for(Step::Delete, key, true, || {
+                request(
+                    &inner.bucket.head_object(Some(&credentials), &object),
+                    Bytes::new(),
+                )
             })
-            .await
-            .map_err(|f| inner.error(Step::Delete, key, f, true))?;
+            .await?;
         inner
-            .call(REQUEST_TIMEOUT, || {
-                let url = inner
-                    .bucket
-                    .delete_object(Some(&credentials), &object)
-                    .sign(SIGNATURE_VALIDITY);
-                (Method::DELETE, url, Bytes::new())
+            .call_for(Step::Delete, key, true, || {
+                request(
+                    &inner.bucket.delete_object(Some(&credentials), &object),
+                    Bytes::new(),
+                )
             })
-            .await
-            .map_err(|f| inner.error(Step::Delete, key, f, true))?;
+            .await?;
         Ok(())
     }
 
@@ -293,18 +287,10 @@ impl S3Destination {
         let mut token: Option<String> = None;
         loop {
             let body = inner
-                .call(REQUEST_TIMEOUT, || {
-                    let mut action = inner.bucket.list_objects_v2(Some(&credentials));
-                    if !full_prefix.is_empty() {
-                        action.with_prefix(full_prefix.as_str());
-                    }
-                    if let Some(token) = &token {
-                        action.with_continuation_token(token.as_str());
-                    }
-                    (Method::GET, action.sign(SIGNATURE_VALIDITY), Bytes::new())
+                .call_for(Step::List, prefix, true, || {
+                    inner.list_objects(&credentials, &full_prefix, token.as_deref(), None)
                 })
-                .await
-                .map_err(|f| inner.error(Step::List, prefix, f, true))?;
+                .await?;
             let text = String::from_utf8_lossy(&body);
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&text).map_err(|e| {
                 inner.origin.on(
@@ -336,16 +322,10 @@ impl S3Destination {
         let credentials = inner.credentials()?;
         let full_prefix = inner.list_prefix("");
         inner
-            .call(REQUEST_TIMEOUT, || {
-                let mut action = inner.bucket.list_objects_v2(Some(&credentials));
-                if !full_prefix.is_empty() {
-                    action.with_prefix(full_prefix.as_str());
-                }
-                action.with_max_keys(1);
-                (Method::GET, action.sign(SIGNATURE_VALIDITY), Bytes::new())
+            .call_for(Step::List, "", true, || {
+                inner.list_objects(&credentials, &full_prefix, None, Some(1))
             })
-            .await
-            .map_err(|f| inner.error(Step::List, "", f, true))?;
+            .await?;
         Ok(())
     }
 }
@@ -461,12 +441,11 @@ impl Inner {
     /// request anew for each attempt (fresh signature).
     async fn call(
         &self,
-        timeout: Duration,
         request: impl Fn() -> (Method, url::Url, Bytes),
     ) -> Result<Bytes, (Failure, u32)> {
         with_retries(self.retry, || async {
             let (method, url, body) = request();
-            let response = self.send(method, url, body, timeout).await?;
+            let response = self.send(method, url, body, REQUEST_TIMEOUT).await?;
             let body = tokio::time::timeout(REQUEST_TIMEOUT, read_small(response.into_body()))
                 .await
                 .map_err(|_| {
@@ -499,6 +478,42 @@ impl Inner {
             Ok(body)
         })
         .await
+    }
+
+    /// [`Inner::call`], its failure turned into the error of `step` on `key` (see
+    /// [`Inner::error_after`]).
+    async fn call_for(
+        &self,
+        step: Step,
+        key: &str,
+        connecting: bool,
+        request: impl Fn() -> (Method, url::Url, Bytes),
+    ) -> Result<Bytes, DestinationError> {
+        self.call(request)
+            .await
+            .map_err(|f| self.error(step, key, f, connecting))
+    }
+
+    /// The `ListObjectsV2` request for the objects under `full_prefix` (from
+    /// [`Inner::list_prefix`]), from the continuation `token` on, at most `max_keys` of them.
+    fn list_objects(
+        &self,
+        credentials: &Credentials,
+        full_prefix: &str,
+        token: Option<&str>,
+        max_keys: Option<usize>,
+    ) -> (Method, url::Url, Bytes) {
+        let mut action = self.bucket.list_objects_v2(Some(credentials));
+        if !full_prefix.is_empty() {
+            action.with_prefix(full_prefix);
+        }
+        if let Some(token) = token {
+            action.with_continuation_token(token);
+        }
+        if let Some(max_keys) = max_keys {
+            action.with_max_keys(max_keys);
+        }
+        request(&action, Bytes::new())
     }
 
     fn error(
@@ -578,6 +593,19 @@ impl Inner {
 }
 
 /// Reads a body of at most [`MAX_SMALL_BODY`] bytes.
+/// The request of a rusty-s3 `action` (its method, its URL signed for [`SIGNATURE_VALIDITY`]) with
+/// `body`.
+pub(super) fn request<'a, A: S3Action<'a>>(action: &A, body: Bytes) -> (Method, url::Url, Bytes) {
+    let method = match A::METHOD {
+        rusty_s3::Method::Head => Method::HEAD,
+        rusty_s3::Method::Get => Method::GET,
+        rusty_s3::Method::Post => Method::POST,
+        rusty_s3::Method::Put => Method::PUT,
+        rusty_s3::Method::Delete => Method::DELETE,
+    };
+    (method, action.sign(SIGNATURE_VALIDITY), body)
+}
+
 async fn read_small(body: Incoming) -> Result<Bytes, String> {
     http_body_util::Limited::new(body, MAX_SMALL_BODY)
         .collect()

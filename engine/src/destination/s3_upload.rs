@@ -92,29 +92,31 @@ impl UploadShared {
             Bytes::from(action.body())
         };
         inner
-            .call(REQUEST_TIMEOUT, || {
+            .call_for(Step::Commit, &self.key, false, || {
                 let action = inner.bucket.complete_multipart_upload(
                     Some(&self.credentials),
                     &self.object,
                     &self.upload_id,
                     std::iter::empty(),
                 );
-                (Method::POST, action.sign(SIGNATURE_VALIDITY), body.clone())
+                request(&action, body.clone())
             })
-            .await
-            .map_err(|f| inner.error(Step::Commit, &self.key, f, false))?;
+            .await?;
         Ok(())
     }
 
     async fn abort(&self) -> Result<(), DestinationError> {
         let inner = self.inner();
         let result = inner
-            .call(REQUEST_TIMEOUT, || {
-                let url = inner
-                    .bucket
-                    .abort_multipart_upload(Some(&self.credentials), &self.object, &self.upload_id)
-                    .sign(SIGNATURE_VALIDITY);
-                (Method::DELETE, url, Bytes::new())
+            .call(|| {
+                request(
+                    &inner.bucket.abort_multipart_upload(
+                        Some(&self.credentials),
+                        &self.object,
+                        &self.upload_id,
+                    ),
+                    Bytes::new(),
+                )
             })
             .await;
         match result {
@@ -353,7 +355,7 @@ impl S3Destination {
             inner.object(prefix)
         };
         let body = inner
-            .call(REQUEST_TIMEOUT, || {
+            .call_for(Step::List, prefix, true, || {
                 let url = rusty_s3::signing::sign(
                     &jiff::Timestamp::now(),
                     rusty_s3::Method::Get,
@@ -368,8 +370,7 @@ impl S3Destination {
                 );
                 (Method::GET, url, Bytes::new())
             })
-            .await
-            .map_err(|f| inner.error(Step::List, prefix, f, true))?;
+            .await?;
         let text = String::from_utf8_lossy(&body);
         Ok(xml_values(&text, "Upload")
             .iter()

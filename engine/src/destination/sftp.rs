@@ -2,11 +2,8 @@
 //! match a pinned `known_hosts` entry (no trust on first use), uploads to `<file>.partial` then
 //! renamed (SFTP rename never replaces an existing file).
 
-use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use russh::client;
@@ -15,7 +12,7 @@ use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::fs::File;
 use russh_sftp::protocol::StatusCode;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::AsyncWriteExt as _;
 
 use super::config::SftpConfig;
 use super::error::{Origin, Step};
@@ -183,13 +180,7 @@ impl SftpDestination {
             }
         })?;
         let size = file.metadata().await.ok().and_then(|m| m.size);
-        Ok(ObjectReader::new(
-            size,
-            SessionReader {
-                file,
-                _session: session,
-            },
-        ))
+        Ok(ObjectReader::holding(size, file, session))
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), DestinationError> {
@@ -417,22 +408,6 @@ fn describe(error: &SftpError, path: &str) -> String {
     }
 }
 
-/// A remote file being read, keeping its SSH connection open.
-struct SessionReader {
-    file: File,
-    _session: Arc<Session>,
-}
-
-impl AsyncRead for SessionReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_read(cx, buf)
-    }
-}
-
 /// An upload to `<target>.partial`, renamed on commit, removed on abort or drop.
 pub struct SftpUpload {
     origin: Origin,
@@ -526,23 +501,7 @@ impl Drop for SftpUpload {
     }
 }
 
-impl AsyncWrite for SftpUpload {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        super::poll_write_open(self.file.as_mut(), cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        super::poll_flush_open(self.file.as_mut(), cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_flush(cx)
-    }
-}
+super::write_into_open_writer!(SftpUpload, file);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,8 @@
 //! The words of a backup run: its status ([`RunStatus`]), the stage it is in or failed at
-//! ([`Stage`]), and the two outcomes the CLI contract reports ([`ResultStatus`]).
+//! ([`Stage`]), the two outcomes the CLI contract reports ([`ResultStatus`]), and the counters of a
+//! running job's progress ([`Progress`]).
+
+use serde::{Deserialize, Serialize};
 
 crate::text_enum! {
     /// Status of a run, as history stores it.
@@ -54,6 +57,22 @@ crate::text_enum! {
         Failed => "failed",
         Cancelled => "cancelled",
     }
+}
+
+/// How far a job (a backup, restore, verification or drill) has got: the counters its live
+/// progress events carry and the live panel shows. Flattened into those events' JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// File content bytes done.
+    pub bytes: u64,
+    /// File content bytes in all, once known (the pre-scan of a volume, an archive's manifest).
+    pub total_bytes: Option<u64>,
+    /// Regular files done.
+    pub files: u64,
+    pub total_files: Option<u64>,
+    /// Rate over the last few seconds.
+    pub rate_bytes_per_sec: f64,
+    pub elapsed_secs: f64,
 }
 
 #[cfg(test)]

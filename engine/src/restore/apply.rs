@@ -214,9 +214,9 @@ impl Job<'_> {
             progress_interval: options.progress_interval,
             hash_to_end: false,
         };
-        self.tracker.event.bytes = 0;
-        self.tracker.event.files = 0;
-        self.tracker.event.total_bytes = Some(verified.decoded.counts.file_bytes);
+        self.tracker.event.progress.bytes = 0;
+        self.tracker.event.progress.files = 0;
+        self.tracker.event.progress.total_bytes = Some(verified.decoded.counts.file_bytes);
         let tracker = &mut self.tracker;
         super::stream::into_helper(session, archive.reader, &config, &self.cancel, |p| {
             tracker.update(p);

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::backup::{BackupEngine, BackupOptions, PvcRef, Requester, new_run_id};
+use crate::cancel::{self, Cancellable};
 use crate::domain::names::{check_namespace, is_dns1123_subdomain};
 use crate::domain::{JobKind, RestoreMode};
 use crate::store::{RunRecord, Store, StoreError};
@@ -30,6 +31,15 @@ struct Slot {
     target: PvcRef,
     cancel: CancellationToken,
     latest: Option<RestoreEvent>,
+}
+
+impl Cancellable for Slot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
 }
 
 pub(super) struct Inner {
@@ -139,42 +149,25 @@ impl RestoreEngine {
     /// Cancels a job by id for `requester` (audited); false when no such job is active.
     pub async fn cancel_for(&self, id: &str, requester: &Requester) -> bool {
         let cancelled = self.cancel(id);
-        if cancelled {
-            self.audit(
-                requester,
-                AuditAction::RestoreCancelled,
-                AuditOutcome::Success,
-                &format!("job {id}"),
-                None,
-            )
-            .await;
-        }
-        cancelled
+        let target = format!("job {id}");
+        cancel::audited(
+            self.inner.store(),
+            requester,
+            AuditAction::RestoreCancelled,
+            target,
+            cancelled,
+        )
+        .await
     }
 
     /// Cancels a job by id; false when no such job is active.
     pub fn cancel(&self, id: &str) -> bool {
-        let Ok(active) = self.inner.active.lock() else {
-            return false;
-        };
-        match active.iter().find(|s| s.id == id) {
-            Some(slot) => {
-                slot.cancel.cancel();
-                true
-            }
-            None => false,
-        }
+        (self.inner.active.lock()).is_ok_and(|active| cancel::cancel_one(active.iter(), id))
     }
 
     /// Cancels every active job; returns how many.
     pub fn cancel_all(&self) -> usize {
-        let Ok(active) = self.inner.active.lock() else {
-            return 0;
-        };
-        for slot in active.iter() {
-            slot.cancel.cancel();
-        }
-        active.len()
+        (self.inner.active.lock()).map_or(0, |active| cancel::cancel_every(active.iter()))
     }
 
     /// Start-up recovery of restores (see `recovery`), sparing this engine's active jobs.

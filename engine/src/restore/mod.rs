@@ -49,9 +49,11 @@ pub use recovery::RestoreRecovery;
 pub use scale::{ScaledDown, Workload};
 pub use verify::{VerifyResult, restorable_run, verify_stored};
 
-use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::backup::Requester;
-use crate::domain::{DrillStatus, JobKind, RestoreMode, RestoreStage, ResultStatus, RunStatus};
+use crate::domain::{
+    DrillStatus, JobKind, Progress, RestoreMode, RestoreStage, ResultStatus, RunStatus,
+};
 use crate::store::Store;
 
 /// Records an audit event of `requester`.
@@ -63,13 +65,11 @@ pub(crate) async fn audit(
     target: &str,
     detail: Option<String>,
 ) {
-    let mut event =
-        AuditEvent::new(&requester.actor, action, outcome).with_target(target.to_owned());
+    let mut event = requester
+        .audit_event(action, outcome)
+        .with_target(target.to_owned());
     if let Some(detail) = detail {
         event = event.with_detail(detail);
-    }
-    if let Some(source) = &requester.source {
-        event = event.with_source(source.clone());
     }
     store.audit(&event).await;
 }
@@ -209,14 +209,9 @@ pub struct RestoreEvent {
     pub pvc: String,
     pub stage: RestoreStage,
     pub status: RunStatus,
-    /// File content bytes done.
-    pub bytes: u64,
-    /// File content bytes in the archive, once known.
-    pub total_bytes: Option<u64>,
-    pub files: u64,
-    pub total_files: Option<u64>,
-    pub rate_bytes_per_sec: f64,
-    pub elapsed_secs: f64,
+    /// File content bytes and files done; their totals: the archive's, once known.
+    #[serde(flatten)]
+    pub progress: Progress,
     /// Set on the last event: the result message.
     pub message: Option<String>,
 }

@@ -89,8 +89,8 @@ impl Job<'_> {
     /// history row, and every entry passes the pre-scan.
     pub(super) async fn verify(&mut self) -> Result<Verified, RestoreError> {
         self.enter(RestoreStage::Verify);
-        self.tracker.event.total_bytes = self.source.source_bytes;
-        self.tracker.event.total_files = self.source.files;
+        self.tracker.event.progress.total_bytes = self.source.source_bytes;
+        self.tracker.event.progress.total_files = self.source.files;
         let options = self.inner.backup_options();
         let sources = Sources {
             destinations: self.inner.backups.destinations(),
@@ -153,8 +153,8 @@ impl Job<'_> {
             "verified before a restore",
         )
         .await;
-        self.tracker.event.total_bytes = Some(decoded.counts.file_bytes);
-        self.tracker.event.total_files = Some(decoded.counts.regular_files);
+        self.tracker.event.progress.total_bytes = Some(decoded.counts.file_bytes);
+        self.tracker.event.progress.total_files = Some(decoded.counts.regular_files);
         Ok(Verified {
             decoded,
             manifest: manifest.ok(),

@@ -22,7 +22,9 @@ use crate::backup::cleanup::HelperGuard;
 use crate::backup::helper::RetryPolicy;
 use crate::backup::progress::RateWindow;
 use crate::domain::format::format_bytes;
-use crate::domain::{JobKind, RestoreMode, RestoreStage, ResultStatus, RunStatus, escape_control};
+use crate::domain::{
+    JobKind, Progress, RestoreMode, RestoreStage, ResultStatus, RunStatus, escape_control,
+};
 use crate::store::{NewRestore, RestoreUpdate, RunRecord};
 use crate::timestamp::rfc3339;
 
@@ -64,12 +66,7 @@ impl<'a> Tracker<'a> {
                 pvc: target.name.clone(),
                 stage: RestoreStage::Verify,
                 status: RunStatus::Running,
-                bytes: 0,
-                total_bytes: None,
-                files: 0,
-                total_files: None,
-                rate_bytes_per_sec: 0.0,
-                elapsed_secs: 0.0,
+                progress: Progress::default(),
                 message: None,
             },
             started: Instant::now(),
@@ -78,7 +75,7 @@ impl<'a> Tracker<'a> {
     }
 
     pub(super) fn emit(&mut self) {
-        self.event.elapsed_secs = self.started.elapsed().as_secs_f64();
+        self.event.progress.elapsed_secs = self.started.elapsed().as_secs_f64();
         self.sink.publish(&self.event);
     }
 
@@ -92,10 +89,10 @@ impl<'a> Tracker<'a> {
         use std::sync::atomic::Ordering::Relaxed;
         let bytes = progress.file_bytes.load(Relaxed);
         if let Some(rate) = self.rate.update(bytes) {
-            self.event.rate_bytes_per_sec = rate;
+            self.event.progress.rate_bytes_per_sec = rate;
         }
-        self.event.bytes = bytes;
-        self.event.files = progress.files.load(Relaxed);
+        self.event.progress.bytes = bytes;
+        self.event.progress.files = progress.files.load(Relaxed);
         self.emit();
     }
 

@@ -249,8 +249,8 @@ pub(super) async fn verify_job(
         &PvcRef::new(&run.namespace, &run.pvc),
     );
     tracker.event.stage = RestoreStage::Verify;
-    tracker.event.total_bytes = run.source_bytes;
-    tracker.event.total_files = run.files;
+    tracker.event.progress.total_bytes = run.source_bytes;
+    tracker.event.progress.total_files = run.files;
     tracker.emit();
     let destinations = options.destinations();
     let sources = Sources {

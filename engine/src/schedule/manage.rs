@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{Definition, Retention, Schedule, ScheduleError, Source, is_declared_name};
-use crate::audit::{AuditAction, AuditEvent, AuditOutcome};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::backup::Requester;
 use crate::store::Store;
 
@@ -81,13 +81,10 @@ async fn audit(
     outcome: AuditOutcome,
     detail: String,
 ) {
-    let event = AuditEvent::new(&who.actor, AuditAction::ScheduleChanged, outcome)
+    let event = who
+        .audit_event(AuditAction::ScheduleChanged, outcome)
         .with_target(format!("schedule {target}"))
         .with_detail(detail);
-    let event = match &who.source {
-        Some(source) => event.with_source(source.clone()),
-        None => event,
-    };
     store.audit(&event).await;
 }
 

@@ -3,7 +3,7 @@
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::row::store_time;
+use super::row::{Decode, store_time};
 use super::{Store, StoreError, query_error, timestamp};
 use crate::audit::{
     AuditEvent, AuditFilter, AuditRecord, MAX_ACTOR_LEN, MAX_DETAIL_LEN, MAX_SOURCE_LEN,
@@ -26,22 +26,10 @@ struct AuditRow {
 impl AuditRow {
     fn into_record(self) -> Result<AuditRecord, StoreError> {
         let id = self.id;
-        let corrupt = |column: &'static str, value: &str| StoreError::Corrupt {
-            id,
-            column,
-            value: value.to_owned(),
-        };
-        if timestamp::parse(&self.at).is_none() {
-            return Err(corrupt("audit.at", &self.at));
-        }
-        let action = self
-            .action
-            .parse()
-            .map_err(|_| corrupt("audit.action", &self.action))?;
-        let outcome = self
-            .outcome
-            .parse()
-            .map_err(|_| corrupt("audit.outcome", &self.outcome))?;
+        let row = Decode { id };
+        row.time("audit.at", Some(&self.at))?;
+        let action = row.parse("audit.action", &self.action)?;
+        let outcome = row.parse("audit.outcome", &self.outcome)?;
         Ok(AuditRecord {
             id,
             at: self.at,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::row::{store_time, store_u64};
+use super::row::{Decode, store_time, store_u64};
 use super::{Store, StoreError, query_error, timestamp};
 use crate::domain::{RestoreMode, RestoreStage, RunStatus};
 
@@ -119,36 +119,15 @@ struct RestoreRow {
 impl RestoreRow {
     fn into_record(self) -> Result<RestoreRecord, StoreError> {
         let id = self.id;
-        let corrupt = |column: &'static str, value: &str| StoreError::Corrupt {
-            id,
-            column,
-            value: value.to_owned(),
-        };
-        let mode = self
-            .mode
-            .parse()
-            .map_err(|_| corrupt("restores.mode", &self.mode))?;
-        let status = self
-            .status
-            .parse()
-            .map_err(|_| corrupt("restores.status", &self.status))?;
-        let stage = match &self.stage {
-            None => None,
-            Some(text) => Some(text.parse().map_err(|_| corrupt("restores.stage", text))?),
-        };
-        if timestamp::parse(&self.started_at).is_none() {
-            return Err(corrupt("restores.started_at", &self.started_at));
-        }
-        let unsigned = |column: &'static str, value: Option<i64>| match value {
-            None => Ok(None),
-            Some(v) => u64::try_from(v)
-                .map(Some)
-                .map_err(|_| corrupt(column, &v.to_string())),
-        };
+        let row = Decode { id };
+        let mode = row.parse("restores.mode", &self.mode)?;
+        let status = row.parse("restores.status", &self.status)?;
+        let stage = row.parse_opt("restores.stage", self.stage.as_deref())?;
+        row.time("restores.started_at", Some(&self.started_at))?;
         Ok(RestoreRecord {
             id,
-            bytes: unsigned("restores.bytes", self.bytes)?,
-            files: unsigned("restores.files", self.files)?,
+            bytes: row.unsigned("restores.bytes", self.bytes)?,
+            files: row.unsigned("restores.files", self.files)?,
             restore_id: self.restore_id,
             run_id: self.run_id,
             mode,

@@ -58,53 +58,24 @@ impl RunRow {
     /// Checks every value and builds the record.
     pub(super) fn into_record(self) -> Result<RunRecord, StoreError> {
         let id = self.id;
-        let corrupt = |column: &'static str, value: &str| StoreError::Corrupt {
-            id,
-            column,
-            value: value.to_owned(),
-        };
-        let status = self
-            .status
-            .parse::<RunStatus>()
-            .map_err(|_| corrupt("status", &self.status))?;
-        let stage = match &self.stage {
-            None => None,
-            Some(text) => Some(text.parse::<Stage>().map_err(|_| corrupt("stage", text))?),
-        };
-        if timestamp::parse(&self.started_at).is_none() {
-            return Err(corrupt("started_at", &self.started_at));
-        }
+        let row = Decode { id };
+        let status = row.parse::<RunStatus>("status", &self.status)?;
+        let stage = row.parse_opt::<Stage>("stage", self.stage.as_deref())?;
+        row.time("started_at", Some(&self.started_at))?;
         for (column, value) in [
             ("finished_at", &self.finished_at),
             ("verified_at", &self.verified_at),
             ("last_verified_at", &self.last_verified_at),
+            ("pruned_at", &self.pruned_at),
         ] {
-            if let Some(text) = value
-                && timestamp::parse(text).is_none()
-            {
-                return Err(corrupt(column, text));
-            }
+            row.time(column, value.as_deref())?;
         }
-        if let Some(text) = &self.pruned_at
-            && timestamp::parse(text).is_none()
-        {
-            return Err(corrupt("pruned_at", text));
-        }
-        let verify_status = match &self.verify_status {
-            None => None,
-            Some(text) => Some(text.parse().map_err(|_| corrupt("verify_status", text))?),
-        };
-        let unsigned = |column: &'static str, value: Option<i64>| match value {
-            None => Ok(None),
-            Some(v) => u64::try_from(v)
-                .map(Some)
-                .map_err(|_| corrupt(column, &v.to_string())),
-        };
+        let verify_status = row.parse_opt("verify_status", self.verify_status.as_deref())?;
         Ok(RunRecord {
             id,
-            bytes: unsigned("bytes", self.bytes)?,
-            source_bytes: unsigned("source_bytes", self.source_bytes)?,
-            files: unsigned("files", self.files)?,
+            bytes: row.unsigned("bytes", self.bytes)?,
+            source_bytes: row.unsigned("source_bytes", self.source_bytes)?,
+            files: row.unsigned("files", self.files)?,
             run_id: self.run_id,
             pvc_uid: self.pvc_uid,
             namespace: self.namespace,
@@ -133,6 +104,60 @@ impl RunRow {
                 last_verified_at: self.last_verified_at,
             },
         })
+    }
+}
+
+/// Checks the values of one row as they are decoded: each failure is [`StoreError::Corrupt`],
+/// naming the row, the column and the value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Decode {
+    pub(super) id: i64,
+}
+
+impl Decode {
+    pub(super) fn corrupt(self, column: &'static str, value: &str) -> StoreError {
+        StoreError::Corrupt {
+            id: self.id,
+            column,
+            value: value.to_owned(),
+        }
+    }
+
+    /// A text column holding one of the words of `T` (a status, a stage, …).
+    pub(super) fn parse<T: std::str::FromStr>(
+        self,
+        column: &'static str,
+        text: &str,
+    ) -> Result<T, StoreError> {
+        text.parse().map_err(|_| self.corrupt(column, text))
+    }
+
+    /// A nullable [`Decode::parse`] column.
+    pub(super) fn parse_opt<T: std::str::FromStr>(
+        self,
+        column: &'static str,
+        text: Option<&str>,
+    ) -> Result<Option<T>, StoreError> {
+        text.map(|text| self.parse(column, text)).transpose()
+    }
+
+    /// A column holding a time as stored (RFC 3339 UTC), when set.
+    pub(super) fn time(self, column: &'static str, text: Option<&str>) -> Result<(), StoreError> {
+        match text {
+            Some(text) if timestamp::parse(text).is_none() => Err(self.corrupt(column, text)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A nullable integer column holding a `u64`.
+    pub(super) fn unsigned(
+        self,
+        column: &'static str,
+        value: Option<i64>,
+    ) -> Result<Option<u64>, StoreError> {
+        value
+            .map(|v| u64::try_from(v).map_err(|_| self.corrupt(column, &v.to_string())))
+            .transpose()
     }
 }
 

@@ -2,19 +2,18 @@
 //! bounded concurrency to one destination, printed as a table or as the JSON contract; the exit
 //! status is non-zero when any backup failed.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use nkvm_engine::backup::{
-    BackupOptions, BackupResult, ProgressEvent, PvcRef, RecoveryReport, Requester, ResultStatus,
+    BackupOptions, BackupResult, PvcRef, RecoveryReport, Requester, ResultStatus,
 };
-use nkvm_engine::domain::format::{format_bytes, progress_label};
-use nkvm_engine::domain::{RunStatus, Stage};
+use nkvm_engine::domain::Stage;
+use nkvm_engine::domain::format::format_bytes;
 use nkvm_engine::workspace::Connection;
 
+use super::watch::{self, Watch};
 use super::{Output, table};
 use crate::config::{BackupTuning, GlobalOptions};
 
@@ -79,33 +78,16 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
     super::restore::recover_all(&connection, allowlist.as_deref()).await?;
     let engine = connection.backups;
 
-    let show_progress = args.output != Output::Json && std::io::stderr().is_terminal();
-    let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
-    let cancel_on_signal = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let which = crate::signals::termination().await;
-            let cancelled = engine.cancel_all();
-            eprintln!(
-                "{}: cancelling {cancelled} backup(s) and cleaning up...",
-                which.name()
-            );
-            which
-        })
-    };
-
+    let cancelling = engine.clone();
+    let watch = Watch::start(move || {
+        let cancelled = cancelling.cancel_all();
+        format!("cancelling {cancelled} backup(s) and cleaning up...")
+    })
+    .with_progress(args.output, engine.subscribe());
     let results = engine
         .run_batch_to(args.targets, args.destination.as_deref(), &requester())
         .await;
-    let signalled = if cancel_on_signal.is_finished() {
-        cancel_on_signal.await.ok()
-    } else {
-        cancel_on_signal.abort();
-        None
-    };
-    if let Some(progress) = progress {
-        progress.abort();
-    }
+    let signalled = watch.stop().await;
     if !engine.sweeper().pending().is_empty() {
         engine.sweeper().sweep_once().await;
         for left in engine.sweeper().pending() {
@@ -122,19 +104,8 @@ pub async fn run(global: &GlobalOptions, args: BackupArgs) -> anyhow::Result<Exi
         Output::Table | Output::Wide => super::emit(&render_table(&results))?,
     }
     drop(data);
-    Ok(exit_code(&results, signalled))
-}
-
-/// 130/143/129 when a signal cancelled the batch, 1 when any backup failed, else 0.
-fn exit_code(results: &[BackupResult], signalled: Option<crate::signals::Termination>) -> ExitCode {
-    if let Some(which) = signalled {
-        return which.exit_code();
-    }
-    if results.iter().any(|r| r.status != ResultStatus::Succeeded) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let succeeded = results.iter().all(|r| r.status == ResultStatus::Succeeded);
+    Ok(watch::exit_code(signalled, succeeded))
 }
 
 /// Says on stderr what start-up recovery did.
@@ -166,50 +137,6 @@ pub fn report_recovery(report: &RecoveryReport) {
     for warning in &report.warnings {
         eprintln!("warning: recovery: {warning}");
     }
-}
-
-/// One stderr line per stage change and every few seconds while streaming.
-async fn print_progress(mut events: tokio::sync::broadcast::Receiver<ProgressEvent>) {
-    use std::collections::HashMap;
-    let mut last: HashMap<String, (Stage, std::time::Instant)> = HashMap::new();
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        if event.status != RunStatus::Running {
-            continue;
-        }
-        let now = std::time::Instant::now();
-        let due = match last.get(&event.run_id) {
-            Some((stage, at)) => {
-                *stage != event.stage || now.duration_since(*at) >= Duration::from_secs(5)
-            }
-            None => true,
-        };
-        if !due {
-            continue;
-        }
-        last.insert(event.run_id.clone(), (event.stage, now));
-        eprintln!("{}", progress_line(&event));
-    }
-}
-
-fn progress_line(event: &ProgressEvent) -> String {
-    let mut line = format!("{}/{}: {}", event.namespace, event.pvc, event.stage);
-    if event.stage == Stage::Stream {
-        line.push_str(&format!(
-            " {}, {} files",
-            progress_label(
-                event.source_bytes,
-                event.total_bytes,
-                event.rate_bytes_per_sec
-            ),
-            event.files
-        ));
-    }
-    line
 }
 
 fn render_table(results: &[BackupResult]) -> String {
@@ -256,6 +183,7 @@ mod tests {
     use super::*;
     use clap::Parser as _;
     use nkvm_engine::backup::{self, DEFAULT_HELPER_IMAGE};
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
         crate::cli::Cli::try_parse_from(args)
@@ -389,30 +317,5 @@ mod tests {
         assert!(lines[2].contains("preflight"), "{text}");
         assert!(lines[2].ends_with("PVC not found"), "{text}");
         assert_eq!(lines[3], "warning: shop/data: helper left");
-    }
-
-    #[test]
-    fn progress_lines_show_percent_when_totals_are_known() {
-        let event = ProgressEvent {
-            run_id: "r".into(),
-            namespace: "shop".into(),
-            pvc: "data".into(),
-            stage: Stage::Stream,
-            status: RunStatus::Running,
-            bytes_read: 10 << 20,
-            source_bytes: 5 << 20,
-            archive_bytes: 1,
-            files: 4,
-            rate_bytes_per_sec: f64::from(2 << 20),
-            total_bytes: Some(10 << 20),
-            total_files: Some(8),
-            elapsed_secs: 1.0,
-            message: None,
-            started_by: "cli:me".into(),
-        };
-        assert_eq!(
-            progress_line(&event),
-            "shop/data: stream 5.0 MiB of 10.0 MiB (50%) · 2.0 MiB/s · ETA 3s, 4 files"
-        );
     }
 }

@@ -196,30 +196,18 @@ mod tests {
     fn record(id: i64) -> RunRecord {
         RunRecord {
             id,
-            run_id: format!("run-{id}"),
             pvc_uid: "uid".to_owned(),
-            namespace: "shop".to_owned(),
-            pvc: "data".to_owned(),
-            status: RunStatus::Succeeded,
-            stage: None,
-            message: None,
-            started_by: "cli:me".to_owned(),
-            started_at: "2026-11-28T23:18:58.123456Z".to_owned(),
             finished_at: Some("2026-11-28T23:20:03.923456Z".to_owned()),
             bytes: Some(3 << 29),
-            source_bytes: None,
             files: Some(12),
-            sha256: None,
-            artifact: None,
-            helper_pod: None,
-            node: None,
-            destination: None,
-            object_key: None,
-            helper_uid: None,
-            cluster: None,
-            pruned_at: None,
-            pruned_by: None,
-            verification: nkvm_engine::store::Verification::default(),
+            ..RunRecord::unrecorded(
+                &format!("run-{id}"),
+                "shop",
+                "data",
+                RunStatus::Succeeded,
+                "cli:me",
+                "2026-11-28T23:18:58.123456Z".to_owned(),
+            )
         }
     }
 

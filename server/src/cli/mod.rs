@@ -13,6 +13,7 @@ mod schedule;
 mod serve;
 mod table;
 mod verify;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -4,25 +4,22 @@
 //! runs first; progress goes to stderr; the result is a table or the JSON contract, and the exit
 //! status is non-zero on failure.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 
-use nkvm_engine::domain::format::{format_bytes, progress_label};
-use nkvm_engine::domain::{DrillStatus, PvcRef, RestoreStage, ResultStatus, RunStatus};
+use nkvm_engine::domain::format::format_bytes;
+use nkvm_engine::domain::{DrillStatus, PvcRef, RestoreStage, ResultStatus};
 use nkvm_engine::restore::{
-    DrillResult, InPlacePlan, RestoreEngine, RestoreEvent, RestoreRequest, RestoreResult,
-    RestoreTarget, Rules,
+    DrillResult, InPlacePlan, RestoreEngine, RestoreRequest, RestoreResult, RestoreTarget, Rules,
 };
 use nkvm_engine::workspace::Connection;
 
 use super::backup::requester;
+use super::watch::{self, Watch};
 use super::{Output, table};
 use crate::config::{BackupTuning, GlobalOptions, OpenDataDir};
-use crate::signals::Termination;
 
 #[derive(Debug, Args)]
 #[allow(
@@ -80,15 +77,8 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with = "in_place")]
     pub keep_failed_pvc: bool,
 
-    /// Fail when the archive or the helper move no data for this many seconds
-    #[arg(
-        long,
-        env = "NKVM_STALL_TIMEOUT",
-        value_name = "SECS",
-        default_value_t = 120,
-        value_parser = clap::value_parser!(u64).range(5..=86_400)
-    )]
-    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub stall: StallArg,
 
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
@@ -124,6 +114,17 @@ pub struct DrillArgs {
     #[arg(value_name = "NS/PVC", value_parser = PvcRef::parse)]
     pub target: PvcRef,
 
+    #[command(flatten)]
+    pub stall: StallArg,
+
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// The one backup setting restores and drills choose.
+#[derive(Debug, Args)]
+pub struct StallArg {
     /// Fail when the archive or the helper move no data for this many seconds
     #[arg(
         long,
@@ -133,10 +134,6 @@ pub struct DrillArgs {
         value_parser = clap::value_parser!(u64).range(5..=86_400)
     )]
     pub stall_timeout: u64,
-
-    /// Output format
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
-    pub output: Output,
 }
 
 /// Backup settings for restores (only the stall timeout is theirs to choose).
@@ -210,35 +207,19 @@ pub async fn recover_all(
     Ok(())
 }
 
-/// Cancels the engine's jobs on SIGINT, SIGTERM or SIGHUP (they still clean up and scale back);
-/// the task's result names the signal.
-fn cancel_on_signal(engine: &RestoreEngine) -> tokio::task::JoinHandle<Termination> {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-        let which = crate::signals::termination().await;
-        let cancelled = engine.cancel_all();
-        eprintln!(
-            "{}: cancelling {cancelled} job(s), cleaning up and scaling back...",
-            which.name()
-        );
-        which
+/// Watches a restore or drill: cancels the engine's jobs on SIGINT, SIGTERM or SIGHUP (they still
+/// clean up and scale back) and prints their progress.
+fn watch(engine: &RestoreEngine, output: Output) -> Watch {
+    let cancelling = engine.clone();
+    Watch::start(move || {
+        let cancelled = cancelling.cancel_all();
+        format!("cancelling {cancelled} job(s), cleaning up and scaling back...")
     })
-}
-
-/// The signal that cancelled the command, if one did (the watcher is stopped otherwise).
-pub(super) async fn signalled(
-    watcher: tokio::task::JoinHandle<Termination>,
-) -> Option<Termination> {
-    if watcher.is_finished() {
-        watcher.await.ok()
-    } else {
-        watcher.abort();
-        None
-    }
+    .with_progress(output, engine.subscribe())
 }
 
 pub async fn run(global: &GlobalOptions, args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let (engine, data) = engines(global, args.stall_timeout, "nkvm restore").await?;
+    let (engine, data) = engines(global, args.stall.stall_timeout, "nkvm restore").await?;
     let request = args.request();
     if args.in_place {
         let plan = engine.plan_in_place(&args.run_id).await;
@@ -270,49 +251,31 @@ pub async fn run(global: &GlobalOptions, args: RestoreArgs) -> anyhow::Result<Ex
             eprintln!("{plan_text}");
         }
     }
-    let show_progress = args.output != Output::Json && std::io::stderr().is_terminal();
-    let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
-    let watcher = cancel_on_signal(&engine);
+    let watch = watch(&engine, args.output);
     let result = engine.restore(request, &requester()).await;
-    let signal = signalled(watcher).await;
-    if let Some(progress) = progress {
-        progress.abort();
-    }
+    let signal = watch.stop().await;
     print_result(args.output, &result)?;
     drop(data);
-    if let Some(which) = signal {
-        return Ok(which.exit_code());
-    }
-    Ok(if result.status == ResultStatus::Succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(watch::exit_code(
+        signal,
+        result.status == ResultStatus::Succeeded,
+    ))
 }
 
 pub async fn drill(global: &GlobalOptions, args: DrillArgs) -> anyhow::Result<ExitCode> {
-    let (engine, data) = engines(global, args.stall_timeout, "nkvm drill").await?;
-    let show_progress = args.output != Output::Json && std::io::stderr().is_terminal();
-    let progress = show_progress.then(|| tokio::spawn(print_progress(engine.subscribe())));
-    let watcher = cancel_on_signal(&engine);
+    let (engine, data) = engines(global, args.stall.stall_timeout, "nkvm drill").await?;
+    let watch = watch(&engine, args.output);
     let result = engine.drill(&args.target, &requester()).await;
-    let signal = signalled(watcher).await;
-    if let Some(progress) = progress {
-        progress.abort();
-    }
+    let signal = watch.stop().await;
     match args.output {
         Output::Json => super::emit_json(&result)?,
         Output::Table | Output::Wide => super::emit(&render_drill(&result))?,
     }
     drop(data);
-    if let Some(which) = signal {
-        return Ok(which.exit_code());
-    }
-    Ok(if result.status == DrillStatus::Passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(watch::exit_code(
+        signal,
+        result.status == DrillStatus::Passed,
+    ))
 }
 
 fn print_result(output: Output, result: &RestoreResult) -> anyhow::Result<()> {
@@ -378,41 +341,6 @@ fn render_drill(result: &DrillResult) -> String {
         result.message.clone(),
     ];
     table::render(&["PVC", "RUN", "STATUS", "MESSAGE"], &[row])
-}
-
-/// One stderr line per stage change and every few seconds while streaming.
-async fn print_progress(mut events: tokio::sync::broadcast::Receiver<RestoreEvent>) {
-    let mut last: Option<(RestoreStage, std::time::Instant)> = None;
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        if event.status != RunStatus::Running {
-            continue;
-        }
-        let now = std::time::Instant::now();
-        let due = last.is_none_or(|(stage, at)| {
-            stage != event.stage || now.duration_since(at) >= Duration::from_secs(5)
-        });
-        if due {
-            last = Some((event.stage, now));
-            eprintln!("{}", progress_line(&event));
-        }
-    }
-}
-
-fn progress_line(event: &RestoreEvent) -> String {
-    let mut line = format!("{}/{}: {}", event.namespace, event.pvc, event.stage);
-    if matches!(event.stage, RestoreStage::Verify | RestoreStage::Stream) {
-        line.push_str(&format!(
-            " {}, {} files",
-            progress_label(event.bytes, event.total_bytes, event.rate_bytes_per_sec),
-            event.files
-        ));
-    }
-    line
 }
 
 #[cfg(test)]

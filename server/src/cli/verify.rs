@@ -10,6 +10,7 @@ use nkvm_engine::domain::{PvcRef, VerifyStatus};
 use nkvm_engine::restore::{VerifyResult, verify_stored};
 use tokio_util::sync::CancellationToken;
 
+use super::watch::{self, Watch};
 use super::{Output, table};
 use crate::config::GlobalOptions;
 
@@ -76,13 +77,11 @@ pub async fn run(global: &GlobalOptions, args: VerifyArgs) -> anyhow::Result<Exi
         }
     };
     let cancel = CancellationToken::new();
-    let watcher = {
+    let watch = {
         let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let which = crate::signals::termination().await;
-            eprintln!("{}: stopping the verification...", which.name());
+        Watch::start(move || {
             cancel.cancel();
-            which
+            "stopping the verification...".to_owned()
         })
     };
     let mut results = Vec::with_capacity(run_ids.len());
@@ -100,21 +99,14 @@ pub async fn run(global: &GlobalOptions, args: VerifyArgs) -> anyhow::Result<Exi
             .unwrap_or_else(|message| refused(run_id, message, &requester.started_by));
         results.push(result);
     }
-    let signal = super::restore::signalled(watcher).await;
+    let signal = watch.stop().await;
     match args.output {
         Output::Json => super::emit_json(&results)?,
         Output::Table | Output::Wide => super::emit(&render_table(&results))?,
     }
     drop(data);
-    if let Some(which) = signal {
-        return Ok(which.exit_code());
-    }
-    let failed = results.iter().any(|r| r.status != VerifyStatus::Verified);
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    let verified = results.iter().all(|r| r.status == VerifyStatus::Verified);
+    Ok(watch::exit_code(signal, verified))
 }
 
 fn render_table(results: &[VerifyResult]) -> String {
