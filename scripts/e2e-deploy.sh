@@ -20,6 +20,7 @@ set -euo pipefail
 NKVM_SCRIPT=e2e-deploy
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$NKVM_REPO/scripts/e2e-lib.sh"
+source "$NKVM_REPO/scripts/manifests.sh"
 repo="$NKVM_REPO"
 cd "$repo"
 use_test_cluster
@@ -80,28 +81,11 @@ destinations:
 YAML
 ) >&2
 
+app_script='mkdir -p /data/docs && echo hello > /data/docs/a.txt && dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null; exec sleep 3600'
 for ns in nkvm-deploy-e2e nkvm-deploy-other; do
-  "$kubectl" -n "$ns" apply -f - >/dev/null <<'YAML'
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: app}}
-  template:
-    metadata: {labels: {app: app}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never,
-         command: ["sh", "-c", "mkdir -p /data/docs && echo hello > /data/docs/a.txt && dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null; exec sleep 3600"],
-         volumeMounts: [{name: data, mountPath: /data}]}
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+  "$kubectl" -n "$ns" apply -f - >/dev/null <<YAML
+$(claim data ReadWriteOnce)
+$(deployment app "$app_script" data:/data)
 YAML
 done
 "$kubectl" -n nkvm-deploy-e2e wait deployment/app --for=condition=Available --timeout=120s >/dev/null
