@@ -51,27 +51,20 @@ source scripts/lib.sh
 use_test_cluster
 K="$NKVM_KUBECTL"
 require rust deb:time:/usr/bin/time deb:pigz deb:bc deb:python3
-echo "--- building nkvm (release)" >&2
-cargo build --release -q -p nkvm-server --bin nkvm
-nkvm="$CARGO_TARGET_DIR/release/nkvm"
+source bench/fixture.sh
 image=nkvm.local/helper:1
 level=6
 
 ns="${reuse:-nkvm-bench-backup-$$}"
 work="$(mktemp -d /tmp/nkvm-bench-backup.XXXXXX)"
 cleanup() {
-  if [[ $keep == 0 ]]; then
-    "$K" delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true
-    # The hostPath dirs go with their PVs (reclaim policy Delete).
-  else
-    echo "kept namespace $ns (rerun with --reuse $ns)" >&2
-  fi
+  bench_drop_fixture "$ns" "$keep"
   rm -rf "$work"
 }
 trap cleanup EXIT
+bench_nkvm "$work"
 
 # --- fixture ---------------------------------------------------------------------------------
-source bench/fixture.sh
 bench_fixture "$ns" "$reuse"
 
 # --- measurement helpers ---------------------------------------------------------------------
@@ -100,7 +93,6 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
 print(" ".join(f"{acc[k] / hz:.2f}" for k in ("apiserver", "kubelet", "containerd", "shims")))
 PY
 }
-now() { date +%s.%N; }
 results="$work/results.tsv"
 : >"$results"
 # record METHOD RUN SECONDS ARCHIVE_BYTES RSS_KB SELF_CPU CPU_BEFORE CPU_AFTER
@@ -111,11 +103,6 @@ record() {
   printf '  %-12s run %s: %7.2f s  %7.1f MB/s\n' "$method" "$run" "$secs" \
     "$(echo "$src_bytes / $secs / 1000000" | bc -l)" >&2
 }
-timev() { # timev OUT -- command...: runs under /usr/bin/time -v, output file OUT
-  local out=$1; shift 2
-  /usr/bin/time -v -o "$out" "$@"
-}
-tv_field() { grep -F "$2" "$1" | awk -F': ' '{print $2}' | tail -n 1; }
 
 run_nkvm() { # run_nkvm RUN MODE (server | source)
   local run=$1 mode=$2 before after start end

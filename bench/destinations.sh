@@ -46,23 +46,16 @@ fi
 # shellcheck disable=SC1090
 source "$NKVM_TEST_SERVERS_ENV"
 
-echo "--- building nkvm (release)" >&2
-cargo build --release -q -p nkvm-server --bin nkvm
+source bench/fixture.sh
 work="$(mktemp -d /tmp/nkvm-bench-destinations.XXXXXX)"
-# A copy: the shared target directory's binary may be rebuilt by another checkout meanwhile.
-cp "$CARGO_TARGET_DIR/release/nkvm" "$work/nkvm"
-nkvm="$work/nkvm"
+bench_nkvm "$work"
 "$nkvm" destinations --help >/dev/null || die "$CARGO_TARGET_DIR/release/nkvm has no destinations command"
 image=nkvm.local/helper:1
 prefix="bench-$$"
 
 ns="${reuse:-nkvm-bench-dest-$$}"
 cleanup() {
-  if [[ $keep == 0 ]]; then
-    "$K" delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true
-  else
-    echo "kept namespace $ns (rerun with --reuse $ns)" >&2
-  fi
+  bench_drop_fixture "$ns" "$keep"
   # What the runs stored at the servers (their data directories are on this machine).
   rm -rf "${NKVM_TEST_S3_DATA_DIR:?}/$prefix" "${NKVM_TEST_SFTP_DATA_DIR:?}/$prefix" \
     "${NKVM_TEST_FTPS_DATA_DIR:?}/$prefix"
@@ -72,7 +65,6 @@ cleanup() {
 trap cleanup EXIT
 
 # --- fixture: the volume of bench/backup.sh, and a one-file volume for the RSS baseline ---------
-source bench/fixture.sh
 bench_fixture "$ns" "$reuse"
 
 cat >"$work/destinations.yaml" <<YAML
@@ -93,8 +85,6 @@ YAML
 # --- one backup per destination ------------------------------------------------------------
 results="$work/results.tsv"
 : >"$results"
-now() { date +%s.%N; }
-tv_field() { grep -F "$2" "$1" | awk -F': ' '{print $2}' | tail -n 1; }
 # backup PVC DESTINATION TAG: prints "<seconds> <peak RSS KiB> <archive bytes>"
 backup() {
   local pvc=$1 dest=$2 tag=$3 start end

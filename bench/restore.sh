@@ -47,32 +47,28 @@ source scripts/lib.sh
 use_test_cluster
 K="$NKVM_KUBECTL"
 require rust deb:time:/usr/bin/time deb:pigz deb:bc deb:python3
-echo "--- building nkvm (release)" >&2
-cargo build --release -q -p nkvm-server --bin nkvm
-nkvm="$CARGO_TARGET_DIR/release/nkvm"
+source bench/fixture.sh
 image=nkvm.local/helper:1
 
 ns="${reuse:-nkvm-bench-restore-$$}"
 work="$(mktemp -d /tmp/nkvm-bench-restore.XXXXXX)"
 data="$work/nkvm-data"
 cleanup() {
-  if [[ $keep == 0 ]]; then
-    "$K" delete namespace "$ns" --wait=false --ignore-not-found >/dev/null 2>&1 || true
-  else
+  if [[ $keep == 1 ]]; then
     # The restored copies go; the fixture stays.
     "$K" delete pod,pvc -n "$ns" -l nkvm-bench=restore --wait=false --ignore-not-found \
       >/dev/null 2>&1 || true
     "$K" delete pvc -n "$ns" --wait=false --ignore-not-found $(
       "$K" get pvc -n "$ns" -o name 2>/dev/null | grep -E '/(nkvm-r|tiny-r)-' | sed 's|.*/||'
     ) >/dev/null 2>&1 || true
-    echo "kept namespace $ns (rerun with --reuse $ns)" >&2
   fi
+  bench_drop_fixture "$ns" "$keep"
   rm -rf "$work"
 }
 trap cleanup EXIT
+bench_nkvm "$work"
 
 # --- fixture and its backups -----------------------------------------------------------------
-source bench/fixture.sh
 bench_fixture "$ns" "$reuse"
 
 # backup PVC: prints the run id of a fresh nkvm backup of NS/PVC into $data.
@@ -90,7 +86,6 @@ archive_bytes="$(stat -c %s "$archive")"
 echo "archive: $archive ($archive_bytes bytes), run $run_data" >&2
 
 # --- measurement helpers ---------------------------------------------------------------------
-now() { date +%s.%N; }
 results="$work/results.tsv"
 : >"$results"
 # record METHOD RUN SECONDS RSS_KB SELF_CPU NOTE
@@ -99,12 +94,6 @@ record() {
   printf '  %-16s run %s: %7.2f s  %7.1f MB/s of files\n' "$1" "$2" "$3" \
     "$(echo "$src_bytes / $3 / 1000000" | bc -l)" >&2
 }
-timev() { # timev OUT -- command...: runs under /usr/bin/time -v, output file OUT
-  local out=$1; shift 2
-  /usr/bin/time -v -o "$out" "$@"
-}
-tv_field() { grep -F "$2" "$1" | awk -F': ' '{print $2}' | tail -n 1; }
-tv_cpu() { echo "$(tv_field "$1" 'User time') + $(tv_field "$1" 'System time')" | bc; }
 
 # check_copy DIR WHAT: the restored copy holds what the source volume holds (files, bytes).
 check_copy() {

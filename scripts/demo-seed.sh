@@ -18,49 +18,13 @@
 set -euo pipefail
 NKVM_SCRIPT=demo-seed
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$NKVM_REPO/scripts/manifests.sh"
 use_test_cluster
 require deb:python3
 prefix="${NKVM_DEMO_PREFIX:-demo-}"
 shop="${prefix}shop"
 analytics="${prefix}analytics"
-image=nkvm.local/workload:1
 started=$SECONDS
-
-# container NAME VOLUME MOUNT SCRIPT: one line of YAML, a container of the workload image that runs
-# the shell SCRIPT with VOLUME mounted at MOUNT.
-container() {
-  printf -- '- {name: %s, image: %s, imagePullPolicy: Never, command: [sh, -c, %s], volumeMounts: [{name: %s, mountPath: %s}]}' \
-    "$1" "$image" "$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$4")" "$2" "$3"
-}
-# volume NAME CLAIM: one line of YAML, a volume of that claim.
-volume() { printf -- '- {name: %s, persistentVolumeClaim: {claimName: %s}}' "$1" "$2"; }
-# claim NAME ACCESS_MODE: a PersistentVolumeClaim of 1Gi (a YAML document).
-claim() {
-  printf 'apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: %s}\n' "$1"
-  printf 'spec: {accessModes: [%s], resources: {requests: {storage: 1Gi}}}\n---\n' "$2"
-}
-# deployment NAME REPLICAS STRATEGY CLAIM MOUNT SCRIPT: a Deployment whose pods run SCRIPT with CLAIM
-# mounted at MOUNT (a YAML document).
-deployment() {
-  cat <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: $1}
-spec:
-  replicas: $2
-  strategy: {type: $3}
-  selector: {matchLabels: {app: $1}}
-  template:
-    metadata: {labels: {app: $1}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      $(container "$1" data "$5" "$6")
-      volumes:
-      $(volume data "$4")
----
-YAML
-}
 
 # The long-running containers write their data only while the volume is still empty (no .seeded
 # marker), then idle.
@@ -137,23 +101,19 @@ spec:
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      $(container postgres pgdata /var/lib/postgresql/data "$postgres")
+      $(container postgres "$postgres" pgdata:/var/lib/postgresql/data)
   volumeClaimTemplates:
   - metadata: {name: pgdata}
     spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
 ---
 $(claim uploads ReadWriteMany)
-$(deployment storefront 2 RollingUpdate uploads /uploads "$storefront")
+$(REPLICAS=2 deployment storefront "$storefront" uploads:/uploads:data)
 $(claim ledger-journal ReadWriteOncePod)
-$(deployment ledger 1 Recreate ledger-journal /journal "$ledger")
+$(STRATEGY=Recreate deployment ledger "$ledger" ledger-journal:/journal:data)
 YAML
 
 k -n "$analytics" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: reports}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
+$(claim reports ReadWriteOnce)
 apiVersion: batch/v1
 kind: CronJob
 metadata: {name: nightly-report}
@@ -170,14 +130,10 @@ spec:
           restartPolicy: Never
           terminationGracePeriodSeconds: 1
           containers:
-          $(container report reports /reports "$report")
-          volumes:
-          $(volume reports reports)
+          $(container report "$report" reports:/reports)
+          $(volumes reports:/reports)
 ---
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: old-exports}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+$(claim old-exports ReadWriteOnce)
 YAML
 
 # The first report now (the CronJob owns it), instead of waiting for the schedule.
@@ -196,9 +152,8 @@ spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
   containers:
-  $(container export exports /exports "$exporter")
-  volumes:
-  $(volume exports old-exports)
+  $(container export "$exporter" old-exports:/exports:exports)
+  $(volumes old-exports:/exports:exports)
 YAML
   k -n "$analytics" wait pod/exporter --for=jsonpath='{.status.phase}'=Succeeded --timeout=180s >/dev/null ||
     die "the exporter pod that fills old-exports did not finish (kubectl -n $analytics describe pod exporter)"

@@ -11,6 +11,7 @@ set -euo pipefail
 NKVM_SCRIPT=e2e
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$NKVM_REPO/scripts/e2e-lib.sh"
+source "$NKVM_REPO/scripts/manifests.sh"
 repo="$NKVM_REPO"
 cd "$repo"
 use_test_cluster
@@ -35,53 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 "$kubectl" create namespace "$ns" >/dev/null
-"$kubectl" -n "$ns" apply -f - >/dev/null <<'YAML'
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: web-data}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: db-data}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: locked}
-spec: {accessModes: [ReadWriteOncePod], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never, command: ["sleep", "3600"],
-         volumeMounts: [{name: data, mountPath: /data}]}
-      volumes: [{name: data, persistentVolumeClaim: {claimName: web-data}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: db}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: main, image: "nkvm.local/workload:1", imagePullPolicy: Never, command: ["sleep", "3600"],
-         volumeMounts: [{name: data, mountPath: /data}, {name: locked, mountPath: /locked}]}
-      volumes:
-      - {name: data, persistentVolumeClaim: {claimName: db-data}}
-      - {name: locked, persistentVolumeClaim: {claimName: locked}}
+"$kubectl" -n "$ns" apply -f - >/dev/null <<YAML
+$(claim web-data ReadWriteOnce)
+$(claim db-data ReadWriteOnce)
+$(claim locked ReadWriteOncePod)
+$(deployment web 'exec sleep 3600' web-data:/data:data)
+$(deployment db 'exec sleep 3600' db-data:/data:data locked:/locked)
 YAML
 "$kubectl" -n "$ns" wait deployment/web deployment/db --for=condition=Available --timeout=120s >/dev/null
 # Enough data that a backup is still running while the browser looks at it (random: incompressible).

@@ -8,6 +8,7 @@
 # Prints "N passed, M failed" and exits non-zero on any failure.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$REPO_ROOT/scripts/manifests.sh"
 set +e
 BIN="$("$CLUSTER_DIR/build-binaries.sh")" || die "cluster binaries missing; run end2end/cluster/up"
 export KUBECONFIG="$STATE/kubeconfig"
@@ -32,46 +33,12 @@ trap cleanup EXIT
 check "node $NODE_NAME is Ready" node_ready
 k create namespace "$NS" >/dev/null || die "cannot create namespace $NS"
 
-k -n "$NS" apply -f - >/dev/null <<'EOF'
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-rwo}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-rwx}
-spec: {accessModes: [ReadWriteMany], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data-rwop}
-spec: {accessModes: [ReadWriteOncePod], resources: {requests: {storage: 1Gi}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: writer}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: writer}}
-  template:
-    metadata: {labels: {app: writer}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: main
-        image: nkvm.local/workload:1
-        imagePullPolicy: Never
-        command: ["sh", "-c", "echo hello-from-pod > /rwo/hello.txt && touch /rwx/x /rwop/y && exec sleep 3600"]
-        volumeMounts:
-        - {name: rwo, mountPath: /rwo}
-        - {name: rwx, mountPath: /rwx}
-        - {name: rwop, mountPath: /rwop}
-      volumes:
-      - {name: rwo, persistentVolumeClaim: {claimName: data-rwo}}
-      - {name: rwx, persistentVolumeClaim: {claimName: data-rwx}}
-      - {name: rwop, persistentVolumeClaim: {claimName: data-rwop}}
----
+k -n "$NS" apply -f - >/dev/null <<EOF
+$(claim data-rwo ReadWriteOnce)
+$(claim data-rwx ReadWriteMany)
+$(claim data-rwop ReadWriteOncePod)
+$(deployment writer 'echo hello-from-pod > /rwo/hello.txt && touch /rwx/x /rwop/y && exec sleep 3600' \
+  data-rwo:/rwo:rwo data-rwx:/rwx:rwx data-rwop:/rwop:rwop)
 apiVersion: batch/v1
 kind: CronJob
 metadata: {name: nightly}

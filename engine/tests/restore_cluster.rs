@@ -43,17 +43,12 @@ async fn round_trips_into_new_pvcs_keep_every_byte_mode_owner_and_link() {
         let source = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "1Gi").await;
         write_fixture(&source);
         chown_some(&source);
-        let data = tempfile::tempdir().unwrap();
-        let backups = engine(
-            &cluster,
-            data.path(),
-            engine_options(data.path(), &unique("i")),
-        )
-        .await;
-        let backup = backup_one(&backups, &ns, "vol").await;
-        assert_eq!(backup.status, ResultStatus::Succeeded, "{backup:#?}");
-        let run_id = backup.run_id.clone().unwrap();
-        let restoring = restore_engine(backups.clone());
+        let Engines {
+            data: _data,
+            backups,
+            restoring,
+        } = engines(&cluster, |options| options).await;
+        let (backup, run_id) = backed_up(&backups, &ns, "vol").await;
 
         // Verify: recorded with who and when, shown as last_verified_at.
         let verified = restoring.verify(&run_id, &requester()).await.unwrap();
@@ -211,18 +206,13 @@ async fn in_place_round(kind: &'static str, replicas_wanted: i32) {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("a.txt"), b"original\n").unwrap();
         std::fs::write(dir.join("sub/b.bin"), random_bytes(3 << 20, 5)).unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let backups = engine(
-            &cluster,
-            data.path(),
-            engine_options(data.path(), &unique("i")),
-        )
-        .await;
-        let backup = backup_one(&backups, &ns, &claim).await;
-        assert_eq!(backup.status, ResultStatus::Succeeded, "{backup:#?}");
-        let run_id = backup.run_id.clone().unwrap();
+        let Engines {
+            data: _data,
+            backups,
+            restoring,
+        } = engines(&cluster, |options| options).await;
+        let (_, run_id) = backed_up(&backups, &ns, &claim).await;
         let original = snapshot(&dir);
-        let restoring = restore_engine(backups.clone());
 
         // The plan names the workload and its replicas.
         let plan = restoring.plan_in_place(&run_id).await.unwrap();
@@ -293,16 +283,12 @@ async fn a_drill_restores_checks_and_removes_its_throwaway_pvc() {
         std::fs::create_dir(dir.join("d")).unwrap();
         std::fs::write(dir.join("d/f"), b"drill me\n").unwrap();
         std::os::unix::fs::symlink("d/f", dir.join("l")).unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let backups = engine(
-            &cluster,
-            data.path(),
-            engine_options(data.path(), &unique("i")),
-        )
-        .await;
-        let backup = backup_one(&backups, &ns, "vol").await;
-        assert_eq!(backup.status, ResultStatus::Succeeded, "{backup:#?}");
-        let restoring = restore_engine(backups.clone());
+        let Engines {
+            data: _data,
+            backups,
+            restoring,
+        } = engines(&cluster, |options| options).await;
+        let (backup, _) = backed_up(&backups, &ns, "vol").await;
         let drill = restoring
             .drill(&nkvm_engine::backup::PvcRef::new(&ns, "vol"), &requester())
             .await;

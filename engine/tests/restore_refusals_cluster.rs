@@ -34,15 +34,12 @@ fn requester() -> Requester {
 async fn tampered_and_crafted_archives_are_refused_before_anything_is_written() {
     in_namespace("nkvm-rs-bad", |cluster, ns| async move {
         let client = cluster.client.clone();
-        let data = tempfile::tempdir().unwrap();
-        let backups = engine(
-            &cluster,
-            data.path(),
-            engine_options(data.path(), &unique("i")),
-        )
-        .await;
+        let Engines {
+            data,
+            backups,
+            restoring,
+        } = engines(&cluster, |options| options).await;
         let store = backups.store().clone();
-        let restoring = restore_engine(backups.clone());
 
         // Tampered: one byte of a valid archive changed after the backup.
         let good = raw_tar(&[Entry::dir("./"), Entry::file("./f", 0o644, b"payload")]);
@@ -154,16 +151,17 @@ async fn bare_pods_foreign_namespaces_and_small_targets_are_refused() {
         let dir = bound_claim(&client, &ns, "vol", "ReadWriteOnce", "1Gi").await;
         std::fs::write(dir.join("big"), random_bytes(2 << 20, 9)).unwrap();
         create_consumer(&client, &ns, "debug", &["vol"], None).await;
-        let data = tempfile::tempdir().unwrap();
-        let options = BackupOptions {
-            allowlist: Some(vec![ns.clone()]),
-            ..engine_options(data.path(), &unique("i"))
-        };
-        let backups = engine(&cluster, data.path(), options).await;
-        let backup = backup_one(&backups, &ns, "vol").await;
-        assert_eq!(backup.status, ResultStatus::Succeeded, "{backup:#?}");
-        let run_id = backup.run_id.clone().unwrap();
-        let restoring = restore_engine(backups.clone());
+        let allowlist = Some(vec![ns.clone()]);
+        let Engines {
+            data: _data,
+            backups,
+            restoring,
+        } = engines(&cluster, |options| BackupOptions {
+            allowlist,
+            ..options
+        })
+        .await;
+        let (_, run_id) = backed_up(&backups, &ns, "vol").await;
 
         // A bare pod cannot be scaled: the plan and the restore say what to do.
         let plan = restoring.plan_in_place(&run_id).await.unwrap();
@@ -209,17 +207,12 @@ async fn a_deleted_helper_or_a_cancel_leaves_nothing_behind() {
         for i in 0..4 {
             std::fs::write(dir.join(format!("big-{i}")), random_bytes(150 << 20, i)).unwrap();
         }
-        let data = tempfile::tempdir().unwrap();
-        let backups = engine(
-            &cluster,
-            data.path(),
-            engine_options(data.path(), &unique("i")),
-        )
-        .await;
-        let backup = backup_one(&backups, &ns, "vol").await;
-        assert_eq!(backup.status, ResultStatus::Succeeded, "{backup:#?}");
-        let run_id = backup.run_id.clone().unwrap();
-        let restoring = restore_engine(backups.clone());
+        let Engines {
+            data: _data,
+            backups,
+            restoring,
+        } = engines(&cluster, |options| options).await;
+        let (_, run_id) = backed_up(&backups, &ns, "vol").await;
 
         // The helper pod is deleted while the archive streams into it.
         let job = restoring

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use support::{
     NamespaceGuard, client, create_claim, fixture_namespace, from_json, kubeconfig_path, nkvm,
+    nkvm_command,
 };
 
 mod support;
@@ -459,15 +460,11 @@ fn hex(bytes: &[u8]) -> String {
 /// `nkvm backup` of `ns/big` started in the background with the test's data directory: slow on
 /// purpose (gzip level 9 on one thread), so that it is still streaming when the test acts on it.
 fn spawn_slow_backup(data_dir: &Path, ns: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_nkvm"))
-        .args(["--kubeconfig", &kubeconfig_path()])
+    nkvm_command()
         .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
         .args(["--helper-image", HELPER_IMAGE])
         .args(["backup", &format!("{ns}/big"), "--output", "json"])
         .args(["--gzip-level", "9", "--gzip-threads", "1"])
-        .env_remove("NKVM_IN_CLUSTER")
-        .env_remove("NKVM_CONTEXT")
-        .env_remove("NKVM_DATA_DIR")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

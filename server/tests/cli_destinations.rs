@@ -18,9 +18,8 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use support::{
-    NamespaceGuard, client, create_claim, fixture_namespace, from_json, kubeconfig_path,
-};
+use support::process::{Proc, free_port};
+use support::{NamespaceGuard, client, create_claim, fixture_namespace, from_json, nkvm_command};
 
 mod support;
 
@@ -43,16 +42,6 @@ fn servers_env() -> HashMap<String, String> {
         .collect()
 }
 
-/// Stops a `nkvm serve` when dropped.
-struct Served(std::process::Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Setup {
     data: tempfile::TempDir,
     destinations: PathBuf,
@@ -61,8 +50,7 @@ struct Setup {
 
 impl Setup {
     fn nkvm(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_nkvm"))
-            .args(["--kubeconfig", &kubeconfig_path()])
+        nkvm_command()
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--destinations")
@@ -70,8 +58,6 @@ impl Setup {
             .args(["--helper-image", "nkvm.local/helper:1"])
             .args(args)
             .env("RUST_LOG", "trace")
-            .env_remove("NKVM_IN_CLUSTER")
-            .env_remove("NKVM_CONTEXT")
             .output()
             .expect("run nkvm")
     }
@@ -227,14 +213,6 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -335,9 +313,8 @@ async fn backups_to_every_remote_destination_download_and_verify_without_leaking
     // Downloads through `nkvm serve`, streamed from each destination.
     let port = free_port();
     let serve_log = setup.data.path().join("serve.log");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_nkvm"));
+    let mut serve = nkvm_command();
     serve
-        .args(["--kubeconfig", &kubeconfig_path()])
         .arg("--data-dir")
         .arg(setup.data.path())
         .arg("--destinations")
@@ -352,7 +329,7 @@ async fn backups_to_every_remote_destination_download_and_verify_without_leaking
         .env("RUST_LOG", "trace")
         .stdout(std::fs::File::create(&serve_log).unwrap())
         .stderr(std::fs::File::create(setup.data.path().join("serve.err")).unwrap());
-    let served = Served(serve.spawn().unwrap());
+    let served = Proc(serve.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_mins(1);
     while !Command::new("curl")

@@ -8,34 +8,20 @@
 //! Needs `NKVM_TEST_KUBECONFIG` (`nkvm serve` checks its cluster connection at start-up).
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Parallel bad logins.
+mod support;
+
+use support::process::{Proc, free_port};
+
 const FLOOD: usize = 40;
 
 /// Memory of one argon2id verification with the default parameters (19 MiB).
 const ARGON2_KIB: u64 = 19 * 1024;
-
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One HTTP/1.1 request; returns the status (0 when the connection failed).
 fn http(port: u16, method: &str, path: &str, body: &str) -> u16 {

@@ -5,30 +5,28 @@
 //! scales it back, removes the helper and marks the restore interrupted.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use nkvm_engine::domain::RunStatus;
 use nkvm_engine::store::{RestoreFilter, Store};
 use serde_json::{Value, json};
-use support::{NamespaceGuard, client, from_json, kubeconfig_path};
+use support::{
+    NamespaceGuard, client, create_claim_of, fixture_namespace, from_json, nkvm_command,
+};
 
 mod support;
 
 fn nkvm_in(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nkvm"))
-        .args(["--kubeconfig", &kubeconfig_path()])
+    nkvm_command()
         .args(["--helper-image", "nkvm.local/helper:1"])
         .arg("--data-dir")
         .arg(data)
         .args(args)
-        .env_remove("NKVM_IN_CLUSTER")
-        .env_remove("NKVM_CONTEXT")
-        .env_remove("NKVM_NAMESPACE_ALLOWLIST")
         .output()
         .expect("run nkvm")
 }
@@ -62,29 +60,8 @@ async fn fixture(
     prefix: &str,
     replicas: i32,
 ) -> (NamespaceGuard, String, PathBuf) {
-    let ns = format!(
-        "{prefix}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis()
-    );
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &from_json(json!({"metadata": {"name": ns}})),
-        )
-        .await
-        .expect("create namespace");
-    let guard = NamespaceGuard(ns.clone());
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    pvcs.create(
-        &PostParams::default(),
-        &from_json(json!({"metadata": {"name": "data"}, "spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}})),
-    )
-    .await
-    .expect("create pvc");
+    let (ns, guard) = fixture_namespace(client, prefix).await;
+    create_claim_of(client, &ns, "data", "ReadWriteOnce", "2Gi").await;
     Api::<Deployment>::namespaced(client.clone(), &ns)
         .create(
             &PostParams::default(),
@@ -103,7 +80,7 @@ async fn fixture(
         ready_replicas(client, &ns).await == (replicas, replicas)
     })
     .await;
-    let volume = pvcs
+    let volume = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
         .get("data")
         .await
         .expect("get pvc")
@@ -310,8 +287,7 @@ async fn a_killed_nkvm_leaves_workloads_scaled_down_only_until_the_next_start() 
         .expect("run_id")
         .to_owned();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nkvm"))
-        .args(["--kubeconfig", &kubeconfig_path()])
+    let mut child = nkvm_command()
         .args(["--helper-image", "nkvm.local/helper:1", "--data-dir"])
         .arg(data.path())
         .args(["restore", &run_id, "--in-place", "--yes", "-o", "json"])

@@ -15,34 +15,21 @@
 mod support;
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::TestNamespace;
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::{Proc, free_port};
+
 const TOKEN: &str = "scrape-token-4c1f9e";
 const HOOK_SECRET: &str = "hook-secret-7d2a0b";
-
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn tool(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH")

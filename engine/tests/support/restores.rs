@@ -1,4 +1,5 @@
-//! Fixtures of the restore tests on the real cluster: restore engines and requests, workloads
+//! Fixtures of the restore tests on the real cluster: backup and restore engines on a fresh data
+//! directory ([`Engines`]), a backup that must succeed ([`backed_up`]), restore requests, workloads
 //! (Deployments, StatefulSets) and their replica counts, owner and hard-link snapshots of a volume,
 //! and crafted backups (an archive built byte by byte, with its sidecar, manifest and a succeeded
 //! history row) for the safety checks.
@@ -14,9 +15,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use nkvm_engine::backup::BackupEngine;
 use nkvm_engine::backup::artifact::{self, ArchiveInfo, Manifest};
 use nkvm_engine::backup::tarcheck::TarChecker;
+use nkvm_engine::backup::{BackupEngine, BackupOptions, BackupResult, ResultStatus};
 use nkvm_engine::destination::ArtifactKeys;
 use nkvm_engine::domain::{PvcSummary, RunStatus};
 use nkvm_engine::restore::{RestoreEngine, RestoreOptions, RestoreRequest, RestoreTarget, Rules};
@@ -24,8 +25,40 @@ use nkvm_engine::store::{NewRun, RunUpdate, Store};
 use serde_json::json;
 use sha2::Digest;
 
-use super::cluster::WORKLOAD_IMAGE;
+use super::cluster::{Cluster, WORKLOAD_IMAGE, backup_one, engine, engine_options, unique};
 use super::wait_for;
+
+/// A backup engine on a fresh data directory (the test options, changed by `adjust`) and the
+/// restore engine over it. The directory is removed when this is dropped.
+pub struct Engines {
+    pub data: tempfile::TempDir,
+    pub backups: BackupEngine,
+    pub restoring: RestoreEngine,
+}
+
+/// [`Engines`] on `cluster`.
+pub async fn engines(
+    cluster: &Cluster,
+    adjust: impl FnOnce(BackupOptions) -> BackupOptions,
+) -> Engines {
+    let data = tempfile::tempdir().unwrap();
+    let options = adjust(engine_options(data.path(), &unique("i")));
+    let backups = engine(cluster, data.path(), options).await;
+    let restoring = restore_engine(backups.clone());
+    Engines {
+        data,
+        backups,
+        restoring,
+    }
+}
+
+/// Backs up `ns`/`pvc`, which must succeed: the result and its run id.
+pub async fn backed_up(backups: &BackupEngine, ns: &str, pvc: &str) -> (BackupResult, String) {
+    let backup = backup_one(backups, ns, pvc).await;
+    assert_eq!(backup.status, ResultStatus::Succeeded, "{backup:#?}");
+    let run_id = backup.run_id.clone().unwrap();
+    (backup, run_id)
+}
 
 /// A restore engine over `backups` with short waits.
 pub fn restore_engine(backups: BackupEngine) -> RestoreEngine {

@@ -1,11 +1,14 @@
 //! Helpers shared by the binary's real-cluster tests: the test cluster's kubeconfig
 //! (`NKVM_TEST_KUBECONFIG`, never another), a client, JSON fixtures, namespaces deleted when
-//! their guard drops (also when an assertion failed), and the `nkvm` binary run against the test
-//! cluster.
+//! their guard drops (also when an assertion failed), claims, and the `nkvm` binary run against the
+//! test cluster without inheriting nkvm's settings from the environment ([`nkvm_command`]);
+//! [`process`]: child processes killed when dropped, free ports.
 #![allow(
     dead_code,
     reason = "each test binary uses a part of the shared helpers"
 )]
+
+pub mod process;
 
 use std::process::Command;
 
@@ -76,25 +79,42 @@ pub async fn fixture_namespace(client: &Client, prefix: &str) -> (String, Namesp
 }
 
 pub async fn create_claim(client: &Client, ns: &str, name: &str, mode: &str) {
+    create_claim_of(client, ns, name, mode, "1Gi").await;
+}
+
+/// A claim of `size` (a Kubernetes quantity).
+pub async fn create_claim_of(client: &Client, ns: &str, name: &str, mode: &str, size: &str) {
     Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .create(
             &PostParams::default(),
             &from_json(json!({"metadata": {"name": name}, "spec": {
-                "accessModes": [mode], "resources": {"requests": {"storage": "1Gi"}}}})),
+                "accessModes": [mode], "resources": {"requests": {"storage": size}}}})),
         )
         .await
         .expect("create pvc");
 }
 
-/// Runs `nkvm` on the test cluster with `args` (nkvm's own environment variables cleared).
+/// Settings of nkvm a test must not inherit from the environment it runs in.
+const NKVM_SETTINGS: &[&str] = &[
+    "NKVM_IN_CLUSTER",
+    "NKVM_CONTEXT",
+    "NKVM_DATA_DIR",
+    "NKVM_HELPER_IMAGE",
+    "NKVM_NAMESPACE_ALLOWLIST",
+];
+
+/// The `nkvm` binary on the test cluster (`--kubeconfig`), none of nkvm's settings inherited from
+/// this process's environment; add the arguments.
+pub fn nkvm_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nkvm"));
+    command.args(["--kubeconfig", &kubeconfig_path()]);
+    for setting in NKVM_SETTINGS {
+        command.env_remove(setting);
+    }
+    command
+}
+
+/// Runs `nkvm` on the test cluster with `args`.
 pub fn nkvm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nkvm"))
-        .args(["--kubeconfig", &kubeconfig_path()])
-        .args(args)
-        .env_remove("NKVM_IN_CLUSTER")
-        .env_remove("NKVM_CONTEXT")
-        .env_remove("NKVM_DATA_DIR")
-        .env_remove("NKVM_HELPER_IMAGE")
-        .output()
-        .expect("run nkvm")
+    nkvm_command().args(args).output().expect("run nkvm")
 }
