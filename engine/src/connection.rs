@@ -89,6 +89,9 @@ pub struct ClusterInfo {
     pub context: Option<String>,
     /// The apiserver URL.
     pub server: String,
+    /// What runs made through this connection record as their cluster (see
+    /// [`connection_identity`]); public, never a credential.
+    pub identity: String,
 }
 
 /// A connected client and a description of it.
@@ -432,6 +435,7 @@ pub async fn connect(
     config.connect_timeout = Some(options.connect_timeout);
     config.reset_reader_on_write = true;
     let server = config.cluster_url.to_string();
+    let identity = connection_identity(&config.cluster_url, config.root_cert.as_deref());
     let client = Client::try_from(config.clone()).map_err(|source| ConnectError::BuildClient {
         server: server.clone(),
         source,
@@ -443,12 +447,15 @@ pub async fn connect(
             source: source.label().to_owned(),
             context,
             server,
+            identity,
         },
         config,
     })
 }
 
+mod identity;
 mod pasted;
+pub use identity::connection_identity;
 pub use pasted::{PastedPolicy, PolicyError};
 
 #[cfg(test)]

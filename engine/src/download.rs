@@ -8,15 +8,15 @@
 //!   destinations existed (no destination) hold a local path, which must resolve inside
 //!   `<data-dir>/artifacts` (or a `local` destination's directory). This is the one way to read
 //!   a run's archive: downloads, verify and restore use it.
-//! - [`open_by_id`] adds what a download request needs: the history lookup and the namespace
-//!   allowlist.
+//! - [`open_by_id`] adds what a download request needs: the history lookup, the namespace
+//!   allowlist and the caller's cluster connection ([`Reach`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::destination::{ArtifactKeys, DestinationError, Destinations, ObjectReader};
 use crate::domain::RunStatus;
-use crate::store::{RunRecord, Store, StoreError};
+use crate::store::{RunRecord, RunScope, Store, StoreError};
 
 crate::text_enum! {
     /// The files of one backup.
@@ -117,19 +117,33 @@ pub struct Download {
     pub run: RunRecord,
 }
 
-/// Opens file `kind` of history row `id`. `allowed`: the namespaces this server may serve
-/// (`None`: all).
+/// What a download request may reach: the namespaces this server may serve (`None`: all) and the
+/// runs of the caller's cluster connection (`None`: every run).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reach<'a> {
+    pub namespaces: Option<&'a [String]>,
+    pub scope: Option<&'a RunScope>,
+}
+
+/// Opens file `kind` of history row `id`, if `reach` covers it; a run of another cluster
+/// connection is [`DownloadError::NotFound`], like an unknown id.
 pub async fn open_by_id(
     store: &Store,
     destinations: &Destinations,
     id: i64,
     kind: DownloadKind,
-    allowed: Option<&[String]>,
+    reach: Reach<'_>,
 ) -> Result<Download, DownloadError> {
     let run = store
         .get_run(id)
         .await?
+        .filter(|run| {
+            reach
+                .scope
+                .is_none_or(|s| s.contains(run.cluster.as_deref()))
+        })
         .ok_or(DownloadError::NotFound(id))?;
+    let allowed = reach.namespaces;
     if let Some(allowed) = allowed
         && !allowed.contains(&run.namespace)
     {
@@ -334,7 +348,7 @@ mod tests {
                 ("manifest", "20261129T010203.456Z.manifest.json", "{}"),
             ] {
                 let kind: DownloadKind = kind.parse().unwrap();
-                let mut download = open_by_id(&store, &f.destinations, id, kind, None)
+                let mut download = open_by_id(&store, &f.destinations, id, kind, Reach::default())
                     .await
                     .unwrap();
                 assert_eq!(download.file_name, name);
@@ -396,37 +410,82 @@ mod tests {
         .await;
 
         let err = |r: Result<Download, DownloadError>| r.unwrap_err();
-        let e = err(open_by_id(&store, d, 999, DownloadKind::Archive, None).await);
+        let e = err(open_by_id(&store, d, 999, DownloadKind::Archive, Reach::default()).await);
         assert!(matches!(e, DownloadError::NotFound(999)));
         assert_eq!(e.http_status(), 404);
-        let e = err(open_by_id(&store, d, failed, DownloadKind::Archive, None).await);
+        let e = err(open_by_id(&store, d, failed, DownloadKind::Archive, Reach::default()).await);
         assert!(matches!(e, DownloadError::NotSucceeded(_)));
         assert_eq!(e.http_status(), 409);
         for id in [escaped, dotdot] {
-            let e = err(open_by_id(&store, d, id, DownloadKind::Archive, None).await);
+            let e = err(open_by_id(&store, d, id, DownloadKind::Archive, Reach::default()).await);
             assert!(matches!(e, DownloadError::Outside { .. }), "{e:?}");
         }
-        let e = err(open_by_id(&store, d, missing, DownloadKind::Checksum, None).await);
+        let e = err(open_by_id(&store, d, missing, DownloadKind::Checksum, Reach::default()).await);
         assert!(matches!(e, DownloadError::Missing { .. }), "{e:?}");
         assert_eq!(
             e.to_string(),
             "the sha256 file of run 5 is missing at its destination; it was deleted or moved \
              (the history row remains)"
         );
-        let e = err(open_by_id(&store, d, bad_key, DownloadKind::Archive, None).await);
+        let e = err(open_by_id(&store, d, bad_key, DownloadKind::Archive, Reach::default()).await);
         assert!(matches!(e, DownloadError::Destination { .. }), "{e:?}");
         assert!(e.to_string().contains("`..`"), "{e}");
-        let e = err(open_by_id(&store, d, elsewhere, DownloadKind::Archive, None).await);
+        let e = err(open_by_id(
+            &store,
+            d,
+            elsewhere,
+            DownloadKind::Archive,
+            Reach::default(),
+        )
+        .await);
         assert!(
             matches!(e, DownloadError::UnknownDestination { .. }),
             "{e:?}"
         );
         assert!(e.to_string().contains("\"offsite\""), "{e}");
-        let e = err(open_by_id(&store, d, not_there, DownloadKind::Manifest, None).await);
+        let e = err(open_by_id(
+            &store,
+            d,
+            not_there,
+            DownloadKind::Manifest,
+            Reach::default(),
+        )
+        .await);
         assert!(matches!(e, DownloadError::Missing { .. }), "{e:?}");
         let allowed = vec!["other".to_owned()];
-        let e = err(open_by_id(&store, d, ok, DownloadKind::Archive, Some(&allowed)).await);
+        let e = err(open_by_id(
+            &store,
+            d,
+            ok,
+            DownloadKind::Archive,
+            Reach {
+                namespaces: Some(&allowed),
+                scope: None,
+            },
+        )
+        .await);
         assert!(matches!(e, DownloadError::NotAllowed(_)));
+        // `ok` was recorded without a cluster: another connection's session finds nothing (the
+        // answer of an unknown id); the default connection's cluster reaches it.
+        let other = RunScope {
+            cluster: "https://10.0.0.2:6443 ca:system".to_owned(),
+            unrecorded: false,
+        };
+        let reach = |scope| Reach {
+            namespaces: None,
+            scope: Some(scope),
+        };
+        let e = err(open_by_id(&store, d, ok, DownloadKind::Archive, reach(&other)).await);
+        assert!(matches!(e, DownloadError::NotFound(_)), "{e:?}");
+        assert_eq!(e.http_status(), 404);
+        assert_eq!(e.to_string(), format!("no backup run has id {ok}"));
+        let default = RunScope {
+            unrecorded: true,
+            ..other.clone()
+        };
+        open_by_id(&store, d, ok, DownloadKind::Archive, reach(&default))
+            .await
+            .unwrap();
         assert!("../x".parse::<DownloadKind>().is_err());
         assert_eq!(DownloadKind::Archive.content_type(), "application/gzip");
     }

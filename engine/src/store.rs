@@ -19,6 +19,7 @@ mod helpers;
 mod restores;
 mod row;
 mod schedules;
+mod scope;
 mod verify;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ pub use helpers::{HelperPod, RestorePvc};
 pub use restores::{NewRestore, RestoreFilter, RestoreRecord, RestoreUpdate};
 use row::{RunRow, into_records, run_columns, store_time, store_u64};
 pub use schedules::{DeclaredState, StoredSchedule};
+pub use scope::RunScope;
 pub use verify::{Verification, VerificationUpdate};
 
 /// File name of the history database inside the data directory.
@@ -198,6 +200,8 @@ pub struct RunFilter {
     pub limit: u32,
     /// Rows skipped before the first one returned.
     pub offset: u32,
+    /// Only runs of this cluster connection (the web UI); `None`: every run (the CLI).
+    pub scope: Option<RunScope>,
 }
 
 /// Errors of the history store, named for the operation that failed.
@@ -552,6 +556,10 @@ impl Store {
         if let Some(status) = filter.status {
             and(&mut query, "status = ");
             query.push_bind(status.as_str());
+        }
+        if let Some(scope) = &filter.scope {
+            and(&mut query, "");
+            scope.push_condition(&mut query);
         }
         // Stored times are whole microseconds: `t >= x` ⇔ `t >= ceil(x)` and `t < x` ⇔
         // `t < ceil(x)`. A bound before year 0 excludes nothing (since) or everything (until).

@@ -3,6 +3,9 @@
 //! kubeconfigs (held in memory by one session only, never written anywhere). Each connection has its
 //! own [`BackupEngine`] and [`RestoreEngine`], so runs belong to the server: a reload or a second
 //! tab of the same session (or another session on the same connection) sees the same runs.
+//! Each connection also has a [`RunScope`]: the history rows its sessions may see, download,
+//! restore and verify (those recorded with its cluster identity; runs recorded before identities
+//! were count as the default connection's).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +18,7 @@ use crate::connection::{
     self, Cluster, ClusterInfo, ConnectError, ConnectOptions, ConnectionSource, Contexts,
 };
 use crate::restore::{RestoreEngine, RestoreOptions};
-use crate::store::Store;
+use crate::store::{RunScope, Store};
 
 /// Sessions kept at most; the least recently seen is forgotten first.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
@@ -54,12 +57,13 @@ pub struct Connection {
 
 impl Connection {
     /// Builds the connection's backup engine (a second client without read timeout for exec
-    /// streams).
+    /// streams). Its runs record the connection's identity ([`ClusterInfo::identity`]).
     pub fn new(
         cluster: Cluster,
         store: Store,
-        options: BackupOptions,
+        mut options: BackupOptions,
     ) -> Result<Self, WorkspaceError> {
+        options.cluster = Some(cluster.info.identity.clone());
         let stream = stream_client(cluster.config()).map_err(WorkspaceError::StreamClient)?;
         let backups = BackupEngine::with_clients(cluster.client.clone(), stream, store, options);
         let restores = RestoreEngine::new(backups.clone(), RestoreOptions::default());
@@ -96,6 +100,19 @@ impl Connection {
 
     pub fn info(&self) -> &ClusterInfo {
         &self.cluster.info
+    }
+
+    /// The runs this connection's sessions may see: its engine's scope (set by the
+    /// [`Workspace`]), else the runs recorded with its identity.
+    pub fn scope(&self) -> RunScope {
+        self.backups
+            .options()
+            .scope
+            .clone()
+            .unwrap_or_else(|| RunScope {
+                cluster: self.cluster.info.identity.clone(),
+                unrecorded: false,
+            })
     }
 }
 
@@ -162,10 +179,18 @@ impl Workspace {
         store: Store,
         options: WorkspaceOptions,
     ) -> Result<Self, WorkspaceError> {
+        // Runs recorded before identities were (no cluster) count as the default connection's.
+        let scope = RunScope {
+            cluster: default.info.identity.clone(),
+            unrecorded: true,
+        };
         let default = Arc::new(Connection::new(
             default,
             store.clone(),
-            options.backup.clone(),
+            BackupOptions {
+                scope: Some(scope),
+                ..options.backup.clone()
+            },
         )?);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -364,7 +389,15 @@ impl Workspace {
         let options = &self.inner.options;
         let cluster = connection::connect(source, &options.connect).await?;
         cluster.probe(options.connect.request_timeout).await?;
-        Connection::new(cluster, self.inner.store.clone(), options.backup.clone())
+        let scope = RunScope {
+            unrecorded: cluster.info.identity == self.inner.default.info().identity,
+            cluster: cluster.info.identity.clone(),
+        };
+        let backup = BackupOptions {
+            scope: Some(scope),
+            ..options.backup.clone()
+        };
+        Connection::new(cluster, self.inner.store.clone(), backup)
     }
 
     fn assign(&self, session: &str, connection: Arc<Connection>) -> ClusterInfo {

@@ -25,7 +25,7 @@ use leptos_axum::{
     LeptosRoutes, file_and_error_handler_with_context, generate_route_list, site_pkg_dir_service,
     site_pkg_dir_service_route_path,
 };
-use nkvm_app::ssr::{AppContext, Caller};
+use nkvm_app::ssr::{AppContext, Caller, SessionId};
 use nkvm_engine::audit::{AuditAction, AuditEvent, AuditOutcome};
 use nkvm_engine::auth::Role;
 
@@ -298,10 +298,12 @@ async fn security_headers(mut request: Request, next: Next) -> Response {
 /// `GET /download/{id}/{archive|sha256|manifest}`: streams a file of history row `id` from the
 /// destination holding it (no temporary copy). Where it is comes from the history row, never from
 /// the request (an old row's local path must resolve inside the artifacts directory); namespaces
-/// outside the allowlist are not served.
+/// outside the allowlist, and runs of another cluster connection than the session's, are not
+/// served (404, like an unknown id).
 async fn download_file(
     State(state): State<WebState>,
     caller: Option<axum::Extension<Caller>>,
+    session: Option<axum::Extension<SessionId>>,
     UrlPath((id, kind)): UrlPath<(String, String)>,
 ) -> Response {
     let refuse = |status: StatusCode, message: String| (status, message).into_response();
@@ -340,13 +342,22 @@ async fn download_file(
         Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
     let context = &state.context;
-    let engine = context.workspace.default_connection();
+    // The session's connection: runs of another cluster answer 404 like unknown ids.
+    let engine = match &session {
+        Some(axum::Extension(SessionId(session))) => context.workspace.connection(session),
+        None => context.workspace.default_connection(),
+    };
+    let scope = engine.scope();
+    let reach = download::Reach {
+        namespaces: context.allowlist(),
+        scope: Some(&scope),
+    };
     let opened = download::open_by_id(
         context.workspace.store(),
         engine.backups.destinations(),
         id,
         kind,
-        context.allowlist(),
+        reach,
     )
     .await;
     match opened {

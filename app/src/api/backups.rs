@@ -83,7 +83,8 @@ pub async fn cancel_backup(run_id: String) -> Result<bool, ServerFnError> {
     Ok(connection.backups.cancel_for(&run_id, &requester).await)
 }
 
-/// The session's runs: every active one, then those finished in the last hour (newest first).
+/// The session's runs: every active one of its connection, then those of its connection's cluster
+/// ([`nkvm_engine::store::RunScope`]) finished in the last hour (newest first).
 #[server(endpoint = "backups/runs")]
 pub async fn list_runs() -> Result<Vec<RunView>, ServerFnError> {
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the backups panel").await?;
@@ -115,6 +116,7 @@ async fn runs_snapshot(
             since: Some(hour_ago),
             namespaces: ctx.allowlist().map(<[String]>::to_vec),
             limit: 100,
+            scope: Some(connection.scope()),
             ..RunFilter::default()
         })
         .await
@@ -132,6 +134,7 @@ async fn runs_snapshot(
             since: Some(hour_ago),
             namespaces: ctx.allowlist().map(<[String]>::to_vec),
             limit: 100,
+            scope: Some(connection.scope()),
             ..nkvm_engine::store::RestoreFilter::default()
         })
         .await
@@ -146,7 +149,11 @@ async fn runs_snapshot(
 
 /// The history row of a run that just finished, so the panel can offer its downloads.
 #[cfg(feature = "ssr")]
-async fn finished_view(store: &nkvm_engine::store::Store, view: &mut RunView) {
+async fn finished_view(
+    store: &nkvm_engine::store::Store,
+    scope: nkvm_engine::store::RunScope,
+    view: &mut RunView,
+) {
     use nkvm_engine::store::RunFilter;
 
     if matches!(view.status.as_str(), "running" | "queued") {
@@ -156,6 +163,7 @@ async fn finished_view(store: &nkvm_engine::store::Store, view: &mut RunView) {
         .recent_runs(&RunFilter {
             run_id: Some(view.run_id.clone()),
             limit: 1,
+            scope: Some(scope),
             ..RunFilter::default()
         })
         .await
@@ -257,7 +265,7 @@ pub async fn run_updates(
                         if !ctx.namespace_allowed(&view.namespace) {
                             continue;
                         }
-                        finished_view(ctx.workspace.store(), &mut view).await;
+                        finished_view(ctx.workspace.store(), connection.scope(), &mut view).await;
                         RunsMessage::Update(Box::new(view))
                     }
                     Err(RecvError::Lagged(_)) => match runs_snapshot(&ctx, &connection).await {

@@ -1,5 +1,6 @@
 //! `list_history`: one page of backup runs from the history database, filtered, for the history
-//! page. Only namespaces of the server's allowlist are shown.
+//! page. Only namespaces of the server's allowlist, and runs of the session's cluster connection
+//! ([`nkvm_engine::store::RunScope`]), are shown.
 
 use leptos::prelude::*;
 
@@ -28,7 +29,7 @@ pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnEr
     use nkvm_engine::store::RunFilter;
 
     crate::ssr::require(RoleNeeded::Viewer, "the history").await?;
-    let ctx = crate::ssr::app_context()?;
+    let (ctx, _, connection) = crate::ssr::session_connection()?;
     let text = |value: &Option<String>| {
         value
             .as_deref()
@@ -61,6 +62,7 @@ pub async fn list_history(query: HistoryQuery) -> Result<HistoryPage, ServerFnEr
         // One more than a page tells whether there is a next page.
         limit: HISTORY_PAGE_ROWS + 1,
         offset: (page - 1) * HISTORY_PAGE_ROWS,
+        scope: Some(connection.scope()),
         ..RunFilter::default()
     };
     let mut rows = ctx

@@ -100,8 +100,13 @@ pub struct BackupOptions {
     pub resources: pod::HelperResources,
     /// Only PVCs in these namespaces may be backed up (`None`: any).
     pub allowlist: Option<Vec<String>>,
-    /// Identity of the cluster connection, recorded with each run (`None`: unknown).
+    /// Identity of the cluster connection, recorded with each backup and restore run (`None`:
+    /// unknown). [`crate::workspace::Connection::new`] sets it from the connection.
     pub cluster: Option<String>,
+    /// Only runs of this scope may be restored or verified through this engine: the web server's
+    /// connections (a run of another cluster is refused like an unknown run id). `None`: any run
+    /// (the CLI, which owns the data directory).
+    pub scope: Option<crate::store::RunScope>,
 }
 
 impl Default for BackupOptions {
@@ -130,6 +135,7 @@ impl Default for BackupOptions {
             resources: pod::HelperResources::default(),
             allowlist: None,
             cluster: None,
+            scope: None,
         }
     }
 }

@@ -238,6 +238,7 @@ async fn connect_uses_requested_context_and_options() {
             source: "pasted".to_owned(),
             context: Some("admin".to_owned()),
             server: "https://127.0.0.1:6443/".to_owned(),
+            identity: "https://127.0.0.1:6443 ca:system".to_owned(),
         }
     );
     assert_eq!(cluster.config().read_timeout, Some(Duration::from_secs(7)));

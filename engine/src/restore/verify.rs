@@ -341,18 +341,25 @@ pub(super) async fn verify_job(
     result
 }
 
-/// The backup run `run_id`, if it may be restored or verified here: it exists, is in an allowed
-/// namespace, and succeeded.
+/// The backup run `run_id`, if it may be restored or verified here: it exists (in the engine's
+/// [`BackupOptions::scope`], when it has one), is in an allowed namespace, and succeeded.
 pub async fn restorable_run(
     store: &Store,
     options: &BackupOptions,
     run_id: &str,
 ) -> Result<RunRecord, String> {
+    let unknown = || format!("no backup run has id {run_id:?}; `nkvm history` lists them");
     let run = store
         .run_by_run_id(run_id)
         .await
         .map_err(|err| format!("reading the history failed: {err}"))?
-        .ok_or_else(|| format!("no backup run has id {run_id:?}; `nkvm history` lists them"))?;
+        .ok_or_else(unknown)?;
+    // A run of another cluster connection is answered like an unknown one.
+    if let Some(scope) = &options.scope
+        && !scope.contains(run.cluster.as_deref())
+    {
+        return Err(unknown());
+    }
     if !options.namespace_allowed(&run.namespace) {
         return Err(format!(
             "run {run_id} is a backup of namespace {:?}, which is not in this server's namespace \
@@ -574,5 +581,52 @@ mod tests {
             &outcome(SUM, Err(CheckError::Cancelled)),
         );
         assert_eq!(damaged, ["the archive is damaged: cancelled"]);
+    }
+
+    #[tokio::test]
+    async fn a_run_of_another_cluster_is_not_restorable_and_reads_as_unknown() {
+        let store = Store::open_in_memory().await.unwrap();
+        for (run_id, cluster) in [
+            ("mine", "https://a:443 ca:system"),
+            ("theirs", "https://b:443 ca:system"),
+        ] {
+            let id = store
+                .insert_run(&crate::store::NewRun {
+                    run_id: run_id.to_owned(),
+                    pvc_uid: format!("uid-{run_id}"),
+                    namespace: "shop".to_owned(),
+                    pvc: "data".to_owned(),
+                    started_by: "t".to_owned(),
+                    started_at: jiff::Timestamp::now(),
+                    cluster: Some(cluster.to_owned()),
+                })
+                .await
+                .unwrap();
+            let done = crate::store::RunUpdate {
+                status: Some(RunStatus::Succeeded),
+                ..Default::default()
+            };
+            store.update_run(id, &done).await.unwrap();
+        }
+        let scoped = BackupOptions {
+            scope: Some(crate::store::RunScope {
+                cluster: "https://a:443 ca:system".to_owned(),
+                unrecorded: true,
+            }),
+            ..BackupOptions::default()
+        };
+        assert_eq!(
+            restorable_run(&store, &scoped, "mine")
+                .await
+                .unwrap()
+                .run_id,
+            "mine"
+        );
+        let refused = restorable_run(&store, &scoped, "theirs").await.unwrap_err();
+        let unknown = restorable_run(&store, &scoped, "nope").await.unwrap_err();
+        assert_eq!(refused.replace("theirs", "nope"), unknown);
+        // Without a scope (the CLI) every run is restorable.
+        let cli = BackupOptions::default();
+        restorable_run(&store, &cli, "theirs").await.unwrap();
     }
 }

@@ -79,6 +79,8 @@ pub struct RestoreFilter {
     pub since: Option<jiff::Timestamp>,
     /// Most rows; `0` means no limit.
     pub limit: u32,
+    /// Only restores made through this cluster connection (the web UI); `None`: every one.
+    pub scope: Option<super::RunScope>,
 }
 
 /// The columns of `restores`, in [`RestoreRow`]'s order (a macro so that queries stay
@@ -253,6 +255,10 @@ impl Store {
         {
             and(&mut query, "started_at >= ");
             query.push_bind(since);
+        }
+        if let Some(scope) = &filter.scope {
+            and(&mut query, "");
+            scope.push_condition(&mut query);
         }
         query.push(" ORDER BY started_at DESC, id DESC LIMIT ");
         query.push_bind(if filter.limit == 0 {

@@ -305,3 +305,42 @@ async fn pasted_proxy_urls_and_server_allowlists_are_enforced() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn each_connection_sees_the_runs_of_its_own_cluster() {
+    let f = fixture(|_| {}).await;
+    let ws = &f.workspace;
+    let default = ws.default_connection();
+    // The default connection records its identity and also sees runs recorded without one.
+    let identity = default.info().identity.clone();
+    assert!(identity.starts_with(&f.good), "{identity}");
+    assert_eq!(default.backups.options().cluster.as_ref(), Some(&identity));
+    assert_eq!(
+        default.scope(),
+        RunScope {
+            cluster: identity.clone(),
+            unrecorded: true
+        }
+    );
+    // Another context of the same cluster (same address and CA) is the same cluster.
+    ws.use_context("s1", "b").await.unwrap();
+    assert_eq!(ws.connection("s1").scope(), default.scope());
+    // A pasted kubeconfig for another apiserver is another cluster: its own runs only.
+    let other = fake_apiserver().await;
+    let text = kubeconfig(&[("elsewhere", &other)], "elsewhere");
+    ws.use_pasted("s2", text, None).await.unwrap();
+    let pasted = ws.connection("s2");
+    assert!(pasted.info().identity.starts_with(&other));
+    assert_ne!(pasted.info().identity, identity);
+    assert_eq!(
+        pasted.scope(),
+        RunScope {
+            cluster: pasted.info().identity.clone(),
+            unrecorded: false
+        }
+    );
+    assert_eq!(
+        pasted.backups.options().cluster.as_ref(),
+        Some(&pasted.info().identity)
+    );
+}
