@@ -19,6 +19,7 @@ use super::*;
 use crate::web::{WebState, leptos_options, router};
 
 mod live;
+mod scope;
 
 const PASSWORD: &str = "correct horse battery staple";
 const HOST: &str = "nkvm.test:8080";
