@@ -55,6 +55,9 @@ pub enum Command {
   timeout 2h nkvm backup blog/media            # SIGTERM cancels and cleans up (exit 143)")]
     Backup(backup::BackupArgs),
     /// List recent backup runs from the history database
+    ///
+    /// Every run of the data directory, whichever cluster it was taken from: the CLI is the data
+    /// directory's owner. The web UI shows a session only the runs of its connection's cluster.
     #[command(after_help = "Examples:
   nkvm history                                 # the 50 newest runs
   nkvm history --pvc shop/web-data --limit 5
