@@ -995,6 +995,7 @@ async fn reopening_keeps_data_and_migrations_run_once() {
         "runs_destination",
         "runs_unpruned_successes",
         "runs_pvc_uid_last_verified_at",
+        "runs_cluster_started_at",
     ]
     .map(str::to_owned)
     .into();
