@@ -465,6 +465,23 @@ mod tests {
         )
         .await);
         assert!(matches!(e, DownloadError::NotAllowed(_)));
+        assert!("../x".parse::<DownloadKind>().is_err());
+        assert_eq!(DownloadKind::Archive.content_type(), "application/gzip");
+    }
+
+    #[tokio::test]
+    async fn a_run_of_another_cluster_reads_as_unknown() {
+        let f = files();
+        let d = &f.destinations;
+        let store = Store::open_in_memory().await.unwrap();
+        let ok = run_with(
+            &store,
+            "shop",
+            RunStatus::Succeeded,
+            legacy(Some(&f.archive)),
+        )
+        .await;
+        let err = |r: Result<Download, DownloadError>| r.unwrap_err();
         // `ok` was recorded without a cluster: another connection's session finds nothing (the
         // answer of an unknown id); the default connection's cluster reaches it.
         let other = RunScope {
@@ -486,7 +503,5 @@ mod tests {
         open_by_id(&store, d, ok, DownloadKind::Archive, reach(&default))
             .await
             .unwrap();
-        assert!("../x".parse::<DownloadKind>().is_err());
-        assert_eq!(DownloadKind::Archive.content_type(), "application/gzip");
     }
 }
