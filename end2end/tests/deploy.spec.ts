@@ -500,7 +500,6 @@ test.describe('in-cluster deployment', () => {
     const expected: Record<string, { status: string; stage: string; text: RegExp }> = {
       'get persistentvolumeclaims': { status: 'failed', stage: 'failed at preflight', text: /403 Forbidden: grant get on persistentvolumeclaims in namespace/ },
       'create pods': { status: 'failed', stage: 'failed at create', text: /403 Forbidden: grant create on pods in namespace/ },
-      'watch pods': { status: 'failed', stage: 'failed at schedule', text: /watching the pod failed: HTTP 403 Forbidden: grant watch on pods in namespace/ },
       'get pods/exec': { status: 'failed', stage: 'failed at exec', text: /403 Forbidden: grant get and create on pods\/exec in namespace/ },
       'create pods/exec': { status: 'failed', stage: 'failed at exec', text: /403 Forbidden: grant get and create on pods\/exec in namespace/ },
       'delete pods': { status: 'succeeded', stage: 'done', text: /warning: deleting helper pod .*403 Forbidden: grant delete on pods in namespace/ },

@@ -93,11 +93,6 @@ impl Connection {
         Ok(self.live.get_or_init(|| started))
     }
 
-    /// The live inventory if a page has started it.
-    pub fn live_started(&self) -> Option<&crate::inventory::LiveInventory> {
-        self.live.get()
-    }
-
     pub fn info(&self) -> &ClusterInfo {
         &self.cluster.info
     }

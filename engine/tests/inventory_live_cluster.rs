@@ -69,7 +69,11 @@ async fn the_live_inventory_follows_claims_and_consumers_and_agrees_with_a_scan(
         create_consumer(&cluster.client, &ns, "reader", &["data"], None).await;
         let seen = until(&live, "the consumer", |s| {
             s.pvcs.iter().any(|r| {
-                r.pvc.name == "data" && r.consumers == ["reader"] && r.pvc.phase == "Bound"
+                // Scheduled too: the consumer's node is part of the record a scan gives.
+                r.pvc.name == "data"
+                    && r.consumers == ["reader"]
+                    && r.pvc.phase == "Bound"
+                    && !r.consumer_nodes.is_empty()
             })
         })
         .await;
