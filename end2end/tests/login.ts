@@ -12,6 +12,22 @@ export function password(role: Role): string {
 
 /** Logs in as `role` and lands on `path` (default `/`). */
 export async function login(page: Page, role: Role, path = '/') {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await loginOnce(page, role, path);
+      return;
+    } catch (err) {
+      // Chromium cancels its requests when a network interface comes or goes, and every pod
+      // started or removed on the test node adds or removes one (seen in the deployment suite:
+      // "ERR_NETWORK_CHANGED" instead of the page). Only that is retried, twice.
+      const pageText = await page.content().catch(() => '');
+      const changed = `${err}`.includes('ERR_NETWORK_CHANGED') || pageText.includes('ERR_NETWORK_CHANGED');
+      if (!changed || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function loginOnce(page: Page, role: Role, path: string) {
   await page.goto(`/login?next=${encodeURIComponent(path)}`);
   await page.getByLabel('User name').fill(role);
   await page.getByLabel('Password').fill(password(role));

@@ -1,6 +1,7 @@
 //! The web server's live (watch-based) inventory on the real test cluster: it follows claims and
-//! consumers being created and deleted, agrees with a one-shot scan, and reports a namespace its
-//! credentials may not watch as refused and a cluster-wide refusal as its error.
+//! consumers being created and deleted, agrees with a one-shot scan, keeps following after every
+//! watch connection was cut (a relay closing them as a killed API server does), and reports a
+//! namespace its credentials may not watch as refused and a cluster-wide refusal as its error.
 
 mod support;
 
@@ -14,6 +15,7 @@ use nkvm_engine::inventory::{self, InventoryError, InventoryOptions, LiveInvento
 use serde_json::json;
 
 use support::cluster::{create_claim, create_consumer, delete_pod_now, in_namespace, unique};
+use support::relay::{self, Relay};
 use support::wait_for;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -107,6 +109,36 @@ async fn the_live_inventory_follows_claims_and_consumers_and_agrees_with_a_scan(
             "every change was published: {}",
             last.revision
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the test cluster"]
+async fn the_live_inventory_follows_changes_made_after_its_connections_were_cut() {
+    let config = config().await;
+    let relay = Relay::start(relay::upstream(&config)).await;
+    let relayed = relay.config(&config);
+    in_namespace("live-cut", |cluster, ns| async move {
+        let options = scoped(&[&ns]);
+        let live = LiveInventory::start(&relayed, &options).expect("start");
+        live.ready().await.expect("first lists");
+        // Every watch goes through the relay; cut them all, as a killed API server does.
+        assert!(relay.cut() >= 1, "the watches went through the relay");
+        create_claim(&cluster.client, &ns, "after-cut", "ReadWriteOnce", "1Mi").await;
+        // Seen, and every kind's watch back (a failed watch is reported stale until re-listed).
+        let seen = until(
+            &live,
+            "the claim created after the cut, nothing stale",
+            |s| s.stale.is_empty() && s.pvcs.iter().any(|r| r.pvc.name == "after-cut"),
+        )
+        .await;
+        println!("watches cut, claim created → in the live inventory after {seen:?}");
+        let latest = live.latest();
+        let scan = inventory::scan(&cluster.client, &options)
+            .await
+            .expect("scan");
+        assert_eq!(latest.pvcs, scan.pvcs);
     })
     .await;
 }

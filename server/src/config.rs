@@ -244,6 +244,18 @@ pub struct BackupTuning {
         value_parser = clap::value_parser!(u32).range(0..=1000)
     )]
     pub stream_cap_factor: u32,
+
+    /// Streams of a backup run, 1-10: when the connection to the API server is lost mid-stream
+    /// (nothing committed yet), tar is run again in the same helper, after a growing delay, until
+    /// this many streams were tried
+    #[arg(
+        long,
+        env = "NKVM_STREAM_ATTEMPTS",
+        value_name = "N",
+        default_value_t = backup::DEFAULT_STREAM_ATTEMPTS,
+        value_parser = clap::value_parser!(u32).range(1..=10)
+    )]
+    pub stream_attempts: u32,
 }
 
 impl GlobalOptions {
@@ -278,6 +290,7 @@ impl GlobalOptions {
                 .map_or_else(backup::pgzip::default_threads, usize::from),
             stall_timeout: Duration::from_secs(tuning.stall_timeout),
             stream_cap_factor: tuning.stream_cap_factor,
+            stream_attempts: tuning.stream_attempts,
             request_timeout: self.request_timeout(),
             instance: Some(instance),
             allowlist: self.allowlist(),

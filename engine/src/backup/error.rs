@@ -25,6 +25,10 @@ pub enum BackupError {
     /// The tar stream was invalid, truncated or stalled.
     #[error("{message}")]
     Stream { message: String },
+    /// The exec connection through the API server was lost while streaming: nothing was
+    /// committed, and the run re-ran tar up to its stream attempts before failing.
+    #[error("{message}")]
+    ConnectionLost { pod: String, message: String },
     /// Writing the archive to its destination failed: opening the upload (connect, credentials,
     /// bucket), sending it, or making it visible under its final name. `artifact` is the archive's
     /// path or URI; nothing is left under it.
@@ -53,7 +57,7 @@ impl BackupError {
             Self::CreateHelper { .. } => Stage::Create,
             Self::Schedule { .. } => Stage::Schedule,
             Self::Exec { .. } => Stage::Exec,
-            Self::Stream { .. } => Stage::Stream,
+            Self::Stream { .. } | Self::ConnectionLost { .. } => Stage::Stream,
             Self::Write { .. } => Stage::Write,
             Self::Finalize { .. } => Stage::Finalize,
             Self::Record { .. } => Stage::Record,

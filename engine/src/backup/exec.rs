@@ -6,8 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Api;
@@ -20,6 +18,11 @@ use super::helper::RetryPolicy;
 use super::pod::{CONTAINER, MOUNT_PATH};
 use crate::domain::escape_control;
 use crate::kubeapi::{self, Call, is_transient};
+
+mod link;
+
+pub use link::ConnectionLost;
+use link::{Ending, Guarded, Link};
 
 /// Marker the helper's shell prints on stderr with tar's exit code.
 pub const EXIT_MARKER: &str = "nkvm-tar-exit=";
@@ -233,13 +236,15 @@ impl Tail {
     }
 }
 
-/// A running command in the helper: its stdout, stdin (held open until [`TarSession::finish`]), the
-/// tail of its stderr, the exit code it reports there, and the exit status.
+/// A running command in the helper: its stdout (failing with [`ConnectionLost`] when the
+/// connection is lost), stdin (held open until [`TarSession::finish`]), the tail of its stderr,
+/// the exit code it reports there, and how the connection ended ([`Link`]).
 pub struct TarSession {
     process: AttachedProcess,
     stdout: Box<dyn AsyncRead + Send + Unpin>,
     stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
-    status: BoxFuture<'static, Option<Status>>,
+    link: Link,
+    status_task: AbortOnDrop,
     stderr: Tail,
     stderr_task: AbortOnDrop,
     marker: watch::Receiver<Option<i64>>,
@@ -255,7 +260,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// How the remote command ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExecOutcome {
     /// The status from the status channel; `None` when the connection ended without one.
     pub status: Option<Status>,
@@ -267,6 +272,9 @@ pub struct ExecOutcome {
     pub stderr: String,
     /// Error of the connection's message loop, if any.
     pub transport_error: Option<String>,
+    /// The connection ended without the command's exit status (not closed by nkvm): the API
+    /// server, or the network to it, went away.
+    pub connection_lost: bool,
 }
 
 impl ExecOutcome {
@@ -353,7 +361,7 @@ impl TarSession {
             message: format!("the exec session has no {what}"),
         };
         let stdout = process.stdout().ok_or_else(|| missing("stdout"))?;
-        let mut stderr = process.stderr().ok_or_else(|| missing("stderr"))?;
+        let stderr = process.stderr().ok_or_else(|| missing("stderr"))?;
         let stdin_writer: Option<Box<dyn AsyncWrite + Send + Unpin>> = if stdin {
             Some(Box::new(process.stdin().ok_or_else(|| missing("stdin"))?))
         } else {
@@ -361,12 +369,22 @@ impl TarSession {
         };
         let status = process
             .take_status()
-            .ok_or_else(|| missing("status channel"))?
-            .boxed();
+            .ok_or_else(|| missing("status channel"))?;
+        // The status channel closes without a status when the connection's message loop ends on
+        // a transport error: that is the moment the connection is known lost.
+        let link = Link::default();
+        let ended = link.clone();
+        let status_task = tokio::spawn(async move {
+            ended.end(match status.await {
+                Some(status) => Ending::Status(Box::new(status)),
+                None => Ending::Lost,
+            });
+        });
         let tail = Tail::new(STDERR_TAIL);
         let sink = tail.clone();
         let (marker_tx, marker) = watch::channel(None);
         // Drained concurrently: an unread stderr would block the connection's message loop.
+        let mut stderr = Guarded::new(stderr, link.clone());
         let stderr_task = tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             while let Ok(n) = stderr.read(&mut buf).await {
@@ -383,9 +401,10 @@ impl TarSession {
         });
         Ok(Self {
             process,
-            stdout: Box::new(stdout),
+            stdout: Box::new(Guarded::new(stdout, link.clone())),
             stdin: stdin_writer,
-            status,
+            link,
+            status_task: AbortOnDrop(status_task),
             stderr: tail,
             stderr_task: AbortOnDrop(stderr_task),
             marker,
@@ -416,6 +435,7 @@ impl TarSession {
             compressor_exit: parse_marker(&stderr, GZIP_EXIT_MARKER),
             stderr: without_marker(&stderr),
             transport_error: Some("aborted by nkvm".to_owned()),
+            connection_lost: false,
         }
     }
 
@@ -426,7 +446,8 @@ impl TarSession {
             process,
             mut stdout,
             stdin,
-            status,
+            link,
+            mut status_task,
             stderr,
             mut stderr_task,
             mut marker,
@@ -456,10 +477,8 @@ impl TarSession {
             let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
         }
         drop(stdout);
-        let status = tokio::time::timeout(Duration::from_secs(10), status)
-            .await
-            .ok()
-            .flatten();
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut status_task.0).await;
+        let status = link.status();
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut stderr_task.0).await;
         let text = stderr.text();
         let reported_exit = *marker.borrow();
@@ -475,6 +494,7 @@ impl TarSession {
             compressor_exit: parse_marker(&text, GZIP_EXIT_MARKER),
             stderr: without_marker(&text),
             transport_error,
+            connection_lost: link.ending() == Some(Ending::Lost),
         }
     }
 }

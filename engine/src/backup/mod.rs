@@ -50,6 +50,8 @@ pub const DEFAULT_HELPER_IMAGE: &str = "docker.io/library/debian:12-slim";
 
 /// Default of [`BackupOptions::stream_cap_factor`]: a backup may stream 4× its PVC's capacity.
 pub const DEFAULT_STREAM_CAP_FACTOR: u32 = 4;
+/// Default [`BackupOptions::stream_attempts`].
+pub const DEFAULT_STREAM_ATTEMPTS: u32 = 3;
 
 /// Settings of the backup engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,9 @@ pub struct BackupOptions {
     pub stall_timeout: Duration,
     /// Fail a backup whose tar stream passes this many times its PVC's capacity (0: no cap).
     pub stream_cap_factor: u32,
+    /// Streams a run may try: after a lost connection to the API server (nothing committed), tar
+    /// runs again in the same helper until this many were tried (at least 1).
+    pub stream_attempts: u32,
     /// Time the helper may take to start running.
     pub schedule_timeout: Duration,
     /// `activeDeadlineSeconds` of the helper (a safety net for leaked pods).
@@ -121,6 +126,7 @@ impl Default for BackupOptions {
             gzip_threads: pgzip::default_threads(),
             stall_timeout: Duration::from_mins(2),
             stream_cap_factor: DEFAULT_STREAM_CAP_FACTOR,
+            stream_attempts: DEFAULT_STREAM_ATTEMPTS,
             schedule_timeout: Duration::from_mins(5),
             active_deadline: Duration::from_hours(6),
             request_timeout: Duration::from_secs(30),

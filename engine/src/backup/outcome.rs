@@ -78,6 +78,18 @@ pub(super) async fn judge(
             ),
         });
     }
+    // The connection ended mid-stream without tar's exit status: it was lost.
+    let lost = match &streamed {
+        Err(StreamError::ConnectionLost) => true,
+        Err(_) => outcome.connection_lost && outcome.reported_exit.is_none(),
+        Ok(_) => false,
+    };
+    if lost {
+        return Err(BackupError::ConnectionLost {
+            pod: pod.to_owned(),
+            message: connection_lost_message(pod, outcome.transport_error.as_deref()),
+        });
+    }
     if let Some(code) = outcome.compressor_exit.filter(|c| *c != 0) {
         let tar = match outcome.exit_code() {
             Some(tar) => format!(" (tar exited with code {tar})"),
@@ -130,6 +142,16 @@ pub(super) async fn judge(
             ),
         })
     }
+}
+
+/// What a lost connection means, with the transport's error when there is one.
+fn connection_lost_message(pod: &str, transport_error: Option<&str>) -> String {
+    let cause = transport_error.map_or(String::new(), |err| format!(" ({err})"));
+    format!(
+        "lost the connection to the API server while streaming from helper pod {pod}{cause}; the \
+         incomplete archive was discarded; check that the API server is up and reachable from \
+         nkvm, then retry"
+    )
 }
 
 /// Why a stream past its cap failed, and what to do.

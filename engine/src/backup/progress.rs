@@ -88,6 +88,19 @@ impl<'a> Tracker<'a> {
         self.emit();
     }
 
+    /// Starts the stream's counters over (a new stream after a lost connection), with `note` as
+    /// the event's message, and publishes that.
+    pub(super) fn restart(&mut self, note: String) {
+        self.rate = RateWindow::default();
+        self.event.rate_bytes_per_sec = 0.0;
+        self.event.bytes_read = 0;
+        self.event.archive_bytes = 0;
+        self.event.files = 0;
+        self.event.source_bytes = 0;
+        self.event.message = Some(note);
+        self.emit();
+    }
+
     /// Publishes the stream's counters with the rate over the last [`RATE_WINDOW`].
     pub(super) fn update(&mut self, progress: &StreamProgress) {
         if let Some(rate) = self.rate.update(progress.bytes_read) {

@@ -156,8 +156,7 @@ impl<'a> Run<'a> {
         let prepared = self.preflight().await?;
         let name = self.create_helper(&prepared.plan).await?;
         self.wait_running(&name, &prepared.plan).await?;
-        let session = self.start_tar(&name).await?;
-        let (upload, archive) = self.stream(session, &prepared, &name).await?;
+        let (upload, archive) = self.start_and_stream(&prepared, &name).await?;
         let committed = self.write(upload, &prepared.keys).await?;
         let finished_at = self.finalize(&prepared, &name, &archive).await?;
         self.record(&committed, &name, &archive, finished_at)
@@ -490,6 +489,41 @@ impl<'a> Run<'a> {
             TarSession::start(&api, name, command, true, self.retry_policy()),
         )
         .await
+    }
+
+    /// Starts tar and streams its output; when the connection to the API server is lost (nothing
+    /// committed: the upload was discarded), tries again in the same helper after a growing delay,
+    /// up to the stream attempts, each attempt kept as a warning of the run.
+    async fn start_and_stream(
+        &mut self,
+        prepared: &Prepared,
+        name: &str,
+    ) -> Result<(Upload, StreamedArchive), BackupError> {
+        let attempts = self.inner.options.stream_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let session = self.start_tar(name).await?;
+            match self.stream(session, prepared, name).await {
+                Err(BackupError::ConnectionLost { message, .. }) if attempt < attempts => {
+                    let delay = self.retry_policy().delay(attempt);
+                    let note = format!(
+                        "stream {attempt} of {attempts} failed: {message}; streaming again in \
+                         {}s",
+                        delay.as_secs()
+                    );
+                    tracing::warn!(run_id = %self.run_id, "{note}");
+                    self.warnings.push(note.clone());
+                    self.tracker.restart(note);
+                    Self::cancellable(&self.cancel, Stage::Stream, async {
+                        tokio::time::sleep(delay).await;
+                        Ok(())
+                    })
+                    .await?;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens the upload to the destination, streams tar's output through the checker, gzip and

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
+use super::exec::ConnectionLost;
 use super::pgzip::{ParallelGzipEncoder, PgzipConfig, PgzipError};
 use super::tarcheck::{TarChecker, TarCounts, TarError};
 use crate::domain::format::{format_bytes, format_bytes_exact};
@@ -133,6 +134,10 @@ pub enum StreamError {
     Stalled(Duration),
     #[error("reading the tar stream failed: {0}")]
     Read(#[source] io::Error),
+    /// The exec connection ended without the command's exit status: the API server, or the
+    /// network to it, went away mid-stream.
+    #[error("{ConnectionLost}")]
+    ConnectionLost,
     #[error("{0}")]
     Tar(#[from] TarError),
     /// The helper's gzip stream (source compression) is corrupt, truncated or not one member.
@@ -335,6 +340,9 @@ where
         let n = match read {
             Err(_elapsed) if producer_done => break,
             Err(_elapsed) => return Err(StreamError::Stalled(config.stall_timeout)),
+            Ok(Err(err)) if ConnectionLost::in_error(&err) => {
+                return Err(StreamError::ConnectionLost);
+            }
             Ok(Err(err)) => return Err(StreamError::Read(err)),
             Ok(Ok(n)) => n,
         };

@@ -244,6 +244,19 @@ impl Job<'_> {
             Err(RestoreError::Cancelled { stage }) => {
                 return Err(RestoreError::Cancelled { stage });
             }
+            // The connection ended mid-stream without tar's exit status: it was lost, whatever
+            // the writer made of it.
+            Err(_) if status.connection_lost && status.reported_exit.is_none() => {
+                let cause = status
+                    .transport_error
+                    .as_deref()
+                    .map_or(String::new(), |err| format!(" ({err})"));
+                return Err(RestoreError::Stream(format!(
+                    "lost the connection to the API server while restoring into helper pod \
+                     {name}{cause}; what was written is a partial restore: check that the API server \
+                     is up and reachable from nkvm, then restore again"
+                )));
+            }
             Err(err) => {
                 return Err(match tar_said {
                     Some(said) => RestoreError::Stream(format!("{err}; {said}")),

@@ -158,6 +158,7 @@ mod tests {
             compressor_exit: None,
             stderr: stderr.to_owned(),
             transport_error: None,
+            connection_lost: false,
         }
     }
 

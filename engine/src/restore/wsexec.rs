@@ -33,6 +33,8 @@ type FrameSink = Box<dyn Sink<Message, Error = tungstenite::Error> + Send + Unpi
 struct Ended {
     status: Option<Status>,
     transport_error: Option<String>,
+    /// The connection ended without the exit status (a transport error, or closed without it).
+    lost: bool,
 }
 
 /// A running command with nkvm writing its stdin.
@@ -124,6 +126,7 @@ impl StdinSession {
                     _ => {}
                 }
             }
+            ended.lost = ended.status.is_none();
             // Wake whoever waits for the exit (the connection ended without a marker).
             if marker_tx.borrow().is_none() {
                 let _ = marker_tx.send(parse_exit_marker(&tail.text()).or(Some(-1)));
@@ -177,6 +180,7 @@ impl StdinSession {
             Ok(Err(err)) => Ended {
                 status: None,
                 transport_error: Some(err.to_string()),
+                lost: false,
             },
             Err(_) => {
                 self.reader.abort();
@@ -186,6 +190,7 @@ impl StdinSession {
                         "no exit status within {}s after the end of the input",
                         wait.as_secs()
                     )),
+                    lost: false,
                 }
             }
         };
@@ -199,6 +204,7 @@ impl StdinSession {
         self.outcome(Ended {
             status: None,
             transport_error: Some("aborted by nkvm".to_owned()),
+            lost: false,
         })
     }
 
@@ -211,6 +217,7 @@ impl StdinSession {
             compressor_exit: None,
             stderr: without_marker(&text),
             transport_error: ended.transport_error,
+            connection_lost: ended.lost,
         }
     }
 }

@@ -6,6 +6,7 @@
 )]
 
 pub mod cluster;
+pub mod relay;
 pub mod restores;
 pub mod servers;
 

@@ -145,6 +145,7 @@ pub fn tuning(stall_timeout: u64) -> BackupTuning {
         gzip_threads: None,
         stall_timeout,
         stream_cap_factor: nkvm_engine::backup::DEFAULT_STREAM_CAP_FACTOR,
+        stream_attempts: nkvm_engine::backup::DEFAULT_STREAM_ATTEMPTS,
     }
 }
 

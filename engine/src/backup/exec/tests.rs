@@ -19,6 +19,7 @@ fn exit_codes_come_from_the_status_causes() {
         compressor_exit: None,
         stderr: String::new(),
         transport_error: None,
+        connection_lost: false,
     };
     assert!(!outcome.succeeded());
     assert_eq!(outcome.exit_code(), Some(2));
@@ -32,6 +33,7 @@ fn the_reported_exit_code_decides() {
         compressor_exit: None,
         stderr: String::new(),
         transport_error: Some("reset".into()),
+        connection_lost: false,
     };
     assert!(outcome.succeeded());
     assert_eq!(outcome.exit_code(), None);
@@ -206,6 +208,7 @@ fn the_source_command_compresses_and_reports_both_exit_codes() {
             compressor_exit: parse_marker(&err, GZIP_EXIT_MARKER),
             stderr: without_marker(&err),
             transport_error: None,
+            connection_lost: false,
         };
         assert!(!outcome.succeeded());
     }
