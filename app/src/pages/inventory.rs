@@ -2,7 +2,8 @@
 //! owner-kind filters and sortable columns, all kept in the URL so the server renders the same view
 //! without JavaScript; once hydrated, multi-select and "Back up selected" start a batch (to the
 //! destination picked beside the button, the server's default preselected) whose progress the
-//! backups panel above the table follows live.
+//! backups panel above the table follows live. Keyboard (hydrated): `/` filter, Escape back to the
+//! table, arrows/Home/End move the current row, Space selects it, `b` backs up the selection.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,8 +18,11 @@ use crate::filter::haystack;
 use crate::format::{
     access_mode_short, count_label, format_capacity, last_backup_label, refusal_status,
 };
+use crate::keys::{Shortcut, Step};
 use crate::model::{DestinationChoices, InventoryView, NamespaceRefusal, PvcRecord, StartOutcome};
 use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
+
+mod keyboard;
 
 /// The inventory page at `/`.
 #[component]
@@ -34,6 +38,9 @@ pub fn InventoryPage() -> impl IntoView {
     );
     let destinations = Resource::new(|| (), |()| list_destinations());
     let selected = RwSignal::new(BTreeSet::<String>::new());
+    // The keyboard's current row, by `namespace/name`: like the selection, it outlives the table
+    // a live update renders again.
+    let current = RwSignal::new(None::<String>);
 
     view! {
         <RunsPanel live />
@@ -57,6 +64,7 @@ pub fn InventoryPage() -> impl IntoView {
                                     choices
                                     state
                                     selected
+                                    current
                                     live
                                     refresh=move || inventory.refetch()
                                 />
@@ -108,9 +116,25 @@ fn InventoryTable(
     choices: DestinationChoices,
     state: Memo<TableState>,
     selected: RwSignal<BTreeSet<String>>,
+    current: RwSignal<Option<String>>,
     live: LiveRuns,
     refresh: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
+    // A live update renders this table again: the focus goes back where it was (read now, while
+    // the previous table is still on the page).
+    let kept = if is_server() {
+        None
+    } else {
+        keyboard::kept_focus()
+    };
+    Effect::new(move |_| {
+        if let Some(kept) = &kept {
+            keyboard::restore_focus(kept);
+        }
+    });
+    // The shortcuts' hint appears once the page is hydrated (without JavaScript they do nothing).
+    let (keys_ready, set_keys_ready) = signal(false);
+    Effect::new(move |_| set_keys_ready.set(true));
     let InventoryView {
         rows,
         refused,
@@ -168,6 +192,14 @@ fn InventoryTable(
         let destination = destination.get_untracked();
         async move { start_backups(targets, destination).await }
     });
+    // "Back up selected" (the button and the `b` key): nothing while the selection is empty or a
+    // start is under way, as the disabled button.
+    let back_up_selected = move || {
+        let targets: Vec<String> = selected.with_untracked(|s| s.iter().cloned().collect());
+        if !targets.is_empty() && !start.pending().get_untracked() {
+            start.dispatch(targets);
+        }
+    };
     let destination_options = choices
         .names
         .iter()
@@ -197,7 +229,68 @@ fn InventoryTable(
         }
     });
 
+    // The keyboard: one listener on the window for as long as this table is shown (a no-op on
+    // the server).
+    {
+        let displayed = {
+            let keys = keys.clone();
+            move |key: &str| page.with_untracked(|p| p.iter().any(|&i| keys[i] == key))
+        };
+        let keys = keys.clone();
+        let move_to = move |step: Step| {
+            let next = page.with_untracked(|page| {
+                let at = current.with_untracked(|c| {
+                    c.as_ref()
+                        .and_then(|c| page.iter().position(|&i| keys[i] == *c))
+                });
+                crate::keys::step(page.len(), at, step).map(|n| keys[page[n]].clone())
+            });
+            let Some(key) = next else {
+                return false;
+            };
+            keyboard::focus_row(&key, true);
+            current.set(Some(key));
+            true
+        };
+        let toggle_current = move || {
+            let Some(key) = current.get_untracked().filter(|key| displayed(key)) else {
+                return false;
+            };
+            selected.update(|set| {
+                if !set.remove(&key) {
+                    set.insert(key);
+                }
+            });
+            true
+        };
+        let listener = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.default_prevented() || ev.is_composing() {
+                return;
+            }
+            let modified = ev.ctrl_key() || ev.alt_key() || ev.meta_key();
+            let target = keyboard::target_of(&ev);
+            let Some(shortcut) = crate::keys::shortcut(&ev.key(), modified, target) else {
+                return;
+            };
+            let handled = match shortcut {
+                Shortcut::FocusFilter => keyboard::focus_filter(),
+                Shortcut::Move(step) => move_to(step),
+                Shortcut::ToggleSelection => toggle_current(),
+                Shortcut::BackUp => {
+                    back_up_selected();
+                    true
+                }
+            };
+            if handled {
+                ev.prevent_default();
+            }
+        });
+        on_cleanup(move || listener.remove());
+    }
+
     let page_rows = rows.clone();
+    // Each row follows only whether it is the current one (not every move of the current row).
+    let is_current = Selector::new(move || current.get());
     let sort_header = move |key: SortKey, label: &'static str| {
         let aria_sort = move || {
             state.with(|s| {
@@ -274,12 +367,20 @@ fn InventoryTable(
                     spellcheck="false"
                     placeholder="namespace, name, owner, flag…"
                     aria-describedby="pvc-filter-help"
+                    aria-keyshortcuts=move || keys_ready.get().then_some("/")
                     prop:value=move || state.with(|s| s.query.clone())
                     on:input=move |ev| {
                         let mut next = state.get_untracked();
                         next.query = event_target_value(&ev);
                         next.limit = PAGE_ROWS;
                         navigate_to(&next);
+                    }
+                    on:keydown=move |ev| {
+                        if ev.key() == "Escape" {
+                            // Back to the table (the search box would otherwise clear itself).
+                            ev.prevent_default();
+                            keyboard::leave_filter(current.get_untracked().as_deref());
+                        }
                     }
                 />
             </div>
@@ -349,10 +450,8 @@ fn InventoryTable(
                 class="primary"
                 data-testid="backup-selected"
                 disabled=move || selected.with(BTreeSet::is_empty) || start.pending().get()
-                on:click=move |_| {
-                    let targets: Vec<String> = selected.with(|s| s.iter().cloned().collect());
-                    start.dispatch(targets);
-                }
+                aria-keyshortcuts=move || keys_ready.get().then_some("b")
+                on:click=move |_| back_up_selected()
             >
                 {move || format!("Back up selected ({})", selected.with(BTreeSet::len))}
             </button>
@@ -379,6 +478,7 @@ fn InventoryTable(
         <p class="count" role="status" aria-live="polite" data-testid="pvc-count">
             {move || count_label(shown.get(), matched.get(), total)}
         </p>
+        <KeyboardHint ready=keys_ready />
         <div class="table-scroll">
             <table class="data-table inventory-table">
                 <caption>"PVCs with the workloads that own them and the pods that mount them"</caption>
@@ -410,7 +510,8 @@ fn InventoryTable(
                         key=|index| *index
                         children=move |index| {
                             let row = page_rows[index].clone();
-                            view! { <InventoryRow row scanned_at_unix selected /> }
+                            let is_current = is_current.clone();
+                            view! { <InventoryRow row scanned_at_unix selected current is_current /> }
                         }
                     />
                 </tbody>
@@ -435,6 +536,36 @@ fn InventoryTable(
         <p class="empty" hidden={ total != 0 }>
             "No PVCs in the namespaces this server may read."
         </p>
+    }
+}
+
+/// The keyboard shortcuts, in one line that opens to the details; hidden until the page is
+/// hydrated (without JavaScript the keys do nothing).
+#[component]
+fn KeyboardHint(ready: ReadSignal<bool>) -> impl IntoView {
+    view! {
+        <details class="shortcuts" hidden=move || !ready.get() data-testid="keyboard-hint">
+            <summary>
+                "Keys: " <kbd>"/"</kbd> " filter · " <kbd>"↑"</kbd> <kbd>"↓"</kbd> " move · "
+                <kbd>"Space"</kbd> " select · " <kbd>"b"</kbd> " back up selected"
+            </summary>
+            <ul>
+                <li>
+                    <kbd>"/"</kbd> " focuses the filter; " <kbd>"Esc"</kbd>
+                    " goes back to the table (the filter stays)."
+                </li>
+                <li>
+                    <kbd>"↑"</kbd> " " <kbd>"↓"</kbd> " " <kbd>"Home"</kbd> " " <kbd>"End"</kbd>
+                    " move the current row through the rows shown; clicking a row makes it current."
+                </li>
+                <li><kbd>"Space"</kbd> " selects or unselects the current row."</li>
+                <li>
+                    <kbd>"b"</kbd>
+                    " backs up the selected PVCs, as “Back up selected” does (nothing while none is selected)."
+                </li>
+                <li>"Keys typed in a field, or with Ctrl, Alt or ⌘ held, are never shortcuts."</li>
+            </ul>
+        </details>
     }
 }
 
@@ -482,12 +613,16 @@ fn StartErrors(
     }
 }
 
-/// One table row with its selection checkbox.
+/// One table row with its selection checkbox. The keyboard's current row is marked
+/// `aria-current` (styled `.current`) and is the table's one tab stop; clicking a row or focusing
+/// its checkbox makes it current.
 #[component]
 fn InventoryRow(
     row: PvcRecord,
     scanned_at_unix: i64,
     selected: RwSignal<BTreeSet<String>>,
+    current: RwSignal<Option<String>>,
+    is_current: Selector<Option<String>>,
 ) -> impl IntoView {
     let capacity = format_capacity(row.pvc.capacity.as_deref(), row.pvc.capacity_bytes);
     let last_backup = last_backup_label(row.last_success_at.as_deref(), scanned_at_unix);
@@ -544,8 +679,29 @@ fn InventoryRow(
     };
     let row_checked = checked.clone();
     let (row_key, label) = (key.clone(), format!("Select {key}"));
+    let this_current = {
+        let key = Some(key.clone());
+        move || is_current.selected(&key)
+    };
+    let make_current = move || {
+        if current.with_untracked(|c| c.as_deref() != Some(key.as_str())) {
+            current.set(Some(key.clone()));
+        }
+    };
+    let focus_current = make_current.clone();
     view! {
-        <tr data-pvc=row_key aria-selected=move || row_checked().to_string()>
+        <tr
+            data-pvc=row_key
+            aria-selected=move || row_checked().to_string()
+            aria-current={
+                let this_current = this_current.clone();
+                move || this_current().then_some("true")
+            }
+            class:current=this_current.clone()
+            tabindex=move || this_current().then_some("0")
+            on:click=move |_| make_current()
+            on:focusin=move |_| focus_current()
+        >
             <td class="select">
                 <input
                     type="checkbox"

@@ -1,0 +1,163 @@
+//! Browser side of the inventory table's keyboard shortcuts (the decisions are pure, in
+//! [`crate::keys`]): what a key press was aimed at, moving the focus to the filter or to a row
+//! (scrolled into view), and keeping the focus where it was when a live update renders the table
+//! again. Only ever called in the browser (event handlers and effects).
+
+use leptos::prelude::*;
+use leptos::wasm_bindgen::{JsCast, JsValue};
+use leptos::web_sys::{self, js_sys};
+
+use crate::keys::KeyTarget;
+
+/// The filter box's id.
+pub const FILTER_ID: &str = "pvc-filter";
+
+/// What `event` was aimed at.
+pub fn target_of(event: &web_sys::KeyboardEvent) -> KeyTarget {
+    let Some(element) = event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+    else {
+        return KeyTarget::Page;
+    };
+    let editable = element
+        .dyn_ref::<web_sys::HtmlElement>()
+        .is_some_and(web_sys::HtmlElement::is_content_editable);
+    KeyTarget::of(
+        &element.tag_name(),
+        element.get_attribute("type").as_deref(),
+        editable,
+    )
+}
+
+/// Focuses the filter box (caret at the end of its text). False when it is not on the page.
+pub fn focus_filter() -> bool {
+    let Some(input) = document()
+        .get_element_by_id(FILTER_ID)
+        .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+    else {
+        return false;
+    };
+    let _ = input.focus();
+    let end = u32::try_from(input.value().encode_utf16().count()).unwrap_or(u32::MAX);
+    let _ = input.set_selection_range(end, end);
+    true
+}
+
+/// The element of the inventory table's row `key` (`namespace/name`), if it is displayed.
+fn row(key: &str) -> Option<web_sys::HtmlElement> {
+    // Kubernetes names hold no quote or backslash, so the key needs no escaping.
+    document()
+        .query_selector(&format!(
+            "table.inventory-table tbody tr[data-pvc=\"{key}\"]"
+        ))
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+}
+
+/// Calls `target.method({name: value, …})`, for DOM options this build's `web-sys` has no
+/// binding of (`scrollIntoView({block})`, `focus({preventScroll})`). Errors are ignored: the
+/// worst case is a browser that scrolls differently.
+fn call_with_options(target: &web_sys::Element, method: &str, options: &[(&str, JsValue)]) {
+    let object = js_sys::Object::new();
+    for (name, value) in options {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(name), value);
+    }
+    if let Ok(function) = js_sys::Reflect::get(target, &JsValue::from_str(method))
+        .and_then(JsCast::dyn_into::<js_sys::Function>)
+    {
+        let _ = function.call1(target, &object);
+    }
+}
+
+/// Moves the focus to row `key`: scrolled just into view (`scroll`), or left where it is (a live
+/// update re-rendering the table must not move the page). False when the row is not displayed.
+pub fn focus_row(key: &str, scroll: bool) -> bool {
+    let Some(row) = row(key) else {
+        return false;
+    };
+    // The current row carries tabindex="0" once it is rendered as current; until then -1 makes it
+    // focusable now.
+    if !row.has_attribute("tabindex") {
+        let _ = row.set_attribute("tabindex", "-1");
+    }
+    if scroll {
+        call_with_options(&row, "scrollIntoView", &[("block", "nearest".into())]);
+    }
+    call_with_options(&row, "focus", &[("preventScroll", true.into())]);
+    true
+}
+
+/// Escape in the filter box: leaves it for the table, on the current row when it is displayed.
+pub fn leave_filter(current: Option<&str>) {
+    if current.is_some_and(|key| focus_row(key, true)) {
+        return;
+    }
+    if let Some(input) = document()
+        .get_element_by_id(FILTER_ID)
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = input.blur();
+    }
+}
+
+/// Where the focus was in the inventory table before a live update renders it again.
+#[derive(Debug, Clone)]
+pub enum KeptFocus {
+    /// A form control with an id (filter box, menus) and, for a text box, its selection.
+    Control {
+        id: String,
+        selection: Option<(u32, u32)>,
+    },
+    /// A row (or a checkbox in it), by its `namespace/name`.
+    Row(String),
+}
+
+/// The focus to restore after the table is rendered again; `None` when it is elsewhere. Call it
+/// while the old table is still on the page (in the component, before its view is mounted).
+pub fn kept_focus() -> Option<KeptFocus> {
+    let active = document().active_element()?;
+    if let Some(row) = active
+        .closest("table.inventory-table tbody tr[data-pvc]")
+        .ok()
+        .flatten()
+    {
+        return row.get_attribute("data-pvc").map(KeptFocus::Row);
+    }
+    let id = active.id();
+    if id.is_empty() || active.closest("section.inventory").ok().flatten().is_none() {
+        return None;
+    }
+    let selection = active
+        .dyn_ref::<web_sys::HtmlInputElement>()
+        .and_then(|input| Some((input.selection_start().ok()??, input.selection_end().ok()??)));
+    Some(KeptFocus::Control { id, selection })
+}
+
+/// Puts the focus back where [`kept_focus`] found it, without scrolling, unless the user moved
+/// it meanwhile.
+pub fn restore_focus(kept: &KeptFocus) {
+    let lost = document()
+        .active_element()
+        .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
+    if !lost {
+        return;
+    }
+    match kept {
+        KeptFocus::Row(key) => {
+            focus_row(key, false);
+        }
+        KeptFocus::Control { id, selection } => {
+            let Some(element) = document().get_element_by_id(id) else {
+                return;
+            };
+            call_with_options(&element, "focus", &[("preventScroll", true.into())]);
+            if let (Some((start, end)), Some(input)) =
+                (selection, element.dyn_ref::<web_sys::HtmlInputElement>())
+            {
+                let _ = input.set_selection_range(*start, *end);
+            }
+        }
+    }
+}
