@@ -122,14 +122,14 @@ fn InventoryTable(
 ) -> impl IntoView {
     // A live update renders this table again: the focus goes back where it was (read now, while
     // the previous table is still on the page).
-    let kept = if is_server() {
+    let mut kept = if is_server() {
         None
     } else {
         keyboard::kept_focus()
     };
     Effect::new(move |_| {
-        if let Some(kept) = &kept {
-            keyboard::restore_focus(kept);
+        if let Some(kept) = kept.take() {
+            keyboard::restore_focus(kept, 30);
         }
     });
     // The shortcuts' hint appears once the page is hydrated (without JavaScript they do nothing).

@@ -104,7 +104,7 @@ pub fn leave_filter(current: Option<&str>) {
 
 /// Where the focus was in the inventory table before a live update renders it again.
 #[derive(Debug, Clone)]
-pub enum KeptFocus {
+enum Kept {
     /// A form control with an id (filter box, menus) and, for a text box, its selection.
     Control {
         id: String,
@@ -114,8 +114,15 @@ pub enum KeptFocus {
     Row(String),
 }
 
+/// The focus to put back after a live update, and the element that had it.
+#[derive(Debug, Clone)]
+pub struct KeptFocus {
+    kept: Kept,
+    previous: web_sys::Element,
+}
+
 /// The focus to restore after the table is rendered again; `None` when it is elsewhere. Call it
-/// while the old table is still on the page (in the component, before its view is mounted).
+/// while the previous table is still on the page (in the component, before its view is mounted).
 pub fn kept_focus() -> Option<KeptFocus> {
     let active = document().active_element()?;
     if let Some(row) = active
@@ -123,7 +130,11 @@ pub fn kept_focus() -> Option<KeptFocus> {
         .ok()
         .flatten()
     {
-        return row.get_attribute("data-pvc").map(KeptFocus::Row);
+        let key = row.get_attribute("data-pvc")?;
+        return Some(KeptFocus {
+            kept: Kept::Row(key),
+            previous: active,
+        });
     }
     let id = active.id();
     if id.is_empty() || active.closest("section.inventory").ok().flatten().is_none() {
@@ -132,31 +143,40 @@ pub fn kept_focus() -> Option<KeptFocus> {
     let selection = active
         .dyn_ref::<web_sys::HtmlInputElement>()
         .and_then(|input| Some((input.selection_start().ok()??, input.selection_end().ok()??)));
-    Some(KeptFocus::Control { id, selection })
+    Some(KeptFocus {
+        kept: Kept::Control { id, selection },
+        previous: active,
+    })
 }
 
-/// Puts the focus back where [`kept_focus`] found it, without scrolling, unless the user moved
-/// it meanwhile.
-pub fn restore_focus(kept: &KeptFocus) {
-    let lost = document()
-        .active_element()
-        .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
+/// Puts the focus back where [`kept_focus`] found it, without scrolling, once the previous table
+/// has left the page (checked again on the next `tries` animation frames), unless the user moved
+/// the focus meanwhile.
+pub fn restore_focus(focus: KeptFocus, tries: u8) {
+    let active = document().active_element();
+    if active.as_ref() == Some(&focus.previous) && focus.previous.is_connected() {
+        if let Some(tries) = tries.checked_sub(1) {
+            request_animation_frame(move || restore_focus(focus, tries));
+        }
+        return;
+    }
+    let lost = active.is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
     if !lost {
         return;
     }
-    match kept {
-        KeptFocus::Row(key) => {
-            focus_row(key, false);
+    match focus.kept {
+        Kept::Row(key) => {
+            focus_row(&key, false);
         }
-        KeptFocus::Control { id, selection } => {
-            let Some(element) = document().get_element_by_id(id) else {
+        Kept::Control { id, selection } => {
+            let Some(element) = document().get_element_by_id(&id) else {
                 return;
             };
             call_with_options(&element, "focus", &[("preventScroll", true.into())]);
             if let (Some((start, end)), Some(input)) =
                 (selection, element.dyn_ref::<web_sys::HtmlInputElement>())
             {
-                let _ = input.set_selection_range(*start, *end);
+                let _ = input.set_selection_range(start, end);
             }
         }
     }
