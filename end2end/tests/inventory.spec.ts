@@ -315,11 +315,22 @@ spec:
       await expect(page.getByRole('checkbox', { name: `Select ${other}`, exact: true })).toBeChecked();
       await expect(button).toHaveText('Back up selected (1)');
       await expect(filter).toHaveValue(namespace);
+      // The hint opened above stays open.
+      await expect(page.getByTestId('keyboard-hint')).toHaveAttribute('open', '');
       // The keys go on from there.
       await page.keyboard.press('ArrowUp');
       await expectCurrent(after[after.indexOf(other) - 1]);
-    } finally {
+
+      // A live update while typing in the filter box keeps the focus there.
+      await page.keyboard.press('/');
+      await expect(filter).toBeFocused();
       kubectl(['-n', namespace, 'delete', 'pvc', splitPair(added, 'PVC')[1], '--wait=false']);
+      await expect(rowOf(added)).toHaveCount(0, { timeout: 15_000 });
+      await expect(filter).toBeFocused();
+      await page.keyboard.type(' data');
+      await page.waitForURL((url) => url.searchParams.get('q') === `${namespace} data`);
+    } finally {
+      kubectl(['-n', namespace, 'delete', 'pvc', splitPair(added, 'PVC')[1], '--wait=false', '--ignore-not-found']);
     }
     // The backup `b` started succeeds (its freshness is one more live update).
     await expect(runs.first()).toHaveAttribute('data-status', 'succeeded', { timeout: 180_000 });

@@ -41,6 +41,14 @@ pub fn InventoryPage() -> impl IntoView {
     // The keyboard's current row, by `namespace/name`: like the selection, it outlives the table
     // a live update renders again.
     let current = RwSignal::new(None::<String>);
+    // The shortcuts work, and their hint shows, once the page is hydrated (without JavaScript the
+    // keys do nothing). Here, not in the table, so that a live update neither hides the hint for a
+    // moment nor closes it.
+    let hint = KeysHint {
+        ready: RwSignal::new(false),
+        open: RwSignal::new(false),
+    };
+    Effect::new(move |_| hint.ready.set(true));
 
     view! {
         <RunsPanel live />
@@ -65,6 +73,7 @@ pub fn InventoryPage() -> impl IntoView {
                                     state
                                     selected
                                     current
+                                    hint
                                     live
                                     refresh=move || inventory.refetch()
                                 />
@@ -117,11 +126,12 @@ fn InventoryTable(
     state: Memo<TableState>,
     selected: RwSignal<BTreeSet<String>>,
     current: RwSignal<Option<String>>,
+    hint: KeysHint,
     live: LiveRuns,
     refresh: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
-    // A live update renders this table again: the focus goes back where it was (read now, while
-    // the previous table is still on the page).
+    // A live update renders the rows again: a focused row gets the focus back (read now, while the
+    // previous rows are still on the page).
     let mut kept = if is_server() {
         None
     } else {
@@ -132,9 +142,6 @@ fn InventoryTable(
             keyboard::restore_focus(kept, 30);
         }
     });
-    // The shortcuts' hint appears once the page is hydrated (without JavaScript they do nothing).
-    let (keys_ready, set_keys_ready) = signal(false);
-    Effect::new(move |_| set_keys_ready.set(true));
     let InventoryView {
         rows,
         refused,
@@ -367,7 +374,7 @@ fn InventoryTable(
                     spellcheck="false"
                     placeholder="namespace, name, owner, flag…"
                     aria-describedby="pvc-filter-help"
-                    aria-keyshortcuts=move || keys_ready.get().then_some("/")
+                    aria-keyshortcuts=move || hint.ready.get().then_some("/")
                     prop:value=move || state.with(|s| s.query.clone())
                     on:input=move |ev| {
                         let mut next = state.get_untracked();
@@ -450,7 +457,7 @@ fn InventoryTable(
                 class="primary"
                 data-testid="backup-selected"
                 disabled=move || selected.with(BTreeSet::is_empty) || start.pending().get()
-                aria-keyshortcuts=move || keys_ready.get().then_some("b")
+                aria-keyshortcuts=move || hint.ready.get().then_some("b")
                 on:click=move |_| back_up_selected()
             >
                 {move || format!("Back up selected ({})", selected.with(BTreeSet::len))}
@@ -478,7 +485,7 @@ fn InventoryTable(
         <p class="count" role="status" aria-live="polite" data-testid="pvc-count">
             {move || count_label(shown.get(), matched.get(), total)}
         </p>
-        <KeyboardHint ready=keys_ready />
+        <KeyboardHint hint />
         <div class="table-scroll">
             <table class="data-table inventory-table">
                 <caption>"PVCs with the workloads that own them and the pods that mount them"</caption>
@@ -539,12 +546,27 @@ fn InventoryTable(
     }
 }
 
+/// Whether the keyboard shortcuts work yet (hydrated) and whether their hint is open.
+#[derive(Debug, Clone, Copy)]
+struct KeysHint {
+    ready: RwSignal<bool>,
+    open: RwSignal<bool>,
+}
+
 /// The keyboard shortcuts, in one line that opens to the details; hidden until the page is
-/// hydrated (without JavaScript the keys do nothing).
+/// hydrated.
 #[component]
-fn KeyboardHint(ready: ReadSignal<bool>) -> impl IntoView {
+fn KeyboardHint(hint: KeysHint) -> impl IntoView {
     view! {
-        <details class="shortcuts" hidden=move || !ready.get() data-testid="keyboard-hint">
+        <details
+            class="shortcuts"
+            data-testid="keyboard-hint"
+            hidden=move || !hint.ready.get()
+            prop:open=move || hint.open.get()
+            on:toggle=move |ev| {
+                hint.open.set(event_target::<leptos::web_sys::Element>(&ev).has_attribute("open"));
+            }
+        >
             <summary>
                 "Keys: " <kbd>"/"</kbd> " filter · " <kbd>"↑"</kbd> <kbd>"↓"</kbd> " move · "
                 <kbd>"Space"</kbd> " select · " <kbd>"b"</kbd> " back up selected"

@@ -102,82 +102,42 @@ pub fn leave_filter(current: Option<&str>) {
     }
 }
 
-/// Where the focus was in the inventory table before a live update renders it again.
-#[derive(Debug, Clone)]
-enum Kept {
-    /// A form control with an id (filter box, menus) and, for a text box, its selection.
-    Control {
-        id: String,
-        selection: Option<(u32, u32)>,
-    },
-    /// A row (or a checkbox in it), by its `namespace/name`.
-    Row(String),
-}
-
-/// The focus to put back after a live update, and the element that had it.
+/// The focused row, kept across a live update: its `namespace/name` and the element that had the
+/// focus (the row or its checkbox). A live update renders the rows anew (the toolbar's elements,
+/// the filter box among them, stay and keep their focus by themselves).
 #[derive(Debug, Clone)]
 pub struct KeptFocus {
-    kept: Kept,
+    key: String,
     previous: web_sys::Element,
 }
 
-/// The focus to restore after the table is rendered again; `None` when it is elsewhere. Call it
-/// while the previous table is still on the page (in the component, before its view is mounted).
+/// The row to focus again after the table is rendered again; `None` when the focus is not in a
+/// row. Call it while the previous rows are still on the page (in the component, before its view
+/// is mounted).
 pub fn kept_focus() -> Option<KeptFocus> {
-    let active = document().active_element()?;
-    if let Some(row) = active
+    let previous = document().active_element()?;
+    let key = previous
         .closest("table.inventory-table tbody tr[data-pvc]")
         .ok()
-        .flatten()
-    {
-        let key = row.get_attribute("data-pvc")?;
-        return Some(KeptFocus {
-            kept: Kept::Row(key),
-            previous: active,
-        });
-    }
-    let id = active.id();
-    if id.is_empty() || active.closest("section.inventory").ok().flatten().is_none() {
-        return None;
-    }
-    let selection = active
-        .dyn_ref::<web_sys::HtmlInputElement>()
-        .and_then(|input| Some((input.selection_start().ok()??, input.selection_end().ok()??)));
-    Some(KeptFocus {
-        kept: Kept::Control { id, selection },
-        previous: active,
-    })
+        .flatten()?
+        .get_attribute("data-pvc")?;
+    Some(KeptFocus { key, previous })
 }
 
-/// Puts the focus back where [`kept_focus`] found it, without scrolling, once the previous table
-/// has left the page (checked again on the next `tries` animation frames), unless the user moved
-/// the focus meanwhile.
+/// Focuses the kept row again, without scrolling, once the previous one has left the page
+/// (checked again on the next `tries` animation frames), unless the user moved the focus
+/// meanwhile.
 pub fn restore_focus(focus: KeptFocus, tries: u8) {
-    let active = document().active_element();
-    if active.as_ref() == Some(&focus.previous) && focus.previous.is_connected() {
+    if focus.previous.is_connected() {
         if let Some(tries) = tries.checked_sub(1) {
             request_animation_frame(move || restore_focus(focus, tries));
         }
         return;
     }
-    let lost = active.is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
-    if !lost {
-        return;
-    }
-    match focus.kept {
-        Kept::Row(key) => {
-            focus_row(&key, false);
-        }
-        Kept::Control { id, selection } => {
-            let Some(element) = document().get_element_by_id(&id) else {
-                return;
-            };
-            call_with_options(&element, "focus", &[("preventScroll", true.into())]);
-            if let (Some((start, end)), Some(input)) =
-                (selection, element.dyn_ref::<web_sys::HtmlInputElement>())
-            {
-                let _ = input.set_selection_range(start, end);
-            }
-        }
+    let lost = document()
+        .active_element()
+        .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
+    if lost {
+        focus_row(&focus.key, false);
     }
 }
