@@ -15,14 +15,16 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use crate::api::{list_destinations, list_inventory, start_backups, user_message};
 use crate::components::runs::{LiveRuns, RunsPanel};
 use crate::filter::haystack;
-use crate::format::{
-    access_mode_short, count_label, format_capacity, last_backup_label, refusal_status,
-};
-use crate::keys::{Shortcut, Step};
-use crate::model::{DestinationChoices, InventoryView, NamespaceRefusal, PvcRecord, StartOutcome};
+use crate::format::count_label;
+use crate::model::{DestinationChoices, InventoryView};
 use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
 
 mod keyboard;
+mod notes;
+mod row;
+
+use notes::{KeyboardHint, KeysHint, RefusedWarning, StaleWarning, StartErrors};
+use row::InventoryRow;
 
 /// The inventory page at `/`.
 #[component]
@@ -236,64 +238,15 @@ fn InventoryTable(
         }
     });
 
-    // The keyboard: one listener on the window for as long as this table is shown (a no-op on
-    // the server).
-    {
-        let displayed = {
-            let keys = keys.clone();
-            move |key: &str| page.with_untracked(|p| p.iter().any(|&i| keys[i] == key))
-        };
-        let keys = keys.clone();
-        let move_to = move |step: Step| {
-            let next = page.with_untracked(|page| {
-                let at = current.with_untracked(|c| {
-                    c.as_ref()
-                        .and_then(|c| page.iter().position(|&i| keys[i] == *c))
-                });
-                crate::keys::step(page.len(), at, step).map(|n| keys[page[n]].clone())
-            });
-            let Some(key) = next else {
-                return false;
-            };
-            keyboard::focus_row(&key, true);
-            current.set(Some(key));
-            true
-        };
-        let toggle_current = move || {
-            let Some(key) = current.get_untracked().filter(|key| displayed(key)) else {
-                return false;
-            };
-            selected.update(|set| {
-                if !set.remove(&key) {
-                    set.insert(key);
-                }
-            });
-            true
-        };
-        let listener = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.default_prevented() || ev.is_composing() {
-                return;
-            }
-            let modified = ev.ctrl_key() || ev.alt_key() || ev.meta_key();
-            let target = keyboard::target_of(&ev);
-            let Some(shortcut) = crate::keys::shortcut(&ev.key(), modified, target) else {
-                return;
-            };
-            let handled = match shortcut {
-                Shortcut::FocusFilter => keyboard::focus_filter(),
-                Shortcut::Move(step) => move_to(step),
-                Shortcut::ToggleSelection => toggle_current(),
-                Shortcut::BackUp => {
-                    back_up_selected();
-                    true
-                }
-            };
-            if handled {
-                ev.prevent_default();
-            }
-        });
-        on_cleanup(move || listener.remove());
-    }
+    keyboard::listen(
+        keyboard::Table {
+            keys: keys.clone(),
+            page,
+            current,
+            selected,
+        },
+        back_up_selected,
+    );
 
     let page_rows = rows.clone();
     // Each row follows only whether it is the current one (not every move of the current row).
@@ -544,263 +497,4 @@ fn InventoryTable(
             "No PVCs in the namespaces this server may read."
         </p>
     }
-}
-
-/// Whether the keyboard shortcuts work yet (hydrated) and whether their hint is open.
-#[derive(Debug, Clone, Copy)]
-struct KeysHint {
-    ready: RwSignal<bool>,
-    open: RwSignal<bool>,
-}
-
-/// The keyboard shortcuts, in one line that opens to the details; hidden until the page is
-/// hydrated.
-#[component]
-fn KeyboardHint(hint: KeysHint) -> impl IntoView {
-    view! {
-        <details
-            class="shortcuts"
-            data-testid="keyboard-hint"
-            hidden=move || !hint.ready.get()
-            prop:open=move || hint.open.get()
-            on:toggle=move |ev| {
-                hint.open.set(event_target::<leptos::web_sys::Element>(&ev).has_attribute("open"));
-            }
-        >
-            <summary>
-                "Keys: " <kbd>"/"</kbd> " filter · " <kbd>"↑"</kbd> <kbd>"↓"</kbd> " move · "
-                <kbd>"Space"</kbd> " select · " <kbd>"b"</kbd> " back up selected"
-            </summary>
-            <ul>
-                <li>
-                    <kbd>"/"</kbd> " focuses the filter; " <kbd>"Esc"</kbd>
-                    " goes back to the table (the filter stays)."
-                </li>
-                <li>
-                    <kbd>"↑"</kbd> " " <kbd>"↓"</kbd> " " <kbd>"Home"</kbd> " " <kbd>"End"</kbd>
-                    " move the current row through the rows shown; clicking a row makes it current."
-                </li>
-                <li><kbd>"Space"</kbd> " selects or unselects the current row."</li>
-                <li>
-                    <kbd>"b"</kbd>
-                    " backs up the selected PVCs, as “Back up selected” does (nothing while none is selected)."
-                </li>
-                <li>"Keys typed in a field, or with Ctrl, Alt or ⌘ held, are never shortcuts."</li>
-            </ul>
-        </details>
-    }
-}
-
-/// Targets the server refused to start, with the reason.
-#[component]
-fn StartErrors(
-    outcomes: Signal<Option<Result<Vec<StartOutcome>, leptos::prelude::ServerFnError>>>,
-) -> impl IntoView {
-    move || match outcomes.get() {
-        None => ().into_any(),
-        Some(Err(error)) => view! {
-            <p class="error" role="alert">
-                "No backup was started: "
-                {user_message(&error)}
-            </p>
-        }
-        .into_any(),
-        Some(Ok(outcomes)) => {
-            let refused: Vec<StartOutcome> =
-                outcomes.into_iter().filter(|o| o.error.is_some()).collect();
-            if refused.is_empty() {
-                ().into_any()
-            } else {
-                let items = refused
-                    .into_iter()
-                    .map(|o| {
-                        view! {
-                            <li>
-                                <strong>{o.target}</strong>
-                                ": "
-                                {o.error}
-                            </li>
-                        }
-                    })
-                    .collect_view();
-                view! {
-                    <div class="error" role="alert">
-                        <p>"Not started:"</p>
-                        <ul>{items}</ul>
-                    </div>
-                }
-                .into_any()
-            }
-        }
-    }
-}
-
-/// One table row with its selection checkbox. The keyboard's current row is marked
-/// `aria-current` (styled `.current`) and is the table's one tab stop; clicking a row or focusing
-/// its checkbox makes it current.
-#[component]
-fn InventoryRow(
-    row: PvcRecord,
-    scanned_at_unix: i64,
-    selected: RwSignal<BTreeSet<String>>,
-    current: RwSignal<Option<String>>,
-    is_current: Selector<Option<String>>,
-) -> impl IntoView {
-    let capacity = format_capacity(row.pvc.capacity.as_deref(), row.pvc.capacity_bytes);
-    let last_backup = last_backup_label(row.last_success_at.as_deref(), scanned_at_unix);
-    let last_verified = row.last_verified_at.as_deref().map(|at| {
-        let label = format!("verified {}", last_backup_label(Some(at), scanned_at_unix));
-        view! { <span class="detail verified" title=at.to_owned()>{label}</span> }
-    });
-    let storage_class = row.pvc.storage_class.unwrap_or_else(|| "—".to_owned());
-    let phase_class = format!("phase phase-{}", row.pvc.phase.to_lowercase());
-    let access_modes = row
-        .pvc
-        .access_modes
-        .into_iter()
-        .map(|mode| {
-            let short = access_mode_short(&mode).to_owned();
-            view! { <abbr title=mode>{short}</abbr> }
-        })
-        .collect_view();
-    let consumers = if row.consumers.is_empty() {
-        view! { "—" }.into_any()
-    } else {
-        let items = row
-            .consumers
-            .into_iter()
-            .map(|pod| view! { <li>{pod}</li> })
-            .collect_view();
-        view! { <ul class="consumers">{items}</ul> }.into_any()
-    };
-    let key = format!("{}/{}", row.pvc.namespace, row.pvc.name);
-    let flags = row
-        .flags
-        .into_iter()
-        .map(|flag| {
-            let class = format!("flag flag-{flag}");
-            view! { <li class=class>{flag.as_str()}</li> }
-        })
-        .collect_view();
-    let checked = {
-        let key = key.clone();
-        move || selected.with(|s| s.contains(&key))
-    };
-    let toggle = {
-        let key = key.clone();
-        move |ev| {
-            let on = event_target_checked(&ev);
-            selected.update(|s| {
-                if on {
-                    s.insert(key.clone());
-                } else {
-                    s.remove(&key);
-                }
-            });
-        }
-    };
-    let row_checked = checked.clone();
-    let (row_key, label) = (key.clone(), format!("Select {key}"));
-    let this_current = {
-        let key = Some(key.clone());
-        move || is_current.selected(&key)
-    };
-    let make_current = move || {
-        if current.with_untracked(|c| c.as_deref() != Some(key.as_str())) {
-            current.set(Some(key.clone()));
-        }
-    };
-    let focus_current = make_current.clone();
-    view! {
-        <tr
-            data-pvc=row_key
-            aria-selected=move || row_checked().to_string()
-            aria-current={
-                let this_current = this_current.clone();
-                move || this_current().then_some("true")
-            }
-            class:current=this_current.clone()
-            tabindex=move || this_current().then_some("0")
-            on:click=move |_| make_current()
-            on:focusin=move |_| focus_current()
-        >
-            <td class="select">
-                <input
-                    type="checkbox"
-                    aria-label=label
-                    prop:checked=checked
-                    on:change=toggle
-                />
-            </td>
-            <td>{row.pvc.namespace}</td>
-            <th scope="row">{row.pvc.name}</th>
-            <td>
-                <span class=phase_class>{row.pvc.phase}</span>
-            </td>
-            <td class="num">{capacity}</td>
-            <td>{storage_class}</td>
-            <td class="modes">{access_modes}</td>
-            <td class="owner">
-                <span class="owner-kind">{row.owner_kind}</span>
-                " "
-                <span class="owner-name">{row.owner_name}</span>
-            </td>
-            <td>{consumers}</td>
-            <td>{last_backup} {last_verified}</td>
-            <td>
-                <ul class="flags">{flags}</ul>
-            </td>
-        </tr>
-    }
-}
-
-/// Warns which namespaces were refused and why, so a partial inventory is never mistaken for a full one.
-#[component]
-fn RefusedWarning(refused: Vec<NamespaceRefusal>) -> impl IntoView {
-    (!refused.is_empty()).then(|| {
-        let items = refused
-            .into_iter()
-            .map(|refusal| {
-                // One text node: an empty one would be rendered as a space by the server.
-                let detail = match refusal_status(refusal.status, &refusal.message) {
-                    Some(status) => format!(" ({status}): {}", refusal.message),
-                    None => format!(": {}", refusal.message),
-                };
-                view! {
-                    <li>
-                        <strong>{refusal.namespace}</strong>
-                        {detail}
-                    </li>
-                }
-            })
-            .collect_view();
-        view! {
-            <div class="warning" role="status">
-                <h2>"Some namespaces could not be read"</h2>
-                <p>"Their PVCs are missing from the table below."</p>
-                <ul>{items}</ul>
-            </div>
-        }
-    })
-}
-
-/// Warns that live updates of some kinds stopped (a failing watch being restarted), so rows that
-/// may be out of date are never mistaken for the current state.
-#[component]
-fn StaleWarning(stale: Vec<String>) -> impl IntoView {
-    (!stale.is_empty()).then(|| {
-        let items = stale
-            .into_iter()
-            .map(|line| view! { <li>{line}</li> })
-            .collect_view();
-        view! {
-            <div class="warning" role="status" data-testid="stale-warning">
-                <h2>"Live updates interrupted"</h2>
-                <p>
-                    "nkvm lost its watch on these resources and is reading them again; the table may be out of date until then."
-                </p>
-                <ul>{items}</ul>
-            </div>
-        }
-    })
 }

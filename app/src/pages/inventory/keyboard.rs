@@ -1,19 +1,97 @@
 //! Browser side of the inventory table's keyboard shortcuts (the decisions are pure, in
 //! [`crate::keys`]): what a key press was aimed at, moving the focus to the filter or to a row
 //! (scrolled into view), and keeping the focus where it was when a live update renders the table
-//! again. Only ever called in the browser (event handlers and effects).
+//! again. The DOM is only touched in the browser (event handlers and effects).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use leptos::prelude::*;
 use leptos::wasm_bindgen::{JsCast, JsValue};
 use leptos::web_sys::{self, js_sys};
 
-use crate::keys::KeyTarget;
+use crate::keys::{KeyTarget, Shortcut, Step};
+
+/// What the shortcuts act on.
+pub struct Table {
+    /// `namespace/name` of every row of the inventory, by index.
+    pub keys: Arc<Vec<String>>,
+    /// Indices of the displayed rows, in display order.
+    pub page: Memo<Vec<usize>>,
+    /// The current row.
+    pub current: RwSignal<Option<String>>,
+    /// The selected rows.
+    pub selected: RwSignal<BTreeSet<String>>,
+}
+
+/// Listens for the shortcuts on the window for as long as the calling component lives (nothing
+/// happens on the server); `back_up` is what "Back up selected" does.
+pub fn listen(table: Table, back_up: impl Fn() + 'static) {
+    let Table {
+        keys,
+        page,
+        current,
+        selected,
+    } = table;
+    let displayed = {
+        let keys = keys.clone();
+        move |key: &str| page.with_untracked(|p| p.iter().any(|&i| keys[i] == key))
+    };
+    let move_to = move |step: Step| {
+        let next = page.with_untracked(|page| {
+            let at = current.with_untracked(|c| {
+                c.as_ref()
+                    .and_then(|c| page.iter().position(|&i| keys[i] == *c))
+            });
+            crate::keys::step(page.len(), at, step).map(|n| keys[page[n]].clone())
+        });
+        let Some(key) = next else {
+            return false;
+        };
+        focus_row(&key, true);
+        current.set(Some(key));
+        true
+    };
+    let toggle_current = move || {
+        let Some(key) = current.get_untracked().filter(|key| displayed(key)) else {
+            return false;
+        };
+        selected.update(|set| {
+            if !set.remove(&key) {
+                set.insert(key);
+            }
+        });
+        true
+    };
+    let listener = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.default_prevented() || ev.is_composing() {
+            return;
+        }
+        let modified = ev.ctrl_key() || ev.alt_key() || ev.meta_key();
+        let Some(shortcut) = crate::keys::shortcut(&ev.key(), modified, target_of(&ev)) else {
+            return;
+        };
+        let handled = match shortcut {
+            Shortcut::FocusFilter => focus_filter(),
+            Shortcut::Move(step) => move_to(step),
+            Shortcut::ToggleSelection => toggle_current(),
+            Shortcut::BackUp => {
+                back_up();
+                true
+            }
+        };
+        if handled {
+            ev.prevent_default();
+        }
+    });
+    on_cleanup(move || listener.remove());
+}
 
 /// The filter box's id.
 pub const FILTER_ID: &str = "pvc-filter";
 
 /// What `event` was aimed at.
-pub fn target_of(event: &web_sys::KeyboardEvent) -> KeyTarget {
+fn target_of(event: &web_sys::KeyboardEvent) -> KeyTarget {
     let Some(element) = event
         .target()
         .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
@@ -31,7 +109,7 @@ pub fn target_of(event: &web_sys::KeyboardEvent) -> KeyTarget {
 }
 
 /// Focuses the filter box (caret at the end of its text). False when it is not on the page.
-pub fn focus_filter() -> bool {
+fn focus_filter() -> bool {
     let Some(input) = document()
         .get_element_by_id(FILTER_ID)
         .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
