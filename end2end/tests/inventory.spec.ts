@@ -1,12 +1,16 @@
-// The inventory page, run in both projects (`hydrated` and `no-js`).
+// The inventory page, run in both projects (`hydrated` and `no-js`), and its keyboard shortcuts.
 //
 // Environment:
 //   NKVM_E2E_PVC           `namespace/name` of a PVC that must be listed (tests needing it fail in strict runs, else skip: tests/env.ts)
 //   NKVM_E2E_OWNER         optional `Kind/name` expected in that PVC's owner cell
+//   NKVM_E2E_PVC2          `namespace/name` of a small PVC in the same namespace (the keyboard test
+//                          backs it up)
+//   NKVM_E2E_KUBECTL       kubectl with the test cluster's admin kubeconfig (the keyboard test
+//                          creates a PVC to push a live update)
 //   NKVM_E2E_EXPECT_ERROR  set to 1 when the server's cluster is unreachable on purpose: the page
 //                          must then show the error instead of the table (and must not crash)
 import { expect, test, type Page } from '@playwright/test';
-import { requireEnv } from './env';
+import { kubectl, requireEnv } from './env';
 import { login } from './login';
 
 const pvc = process.env.NKVM_E2E_PVC;
@@ -172,5 +176,176 @@ test.describe('inventory page', () => {
     const shown = await visibleDataRows(page).count();
     expect(shown).toBeGreaterThanOrEqual(1);
     await expect(page.getByTestId('pvc-count')).toHaveText(/^(Showing \d+ of )?\d+ PVCs?$/);
+  });
+});
+
+// The keyboard shortcuts (docs/web.md, "Keyboard"), driven with the keyboard only. An operator:
+// `b` really starts a backup (of NKVM_E2E_PVC2, the small PVC), and its success pushes an
+// inventory update that renders the table again.
+test.describe('inventory keyboard', () => {
+  test.beforeEach(async ({ page }) => login(page, 'operator'));
+
+  test('/ filters, Esc, arrows, Space selects, b backs up; b typed in the filter starts nothing; the current row survives a live update', async ({
+    page,
+    javaScriptEnabled,
+  }) => {
+    test.skip(!javaScriptEnabled, 'the shortcuts need JavaScript');
+    test.skip(expectError, 'the cluster is unreachable on purpose');
+    const [big, small] = requireEnv('NKVM_E2E_PVC', 'NKVM_E2E_PVC2', 'NKVM_E2E_KUBECTL');
+    const [namespace] = splitPair(big, 'NKVM_E2E_PVC');
+    test.setTimeout(240_000);
+    let starts = 0;
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/api/backups/start') starts += 1;
+    });
+    await page.goto('/');
+    await waitUntilInteractive(page, true);
+    await expect(page.getByTestId('keyboard-hint')).toBeVisible();
+    const filter = page.locator('#pvc-filter');
+    const button = page.getByTestId('backup-selected');
+    const rowOf = (key: string) => page.locator(`table.inventory-table tbody tr[data-pvc="${key}"]`);
+    const currentRows = page.locator('table.inventory-table tbody tr[aria-current="true"]');
+
+    // `/` focuses the filter; what is typed there filters; Esc leaves it with the filter kept.
+    await page.keyboard.press('/');
+    await expect(filter).toBeFocused();
+    await page.keyboard.type(namespace);
+    await page.waitForURL((url) => url.searchParams.get('q') === namespace);
+    await page.keyboard.press('Escape');
+    await expect(filter).not.toBeFocused();
+    await expect(filter).toHaveValue(namespace);
+    await expect(rowOf(small)).toBeVisible();
+    const keys = await page.locator('table.inventory-table tbody tr[data-pvc]').evaluateAll((rows) =>
+      rows.map((row) => row.getAttribute('data-pvc')!),
+    );
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    expect(keys).toContain(big);
+
+    // Arrows, Home and End move the current row (focused, marked aria-current, the one tab stop).
+    await expect(currentRows).toHaveCount(0);
+    const expectCurrent = async (key: string) => {
+      await expect(rowOf(key)).toHaveAttribute('aria-current', 'true');
+      await expect(currentRows).toHaveCount(1);
+      await expect(rowOf(key)).toBeFocused();
+      await expect(rowOf(key)).toHaveAttribute('tabindex', '0');
+      await expect(rowOf(key)).toHaveClass(/\bcurrent\b/);
+    };
+    await page.keyboard.press('ArrowDown');
+    await expectCurrent(keys[0]);
+    await page.keyboard.press('ArrowDown');
+    await expectCurrent(keys[1]);
+    await page.keyboard.press('ArrowUp');
+    await expectCurrent(keys[0]);
+    await page.keyboard.press('ArrowUp');
+    await expectCurrent(keys[0]);
+    await page.keyboard.press('End');
+    await expectCurrent(keys[keys.length - 1]);
+    await page.keyboard.press('ArrowDown');
+    await expectCurrent(keys[keys.length - 1]);
+    await page.keyboard.press('Home');
+    await expectCurrent(keys[0]);
+    for (let i = 0; i < keys.indexOf(small); i += 1) await page.keyboard.press('ArrowDown');
+    await expectCurrent(small);
+
+    // Space selects the current row (the same selection as its checkbox), and unselects it.
+    const smallBox = page.getByRole('checkbox', { name: `Select ${small}`, exact: true });
+    await page.keyboard.press(' ');
+    await expect(smallBox).toBeChecked();
+    await expect(button).toHaveText('Back up selected (1)');
+    await page.getByTestId('keyboard-hint').locator('summary').click();
+    await page.screenshot({ path: test.info().outputPath('keyboard-current-row.png'), fullPage: true });
+    await rowOf(small).focus();
+    await page.keyboard.press(' ');
+    await expect(smallBox).not.toBeChecked();
+    await page.keyboard.press(' ');
+    await expect(smallBox).toBeChecked();
+
+    // `b` (and a space) typed in the filter are text, not shortcuts.
+    await page.keyboard.press('/');
+    await expect(filter).toBeFocused();
+    await page.keyboard.type(' b');
+    await page.waitForURL((url) => url.searchParams.get('q') === `${namespace} b`);
+    await page.keyboard.press('Backspace');
+    await page.keyboard.press('Backspace');
+    await page.waitForURL((url) => url.searchParams.get('q') === namespace);
+    // Esc goes back to the current row.
+    await page.keyboard.press('Escape');
+    await expectCurrent(small);
+    await expect(smallBox).toBeChecked();
+    await expect(button).toHaveText('Back up selected (1)');
+    expect(starts).toBe(0);
+
+    // `b` backs up the selection, as the button does: one start, the run shows up in the panel.
+    const runs = page.getByTestId('runs-panel').locator(`tr[data-pvc="${small}"]`);
+    const runsBefore = await runs.count();
+    await page.keyboard.press('b');
+    await expect(runs).toHaveCount(runsBefore + 1);
+    await expect(button).toHaveText('Back up selected (0)');
+    expect(starts).toBe(1);
+
+    // Another current row, selected, with the focus. A PVC created with kubectl sorts first (so
+    // every row moves down one place) and the live update renders the table again: the same PVC
+    // stays current, focused and selected.
+    const other = keys.find((key) => key !== small)!;
+    await page.keyboard.press('Home');
+    for (let i = 0; i < keys.indexOf(other); i += 1) await page.keyboard.press('ArrowDown');
+    await expectCurrent(other);
+    await page.keyboard.press(' ');
+    await expect(button).toHaveText('Back up selected (1)');
+    await rowOf(other).evaluate((row) => row.setAttribute('data-e2e-before-update', ''));
+    const added = `${namespace}/aaa-keys-${Date.now().toString(36)}`;
+    kubectl(
+      ['-n', namespace, 'apply', '-f', '-'],
+      `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: ${splitPair(added, 'PVC')[1]}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Mi}}
+`,
+    );
+    try {
+      await expect(rowOf(added)).toHaveCount(1, { timeout: 15_000 });
+      await expect(page.locator('tr[data-e2e-before-update]')).toHaveCount(0);
+      const after = await page.locator('table.inventory-table tbody tr[data-pvc]').evaluateAll((rows) =>
+        rows.map((row) => row.getAttribute('data-pvc')!),
+      );
+      expect(after.indexOf(other)).toBe(keys.indexOf(other) + 1);
+      await expectCurrent(other);
+      await expect(page.getByRole('checkbox', { name: `Select ${other}`, exact: true })).toBeChecked();
+      await expect(button).toHaveText('Back up selected (1)');
+      await expect(filter).toHaveValue(namespace);
+      // The hint opened above stays open.
+      await expect(page.getByTestId('keyboard-hint')).toHaveAttribute('open', '');
+      // The keys go on from there.
+      await page.keyboard.press('ArrowUp');
+      await expectCurrent(after[after.indexOf(other) - 1]);
+
+      // A live update while typing in the filter box keeps the focus there.
+      await page.keyboard.press('/');
+      await expect(filter).toBeFocused();
+      kubectl(['-n', namespace, 'delete', 'pvc', splitPair(added, 'PVC')[1], '--wait=false']);
+      await expect(rowOf(added)).toHaveCount(0, { timeout: 15_000 });
+      await expect(filter).toBeFocused();
+      await page.keyboard.type(' data');
+      await page.waitForURL((url) => url.searchParams.get('q') === `${namespace} data`);
+    } finally {
+      kubectl(['-n', namespace, 'delete', 'pvc', splitPair(added, 'PVC')[1], '--wait=false', '--ignore-not-found']);
+    }
+    // The backup `b` started succeeds (its freshness is one more live update).
+    await expect(runs.first()).toHaveAttribute('data-status', 'succeeded', { timeout: 180_000 });
+    expect(starts).toBe(1);
+  });
+
+  test('without JavaScript there is no shortcut hint and no current row', async ({ page, javaScriptEnabled }) => {
+    test.skip(javaScriptEnabled, 'checks the server-rendered page alone');
+    test.skip(expectError, 'the cluster is unreachable on purpose');
+    await page.goto('/');
+    await expect(page.getByRole('table', { name: /PVCs with the workloads/ })).toBeVisible();
+    // The hint is in the page, hidden: the keys would do nothing without JavaScript.
+    const hint = page.getByTestId('keyboard-hint');
+    await expect(hint).toHaveCount(1);
+    await expect(hint).toBeHidden();
+    await expect(page.locator('table.inventory-table tbody tr[aria-current], table.inventory-table tbody tr[tabindex]')).toHaveCount(0);
   });
 });

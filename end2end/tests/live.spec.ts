@@ -6,15 +6,9 @@
 // Environment:
 //   NKVM_E2E_PVC      `namespace/name` of a listed PVC (selected while the table updates)
 //   NKVM_E2E_KUBECTL  kubectl with the test cluster's admin kubeconfig (KUBECONFIG)
-import { execFileSync } from 'node:child_process';
 import { expect, test, type Page } from '@playwright/test';
-import { requireEnv } from './env';
+import { kubectl, requireEnv } from './env';
 import { login } from './login';
-
-function kubectl(args: string[], input?: string): string {
-  const [binary] = requireEnv('NKVM_E2E_KUBECTL');
-  return execFileSync(binary, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
 
 function row(page: Page, namespace: string, name: string) {
   return page.locator(`table.inventory-table tbody tr[data-pvc="${namespace}/${name}"]`);

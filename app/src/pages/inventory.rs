@@ -2,7 +2,8 @@
 //! owner-kind filters and sortable columns, all kept in the URL so the server renders the same view
 //! without JavaScript; once hydrated, multi-select and "Back up selected" start a batch (to the
 //! destination picked beside the button, the server's default preselected) whose progress the
-//! backups panel above the table follows live.
+//! backups panel above the table follows live. Keyboard (hydrated): `/` filter, Escape back to the
+//! table, arrows/Home/End move the current row, Space selects it, `b` backs up the selection.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,11 +15,16 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use crate::api::{list_destinations, list_inventory, start_backups, user_message};
 use crate::components::runs::{LiveRuns, RunsPanel};
 use crate::filter::haystack;
-use crate::format::{
-    access_mode_short, count_label, format_capacity, last_backup_label, refusal_status,
-};
-use crate::model::{DestinationChoices, InventoryView, NamespaceRefusal, PvcRecord, StartOutcome};
+use crate::format::count_label;
+use crate::model::{DestinationChoices, InventoryView};
 use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
+
+mod keyboard;
+mod notes;
+mod row;
+
+use notes::{KeyboardHint, KeysHint, RefusedWarning, StaleWarning, StartErrors};
+use row::InventoryRow;
 
 /// The inventory page at `/`.
 #[component]
@@ -34,6 +40,17 @@ pub fn InventoryPage() -> impl IntoView {
     );
     let destinations = Resource::new(|| (), |()| list_destinations());
     let selected = RwSignal::new(BTreeSet::<String>::new());
+    // The keyboard's current row, by `namespace/name`: like the selection, it outlives the table
+    // a live update renders again.
+    let current = RwSignal::new(None::<String>);
+    // The shortcuts work, and their hint shows, once the page is hydrated (without JavaScript the
+    // keys do nothing). Here, not in the table, so that a live update neither hides the hint for a
+    // moment nor closes it.
+    let hint = KeysHint {
+        ready: RwSignal::new(false),
+        open: RwSignal::new(false),
+    };
+    Effect::new(move |_| hint.ready.set(true));
 
     view! {
         <RunsPanel live />
@@ -57,6 +74,8 @@ pub fn InventoryPage() -> impl IntoView {
                                     choices
                                     state
                                     selected
+                                    current
+                                    hint
                                     live
                                     refresh=move || inventory.refetch()
                                 />
@@ -108,9 +127,23 @@ fn InventoryTable(
     choices: DestinationChoices,
     state: Memo<TableState>,
     selected: RwSignal<BTreeSet<String>>,
+    current: RwSignal<Option<String>>,
+    hint: KeysHint,
     live: LiveRuns,
     refresh: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
+    // A live update renders the rows again: a focused row gets the focus back (read now, while the
+    // previous rows are still on the page).
+    let mut kept = if is_server() {
+        None
+    } else {
+        keyboard::kept_focus()
+    };
+    Effect::new(move |_| {
+        if let Some(kept) = kept.take() {
+            keyboard::restore_focus(kept, 30);
+        }
+    });
     let InventoryView {
         rows,
         refused,
@@ -168,6 +201,14 @@ fn InventoryTable(
         let destination = destination.get_untracked();
         async move { start_backups(targets, destination).await }
     });
+    // "Back up selected" (the button and the `b` key): nothing while the selection is empty or a
+    // start is under way, as the disabled button.
+    let back_up_selected = move || {
+        let targets: Vec<String> = selected.with_untracked(|s| s.iter().cloned().collect());
+        if !targets.is_empty() && !start.pending().get_untracked() {
+            start.dispatch(targets);
+        }
+    };
     let destination_options = choices
         .names
         .iter()
@@ -197,7 +238,19 @@ fn InventoryTable(
         }
     });
 
+    keyboard::listen(
+        keyboard::Table {
+            keys: keys.clone(),
+            page,
+            current,
+            selected,
+        },
+        back_up_selected,
+    );
+
     let page_rows = rows.clone();
+    // Each row follows only whether it is the current one (not every move of the current row).
+    let is_current = Selector::new(move || current.get());
     let sort_header = move |key: SortKey, label: &'static str| {
         let aria_sort = move || {
             state.with(|s| {
@@ -274,12 +327,20 @@ fn InventoryTable(
                     spellcheck="false"
                     placeholder="namespace, name, owner, flag…"
                     aria-describedby="pvc-filter-help"
+                    aria-keyshortcuts=move || hint.ready.get().then_some("/")
                     prop:value=move || state.with(|s| s.query.clone())
                     on:input=move |ev| {
                         let mut next = state.get_untracked();
                         next.query = event_target_value(&ev);
                         next.limit = PAGE_ROWS;
                         navigate_to(&next);
+                    }
+                    on:keydown=move |ev| {
+                        if ev.key() == "Escape" {
+                            // Back to the table (the search box would otherwise clear itself).
+                            ev.prevent_default();
+                            keyboard::leave_filter(current.get_untracked().as_deref());
+                        }
                     }
                 />
             </div>
@@ -349,10 +410,8 @@ fn InventoryTable(
                 class="primary"
                 data-testid="backup-selected"
                 disabled=move || selected.with(BTreeSet::is_empty) || start.pending().get()
-                on:click=move |_| {
-                    let targets: Vec<String> = selected.with(|s| s.iter().cloned().collect());
-                    start.dispatch(targets);
-                }
+                aria-keyshortcuts=move || hint.ready.get().then_some("b")
+                on:click=move |_| back_up_selected()
             >
                 {move || format!("Back up selected ({})", selected.with(BTreeSet::len))}
             </button>
@@ -379,6 +438,7 @@ fn InventoryTable(
         <p class="count" role="status" aria-live="polite" data-testid="pvc-count">
             {move || count_label(shown.get(), matched.get(), total)}
         </p>
+        <KeyboardHint hint />
         <div class="table-scroll">
             <table class="data-table inventory-table">
                 <caption>"PVCs with the workloads that own them and the pods that mount them"</caption>
@@ -410,7 +470,8 @@ fn InventoryTable(
                         key=|index| *index
                         children=move |index| {
                             let row = page_rows[index].clone();
-                            view! { <InventoryRow row scanned_at_unix selected /> }
+                            let is_current = is_current.clone();
+                            view! { <InventoryRow row scanned_at_unix selected current is_current /> }
                         }
                     />
                 </tbody>
@@ -436,193 +497,4 @@ fn InventoryTable(
             "No PVCs in the namespaces this server may read."
         </p>
     }
-}
-
-/// Targets the server refused to start, with the reason.
-#[component]
-fn StartErrors(
-    outcomes: Signal<Option<Result<Vec<StartOutcome>, leptos::prelude::ServerFnError>>>,
-) -> impl IntoView {
-    move || match outcomes.get() {
-        None => ().into_any(),
-        Some(Err(error)) => view! {
-            <p class="error" role="alert">
-                "No backup was started: "
-                {user_message(&error)}
-            </p>
-        }
-        .into_any(),
-        Some(Ok(outcomes)) => {
-            let refused: Vec<StartOutcome> =
-                outcomes.into_iter().filter(|o| o.error.is_some()).collect();
-            if refused.is_empty() {
-                ().into_any()
-            } else {
-                let items = refused
-                    .into_iter()
-                    .map(|o| {
-                        view! {
-                            <li>
-                                <strong>{o.target}</strong>
-                                ": "
-                                {o.error}
-                            </li>
-                        }
-                    })
-                    .collect_view();
-                view! {
-                    <div class="error" role="alert">
-                        <p>"Not started:"</p>
-                        <ul>{items}</ul>
-                    </div>
-                }
-                .into_any()
-            }
-        }
-    }
-}
-
-/// One table row with its selection checkbox.
-#[component]
-fn InventoryRow(
-    row: PvcRecord,
-    scanned_at_unix: i64,
-    selected: RwSignal<BTreeSet<String>>,
-) -> impl IntoView {
-    let capacity = format_capacity(row.pvc.capacity.as_deref(), row.pvc.capacity_bytes);
-    let last_backup = last_backup_label(row.last_success_at.as_deref(), scanned_at_unix);
-    let last_verified = row.last_verified_at.as_deref().map(|at| {
-        let label = format!("verified {}", last_backup_label(Some(at), scanned_at_unix));
-        view! { <span class="detail verified" title=at.to_owned()>{label}</span> }
-    });
-    let storage_class = row.pvc.storage_class.unwrap_or_else(|| "—".to_owned());
-    let phase_class = format!("phase phase-{}", row.pvc.phase.to_lowercase());
-    let access_modes = row
-        .pvc
-        .access_modes
-        .into_iter()
-        .map(|mode| {
-            let short = access_mode_short(&mode).to_owned();
-            view! { <abbr title=mode>{short}</abbr> }
-        })
-        .collect_view();
-    let consumers = if row.consumers.is_empty() {
-        view! { "—" }.into_any()
-    } else {
-        let items = row
-            .consumers
-            .into_iter()
-            .map(|pod| view! { <li>{pod}</li> })
-            .collect_view();
-        view! { <ul class="consumers">{items}</ul> }.into_any()
-    };
-    let key = format!("{}/{}", row.pvc.namespace, row.pvc.name);
-    let flags = row
-        .flags
-        .into_iter()
-        .map(|flag| {
-            let class = format!("flag flag-{flag}");
-            view! { <li class=class>{flag.as_str()}</li> }
-        })
-        .collect_view();
-    let checked = {
-        let key = key.clone();
-        move || selected.with(|s| s.contains(&key))
-    };
-    let toggle = {
-        let key = key.clone();
-        move |ev| {
-            let on = event_target_checked(&ev);
-            selected.update(|s| {
-                if on {
-                    s.insert(key.clone());
-                } else {
-                    s.remove(&key);
-                }
-            });
-        }
-    };
-    let row_checked = checked.clone();
-    let (row_key, label) = (key.clone(), format!("Select {key}"));
-    view! {
-        <tr data-pvc=row_key aria-selected=move || row_checked().to_string()>
-            <td class="select">
-                <input
-                    type="checkbox"
-                    aria-label=label
-                    prop:checked=checked
-                    on:change=toggle
-                />
-            </td>
-            <td>{row.pvc.namespace}</td>
-            <th scope="row">{row.pvc.name}</th>
-            <td>
-                <span class=phase_class>{row.pvc.phase}</span>
-            </td>
-            <td class="num">{capacity}</td>
-            <td>{storage_class}</td>
-            <td class="modes">{access_modes}</td>
-            <td class="owner">
-                <span class="owner-kind">{row.owner_kind}</span>
-                " "
-                <span class="owner-name">{row.owner_name}</span>
-            </td>
-            <td>{consumers}</td>
-            <td>{last_backup} {last_verified}</td>
-            <td>
-                <ul class="flags">{flags}</ul>
-            </td>
-        </tr>
-    }
-}
-
-/// Warns which namespaces were refused and why, so a partial inventory is never mistaken for a full one.
-#[component]
-fn RefusedWarning(refused: Vec<NamespaceRefusal>) -> impl IntoView {
-    (!refused.is_empty()).then(|| {
-        let items = refused
-            .into_iter()
-            .map(|refusal| {
-                // One text node: an empty one would be rendered as a space by the server.
-                let detail = match refusal_status(refusal.status, &refusal.message) {
-                    Some(status) => format!(" ({status}): {}", refusal.message),
-                    None => format!(": {}", refusal.message),
-                };
-                view! {
-                    <li>
-                        <strong>{refusal.namespace}</strong>
-                        {detail}
-                    </li>
-                }
-            })
-            .collect_view();
-        view! {
-            <div class="warning" role="status">
-                <h2>"Some namespaces could not be read"</h2>
-                <p>"Their PVCs are missing from the table below."</p>
-                <ul>{items}</ul>
-            </div>
-        }
-    })
-}
-
-/// Warns that live updates of some kinds stopped (a failing watch being restarted), so rows that
-/// may be out of date are never mistaken for the current state.
-#[component]
-fn StaleWarning(stale: Vec<String>) -> impl IntoView {
-    (!stale.is_empty()).then(|| {
-        let items = stale
-            .into_iter()
-            .map(|line| view! { <li>{line}</li> })
-            .collect_view();
-        view! {
-            <div class="warning" role="status" data-testid="stale-warning">
-                <h2>"Live updates interrupted"</h2>
-                <p>
-                    "nkvm lost its watch on these resources and is reading them again; the table may be out of date until then."
-                </p>
-                <ul>{items}</ul>
-            </div>
-        }
-    })
 }
