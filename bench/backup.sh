@@ -340,7 +340,7 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 for m in METHODS:
     for i, r in enumerate(mix.get(m, []), 1):
         rss = f"{int(r['rss']) / 1024:.1f}" if r["rss"] != "-" else "-"
-        own = r["self"] if r["self"] != "-" else "(in pod)"
+        own = f"{float(r['self']):.2f}" if r["self"] != "-" else "(in pod)"
         print(f"| {m} | {i} | {r['secs']:.2f} | {src_bytes / r['secs'] / 1e6:.1f} | {r['ab'] / 2**20:.1f} "
               f"| {own} | {r['d'][0]:.1f} | {r['d'][1]:.1f} | {r['d'][2]:.1f} | {rss} |")
 print()
@@ -374,7 +374,7 @@ if kinds:
             if m not in kr:
                 continue
             r = kr[m]
-            own = r["self"] if r["self"] != "-" else "(in pod)"
+            own = f"{float(r['self']):.2f}" if r["self"] != "-" else "(in pod)"
             print(f"| {k} | {kb / 1e6:.1f} | {kf} | {m} | {r['secs']:.2f} | {kb / r['secs'] / 1e6:.1f} "
                   f"| {r['ab'] / 2**20:.1f} | {100 * r['ab'] / kb:.1f} "
                   f"| {kr['predecessor']['secs'] / r['secs']:.2f} | {kr['pigz']['secs'] / r['secs']:.2f} "
