@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The benchmarks' volume fixture (bench/backup.sh, bench/destinations.sh): 1.14 GiB (1.23 GB) of
-deterministic, mixed content (seed 42) written under DIR: log-like text, random data, a
-database-like file set and ~30,000 small files.
+deterministic, mixed content (seed 42) written under DIR, one kind of data per subdirectory: logs/
+(log-like text), blobs/ (random data), db/ (database-like pages) and small/ (~30,000 small files).
+bench/fixture.sh's `bench_kinds` names the same subdirectories.
 
 Usage: fixture.py DIR        fills DIR
        fixture.py --count DIR  prints "<bytes> <files>" of what is under DIR
