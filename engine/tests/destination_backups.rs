@@ -23,8 +23,8 @@ use nkvm_engine::domain::{RunStatus, Stage};
 use nkvm_engine::download::{self, DownloadKind};
 use nkvm_engine::store::{RunFilter, RunRecord, Store};
 use support::cluster::{
-    Cluster, HELPER_IMAGE, bound_claim, create_consumer, files_under, helpers_left, in_namespace,
-    random_bytes, snapshot, unique,
+    Cluster, HELPER_IMAGE, assert_extracts_to, bound_claim, create_consumer, files_under,
+    helpers_left, in_namespace, random_bytes, unique,
 };
 use support::servers::{Servers, free_port};
 use tokio::io::AsyncWriteExt as _;
@@ -217,16 +217,7 @@ async fn round_trip(name: &str) {
             serde_json::json!(result.sha256)
         );
         assert_eq!(manifest["archive"]["file"], serde_json::json!(name_of));
-        let extracted = tempfile::tempdir().unwrap();
-        let tar = Command::new("tar")
-            .arg("-xzf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(extracted.path())
-            .output()
-            .unwrap();
-        assert!(tar.status.success(), "{tar:?}");
-        assert_eq!(snapshot(extracted.path()), snapshot(&source));
+        assert_extracts_to(&archive, &source);
 
         assert!(helpers_left(&client, &ns).await.is_empty());
         assert!(files_under(data.path(), ".partial").is_empty());

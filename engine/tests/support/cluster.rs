@@ -352,6 +352,21 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, String)> {
     out
 }
 
+/// Extracts `archive` with system `tar` and asserts that it holds what `source` holds (see
+/// [`snapshot`]).
+pub fn assert_extracts_to(archive: &Path, source: &Path) {
+    let out = tempfile::tempdir().unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{tar:?}");
+    assert_eq!(snapshot(out.path()), snapshot(source));
+}
+
 /// A run that failed (or was cancelled) at `stage` and left no archive, no helper pod and no
 /// `.partial` file.
 pub async fn assert_failed_clean(
