@@ -133,22 +133,28 @@ async function downloadProblem(page: Page, href: string, sha: string, timeout = 
   return null;
 }
 
-/** A browser download of `href` (must succeed); returns the file's path. */
+/** A browser download of `href` (must succeed); returns the file's path. Chromium cancels a
+ * download when a network interface comes or goes on the node (a helper pod removed right after its
+ * run): a "canceled" download is tried again, twice. */
 async function download(page: Page, href: string): Promise<string> {
-  const started = page.waitForEvent('download');
-  await page.evaluate((url) => {
-    const link = document.createElement('a');
-    link.href = url;
-    link.download = '';
-    document.body.append(link);
-    link.click();
-    link.remove();
-  }, href);
-  const file = await started;
-  expect(await file.failure()).toBeNull();
-  const path = test.info().outputPath(`${Date.now()}-${file.suggestedFilename()}`);
-  await file.saveAs(path);
-  return path;
+  for (let attempt = 1; ; attempt++) {
+    const started = page.waitForEvent('download');
+    await page.evaluate((url) => {
+      const link = document.createElement('a');
+      link.href = url;
+      link.download = '';
+      document.body.append(link);
+      link.click();
+      link.remove();
+    }, href);
+    const file = await started;
+    const failure = await file.failure();
+    if (failure === 'canceled' && attempt < 3) continue;
+    expect(failure).toBeNull();
+    const path = test.info().outputPath(`${Date.now()}-${file.suggestedFilename()}`);
+    await file.saveAs(path);
+    return path;
+  }
 }
 
 function sha256Of(path: string): string {
