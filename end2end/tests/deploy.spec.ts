@@ -216,9 +216,14 @@ async function liveProgressProblem(
       return { problem: `no message on the runs websocket within ${timeout} ms (${sockets.length} socket(s) opened: ${sockets.map((s) => s.url()).join(', ')})` };
     }
     const known = new Set(frames.flat().map((r) => r.run_id));
+    // Bounded: a page that never shows the row is a problem to report, not a hung check.
     const box = page.getByRole('checkbox', { name: `Select ${pvc}`, exact: true });
-    await box.check();
-    await page.getByTestId('backup-selected').click();
+    try {
+      await box.check({ timeout });
+      await page.getByTestId('backup-selected').click({ timeout });
+    } catch (err) {
+      return { problem: `could not select ${pvc} and start its backup within ${timeout} ms: ${err}` };
+    }
     const mine = () => frames.flat().filter((r) => `${r.namespace}/${r.pvc}` === pvc && !known.has(r.run_id));
     if (!(await until(() => mine().some((r) => r.status !== 'running' && r.status !== 'queued'), 180_000))) {
       return { problem: `the run of ${pvc} did not finish on the websocket within 180 s (${mine().length} updates)` };
