@@ -32,6 +32,8 @@ async function loginOnce(page: Page, role: Role, path: string) {
   await page.getByLabel('User name').fill(role);
   await page.getByLabel('Password').fill(password(role));
   await page.getByRole('button', { name: 'Log in' }).click();
-  await page.waitForURL((url) => url.pathname === path.split('?')[0]);
+  // Bounded (a navigation has no timeout of its own): a login cut by ERR_NETWORK_CHANGED stays on
+  // Chromium's error page, and must fail in time to be tried again.
+  await page.waitForURL((url) => url.pathname === path.split('?')[0], { timeout: 30_000 });
   await expect(page.getByTestId('user-name')).toHaveText(role);
 }
