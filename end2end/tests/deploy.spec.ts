@@ -109,11 +109,8 @@ async function backUp(page: Page, to?: string) {
   return row;
 }
 
-/** Downloads `href` the way a user does (a link with `download`, clicked in the page) and returns
- * why it is not the archive it should be, or null: no download within `timeout`, a failed download,
- * or content whose sha256 differs from `sha`. */
-async function downloadProblem(page: Page, href: string, sha: string, timeout = 60_000): Promise<string | null> {
-  const started = page.waitForEvent('download', { timeout }).catch(() => null);
+/** Clicks a temporary `<a download>` to `href` in the page, as a user's click on a download link. */
+async function clickDownloadLink(page: Page, href: string) {
   await page.evaluate((url) => {
     const link = document.createElement('a');
     link.href = url;
@@ -122,6 +119,14 @@ async function downloadProblem(page: Page, href: string, sha: string, timeout = 
     link.click();
     link.remove();
   }, href);
+}
+
+/** Downloads `href` the way a user does (a link with `download`, clicked in the page) and returns
+ * why it is not the archive it should be, or null: no download within `timeout`, a failed download,
+ * or content whose sha256 differs from `sha`. */
+async function downloadProblem(page: Page, href: string, sha: string, timeout = 60_000): Promise<string | null> {
+  const started = page.waitForEvent('download', { timeout }).catch(() => null);
+  await clickDownloadLink(page, href);
   const download = await started;
   if (!download) return `no download of ${href} started within ${timeout} ms`;
   const failure = await download.failure();
@@ -139,14 +144,7 @@ async function downloadProblem(page: Page, href: string, sha: string, timeout = 
 async function download(page: Page, href: string): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     const started = page.waitForEvent('download');
-    await page.evaluate((url) => {
-      const link = document.createElement('a');
-      link.href = url;
-      link.download = '';
-      document.body.append(link);
-      link.click();
-      link.remove();
-    }, href);
+    await clickDownloadLink(page, href);
     const file = await started;
     const failure = await file.failure();
     if (failure === 'canceled' && attempt < 3) continue;
