@@ -25,20 +25,6 @@ use nkvm_engine::domain::Stage;
 use nkvm_engine::store::{HelperPod, NewRun, RunFilter, Store};
 use serde_json::json;
 
-/// Extracts `archive` with system tar into a new directory.
-fn extract(archive: &Path) -> tempfile::TempDir {
-    let out = tempfile::tempdir().unwrap();
-    let tar = Command::new("tar")
-        .arg("-xzf")
-        .arg(archive)
-        .arg("-C")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(tar.status.success(), "{tar:?}");
-    out
-}
-
 /// The history's newest message.
 async fn last_message(engine: &nkvm_engine::backup::BackupEngine) -> String {
     let rows = engine

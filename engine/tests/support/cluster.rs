@@ -352,9 +352,8 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, String)> {
     out
 }
 
-/// Extracts `archive` with system `tar` and asserts that it holds what `source` holds (see
-/// [`snapshot`]).
-pub fn assert_extracts_to(archive: &Path, source: &Path) {
+/// Extracts `archive` with system `tar` into a new directory.
+pub fn extract(archive: &Path) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let tar = std::process::Command::new("tar")
         .arg("-xzf")
@@ -364,7 +363,13 @@ pub fn assert_extracts_to(archive: &Path, source: &Path) {
         .output()
         .unwrap();
     assert!(tar.status.success(), "{tar:?}");
-    assert_eq!(snapshot(out.path()), snapshot(source));
+    out
+}
+
+/// Extracts `archive` with system `tar` and asserts that it holds what `source` holds (see
+/// [`snapshot`]).
+pub fn assert_extracts_to(archive: &Path, source: &Path) {
+    assert_eq!(snapshot(extract(archive).path()), snapshot(source));
 }
 
 /// A run that failed (or was cancelled) at `stage` and left no archive, no helper pod and no
