@@ -21,6 +21,26 @@ pub struct InventoryView {
     /// each failed ("resource in namespace: since …: what happened").
     #[serde(default)]
     pub stale: Vec<String>,
+    /// Set when `rows` is only the first screen of a page load (what the server renders and the
+    /// page hydrates from): the rows the URL's view shows, filtered, sorted and cut at its limit,
+    /// with what the table needs from the whole inventory. The hydrated page then reads the whole
+    /// inventory once, and filters and sorts it itself.
+    #[serde(default)]
+    pub first_screen: Option<FirstScreen>,
+}
+
+/// What the table shows of the whole inventory while its rows are only the first screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstScreen {
+    /// Every PVC listed.
+    pub total: usize,
+    /// The PVCs that pass the view's filters (the rows are the first of them).
+    pub matched: usize,
+    /// The filter menus: every namespace and owner-kind group of the whole inventory.
+    pub namespaces: Vec<String>,
+    pub kinds: Vec<String>,
+    /// The coverage summary of the whole inventory.
+    pub coverage: Vec<crate::components::coverage::FlagCount>,
 }
 
 /// The cluster the server is connected to, always visible in the page header.

@@ -378,11 +378,18 @@ pub fn cluster_info(cluster: &Cluster) -> ClusterInfo {
 /// Converts a finished scan into what the page shows, stamped with the time the scan ended.
 #[must_use]
 pub fn inventory_view(inventory: Inventory, scanned_at_unix: i64) -> InventoryView {
+    let mut rows = inventory.pvcs;
+    // The page neither shows nor searches labels and annotations: they stay on the server.
+    for row in &mut rows {
+        row.labels.clear();
+        row.annotations.clear();
+    }
     InventoryView {
-        rows: inventory.pvcs,
+        rows,
         refused: inventory.refused,
         scanned_at_unix,
         stale: Vec::new(),
+        first_screen: None,
     }
 }
 
@@ -444,13 +451,20 @@ mod tests {
             status: Some(403),
             message: "grant list on persistentvolumeclaims".to_owned(),
         };
+        let mut labelled = record();
+        labelled.labels.insert("app".to_owned(), "shop".to_owned());
+        labelled
+            .annotations
+            .insert("nkvm.io/schedule".to_owned(), "@daily".to_owned());
         let inventory = Inventory {
-            pvcs: vec![record()],
+            pvcs: vec![labelled],
             refused: vec![refusal.clone()],
             api_requests: 6,
         };
         let view = inventory_view(inventory, 1_700_000_000);
+        // Labels and annotations stay on the server: the page neither shows nor searches them.
         assert_eq!(view.rows, vec![record()]);
+        assert_eq!(view.first_screen, None);
         assert_eq!(view.refused, vec![refusal]);
         assert_eq!(view.scanned_at_unix, 1_700_000_000);
     }

@@ -5,9 +5,9 @@
 
 use std::cmp::Ordering;
 
-use crate::filter::Filter;
+use crate::filter::{Filter, haystack};
 use crate::format::parse_rfc3339_unix;
-use crate::model::PvcRecord;
+use crate::model::{FirstScreen, InventoryView, PvcRecord};
 
 /// Rows shown per step: the first page, and each "show more".
 pub const PAGE_ROWS: usize = 200;
@@ -190,6 +190,48 @@ fn compare(a: &PvcRecord, b: &PvcRecord, key: SortKey) -> Ordering {
             let at = |row: &PvcRecord| row.last_success_at.as_deref().and_then(parse_rfc3339_unix);
             at(a).cmp(&at(b))
         }
+    }
+}
+
+/// The first screen of `view` for `state`: only the rows `state` shows (filtered, sorted, at most
+/// `state.limit`), in display order, with the counts, filter menus and coverage summary of the whole
+/// inventory. This is what the server renders and the page hydrates from, so that the first load
+/// carries a screenful of rows instead of every PVC of the cluster. A view that already is a first
+/// screen is returned as it is.
+#[must_use]
+pub fn first_screen(view: InventoryView, state: &TableState) -> InventoryView {
+    if view.first_screen.is_some() {
+        return view;
+    }
+    let InventoryView {
+        rows,
+        refused,
+        scanned_at_unix,
+        stale,
+        first_screen: _,
+    } = view;
+    let haystacks: Vec<String> = rows.iter().map(haystack).collect();
+    let order = visible_rows(&rows, &haystacks, state);
+    let (namespaces, kinds) = facets(&rows);
+    let screen = FirstScreen {
+        total: rows.len(),
+        matched: order.len(),
+        namespaces,
+        kinds,
+        coverage: crate::components::coverage::coverage(&rows),
+    };
+    let mut rows: Vec<Option<PvcRecord>> = rows.into_iter().map(Some).collect();
+    let shown = order
+        .iter()
+        .take(state.limit)
+        .filter_map(|&index| rows[index].take())
+        .collect();
+    InventoryView {
+        rows: shown,
+        refused,
+        scanned_at_unix,
+        stale,
+        first_screen: Some(screen),
     }
 }
 
@@ -473,5 +515,80 @@ mod tests {
         let (namespaces, kinds) = facets(&rows());
         assert_eq!(namespaces, ["ops", "shop", "web"]);
         assert_eq!(kinds, ["Deployment", "Multiple", "None", "StatefulSet"]);
+    }
+
+    fn view(rows: Vec<PvcRecord>) -> InventoryView {
+        InventoryView {
+            rows,
+            refused: vec![],
+            scanned_at_unix: 7,
+            stale: vec!["pods: failing".into()],
+            first_screen: None,
+        }
+    }
+
+    fn keys(rows: &[PvcRecord]) -> Vec<String> {
+        rows.iter()
+            .map(|r| format!("{}/{}", r.pvc.namespace, r.pvc.name))
+            .collect()
+    }
+
+    #[test]
+    fn the_first_screen_is_the_rows_the_view_shows_with_totals_of_everything() {
+        let mut all = rows();
+        all[1].flags = vec![nkvm_engine::domain::Flag::NeverBackedUp];
+        let state = TableState {
+            sort: SortKey::Capacity,
+            descending: true,
+            limit: 2,
+            ..TableState::default()
+        };
+        let screen = first_screen(view(all.clone()), &state);
+        // The rows, in display order and cut at the limit, are what the whole list shows first.
+        assert_eq!(keys(&screen.rows), names(&all, &state)[..2]);
+        assert_eq!(keys(&screen.rows), ["web/assets", "shop/db"]);
+        let info = screen
+            .first_screen
+            .clone()
+            .expect("marked as a first screen");
+        assert_eq!((info.total, info.matched), (5, 5));
+        // Menus and coverage count the whole inventory, not the two rows.
+        assert_eq!(info.namespaces, ["ops", "shop", "web"]);
+        assert_eq!(
+            info.kinds,
+            ["Deployment", "Multiple", "None", "StatefulSet"]
+        );
+        assert_eq!(info.coverage, crate::components::coverage::coverage(&all));
+        assert_eq!(info.coverage[0].count, 1);
+        assert_eq!((screen.scanned_at_unix, screen.stale.len()), (7, 1));
+        // Already a first screen: left as it is.
+        assert_eq!(first_screen(screen.clone(), &TableState::default()), screen);
+    }
+
+    #[test]
+    fn a_filtered_first_screen_counts_the_matches_and_keeps_every_menu_entry() {
+        let state = TableState {
+            namespace: "shop".into(),
+            limit: PAGE_ROWS,
+            ..TableState::default()
+        };
+        let screen = first_screen(view(rows()), &state);
+        assert_eq!(keys(&screen.rows), ["shop/cache", "shop/db"]);
+        let info = screen.first_screen.expect("marked as a first screen");
+        assert_eq!((info.total, info.matched), (5, 2));
+        assert_eq!(info.namespaces, ["ops", "shop", "web"]);
+        let none = first_screen(
+            view(rows()),
+            &TableState {
+                query: "zz-nothing".into(),
+                limit: PAGE_ROWS,
+                ..TableState::default()
+            },
+        );
+        assert!(none.rows.is_empty());
+        assert_eq!(
+            none.first_screen.map(|i| (i.total, i.matched)),
+            Some((5, 0))
+        );
     }
 }

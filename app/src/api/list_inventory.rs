@@ -1,7 +1,9 @@
 //! `list_inventory`: the inventory of the session's cluster from its connection's live (watch-based)
 //! inventory, started by the first page that asks (or, with `--inventory-mode scan`, from a scan
 //! shared with the other viewers asking at the same time), with each PVC's last successful backup
-//! from the history, for the inventory page.
+//! from the history, for the inventory page. The server's render of the page asks for its first
+//! screen only (the rows the URL's view shows, see [`crate::table::first_screen`]); the hydrated page
+//! then asks for every row.
 
 use leptos::prelude::*;
 
@@ -9,10 +11,30 @@ use crate::model::InventoryView;
 
 /// Reads the connection's live inventory (no list call once it is running) with the server's
 /// inventory options and returns every readable PVC, the namespaces that were refused and the watches
-/// that are failing. Engine errors are operator-facing (operation, namespace, HTTP status, what to
-/// do) and carry no credentials, so their text is passed on.
+/// that are failing. With `first_screen` (the page's URL query, `q=…&ns=…&sort=…`), only the rows
+/// that view shows, with the totals of the whole inventory. Engine errors are operator-facing
+/// (operation, namespace, HTTP status, what to do) and carry no credentials, so their text is passed
+/// on.
 #[server(endpoint = "inventory")]
-pub async fn list_inventory() -> Result<InventoryView, ServerFnError> {
+pub async fn list_inventory(first_screen: Option<String>) -> Result<InventoryView, ServerFnError> {
+    let view = read_inventory().await?;
+    Ok(match first_screen {
+        Some(query) => {
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            let state = crate::table::TableState::from_query(|key| {
+                pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+            });
+            crate::table::first_screen(view, &state)
+        }
+        None => view,
+    })
+}
+
+/// The whole inventory view of the session's connection.
+#[cfg(feature = "ssr")]
+async fn read_inventory() -> Result<InventoryView, ServerFnError> {
     use nkvm_engine::inventory::{HistoryJoin, add_history};
 
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the inventory").await?;

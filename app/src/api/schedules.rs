@@ -2,6 +2,10 @@
 //! annotations with the problems found, next runs, coverage), creating, pausing, resuming and
 //! removing stored schedules (admins; audited by the engine), and the retention preview (a dry
 //! run). The scheduler itself runs in the server and re-reads the database every few seconds.
+#![allow(
+    clippy::too_many_arguments,
+    reason = "`create_schedule` takes one argument per form field, also in the browser's generated stub"
+)]
 
 use leptos::prelude::*;
 
@@ -122,7 +126,6 @@ fn words(text: &str) -> Vec<String> {
 /// Creates a stored schedule (admins). Empty fields are unset; `pvcs` and `namespaces` are
 /// separated by spaces or commas; give PVCs or a selector (namespaces, labels, owner kind).
 #[server(endpoint = "schedules/create")]
-#[allow(clippy::too_many_arguments, reason = "one argument per form field")]
 pub async fn create_schedule(
     name: String,
     cron: String,

@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 use nkvm_engine::domain::format::format_bytes;
 use nkvm_engine::domain::pvc::Flag;
+use serde::{Deserialize, Serialize};
 
 use crate::model::PvcRecord;
 use crate::table::TableState;
@@ -18,30 +19,39 @@ const COUNTED: [(Flag, &str); 5] = [
     (Flag::RwopInUse, "RWOP in use"),
 ];
 
-/// Count and summed capacity of the rows carrying each counted flag.
+/// How many PVCs carry one counted flag, and their summed capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagCount {
+    pub flag: Flag,
+    pub count: usize,
+    pub bytes: u64,
+}
+
+/// Count and summed capacity of the rows carrying each counted flag, in the order shown.
 #[must_use]
-pub fn coverage(rows: &[PvcRecord]) -> Vec<(Flag, &'static str, usize, u64)> {
+pub fn coverage(rows: &[PvcRecord]) -> Vec<FlagCount> {
     COUNTED
         .iter()
-        .map(|&(flag, label)| {
+        .map(|&(flag, _)| {
             let flagged = rows.iter().filter(|r| r.flags.contains(&flag));
             let (count, bytes) = flagged.fold((0, 0u64), |(n, b), r| {
                 (n + 1, b.saturating_add(r.pvc.capacity_bytes.unwrap_or(0)))
             });
-            (flag, label, count, bytes)
+            FlagCount { flag, count, bytes }
         })
         .collect()
 }
 
 /// One link per counted flag; a flag no PVC carries is shown without a link.
 #[component]
-pub fn CoverageSummary(
-    rows: Vec<(Flag, &'static str, usize, u64)>,
-    state: Memo<TableState>,
-) -> impl IntoView {
+pub fn CoverageSummary(rows: Vec<FlagCount>, state: Memo<TableState>) -> impl IntoView {
     let items = rows
         .into_iter()
-        .map(|(flag, label, count, bytes)| {
+        .map(|FlagCount { flag, count, bytes }| {
+            let label = COUNTED
+                .iter()
+                .find_map(|&(counted, label)| (counted == flag).then_some(label))
+                .unwrap_or_else(|| flag.as_str());
             let text = if bytes > 0 {
                 format!("{count} {label} ({})", format_bytes(bytes))
             } else {
@@ -103,8 +113,8 @@ mod tests {
         let by_flag = |f: Flag| {
             summary
                 .iter()
-                .find(|s| s.0 == f)
-                .map(|s| (s.2, s.3))
+                .find(|s| s.flag == f)
+                .map(|s| (s.count, s.bytes))
                 .unwrap()
         };
         assert_eq!(by_flag(Flag::NeverBackedUp), (2, 2 << 30));

@@ -16,7 +16,7 @@ use crate::api::{list_destinations, list_inventory, start_backups, user_message}
 use crate::components::runs::{LiveRuns, RunsPanel};
 use crate::filter::haystack;
 use crate::format::count_label;
-use crate::model::{DestinationChoices, InventoryView};
+use crate::model::{DestinationChoices, InventoryView, StartOutcome};
 use crate::table::{PAGE_ROWS, SortKey, TableState, facets, visible_rows};
 
 mod keyboard;
@@ -32,14 +32,41 @@ pub fn InventoryPage() -> impl IntoView {
     let query = use_query_map();
     let state = Memo::new(move |_| query.with(|q| TableState::from_query(|key| q.get(key))));
     let live = LiveRuns::new();
-    // Read again whenever the server says the inventory changed; filter, sort and page stay in the
-    // URL and the selection in `selected`, so they survive.
+    // The server renders, and the page hydrates from, the first screen of the URL's view only; once
+    // hydrated, the page reads every row (and filters and sorts them itself). Read again whenever the
+    // server says the inventory changed; filter, sort and page stay in the URL and the selection in
+    // `selected`, so they survive.
+    let complete = RwSignal::new(false);
+    Effect::new(move |_| complete.set(true));
     let inventory = Resource::new(
-        move || live.inventory_changes.get(),
-        |_changes| list_inventory(),
+        move || (live.inventory_changes.get(), complete.get()),
+        move |(_changes, complete)| {
+            let first_screen = (!complete).then(|| state.with_untracked(TableState::to_query));
+            list_inventory(first_screen)
+        },
     );
     let destinations = Resource::new(|| (), |()| list_destinations());
     let selected = RwSignal::new(BTreeSet::<String>::new());
+    // The destination picked (`None`: the server's default) and the start of a batch live here, not
+    // in the table, so that rendering the table again (the whole inventory arriving after the first
+    // screen, a live update) neither resets the picker nor drops a start under way.
+    let destination = RwSignal::new(None::<String>);
+    let start: StartAction = Action::new(move |targets: &Vec<String>| {
+        let targets = targets.clone();
+        let destination = destination.get_untracked();
+        async move { start_backups(targets, destination).await }
+    });
+    // Runs the server accepted appear at once (queued), before their first progress event.
+    Effect::new(move |_| {
+        if let Some(Ok(outcomes)) = start.value().get() {
+            for outcome in &outcomes {
+                if let Some(run_id) = &outcome.run_id {
+                    live.add_queued(run_id.clone(), &outcome.target);
+                }
+            }
+            selected.update(BTreeSet::clear);
+        }
+    });
     // The keyboard's current row, by `namespace/name`: like the selection, it outlives the table
     // a live update renders again.
     let current = RwSignal::new(None::<String>);
@@ -72,11 +99,12 @@ pub fn InventoryPage() -> impl IntoView {
                                 <InventoryTable
                                     inventory=view
                                     choices
+                                    destination
+                                    start
                                     state
                                     selected
                                     current
                                     hint
-                                    live
                                     refresh=move || inventory.refetch()
                                 />
                             }
@@ -100,6 +128,9 @@ pub fn InventoryPage() -> impl IntoView {
         </section>
     }
 }
+
+/// Starts one backup per `namespace/name` target (to the destination picked).
+type StartAction = Action<Vec<String>, Result<Vec<StartOutcome>, ServerFnError>>;
 
 /// Replaces the URL's query with `state` (no new history entry, no scroll).
 fn navigate_to(state: &TableState) {
@@ -125,11 +156,12 @@ fn navigate_to(state: &TableState) {
 fn InventoryTable(
     inventory: InventoryView,
     choices: DestinationChoices,
+    destination: RwSignal<Option<String>>,
+    start: StartAction,
     state: Memo<TableState>,
     selected: RwSignal<BTreeSet<String>>,
     current: RwSignal<Option<String>>,
     hint: KeysHint,
-    live: LiveRuns,
     refresh: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
     // A live update renders the rows again: a focused row gets the focus back (read now, while the
@@ -149,17 +181,27 @@ fn InventoryTable(
         refused,
         scanned_at_unix,
         stale,
+        first_screen,
     } = inventory;
-    let total = rows.len();
-    let summary = crate::components::coverage::coverage(&rows);
-    let (namespaces, kinds) = facets(&rows);
-    let haystacks: Vec<String> = rows.iter().map(haystack).collect();
+    let complete = first_screen.is_none();
     let rows = Arc::new(rows);
-    let order = {
-        let rows = rows.clone();
-        Memo::new(move |_| state.with(|s| visible_rows(&rows, &haystacks, s)))
+    let (total, summary, (namespaces, kinds), order, matched) = if let Some(screen) = first_screen {
+        // The server's first screen: its rows are already the view's, in order.
+        let count = rows.len();
+        let order = Memo::new(move |_| (0..count).collect::<Vec<usize>>());
+        let matched = Memo::new(move |_| screen.matched);
+        let facets = (screen.namespaces, screen.kinds);
+        (screen.total, screen.coverage, facets, order, matched)
+    } else {
+        let haystacks: Vec<String> = rows.iter().map(haystack).collect();
+        let order = {
+            let rows = rows.clone();
+            Memo::new(move |_| state.with(|s| visible_rows(&rows, &haystacks, s)))
+        };
+        let matched = Memo::new(move |_| order.with(Vec::len));
+        let summary = crate::components::coverage::coverage(&rows);
+        (rows.len(), summary, facets(&rows), order, matched)
     };
-    let matched = Memo::new(move |_| order.with(Vec::len));
     let page = Memo::new(move |_| {
         let limit = state.with(|s| s.limit);
         order.with(|o| o.iter().take(limit).copied().collect::<Vec<usize>>())
@@ -195,12 +237,6 @@ fn InventoryTable(
         })
     };
 
-    let destination = RwSignal::new(Some(choices.default.clone()).filter(|name| !name.is_empty()));
-    let start = Action::new(move |targets: &Vec<String>| {
-        let targets = targets.clone();
-        let destination = destination.get_untracked();
-        async move { start_backups(targets, destination).await }
-    });
     // "Back up selected" (the button and the `b` key): nothing while the selection is empty or a
     // start is under way, as the disabled button.
     let back_up_selected = move || {
@@ -218,25 +254,18 @@ fn InventoryTable(
             } else {
                 name.clone()
             };
+            let default = choices.default.clone();
+            let value = name.clone();
+            let is_selected =
+                move || destination.with(|d| *d.as_ref().unwrap_or(&default) == value);
             view! {
-                <option value=name.clone() selected=*name == choices.default>
+                <option value=name.clone() selected=is_selected>
                     {label}
                 </option>
             }
         })
         .collect_view();
     let show_picker = !choices.names.is_empty();
-    // Runs the server accepted appear at once (queued), before their first progress event.
-    Effect::new(move |_| {
-        if let Some(Ok(outcomes)) = start.value().get() {
-            for outcome in &outcomes {
-                if let Some(run_id) = &outcome.run_id {
-                    live.add_queued(run_id.clone(), &outcome.target);
-                }
-            }
-            selected.update(BTreeSet::clear);
-        }
-    });
 
     keyboard::listen(
         keyboard::Table {
@@ -440,7 +469,11 @@ fn InventoryTable(
         </p>
         <KeyboardHint hint />
         <div class="table-scroll">
-            <table class="data-table inventory-table">
+            // `data-rows`: `first-screen` until the hydrated page has every row, then `all`.
+            <table
+                class="data-table inventory-table"
+                data-rows=if complete { "all" } else { "first-screen" }
+            >
                 <caption>"PVCs with the workloads that own them and the pods that mount them"</caption>
                 <thead>
                     <tr>
