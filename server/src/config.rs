@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use nkvm_engine::backup::pod::HelperResources;
 use nkvm_engine::backup::{self, BackupOptions, DEFAULT_HELPER_IMAGE};
 use nkvm_engine::connection::{ConnectOptions, ConnectionSource};
 use nkvm_engine::datadir::{self, DataDirLock};
@@ -62,6 +63,29 @@ pub struct GlobalOptions {
     /// Image of the backup/restore helper pods
     #[arg(long, env = "NKVM_HELPER_IMAGE", value_name = "IMAGE", global = true)]
     pub helper_image: Option<String>,
+
+    /// CPU limit of each backup/restore helper pod: CPUs (`2`, `1.5`) or millicores (`500m`),
+    /// 100m-64. With `--compression source`, pigz in the helper gets at most this many threads
+    #[arg(
+        long,
+        env = "NKVM_HELPER_CPU_LIMIT",
+        value_name = "CPUS",
+        default_value = "1",
+        value_parser = HelperResources::check_cpu_limit,
+        global = true
+    )]
+    pub helper_cpu_limit: String,
+
+    /// Memory limit of each backup/restore helper pod (`256Mi`, `1Gi`), 64Mi-64Gi
+    #[arg(
+        long,
+        env = "NKVM_HELPER_MEMORY_LIMIT",
+        value_name = "QUANTITY",
+        default_value = "256Mi",
+        value_parser = HelperResources::check_memory_limit,
+        global = true
+    )]
+    pub helper_memory_limit: String,
 
     /// Destinations file (YAML: named local, S3, SFTP and FTPS destinations and the default one;
     /// secrets only by reference, see docs/destinations.md) [default: only `local`, under the data
@@ -294,6 +318,11 @@ impl GlobalOptions {
             request_timeout: self.request_timeout(),
             instance: Some(instance),
             allowlist: self.allowlist(),
+            resources: HelperResources {
+                cpu_limit: self.helper_cpu_limit.clone(),
+                memory_limit: self.helper_memory_limit.clone(),
+                ..HelperResources::default()
+            },
             ..BackupOptions::default()
         })
     }

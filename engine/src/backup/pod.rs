@@ -98,22 +98,69 @@ impl Default for HelperResources {
     }
 }
 
+/// Largest helper CPU limit nkvm accepts, in millicores (64 CPUs).
+const MAX_CPU_LIMIT_MILLIS: u64 = 64_000;
+/// Largest helper memory limit nkvm accepts (64 GiB).
+const MAX_MEMORY_LIMIT_BYTES: u64 = 64 << 30;
+
 impl HelperResources {
     /// The CPU limit in whole CPUs, rounded up (at least 1); `None` when there is none or it does
     /// not parse (`"1"`, `"1.5"`, `"500m"`).
     #[must_use]
     pub fn cpu_limit_cores(&self) -> Option<usize> {
-        let limit = self.cpu_limit.trim();
-        let millis: u64 = match limit.strip_suffix('m') {
-            Some(m) => m.parse().ok()?,
-            None => cores_to_millis(limit)?,
-        };
-        if millis == 0 {
-            return None;
-        }
+        let millis = cpu_millis(&self.cpu_limit).filter(|&m| m > 0)?;
         usize::try_from(millis.div_ceil(1000))
             .ok()
             .map(|c| c.max(1))
+    }
+
+    /// Checks a helper CPU limit given by the operator (`2`, `1.5`, `500m`): a CPU quantity no
+    /// smaller than the helper's request and at most 64 CPUs. Returns it trimmed, or why not.
+    pub fn check_cpu_limit(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        let request = cpu_millis(&Self::default().cpu_request).unwrap_or(0);
+        match cpu_millis(text) {
+            Some(m) if (request..=MAX_CPU_LIMIT_MILLIS).contains(&m) => Ok(text.to_owned()),
+            Some(_) => Err(format!(
+                "a helper CPU limit must be between {} and 64 CPUs, got {text:?}",
+                Self::default().cpu_request
+            )),
+            None => Err(format!(
+                "{text:?} is not a CPU quantity: give CPUs (`2`, `1.5`) or millicores (`500m`)"
+            )),
+        }
+    }
+
+    /// Checks a helper memory limit given by the operator (`256Mi`, `1Gi`): a quantity no smaller
+    /// than the helper's request and at most 64 GiB. Returns it trimmed, or why not.
+    pub fn check_memory_limit(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        let request = crate::quantity::parse_bytes(&Self::default().memory_request).unwrap_or(0);
+        // `m` (thousandths of a byte) parses but is no sane memory limit.
+        let bytes = (!text.ends_with('m'))
+            .then(|| crate::quantity::parse_bytes(text))
+            .flatten();
+        match bytes {
+            Some(b) if (request..=MAX_MEMORY_LIMIT_BYTES).contains(&b) => Ok(text.to_owned()),
+            Some(_) => Err(format!(
+                "a helper memory limit must be between {} and 64Gi, got {text:?}",
+                Self::default().memory_request
+            )),
+            None => Err(format!(
+                "{text:?} is not a memory quantity: give bytes with a suffix (`256Mi`, `1Gi`, `512M`)"
+            )),
+        }
+    }
+}
+
+/// A CPU quantity in millicores: `"500m"`, or CPUs (`"1"`, `"1.5"`, rounded up); `None` unless it
+/// parses.
+fn cpu_millis(text: &str) -> Option<u64> {
+    let text = text.trim();
+    match text.strip_suffix('m') {
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => m.parse().ok(),
+        Some(_) => None,
+        None => cores_to_millis(text),
     }
 }
 

@@ -210,6 +210,10 @@ mod tests {
             "server",
             "--stream-cap-factor",
             "2",
+            "--helper-cpu-limit",
+            "2500m",
+            "--helper-memory-limit",
+            "1Gi",
             "--output",
             "json",
         ])
@@ -229,6 +233,14 @@ mod tests {
         assert_eq!(options.stall_timeout, Duration::from_secs(30));
         assert_eq!(options.stream_cap_factor, 2);
         assert_eq!(options.helper_image, "nkvm.local/helper:1");
+        // The helper's limits reach its pod spec; its requests stay the defaults.
+        assert_eq!(options.resources.cpu_limit, "2500m");
+        assert_eq!(options.resources.memory_limit, "1Gi");
+        assert_eq!(options.resources.cpu_limit_cores(), Some(3));
+        assert_eq!(
+            options.resources.cpu_request,
+            backup::pod::HelperResources::default().cpu_request
+        );
         assert_eq!(options.instance.as_deref(), Some("inst"));
         assert_eq!(options.data_dir, std::path::PathBuf::from("./nkvm-data"));
     }
@@ -257,6 +269,11 @@ mod tests {
         if std::env::var_os("NKVM_HELPER_IMAGE").is_none() {
             assert_eq!(options.helper_image, DEFAULT_HELPER_IMAGE);
         }
+        if std::env::var_os("NKVM_HELPER_CPU_LIMIT").is_none()
+            && std::env::var_os("NKVM_HELPER_MEMORY_LIMIT").is_none()
+        {
+            assert_eq!(options.resources, backup::pod::HelperResources::default());
+        }
     }
 
     #[test]
@@ -269,6 +286,16 @@ mod tests {
             vec!["nkvm", "backup", "shop/data", "--gzip-threads", "0"],
             vec!["nkvm", "backup", "shop/data", "--concurrency", "0"],
             vec!["nkvm", "backup", "shop/data", "--compression", "helper"],
+            vec!["nkvm", "backup", "shop/data", "--helper-cpu-limit", "50m"],
+            vec!["nkvm", "backup", "shop/data", "--helper-cpu-limit", "1Gi"],
+            vec!["nkvm", "backup", "shop/data", "--helper-memory-limit", "1"],
+            vec![
+                "nkvm",
+                "backup",
+                "shop/data",
+                "--helper-memory-limit",
+                "lots",
+            ],
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
         }

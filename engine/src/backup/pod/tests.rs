@@ -290,3 +290,51 @@ fn cpu_limits_round_up_to_whole_cpus() {
         assert_eq!(with(none).cpu_limit_cores(), None, "{none}");
     }
 }
+
+#[test]
+fn operator_cpu_limits_are_cpu_quantities_between_the_request_and_64_cpus() {
+    for ok in ["1", "2", "1.5", "100m", "2500m", " 4 ", "64"] {
+        assert_eq!(
+            HelperResources::check_cpu_limit(ok).as_deref(),
+            Ok(ok.trim()),
+            "{ok}"
+        );
+    }
+    for (bad, says) in [
+        ("99m", "between 100m and 64 CPUs"),
+        ("0m", "between"),
+        ("65", "between"),
+        ("1e3", "between"),
+        ("", "not a CPU quantity"),
+        ("1Gi", "not a CPU quantity"),
+        ("m", "not a CPU quantity"),
+        ("-1m", "not a CPU quantity"),
+        ("NaN", "not a CPU quantity"),
+    ] {
+        let error = HelperResources::check_cpu_limit(bad).expect_err(bad);
+        assert!(error.contains(says), "{bad}: {error}");
+    }
+}
+
+#[test]
+fn operator_memory_limits_are_byte_quantities_between_the_request_and_64gi() {
+    for ok in ["256Mi", "1Gi", "64Mi", "512M", "64Gi", "1073741824"] {
+        assert_eq!(
+            HelperResources::check_memory_limit(ok).as_deref(),
+            Ok(ok),
+            "{ok}"
+        );
+    }
+    for (bad, says) in [
+        ("63Mi", "between 64Mi and 64Gi"),
+        ("65Gi", "between"),
+        ("1", "between"),
+        ("256mi", "not a memory quantity"),
+        ("300m", "not a memory quantity"),
+        ("", "not a memory quantity"),
+        ("lots", "not a memory quantity"),
+    ] {
+        let error = HelperResources::check_memory_limit(bad).expect_err(bad);
+        assert!(error.contains(says), "{bad}: {error}");
+    }
+}
