@@ -1,5 +1,7 @@
 //! The list calls of a scan: paginated LISTs (one request per page, each under the request
-//! timeout, counted), the six kinds of one scope fetched concurrently, and what they returned.
+//! timeout, counted), the six kinds of one scope fetched concurrently, and what they returned —
+//! trimmed page by page to what the join reads, so that a scan holds one page of full objects at a
+//! time instead of the whole cluster's.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -15,6 +17,7 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 use super::error::Listing;
+use super::live::cache::{trim_meta, trim_pod};
 use crate::kubeapi;
 
 /// Everything one scope's lists returned.
@@ -73,8 +76,9 @@ impl<'a> Lister<'a> {
         }
     }
 
-    /// Follows `continue` tokens until the last page; each page is one request under the timeout.
-    async fn pages<T, F, Fut>(&self, mut list: F) -> kube::Result<Vec<T>>
+    /// Follows `continue` tokens until the last page; each page is one request under the timeout,
+    /// and each item is trimmed (`trim`) as its page arrives.
+    async fn pages<T, F, Fut>(&self, mut list: F, trim: fn(&mut T)) -> kube::Result<Vec<T>>
     where
         T: Clone,
         F: FnMut(ListParams) -> Fut,
@@ -89,7 +93,10 @@ impl<'a> Lister<'a> {
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let page = kubeapi::timed(self.timeout, list(params)).await?;
-            items.extend(page.items);
+            items.extend(page.items.into_iter().map(|mut item| {
+                trim(&mut item);
+                item
+            }));
             match page.metadata.continue_ {
                 Some(next) if !next.is_empty() => token = Some(next),
                 _ => return Ok(items),
@@ -97,16 +104,19 @@ impl<'a> Lister<'a> {
         }
     }
 
-    async fn full<K>(&self, namespace: Option<&str>) -> kube::Result<Vec<K>>
+    async fn full<K>(&self, namespace: Option<&str>, trim: fn(&mut K)) -> kube::Result<Vec<K>>
     where
         K: kube::Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
     {
         let api = self.api::<K>(namespace);
-        self.pages(|params| {
-            let api = api.clone();
-            async move { api.list(&params).await }
-        })
+        self.pages(
+            |params| {
+                let api = api.clone();
+                async move { api.list(&params).await }
+            },
+            trim,
+        )
         .await
     }
 
@@ -116,18 +126,25 @@ impl<'a> Lister<'a> {
         K::DynamicType: Default,
     {
         let api = self.api::<K>(namespace);
-        self.pages(|params| {
-            let api = api.clone();
-            async move { api.list_metadata(&params).await }
-        })
+        self.pages(
+            |params| {
+                let api = api.clone();
+                async move { api.list_metadata(&params).await }
+            },
+            trim_meta,
+        )
         .await
     }
 
     /// Runs the six lists of one scope concurrently; returns what succeeded and every failure.
     pub async fn fetch(&self, namespace: Option<&str>) -> (Listed, Vec<(Listing, kube::Error)>) {
         let (pvcs, pods, replica_sets, jobs, deployments, cron_jobs) = futures::join!(
-            self.full::<PersistentVolumeClaim>(namespace),
-            self.full::<Pod>(namespace),
+            // A PVC's labels and annotations are part of the inventory's records; only the
+            // field-manager bookkeeping goes. A pod keeps what the owner walk and consumers read.
+            self.full::<PersistentVolumeClaim>(namespace, |pvc| {
+                pvc.metadata.managed_fields = None;
+            }),
+            self.full::<Pod>(namespace, trim_pod),
             self.metadata::<ReplicaSet>(namespace),
             self.metadata::<Job>(namespace),
             self.metadata::<Deployment>(namespace),

@@ -11,7 +11,7 @@
 //! controller kinds end the owner walk at their references (as for kinds a scan does not list) and
 //! are reported stale.
 
-mod cache;
+pub(super) mod cache;
 
 use std::sync::Arc;
 use std::time::Duration;
