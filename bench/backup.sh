@@ -31,7 +31,15 @@
 # vs the predecessor and vs local tar|pigz); cleans up the namespace and temp files.
 #
 # Usage: bench/backup.sh [--runs N] [--no-kinds] [--keep] [--reuse NAMESPACE] [--explore]
+#                        [--throttle RATE] [--helper-cpu-limit CPUS]
 #   --runs N     rounds of each method on the mix (default 2)
+#   --throttle RATE  shapes the API-server path as a slower, remote hop would be: the kubelet's
+#                replies to the API server (TCP source port 10250 on `lo`, which carries every exec
+#                stream, nkvm's and the predecessor's `kubectl exec`/`cp` alike) are limited to RATE
+#                (tc htb, e.g. `200mbit`); other traffic is not shaped. Needs root and tc; refuses
+#                when `lo` already has a queueing discipline; removed at exit.
+#   --helper-cpu-limit CPUS  nkvm's helper CPU limit (`--helper-cpu-limit`, default 1): with
+#                `--compression source`, pigz in the helper runs at most this many threads
 #   --kinds      also measure each kind of data once, on its own PVC (the default)
 #   --no-kinds   the mix only
 #   --keep       leave the namespace and fixture in place
@@ -51,15 +59,19 @@ keep=0
 reuse=""
 explore=0
 kinds=1
+throttle=""
+helper_cpu=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
+    --throttle) throttle="$2"; shift 2 ;;
+    --helper-cpu-limit) helper_cpu="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     --reuse) reuse="$2"; keep=1; shift 2 ;;
     --explore) explore=1; shift ;;
     --kinds) kinds=1; shift ;;
     --no-kinds) kinds=0; shift ;;
-    *) echo "usage: $0 [--runs N] [--no-kinds] [--keep] [--reuse NS] [--explore]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--runs N] [--no-kinds] [--keep] [--reuse NS] [--explore] [--throttle RATE] [--helper-cpu-limit CPUS]" >&2; exit 2 ;;
   esac
 done
 
@@ -77,11 +89,26 @@ level=6
 
 ns="${reuse:-nkvm-bench-backup-$$}"
 work="$(mktemp -d /tmp/nkvm-bench-backup.XXXXXX)"
+shaped=0
 cleanup() {
+  ((shaped)) && tc qdisc del dev lo root 2>/dev/null
   bench_drop_fixture "$ns" "$keep"
   rm -rf "$work"
 }
 trap cleanup EXIT
+if [[ -n $throttle ]]; then
+  require root deb:iproute2:tc
+  [[ $throttle =~ ^[0-9]+(k|m|g)?bit$ ]] || die "--throttle: give a rate such as 200mbit, got '$throttle'"
+  tc qdisc show dev lo | grep -q '^qdisc noqueue' ||
+    die "lo already has a queueing discipline ($(tc qdisc show dev lo)); not replacing it"
+  # Unclassified traffic goes straight through (htb without a default class); only the kubelet's
+  # replies (source port 10250) are shaped.
+  tc qdisc add dev lo root handle 1: htb
+  shaped=1
+  tc class add dev lo parent 1: classid 1:1 htb rate "$throttle" ceil "$throttle" 2>/dev/null
+  tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport 10250 0xffff flowid 1:1
+  echo "--- throttled: the kubelet's replies to the API server (port 10250 on lo) at $throttle" >&2
+fi
 bench_nkvm "$work"
 # nkvm's own encoder as a filter for the local ceiling (a copy, like nkvm: the target directory may
 # be shared).
@@ -142,7 +169,7 @@ run_nkvm() { # run_nkvm RUN MODE (server | source)
   local tag="$cur_set-$mode-$run" what="nkvm-$mode ($cur_set, run $run)"
   local data="$work/nkvm-data-$tag" out="$work/nkvm-$tag"
   before="$(cpu_snapshot)"; start=$(now)
-  timev "$out.time" -- "$nkvm" --data-dir "$data" --helper-image "$image" \
+  timev "$out.time" -- "$nkvm" --data-dir "$data" --helper-image "$image" --helper-cpu-limit "$helper_cpu" \
     backup "$ns/$cur_pvc" --gzip-level "$level" --compression "$mode" --output json \
     >"$out.json" 2>"$out.err" || { cat "$out.err" "$out.json" >&2; die "$what exited non-zero"; }
   end=$(now); after="$(cpu_snapshot)"
@@ -314,9 +341,9 @@ if [[ $kinds == 1 ]]; then
 fi
 
 # --- report ----------------------------------------------------------------------------------
-python3 - "$results" "$src_bytes" "$src_files" "$rss_help" "$rss_tiny" "$(nproc)" "${kind_args[@]}" <<'PY'
+python3 - "$results" "$src_bytes" "$src_files" "$rss_help" "$rss_tiny" "$(nproc)" "${throttle:-none}" "$helper_cpu" "${kind_args[@]}" <<'PY'
 import statistics, sys
-path, src_bytes, src_files, rss_help, rss_tiny, cores, *kinds = sys.argv[1:]
+path, src_bytes, src_files, rss_help, rss_tiny, cores, throttle, helper_cpu, *kinds = sys.argv[1:]
 src_bytes, src_files, rss_help, rss_tiny = int(src_bytes), int(src_files), int(rss_help), int(rss_tiny)
 kinds = [(k, int(b), int(f)) for k, b, f in (a.split("=") for a in kinds)]
 rows = {}
@@ -330,7 +357,7 @@ METHODS = ("nkvm-server", "nkvm-source", "predecessor", "pigz", "nkvm-encoder", 
 mix = rows["mix"]
 med = {m: statistics.median(r["secs"] for r in rs) for m, rs in mix.items()}
 print(f"source: {src_bytes / 2**30:.2f} GiB ({src_bytes} bytes) in {src_files} files; gzip level 6; "
-      f"{cores} cores")
+      f"{cores} cores; API-server path throttled: {throttle}; helper CPU limit {helper_cpu}")
 print()
 print("mix:")
 print()

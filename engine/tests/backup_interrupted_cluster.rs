@@ -50,16 +50,12 @@ async fn streaming_run(
         .start(PvcRef::new(ns, "big"), &Requester::cli(Some("test")))
         .await
         .expect("admitted");
-    let helper = loop {
-        let event = tokio::time::timeout(Duration::from_mins(2), events.recv())
-            .await
-            .expect("progress")
-            .expect("event");
-        if event.stage == Stage::Stream && event.bytes_read > 20 << 20 {
-            break helper_pod::helper_pod_name(&event.run_id);
-        }
-        assert_eq!(event.status, RunStatus::Running, "{event:?}");
-    };
+    let event = support::next_event(&mut events, |e| {
+        assert_eq!(e.status, RunStatus::Running, "{e:?}");
+        e.stage == Stage::Stream && e.bytes_read > 20 << 20
+    })
+    .await;
+    let helper = helper_pod::helper_pod_name(&event.run_id);
     (engine, run, helper)
 }
 

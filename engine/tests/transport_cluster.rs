@@ -100,15 +100,10 @@ async fn cut_mid_stream(
         .start(PvcRef::new(ns, "big"), &Requester::cli(Some("transport")))
         .await
         .expect("admitted");
-    loop {
-        let event = tokio::time::timeout(Duration::from_mins(2), events.recv())
-            .await
-            .expect("progress")
-            .expect("event");
-        if event.stage == Stage::Stream && event.bytes_read > 20 << 20 {
-            break;
-        }
-    }
+    support::next_event(&mut events, |e| {
+        e.stage == Stage::Stream && e.bytes_read > 20 << 20
+    })
+    .await;
     let cut = relay.cut();
     let at = Instant::now();
     assert!(cut >= 1, "the exec stream went through the relay");
@@ -197,15 +192,10 @@ async fn a_restore_whose_connection_is_lost_fails_at_once_and_names_it() {
             )
             .await
             .expect("admitted");
-        loop {
-            let event = tokio::time::timeout(Duration::from_mins(2), events.recv())
-                .await
-                .expect("progress")
-                .expect("event");
-            if event.stage == RestoreStage::Stream && event.progress.bytes > 20 << 20 {
-                break;
-            }
-        }
+        support::next_event(&mut events, |e| {
+            e.stage == RestoreStage::Stream && e.progress.bytes > 20 << 20
+        })
+        .await;
         assert!(relay.cut() >= 1, "the exec stream went through the relay");
         let at = Instant::now();
         let result = tokio::time::timeout(Duration::from_mins(3), job.handle)

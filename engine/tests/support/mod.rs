@@ -54,6 +54,23 @@ where
     }
 }
 
+/// Reads a run's events until one satisfies `until` (each within 2 minutes, else panics) and returns
+/// it; `until` may assert on the events it skips.
+pub async fn next_event<T: Clone>(
+    events: &mut tokio::sync::broadcast::Receiver<T>,
+    mut until: impl FnMut(&T) -> bool,
+) -> T {
+    loop {
+        let event = tokio::time::timeout(Duration::from_mins(2), events.recv())
+            .await
+            .expect("a progress event within 2 minutes")
+            .expect("the run's event channel is open");
+        if until(&event) {
+            return event;
+        }
+    }
+}
+
 /// The test cluster's `kubectl`: `NKVM_TEST_KUBECTL`, else the one the cluster build cached
 /// (`$NKVM_CACHE_DIR/k8s-<versions>/bin/kubectl`), else `kubectl` on the PATH.
 pub fn kubectl_path() -> PathBuf {
