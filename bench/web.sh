@@ -92,8 +92,14 @@ bench_mode() {
   printf '%s: API requests (LIST+WATCH of the six kinds) during 9 page loads and 3 browser runs: %d\n' "$mode" "$((after - before))"
   # Ten concurrent page loads: the server's memory.
   printf '%s: server RSS before 10 concurrent loads: %d MiB\n' "$mode" "$(($(rss_kib "$server_pid") / 1024))"
-  for i in $(seq 10); do curl -fsS -o /dev/null "$url/" & done
-  wait
+  # Waits for the ten loads only (a bare `wait` would wait for the server, started in the background
+  # too, and never return).
+  local loads=()
+  for i in $(seq 10); do
+    curl -fsS -o /dev/null "$url/" &
+    loads+=($!)
+  done
+  wait "${loads[@]}"
   printf '%s: server RSS after: %d MiB, peak %d MiB\n' "$mode" "$(($(rss_kib "$server_pid") / 1024))" "$(($(hwm_kib "$server_pid") / 1024))"
   # Idle: one minute without any page load.
   before="$(api_requests)"
