@@ -55,7 +55,10 @@ api_requests() {
 }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
-inventory_json() { curl -fsS -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data '' "$1/api/inventory"; }
+# The whole inventory as the hydrated page reads it (a same-origin POST, as the browser sends it).
+inventory_json() {
+  curl -fsS -X POST -H "Origin: $1" -H 'Content-Type: application/x-www-form-urlencoded' --data '' "$1/api/inventory"
+}
 
 # One mode (`scan`: a scan per page load, as before the live inventory; `live`: watches), with the same
 # release build, fixture and browser.
@@ -115,7 +118,11 @@ kind: PersistentVolumeClaim
 metadata: {name: $name}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
 YAML
-  until inventory_json "$url" | grep -qF "\"$name\""; do sleep 0.05; done
+  inventory_json "$url" >/dev/null || die "$mode: POST $url/api/inventory failed (above)"
+  until inventory_json "$url" | grep -qF "\"$name\""; do
+    (($(date +%s) - ${start%.*} < 60)) || die "$mode: the PVC $name was not in the inventory after 60 s"
+    sleep 0.05
+  done
   end=$(date +%s.%N)
   printf '%s: PVC created → in the inventory a page reads after %.2f s\n' "$mode" "$(echo "$end - $start" | bc)"
   k -n nkvm-bench delete pvc "$name" --wait=false >/dev/null
