@@ -13,8 +13,8 @@
 # ARGS go to `nkvm serve`. Ctrl-C stops the app (the demo cluster keeps running until --demo-down).
 #
 # The app is built for use: a release server and a release wasm (`scripts/build-web.sh --release`: the
-# `wasm-release` profile, opt-level z + LTO, without wasm-opt, because Debian's binaryen is too old and
-# its output does not hydrate). Later runs reuse the build (cargo and the site are only rebuilt when
+# `wasm-release` profile, opt-level z + LTO, then `wasm-opt -Oz` from npm's binaryen: Debian's binaryen
+# is too old and its output does not hydrate). Later runs reuse the build (cargo and the site are only rebuilt when
 # the sources changed). Prerequisites are checked first and installed when possible (scripts/lib.sh).
 # Login: unless users are configured (NKVM_USERS_FILE, or NKVM_ADMIN_USER + NKVM_ADMIN_PASSWORD_HASH),
 # the first run creates <data dir>/users.yaml with one admin, `admin`, and a random password that it
