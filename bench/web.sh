@@ -14,7 +14,8 @@
 # gzip -9).
 # Refuses to run unless the local test cluster is up (end2end/cluster/up; NKVM_TEST_KUBECONFIG for one
 # started from another checkout): the fixture is 5,000 PVCs and never goes to another cluster.
-# Usage: bench/web.sh [--keep]   (--keep leaves the fixture namespace for another run)
+# Usage: bench/web.sh [--keep]   (--keep leaves the fixture namespace for another run;
+#        NKVM_BENCH_SCALE=4 for the 20,000-PVC fixture, see engine/examples/inventory_bench.rs)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"

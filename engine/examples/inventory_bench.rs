@@ -8,7 +8,8 @@
 //!                              every consumer pod, one request at a time; prints time and requests.
 //! `inventory_bench scan`     — nkvm's engine scan in-process (fresh client); prints time and requests.
 //! `inventory_bench teardown` — deletes the namespace.
-//! Reads the kubeconfig from `KUBECONFIG`.
+//! Reads the kubeconfig from `KUBECONFIG`. `NKVM_BENCH_SCALE=N` (1–10, default 1) multiplies the
+//! fixture: N × 1,000 Deployments and N × 800 StatefulSets (`NKVM_BENCH_SCALE=4`: 20,000 PVCs and pods).
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -29,6 +30,7 @@ use serde_json::json;
 const NS: &str = "nkvm-bench";
 const DEPLOYMENTS: usize = 1000;
 const STATEFULSETS: usize = 800;
+const MAX_SCALE: usize = 10;
 const STS_REPLICAS: usize = 5;
 const NOWHERE: &str = "nkvm-bench-no-such-node";
 
@@ -37,9 +39,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let cmd = std::env::args().nth(1).unwrap_or_default();
+    let scale = match std::env::var("NKVM_BENCH_SCALE") {
+        Err(_) => 1,
+        Ok(value) => match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_SCALE).contains(&n) => n,
+            _ => return Err(format!("NKVM_BENCH_SCALE={value}: expected 1 to {MAX_SCALE}").into()),
+        },
+    };
     let client = Client::try_default().await?;
     match cmd.as_str() {
-        "setup" => setup(client).await,
+        "setup" => setup(client, scale).await,
         "baseline" => baseline(client).await,
         "scan" => scan(client).await,
         "teardown" => {
@@ -74,7 +83,8 @@ fn pod_template(labels: &serde_json::Value, volumes: &serde_json::Value) -> serd
     })
 }
 
-async fn setup(client: Client) -> Result<(), BoxError> {
+async fn setup(client: Client, scale: usize) -> Result<(), BoxError> {
+    let (deployments_n, statefulsets_n) = (DEPLOYMENTS * scale, STATEFULSETS * scale);
     let started = Instant::now();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
@@ -100,11 +110,11 @@ async fn setup(client: Client) -> Result<(), BoxError> {
         json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
 
     let mut jobs: Vec<serde_json::Value> = Vec::new();
-    for i in 0..DEPLOYMENTS {
+    for i in 0..deployments_n {
         jobs.push(json!({"kind": "pvc", "name": format!("dep-{i}")}));
         jobs.push(json!({"kind": "deploy", "name": format!("dep-{i}")}));
     }
-    for i in 0..STATEFULSETS {
+    for i in 0..statefulsets_n {
         jobs.push(json!({"kind": "sts", "name": format!("sts-{i}")}));
     }
     let results: Vec<Result<(), kube::Error>> = stream::iter(jobs)
@@ -164,7 +174,7 @@ async fn setup(client: Client) -> Result<(), BoxError> {
         started.elapsed().as_secs_f64()
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let want = DEPLOYMENTS + STATEFULSETS * STS_REPLICAS;
+    let want = deployments_n + statefulsets_n * STS_REPLICAS;
     loop {
         let n_pods = count(&pods).await?;
         let n_pvcs = count(&pvcs).await?;
