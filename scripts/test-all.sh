@@ -158,8 +158,14 @@ suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # deny.toml: licenses, duplicate versions (warnings), sources. Offline: advisories need the RustSec
-# database from GitHub (docs/dev/testing.md says how to run them where the network allows).
-suite deny cargo deny --locked --offline check licenses bans sources
+# database from GitHub (docs/dev/testing.md says how to run them where the network allows). cargo
+# deny reads the whole dependency graph, every platform's crates included (Windows, Android), which
+# a build on this machine never downloads: `cargo fetch` gets them from the registry first (on a
+# fresh machine the offline check failed with "failed to download `valuable`").
+deny_check() {
+  cargo fetch --locked && cargo deny --locked --offline check licenses bans sources
+}
+suite deny deny_check
 suite rust rust_workspace_tests
 suite server rust_server_tests
 suite e2e env NKVM_E2E_JSON="$results/e2e.json" scripts/e2e.sh
