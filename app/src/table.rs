@@ -321,8 +321,12 @@ mod tests {
         let hay: Vec<String> = rows.iter().map(haystack).collect();
         visible_rows(rows, &hay, state)
             .into_iter()
-            .map(|i| format!("{}/{}", rows[i].pvc.namespace, rows[i].pvc.name))
+            .map(|i| key(&rows[i]))
             .collect()
+    }
+
+    fn key(row: &PvcRecord) -> String {
+        format!("{}/{}", row.pvc.namespace, row.pvc.name)
     }
 
     #[test]
@@ -528,9 +532,7 @@ mod tests {
     }
 
     fn keys(rows: &[PvcRecord]) -> Vec<String> {
-        rows.iter()
-            .map(|r| format!("{}/{}", r.pvc.namespace, r.pvc.name))
-            .collect()
+        rows.iter().map(key).collect()
     }
 
     #[test]
