@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use crate::filter::{Filter, haystack};
 use crate::format::parse_rfc3339_unix;
-use crate::model::{FirstScreen, InventoryView, PvcRecord};
+use crate::model::{FirstScreen, PvcRecord};
 
 /// Rows shown per step: the first page, and each "show more".
 pub const PAGE_ROWS: usize = 200;
@@ -193,46 +193,29 @@ fn compare(a: &PvcRecord, b: &PvcRecord, key: SortKey) -> Ordering {
     }
 }
 
-/// The first screen of `view` for `state`: only the rows `state` shows (filtered, sorted, at most
-/// `state.limit`), in display order, with the counts, filter menus and coverage summary of the whole
-/// inventory. This is what the server renders and the page hydrates from, so that the first load
-/// carries a screenful of rows instead of every PVC of the cluster. A view that already is a first
-/// screen is returned as it is.
+/// The first screen of `rows` for `state`: only the rows `state` shows (filtered, sorted, at most
+/// `state.limit`, cloned), in display order, with the counts, filter menus and coverage summary of
+/// the whole inventory. This is what the server renders and the page hydrates from, so that the
+/// first load carries a screenful of rows instead of every PVC of the cluster; the inventory itself
+/// is only borrowed (shared by every page load at the same time).
 #[must_use]
-pub fn first_screen(view: InventoryView, state: &TableState) -> InventoryView {
-    if view.first_screen.is_some() {
-        return view;
-    }
-    let InventoryView {
-        rows,
-        refused,
-        scanned_at_unix,
-        stale,
-        first_screen: _,
-    } = view;
+pub fn first_screen(rows: &[PvcRecord], state: &TableState) -> (Vec<PvcRecord>, FirstScreen) {
     let haystacks: Vec<String> = rows.iter().map(haystack).collect();
-    let order = visible_rows(&rows, &haystacks, state);
-    let (namespaces, kinds) = facets(&rows);
+    let order = visible_rows(rows, &haystacks, state);
+    let (namespaces, kinds) = facets(rows);
     let screen = FirstScreen {
         total: rows.len(),
         matched: order.len(),
         namespaces,
         kinds,
-        coverage: crate::components::coverage::coverage(&rows),
+        coverage: crate::components::coverage::coverage(rows),
     };
-    let mut rows: Vec<Option<PvcRecord>> = rows.into_iter().map(Some).collect();
     let shown = order
         .iter()
         .take(state.limit)
-        .filter_map(|&index| rows[index].take())
+        .map(|&index| rows[index].clone())
         .collect();
-    InventoryView {
-        rows: shown,
-        refused,
-        scanned_at_unix,
-        stale,
-        first_screen: Some(screen),
-    }
+    (shown, screen)
 }
 
 /// The distinct namespaces and owner-kind groups of the rows, sorted, for the filter menus.
@@ -521,16 +504,6 @@ mod tests {
         assert_eq!(kinds, ["Deployment", "Multiple", "None", "StatefulSet"]);
     }
 
-    fn view(rows: Vec<PvcRecord>) -> InventoryView {
-        InventoryView {
-            rows,
-            refused: vec![],
-            scanned_at_unix: 7,
-            stale: vec!["pods: failing".into()],
-            first_screen: None,
-        }
-    }
-
     fn keys(rows: &[PvcRecord]) -> Vec<String> {
         rows.iter().map(key).collect()
     }
@@ -545,14 +518,10 @@ mod tests {
             limit: 2,
             ..TableState::default()
         };
-        let screen = first_screen(view(all.clone()), &state);
+        let (shown, info) = first_screen(&all, &state);
         // The rows, in display order and cut at the limit, are what the whole list shows first.
-        assert_eq!(keys(&screen.rows), names(&all, &state)[..2]);
-        assert_eq!(keys(&screen.rows), ["web/assets", "shop/db"]);
-        let info = screen
-            .first_screen
-            .clone()
-            .expect("marked as a first screen");
+        assert_eq!(keys(&shown), names(&all, &state)[..2]);
+        assert_eq!(keys(&shown), ["web/assets", "shop/db"]);
         assert_eq!((info.total, info.matched), (5, 5));
         // Menus and coverage count the whole inventory, not the two rows.
         assert_eq!(info.namespaces, ["ops", "shop", "web"]);
@@ -562,9 +531,6 @@ mod tests {
         );
         assert_eq!(info.coverage, crate::components::coverage::coverage(&all));
         assert_eq!(info.coverage[0].count, 1);
-        assert_eq!((screen.scanned_at_unix, screen.stale.len()), (7, 1));
-        // Already a first screen: left as it is.
-        assert_eq!(first_screen(screen.clone(), &TableState::default()), screen);
     }
 
     #[test]
@@ -574,23 +540,19 @@ mod tests {
             limit: PAGE_ROWS,
             ..TableState::default()
         };
-        let screen = first_screen(view(rows()), &state);
-        assert_eq!(keys(&screen.rows), ["shop/cache", "shop/db"]);
-        let info = screen.first_screen.expect("marked as a first screen");
+        let (shown, info) = first_screen(&rows(), &state);
+        assert_eq!(keys(&shown), ["shop/cache", "shop/db"]);
         assert_eq!((info.total, info.matched), (5, 2));
         assert_eq!(info.namespaces, ["ops", "shop", "web"]);
-        let none = first_screen(
-            view(rows()),
+        let (none, info) = first_screen(
+            &rows(),
             &TableState {
                 query: "zz-nothing".into(),
                 limit: PAGE_ROWS,
                 ..TableState::default()
             },
         );
-        assert!(none.rows.is_empty());
-        assert_eq!(
-            none.first_screen.map(|i| (i.total, i.matched)),
-            Some((5, 0))
-        );
+        assert!(none.is_empty());
+        assert_eq!((info.total, info.matched), (5, 0));
     }
 }

@@ -65,13 +65,19 @@ async fn setup(namespace: &str) -> Setup {
     }
 }
 
-fn scheduler(setup: &Setup, namespace: &str) -> Scheduler<ClusterBackend> {
+/// A scheduler of `namespace`; with `live`, reading the connection's live inventory (as the web
+/// server's does) instead of scanning.
+fn scheduler(setup: &Setup, namespace: &str, live: bool) -> Scheduler<ClusterBackend> {
+    let mut backend = ClusterBackend::new(
+        setup.connection.clone(),
+        setup.store.clone(),
+        setup.inventory.clone(),
+    );
+    if live {
+        backend = backend.reading_live_inventory();
+    }
     Scheduler::new(
-        ClusterBackend::new(
-            setup.connection.clone(),
-            setup.store.clone(),
-            setup.inventory.clone(),
-        ),
+        backend,
         setup.store.clone(),
         Destinations::load(None, &setup.data_dir).unwrap(),
         SchedulerOptions {
@@ -129,7 +135,8 @@ async fn a_selector_schedule_backs_up_matching_pvcs_and_retention_prunes() {
     .await
     .unwrap();
     let created = Timestamp::now();
-    let s = scheduler(&setup, &ns.0);
+    // From the live inventory: the PVC created later must reach it through its watches.
+    let s = scheduler(&setup, &ns.0, true);
 
     // The first minute after its creation: the two matching PVCs, not the cache.
     let first = (created + SignedDuration::from_secs(61))
@@ -154,8 +161,17 @@ async fn a_selector_schedule_backs_up_matching_pvcs_and_retention_prunes() {
     }
     assert!(of(&after_first, "cache").is_empty());
 
-    // A PVC created later that matches is picked up by the next firing.
+    // A PVC created later that matches is picked up by the next firing, once the live inventory's
+    // watches have seen it (this test's runtime is idle only while it waits here).
     ns.claims_with_consumer("later", &[("db-c", "tier: db")]);
+    let mut snapshots = setup.connection.live(&setup.inventory).unwrap().subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        snapshots.wait_for(|s| s.pvcs.iter().any(|r| r.pvc.name == "db-c")),
+    )
+    .await
+    .expect("the live inventory lists db-c within 30 s")
+    .unwrap();
     let second = first + SignedDuration::from_mins(1);
     let report = s.tick(second + SignedDuration::from_secs(1)).await;
     assert!(report.scanned);
@@ -255,7 +271,7 @@ async fn a_paused_schedule_makes_its_pvcs_overdue_and_others_are_unscheduled() {
     assert!(covered.contains(&Flag::Overdue), "{covered:?}");
     assert!(!loose.contains(&Flag::Overdue));
     // The scheduler starts nothing for a paused schedule.
-    let s = scheduler(&setup, &ns.0);
+    let s = scheduler(&setup, &ns.0, false);
     let report = s
         .tick(Timestamp::now() + SignedDuration::from_mins(3))
         .await;

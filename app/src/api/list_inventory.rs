@@ -17,8 +17,9 @@ use crate::model::InventoryView;
 /// on.
 #[server(endpoint = "inventory")]
 pub async fn list_inventory(first_screen: Option<String>) -> Result<InventoryView, ServerFnError> {
-    let view = read_inventory().await?;
-    Ok(match first_screen {
+    let (inventory, failing) = read_inventory().await?;
+    let now = crate::ssr::unix_now();
+    let view = match first_screen {
         Some(query) => {
             let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
                 .into_owned()
@@ -26,17 +27,37 @@ pub async fn list_inventory(first_screen: Option<String>) -> Result<InventoryVie
             let state = crate::table::TableState::from_query(|key| {
                 pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
             });
-            crate::table::first_screen(view, &state)
+            // Only the rows shown are copied: page loads at the same time share the inventory.
+            let (rows, screen) = crate::table::first_screen(&inventory.pvcs, &state);
+            let mut view = crate::ssr::inventory_view(
+                nkvm_engine::inventory::Inventory {
+                    pvcs: rows,
+                    refused: inventory.refused.clone(),
+                    api_requests: inventory.api_requests,
+                },
+                now,
+            );
+            view.first_screen = Some(screen);
+            view
         }
-        None => view,
+        None => crate::ssr::inventory_view(std::sync::Arc::unwrap_or_clone(inventory), now),
+    };
+    Ok(crate::model::InventoryView {
+        stale: failing,
+        ..view
     })
 }
 
-/// The whole inventory view of the session's connection.
+/// The whole inventory of the session's connection (shared with the other page loads reading it
+/// at the same time) and the watches that are failing, as the page words them.
 #[cfg(feature = "ssr")]
-async fn read_inventory() -> Result<InventoryView, ServerFnError> {
-    use nkvm_engine::inventory::{HistoryJoin, add_history};
-
+async fn read_inventory() -> Result<
+    (
+        std::sync::Arc<nkvm_engine::inventory::Inventory>,
+        Vec<String>,
+    ),
+    ServerFnError,
+> {
     crate::ssr::require(nkvm_engine::auth::Role::Viewer, "the inventory").await?;
     let (ctx, _, connection) = crate::ssr::session_connection()?;
     if !ctx.live_inventory {
@@ -51,33 +72,24 @@ async fn read_inventory() -> Result<InventoryView, ServerFnError> {
             )
             .await
             .map_err(crate::ssr::AppError::from)?;
-        let inventory = std::sync::Arc::unwrap_or_clone(inventory);
-        return Ok(crate::ssr::inventory_view(
-            inventory,
-            crate::ssr::unix_now(),
-        ));
+        return Ok((inventory, Vec::new()));
     }
     let live = connection
         .live(&ctx.inventory)
+        .map_err(crate::ssr::AppError::from)?
+        .reader();
+    let (inventory, stale) = connection
+        .scans
+        .live(
+            live,
+            &connection.cluster.client,
+            &ctx.inventory,
+            ctx.workspace.store(),
+            ctx.stale_after,
+        )
+        .await
         .map_err(crate::ssr::AppError::from)?;
-    let snapshot = live.ready().await.map_err(crate::ssr::AppError::from)?;
-    let mut inventory = snapshot.inventory();
-    let history = HistoryJoin {
-        store: Some(ctx.workspace.store()),
-        stale_after: ctx.stale_after,
-        now: jiff::Timestamp::now(),
-    };
-    add_history(
-        &connection.cluster.client,
-        &ctx.inventory,
-        history,
-        &mut inventory,
-    )
-    .await
-    .map_err(crate::ssr::AppError::from)?;
-    let mut view = crate::ssr::inventory_view(inventory, crate::ssr::unix_now());
-    view.stale = snapshot
-        .stale
+    let stale = stale
         .iter()
         .map(|watch| {
             let scope = watch.namespace.as_deref().map_or_else(
@@ -92,5 +104,5 @@ async fn read_inventory() -> Result<InventoryView, ServerFnError> {
             )
         })
         .collect();
-    Ok(view)
+    Ok((inventory, stale))
 }

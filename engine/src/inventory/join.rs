@@ -7,24 +7,22 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::PartialObjectMeta;
 
+use super::facts::{ClaimFacts, ControllerFacts, PodFacts};
 use super::list::Listed;
 use crate::domain::pvc::{self, Flag, Owner, PvcRecord};
-use crate::objects::{self, name_of, namespace_of};
 use crate::owners::OwnerIndex;
 
-/// What a join reads: the objects of one scope, by reference. A controller kind that is `None` was
-/// not read (its watch is not synced or is refused): references to it end the owner walk as they
-/// are, as for kinds a scan never lists.
+/// What a join reads: the facts of one scope's objects, by reference. A controller kind that is
+/// `None` was not read (its watch is not synced or is refused): references to it end the owner
+/// walk as they are, as for kinds a scan never lists.
 pub(crate) struct Sources<'a> {
-    pub pvcs: Vec<&'a PersistentVolumeClaim>,
-    pub pods: Vec<&'a Pod>,
-    pub replica_sets: Option<Vec<&'a PartialObjectMeta<ReplicaSet>>>,
-    pub jobs: Option<Vec<&'a PartialObjectMeta<Job>>>,
-    pub deployments: Option<Vec<&'a PartialObjectMeta<Deployment>>>,
-    pub cron_jobs: Option<Vec<&'a PartialObjectMeta<CronJob>>>,
+    pub pvcs: Vec<&'a ClaimFacts>,
+    pub pods: Vec<&'a PodFacts>,
+    pub replica_sets: Option<Vec<&'a ControllerFacts<ReplicaSet>>>,
+    pub jobs: Option<Vec<&'a ControllerFacts<Job>>>,
+    pub deployments: Option<Vec<&'a ControllerFacts<Deployment>>>,
+    pub cron_jobs: Option<Vec<&'a ControllerFacts<CronJob>>>,
 }
 
 impl<'a> Sources<'a> {
@@ -41,7 +39,7 @@ impl<'a> Sources<'a> {
     }
 }
 
-fn index_objects<K>(index: &mut OwnerIndex, objects: Option<&[&PartialObjectMeta<K>]>)
+fn index_objects<K>(index: &mut OwnerIndex, objects: Option<&[&ControllerFacts<K>]>)
 where
     K: k8s_openapi::Resource,
 {
@@ -51,18 +49,18 @@ where
     index.mark_listed(K::API_VERSION, K::KIND);
     for object in objects {
         index.insert(
-            namespace_of(&object.metadata),
+            &object.namespace,
             K::API_VERSION,
             K::KIND,
-            name_of(&object.metadata),
-            object.metadata.owner_references.clone().unwrap_or_default(),
+            &object.name,
+            object.owner_references.clone(),
         );
     }
 }
 
 /// A pod mounting a claim, with its resolved owner.
 struct User<'a> {
-    pod: &'a Pod,
+    pod: &'a PodFacts,
     owner: Option<Owner>,
 }
 
@@ -80,56 +78,55 @@ pub(crate) fn join(sources: &Sources<'_>) -> Vec<PvcRecord> {
     index_objects(&mut index, sources.cron_jobs.as_deref());
 
     // (namespace, claim) → pods that mount it; nkvm's helpers have no owner and are no consumer.
-    let mut users: HashMap<(&str, String), Vec<User<'_>>> = HashMap::new();
+    let mut users: HashMap<(&str, &str), Vec<User<'_>>> = HashMap::new();
     for pod in sources.pods.iter().copied() {
-        let namespace = namespace_of(&pod.metadata);
-        let claims: BTreeSet<String> = objects::claims_of(pod).collect();
-        if claims.is_empty() {
+        if pod.claims.is_empty() {
             continue;
         }
-        let owner = (!objects::is_nkvm_helper(pod)).then(|| {
-            index.resolve_pod(
-                namespace,
-                name_of(&pod.metadata),
-                pod.metadata.owner_references.as_deref().unwrap_or_default(),
-            )
-        });
-        for claim in claims {
-            users.entry((namespace, claim)).or_default().push(User {
-                pod,
-                owner: owner.clone(),
-            });
+        let owner = (!pod.helper)
+            .then(|| index.resolve_pod(&pod.namespace, &pod.name, &pod.owner_references));
+        for claim in &pod.claims {
+            users
+                .entry((pod.namespace.as_str(), claim.as_str()))
+                .or_default()
+                .push(User {
+                    pod,
+                    owner: owner.clone(),
+                });
         }
     }
 
     let mut records: Vec<PvcRecord> = sources
         .pvcs
         .iter()
-        .map(|pvc| {
+        .map(|claim| {
             let key = (
-                namespace_of(&pvc.metadata),
-                name_of(&pvc.metadata).to_owned(),
+                claim.summary.namespace.as_str(),
+                claim.summary.name.as_str(),
             );
-            record(pvc, users.get(&key).map(Vec::as_slice).unwrap_or_default())
+            record(
+                claim,
+                users.get(&key).map(Vec::as_slice).unwrap_or_default(),
+            )
         })
         .collect();
     records.sort_by(|a, b| (&a.pvc.namespace, &a.pvc.name).cmp(&(&b.pvc.namespace, &b.pvc.name)));
     records
 }
 
-fn record(pvc: &PersistentVolumeClaim, users: &[User<'_>]) -> PvcRecord {
-    let summary = objects::summarize(pvc);
+fn record(claim: &ClaimFacts, users: &[User<'_>]) -> PvcRecord {
+    let summary = claim.summary.clone();
     let consumers: Vec<&User<'_>> = users.iter().filter(|u| u.owner.is_some()).collect();
     let consumer_names: Vec<String> = consumers
         .iter()
-        .map(|u| name_of(&u.pod.metadata).to_owned())
+        .map(|u| u.pod.name.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let consumer_nodes: Vec<String> = consumers
         .iter()
-        .filter(|u| objects::pod_phase(u.pod) == "Running")
-        .filter_map(|u| objects::node_of(u.pod).map(str::to_owned))
+        .filter(|u| u.pod.phase == "Running")
+        .filter_map(|u| u.pod.node.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -144,7 +141,7 @@ fn record(pvc: &PersistentVolumeClaim, users: &[User<'_>]) -> PvcRecord {
         flags.push(Flag::NoConsumer);
     }
     // Any live pod holds a ReadWriteOncePod claim, nkvm's own helpers included.
-    if summary.is_read_write_once_pod() && users.iter().any(|u| !objects::is_terminated(u.pod)) {
+    if summary.is_read_write_once_pod() && users.iter().any(|u| !u.pod.is_terminated()) {
         flags.push(Flag::RwopInUse);
     }
     PvcRecord {
@@ -157,15 +154,8 @@ fn record(pvc: &PersistentVolumeClaim, users: &[User<'_>]) -> PvcRecord {
         last_success_at: None,
         last_verified_at: None,
         flags,
-        labels: pvc.metadata.labels.clone().unwrap_or_default(),
-        annotations: pvc
-            .metadata
-            .annotations
-            .iter()
-            .flatten()
-            .filter(|(key, _)| key.starts_with(crate::schedule::declared::ANNOTATION_PREFIX))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect(),
+        labels: claim.labels.clone(),
+        annotations: claim.annotations.clone(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The list calls of a scan: paginated LISTs (one request per page, each under the request
 //! timeout, counted), the six kinds of one scope fetched concurrently, and what they returned —
-//! trimmed page by page to what the join reads, so that a scan holds one page of full objects at a
-//! time instead of the whole cluster's.
+//! reduced page by page to the facts the join reads (`facts`), so that a scan holds one page of
+//! full objects at a time instead of the whole cluster's.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -12,23 +12,23 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{ListParams, ObjectList, PartialObjectMeta};
+use kube::api::{ListParams, ObjectList};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 use super::error::Listing;
-use super::live::cache::{trim_meta, trim_pod};
+use super::facts::{ClaimFacts, ControllerFacts, PodFacts};
 use crate::kubeapi;
 
 /// Everything one scope's lists returned.
 #[derive(Debug, Default)]
 pub(crate) struct Listed {
-    pub pvcs: Vec<PersistentVolumeClaim>,
-    pub pods: Vec<Pod>,
-    pub replica_sets: Vec<PartialObjectMeta<ReplicaSet>>,
-    pub jobs: Vec<PartialObjectMeta<Job>>,
-    pub deployments: Vec<PartialObjectMeta<Deployment>>,
-    pub cron_jobs: Vec<PartialObjectMeta<CronJob>>,
+    pub pvcs: Vec<ClaimFacts>,
+    pub pods: Vec<PodFacts>,
+    pub replica_sets: Vec<ControllerFacts<ReplicaSet>>,
+    pub jobs: Vec<ControllerFacts<Job>>,
+    pub deployments: Vec<ControllerFacts<Deployment>>,
+    pub cron_jobs: Vec<ControllerFacts<CronJob>>,
 }
 
 impl Listed {
@@ -77,10 +77,11 @@ impl<'a> Lister<'a> {
     }
 
     /// Follows `continue` tokens until the last page; each page is one request under the timeout,
-    /// and each item is trimmed (`trim`) as its page arrives.
-    async fn pages<T, F, Fut>(&self, mut list: F, trim: fn(&mut T)) -> kube::Result<Vec<T>>
+    /// and each item is reduced to its facts as its page arrives.
+    async fn pages<T, U, F, Fut>(&self, mut list: F) -> kube::Result<Vec<U>>
     where
         T: Clone,
+        U: From<T>,
         F: FnMut(ListParams) -> Fut,
         Fut: Future<Output = kube::Result<ObjectList<T>>>,
     {
@@ -93,10 +94,7 @@ impl<'a> Lister<'a> {
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let page = kubeapi::timed(self.timeout, list(params)).await?;
-            items.extend(page.items.into_iter().map(|mut item| {
-                trim(&mut item);
-                item
-            }));
+            items.extend(page.items.into_iter().map(U::from));
             match page.metadata.continue_ {
                 Some(next) if !next.is_empty() => token = Some(next),
                 _ => return Ok(items),
@@ -104,47 +102,38 @@ impl<'a> Lister<'a> {
         }
     }
 
-    async fn full<K>(&self, namespace: Option<&str>, trim: fn(&mut K)) -> kube::Result<Vec<K>>
+    async fn full<K, U>(&self, namespace: Option<&str>) -> kube::Result<Vec<U>>
     where
         K: kube::Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
+        U: From<K>,
     {
         let api = self.api::<K>(namespace);
-        self.pages(
-            |params| {
-                let api = api.clone();
-                async move { api.list(&params).await }
-            },
-            trim,
-        )
+        self.pages(|params| {
+            let api = api.clone();
+            async move { api.list(&params).await }
+        })
         .await
     }
 
-    async fn metadata<K>(&self, namespace: Option<&str>) -> kube::Result<Vec<PartialObjectMeta<K>>>
+    async fn metadata<K>(&self, namespace: Option<&str>) -> kube::Result<Vec<ControllerFacts<K>>>
     where
         K: kube::Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
     {
         let api = self.api::<K>(namespace);
-        self.pages(
-            |params| {
-                let api = api.clone();
-                async move { api.list_metadata(&params).await }
-            },
-            trim_meta,
-        )
+        self.pages(|params| {
+            let api = api.clone();
+            async move { api.list_metadata(&params).await }
+        })
         .await
     }
 
     /// Runs the six lists of one scope concurrently; returns what succeeded and every failure.
     pub async fn fetch(&self, namespace: Option<&str>) -> (Listed, Vec<(Listing, kube::Error)>) {
         let (pvcs, pods, replica_sets, jobs, deployments, cron_jobs) = futures::join!(
-            // A PVC's labels and annotations are part of the inventory's records; only the
-            // field-manager bookkeeping goes. A pod keeps what the owner walk and consumers read.
-            self.full::<PersistentVolumeClaim>(namespace, |pvc| {
-                pvc.metadata.managed_fields = None;
-            }),
-            self.full::<Pod>(namespace, trim_pod),
+            self.full::<PersistentVolumeClaim, ClaimFacts>(namespace),
+            self.full::<Pod, PodFacts>(namespace),
             self.metadata::<ReplicaSet>(namespace),
             self.metadata::<Job>(namespace),
             self.metadata::<Deployment>(namespace),

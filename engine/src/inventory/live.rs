@@ -1,7 +1,8 @@
 //! The live inventory of one connection: watches (list, then watch) on PVCs, pods and the
-//! controller kinds of the owner walk keep trimmed copies in memory ([`cache`]), and a hub task
-//! joins them into records after every burst of changes and publishes a [`LiveSnapshot`], so a
-//! page load reads memory instead of re-listing the cluster and open pages learn of changes.
+//! controller kinds of the owner walk keep the [facts](super::facts) the join reads in memory
+//! ([`cache`]), and a hub task joins them into records after every burst of changes and publishes
+//! a [`LiveSnapshot`], so a page load reads memory instead of re-listing the cluster and open pages
+//! learn of changes.
 //!
 //! Failures: a watch that fails is restarted with a fresh list after a backoff (1 s doubling to
 //! 30 s), so a snapshot is current again once that list completes. Until then the snapshot keeps
@@ -22,14 +23,14 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::PartialObjectMeta;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use self::cache::{KindCache, trim_meta, trim_pod, trim_pvc};
+use self::cache::{KindCache, to_facts};
 use super::error::{InventoryError, Listing};
+use super::facts::{ClaimFacts, ControllerFacts, PodFacts};
 use super::join::{Sources, join};
 use super::{Inventory, InventoryOptions, Scope};
 use crate::domain::pvc::{NamespaceRefusal, PvcRecord};
@@ -89,8 +90,15 @@ impl LiveSnapshot {
 /// The watches of one connection and their published snapshot. Dropping it stops the watches.
 #[derive(Debug)]
 pub struct LiveInventory {
-    snapshot: watch::Receiver<Arc<LiveSnapshot>>,
+    reader: LiveReader,
     tasks: Vec<tokio::task::AbortHandle>,
+}
+
+/// Reads the snapshots of a [`LiveInventory`] (cheap to clone; reads the last snapshot once the
+/// inventory is dropped).
+#[derive(Debug, Clone)]
+pub struct LiveReader {
+    snapshot: watch::Receiver<Arc<LiveSnapshot>>,
     ready_timeout: Duration,
 }
 
@@ -138,22 +146,46 @@ impl LiveInventory {
         let hub = Hub::new(targets);
         tasks.push(tokio::spawn(hub.run(inbox, publish)).abort_handle());
         Ok(Self {
-            snapshot,
+            reader: LiveReader {
+                snapshot,
+                ready_timeout: options.request_timeout,
+            },
             tasks,
-            ready_timeout: options.request_timeout,
         })
+    }
+
+    /// A reader of its snapshots.
+    #[must_use]
+    pub fn reader(&self) -> LiveReader {
+        self.reader.clone()
     }
 
     /// The latest snapshot, whatever its state.
     #[must_use]
     pub fn latest(&self) -> Arc<LiveSnapshot> {
-        self.snapshot.borrow().clone()
+        self.reader.latest()
     }
 
     /// A receiver that sees every published snapshot (for pushing changes to open pages).
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<Arc<LiveSnapshot>> {
-        self.snapshot.clone()
+        self.reader.snapshot.clone()
+    }
+
+    /// See [`LiveReader::ready`].
+    ///
+    /// # Errors
+    /// As [`LiveReader::ready`].
+    pub async fn ready(&self) -> Result<Arc<LiveSnapshot>, InventoryError> {
+        self.reader.ready().await
+    }
+}
+
+impl LiveReader {
+    /// The latest snapshot, whatever its state.
+    #[must_use]
+    pub fn latest(&self) -> Arc<LiveSnapshot> {
+        self.snapshot.borrow().clone()
     }
 
     /// The snapshot once every kind has been listed, waiting for the first lists at most the
@@ -189,14 +221,15 @@ impl LiveInventory {
     }
 }
 
-/// One event of one watch, for the hub (boxed: a pod event is kilobytes, a failure is small).
+/// One event of one watch reduced to facts, for the hub (boxed: a claim's facts are a few hundred
+/// bytes, a failure is small).
 enum Change {
-    Pvc(Box<Event<PersistentVolumeClaim>>),
-    Pod(Box<Event<Pod>>),
-    ReplicaSet(Box<Event<PartialObjectMeta<ReplicaSet>>>),
-    Job(Box<Event<PartialObjectMeta<Job>>>),
-    Deployment(Box<Event<PartialObjectMeta<Deployment>>>),
-    CronJob(Box<Event<PartialObjectMeta<CronJob>>>),
+    Pvc(Box<Event<ClaimFacts>>),
+    Pod(Box<Event<PodFacts>>),
+    ReplicaSet(Box<Event<ControllerFacts<ReplicaSet>>>),
+    Job(Box<Event<ControllerFacts<Job>>>),
+    Deployment(Box<Event<ControllerFacts<Deployment>>>),
+    CronJob(Box<Event<ControllerFacts<CronJob>>>),
     Failed {
         listing: Listing,
         status: Option<u16>,
@@ -206,22 +239,22 @@ enum Change {
 
 impl Change {
     fn pvc(event: Event<PersistentVolumeClaim>) -> Self {
-        Self::Pvc(Box::new(event))
+        Self::Pvc(Box::new(to_facts(event)))
     }
     fn pod(event: Event<Pod>) -> Self {
-        Self::Pod(Box::new(event))
+        Self::Pod(Box::new(to_facts(event)))
     }
     fn replica_set(event: Event<PartialObjectMeta<ReplicaSet>>) -> Self {
-        Self::ReplicaSet(Box::new(event))
+        Self::ReplicaSet(Box::new(to_facts(event)))
     }
     fn job(event: Event<PartialObjectMeta<Job>>) -> Self {
-        Self::Job(Box::new(event))
+        Self::Job(Box::new(to_facts(event)))
     }
     fn deployment(event: Event<PartialObjectMeta<Deployment>>) -> Self {
-        Self::Deployment(Box::new(event))
+        Self::Deployment(Box::new(to_facts(event)))
     }
     fn cron_job(event: Event<PartialObjectMeta<CronJob>>) -> Self {
-        Self::CronJob(Box::new(event))
+        Self::CronJob(Box::new(to_facts(event)))
     }
 }
 
@@ -258,27 +291,27 @@ impl Watch {
     fn spawn_all(&self) -> Vec<tokio::task::AbortHandle> {
         let (api, config) = (self.api::<PersistentVolumeClaim>(), self.config());
         let pvcs = self.spawn(Listing::Pvcs, Change::pvc, move || {
-            watcher::watcher(api.clone(), config.clone()).modify(trim_pvc)
+            watcher::watcher(api.clone(), config.clone())
         });
         let (api, config) = (self.api::<Pod>(), self.config());
         let pods = self.spawn(Listing::Pods, Change::pod, move || {
-            watcher::watcher(api.clone(), config.clone()).modify(trim_pod)
+            watcher::watcher(api.clone(), config.clone())
         });
         let (api, config) = (self.api::<PartialObjectMeta<ReplicaSet>>(), self.config());
         let replica_sets = self.spawn(Listing::ReplicaSets, Change::replica_set, move || {
-            watcher::watcher(api.clone(), config.clone()).modify(trim_meta)
+            watcher::watcher(api.clone(), config.clone())
         });
         let (api, config) = (self.api::<PartialObjectMeta<Job>>(), self.config());
         let jobs = self.spawn(Listing::Jobs, Change::job, move || {
-            watcher::watcher(api.clone(), config.clone()).modify(trim_meta)
+            watcher::watcher(api.clone(), config.clone())
         });
         let (api, config) = (self.api::<PartialObjectMeta<Deployment>>(), self.config());
         let deployments = self.spawn(Listing::Deployments, Change::deployment, move || {
-            watcher::watcher(api.clone(), config.clone()).modify(trim_meta)
+            watcher::watcher(api.clone(), config.clone())
         });
         let (api, config) = (self.api::<PartialObjectMeta<CronJob>>(), self.config());
         let cron_jobs = self.spawn(Listing::CronJobs, Change::cron_job, move || {
-            watcher::watcher(api.clone(), config.clone()).modify(trim_meta)
+            watcher::watcher(api.clone(), config.clone())
         });
         vec![pvcs, pods, replica_sets, jobs, deployments, cron_jobs]
     }
@@ -383,12 +416,12 @@ struct Health {
 /// Everything watched for one target.
 #[derive(Default)]
 struct Target {
-    pvcs: KindCache<PersistentVolumeClaim>,
-    pods: KindCache<Pod>,
-    replica_sets: KindCache<PartialObjectMeta<ReplicaSet>>,
-    jobs: KindCache<PartialObjectMeta<Job>>,
-    deployments: KindCache<PartialObjectMeta<Deployment>>,
-    cron_jobs: KindCache<PartialObjectMeta<CronJob>>,
+    pvcs: KindCache<ClaimFacts>,
+    pods: KindCache<PodFacts>,
+    replica_sets: KindCache<ControllerFacts<ReplicaSet>>,
+    jobs: KindCache<ControllerFacts<Job>>,
+    deployments: KindCache<ControllerFacts<Deployment>>,
+    cron_jobs: KindCache<ControllerFacts<CronJob>>,
     /// By [`Listing`] in declaration order.
     health: [Health; 6],
 }
@@ -454,7 +487,7 @@ impl Target {
     }
 
     fn sources(&self) -> Sources<'_> {
-        fn read<K: kube::Resource>(cache: &KindCache<K>) -> Option<Vec<&K>> {
+        fn read<K: super::facts::Keyed>(cache: &KindCache<K>) -> Option<Vec<&K>> {
             cache.synced().then(|| cache.values().collect())
         }
         Sources {

@@ -18,6 +18,7 @@
 //! names the list, the namespace, the HTTP status and what to do.
 
 mod error;
+mod facts;
 mod join;
 mod list;
 mod live;
@@ -35,8 +36,8 @@ pub use self::join::apply_history;
 use self::join::build_records;
 use self::list::Listed;
 use self::list::Lister;
-pub use self::live::{LiveInventory, LiveSnapshot, StaleWatch};
-pub use self::shared::{SharedResult, SharedScans};
+pub use self::live::{LiveInventory, LiveReader, LiveSnapshot, StaleWatch};
+pub use self::shared::{SharedLive, SharedResult, SharedScans};
 use crate::domain::names::check_namespace;
 pub use crate::domain::pvc::{Flag, NamespaceRefusal, PvcRecord};
 use crate::kubeapi::{self, Call};

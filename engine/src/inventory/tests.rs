@@ -14,6 +14,8 @@ use k8s_openapi::{
 use kube::client::Body;
 use serde_json::{Value, json};
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PartialObjectMeta;
@@ -22,6 +24,34 @@ use super::*;
 use crate::domain::Owner;
 
 // ---------- builders ----------
+
+/// The objects of a fixture as the API server serves them.
+#[derive(Debug, Clone, Default)]
+struct Objects {
+    pvcs: Vec<PersistentVolumeClaim>,
+    pods: Vec<Pod>,
+    replica_sets: Vec<PartialObjectMeta<ReplicaSet>>,
+    jobs: Vec<PartialObjectMeta<Job>>,
+    deployments: Vec<PartialObjectMeta<Deployment>>,
+    cron_jobs: Vec<PartialObjectMeta<CronJob>>,
+}
+
+impl Objects {
+    /// What a scan keeps of them.
+    fn listed(&self) -> Listed {
+        fn facts<K: Clone, F: From<K>>(objects: &[K]) -> Vec<F> {
+            objects.iter().cloned().map(F::from).collect()
+        }
+        Listed {
+            pvcs: facts(&self.pvcs),
+            pods: facts(&self.pods),
+            replica_sets: facts(&self.replica_sets),
+            jobs: facts(&self.jobs),
+            deployments: facts(&self.deployments),
+            cron_jobs: facts(&self.cron_jobs),
+        }
+    }
+}
 
 fn meta(namespace: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -190,9 +220,9 @@ fn find<'a>(records: &'a [PvcRecord], namespace: &str, name: &str) -> &'a PvcRec
 }
 
 /// Every owner shape of the issue in namespace `shop`.
-fn fixture() -> Listed {
+fn fixture() -> Objects {
     let ns = "shop";
-    Listed {
+    Objects {
         pvcs: vec![
             pvc(ns, "web-data").bound("pv-1", "10Gi").build(),
             pvc(ns, "db-data-db-0").bound("pv-2", "5Gi").build(),
@@ -278,7 +308,7 @@ fn fixture() -> Listed {
 
 #[test]
 fn records_resolve_every_owner_shape() {
-    let records = build_records(&fixture());
+    let records = build_records(&fixture().listed());
     let shown = |name: &str| {
         let r = find(&records, "shop", name);
         (r.owner_kind.as_str(), r.owner_name.as_str())
@@ -307,7 +337,7 @@ fn records_resolve_every_owner_shape() {
 
 #[test]
 fn records_list_consumers_and_running_nodes() {
-    let records = build_records(&fixture());
+    let records = build_records(&fixture().listed());
     let web = find(&records, "shop", "web-data");
     assert_eq!(web.consumers, ["web-7d9f-a", "web-7d9f-b"]);
     assert_eq!(web.consumer_nodes, ["node-a", "node-b"]);
@@ -325,7 +355,7 @@ fn records_list_consumers_and_running_nodes() {
 
 #[test]
 fn records_carry_pvc_fields() {
-    let records = build_records(&fixture());
+    let records = build_records(&fixture().listed());
     let web = find(&records, "shop", "web-data");
     assert_eq!(web.pvc.uid, "uid-shop-web-data");
     assert_eq!(web.pvc.phase, "Bound");
@@ -348,7 +378,7 @@ fn records_carry_pvc_fields() {
 
 #[test]
 fn records_are_sorted_by_namespace_then_name() {
-    let records = build_records(&fixture());
+    let records = build_records(&fixture().listed());
     let keys: Vec<(&str, &str)> = records
         .iter()
         .map(|r| (r.pvc.namespace.as_str(), r.pvc.name.as_str()))
@@ -361,7 +391,7 @@ fn records_are_sorted_by_namespace_then_name() {
 
 #[test]
 fn flags_unbound_no_consumer_and_rwop_in_use() {
-    let records = build_records(&fixture());
+    let records = build_records(&fixture().listed());
     let flags = |name: &str| {
         let record = find(&records, "shop", name);
         record.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>()
@@ -373,7 +403,7 @@ fn flags_unbound_no_consumer_and_rwop_in_use() {
 
 #[test]
 fn rwop_with_only_finished_consumers_is_not_in_use() {
-    let listed = Listed {
+    let listed = Objects {
         pvcs: vec![
             pvc("ns", "x")
                 .bound("pv", "1Gi")
@@ -381,26 +411,26 @@ fn rwop_with_only_finished_consumers_is_not_in_use() {
                 .build(),
         ],
         pods: vec![pod("ns", "done").claim("x").phase("Succeeded").build()],
-        ..Listed::default()
+        ..Objects::default()
     };
-    let records = build_records(&listed);
+    let records = build_records(&listed.listed());
     assert!(records[0].flags.is_empty(), "{:?}", records[0].flags);
     assert_eq!(records[0].consumers, ["done"]);
 }
 
 #[test]
 fn pvc_mounted_twice_by_one_pod_lists_it_once() {
-    let listed = Listed {
+    let listed = Objects {
         pvcs: vec![pvc("ns", "x").bound("pv", "1Gi").build()],
         pods: vec![pod("ns", "p").claim("x").claim("x").build()],
-        ..Listed::default()
+        ..Objects::default()
     };
-    assert_eq!(build_records(&listed)[0].consumers, ["p"]);
+    assert_eq!(build_records(&listed.listed())[0].consumers, ["p"]);
 }
 
 #[test]
 fn missing_deployment_and_cronjob_are_detected_because_they_are_listed() {
-    let listed = Listed {
+    let listed = Objects {
         pvcs: vec![
             pvc("ns", "a").bound("pv", "1Gi").build(),
             pvc("ns", "b").bound("pv", "1Gi").build(),
@@ -414,9 +444,9 @@ fn missing_deployment_and_cronjob_are_detected_because_they_are_listed() {
         ],
         replica_sets: vec![partial("ns", "rs", Some(("Deployment", "deleted")))],
         jobs: vec![partial("ns", "job", Some(("CronJob", "deleted")))],
-        ..Listed::default()
+        ..Objects::default()
     };
-    let records = build_records(&listed);
+    let records = build_records(&listed.listed());
     assert_eq!(
         (
             records[0].owner_kind.as_str(),
@@ -435,7 +465,7 @@ fn missing_deployment_and_cronjob_are_detected_because_they_are_listed() {
 
 #[test]
 fn record_json_has_the_contract_fields() {
-    let records = build_records(&fixture());
+    let records = build_records(&fixture().listed());
     let value = serde_json::to_value(find(&records, "shop", "orphan")).unwrap();
     for field in [
         "namespace",
@@ -471,7 +501,7 @@ fn ts(text: &str) -> jiff::Timestamp {
 
 #[test]
 fn apply_history_sets_times_and_flags() {
-    let mut records = build_records(&fixture());
+    let mut records = build_records(&fixture().listed());
     let now = ts("2025-06-10T12:00:00Z");
     let history = HashMap::from([
         ("uid-shop-web-data".to_owned(), ts("2025-06-10T11:00:00Z")),
@@ -498,7 +528,7 @@ fn apply_history_sets_times_and_flags() {
 
 #[test]
 fn apply_history_without_age_limit_never_flags_stale_and_is_idempotent() {
-    let mut records = build_records(&fixture());
+    let mut records = build_records(&fixture().listed());
     let history = HashMap::from([(
         "uid-shop-db-data-db-0".to_owned(),
         ts("2000-01-01T00:00:00Z"),
@@ -515,11 +545,14 @@ fn apply_history_without_age_limit_never_flags_stale_and_is_idempotent() {
 
 #[test]
 fn apply_history_boundary_is_not_stale() {
-    let mut records = build_records(&Listed {
-        pvcs: vec![pvc("ns", "x").bound("pv", "1Gi").build()],
-        pods: vec![pod("ns", "p").claim("x").build()],
-        ..Listed::default()
-    });
+    let mut records = build_records(
+        &Objects {
+            pvcs: vec![pvc("ns", "x").bound("pv", "1Gi").build()],
+            pods: vec![pod("ns", "p").claim("x").build()],
+            ..Objects::default()
+        }
+        .listed(),
+    );
     let history = HashMap::from([("uid-ns-x".to_owned(), ts("2025-06-09T12:00:00Z"))]);
     apply_history(
         &mut records,
@@ -608,7 +641,7 @@ enum Fault {
     Transport,
 }
 
-/// A fake apiserver: serves the objects of a [`Listed`] with real pagination (`limit`/`continue`),
+/// A fake apiserver: serves the [`Objects`] with real pagination (`limit`/`continue`),
 /// controllers as `PartialObjectMetadataList` when asked for metadata, and injected faults.
 #[derive(Clone, Default)]
 struct FakeApi {
@@ -634,7 +667,7 @@ fn to_values<T: Serialize>(items: &[T]) -> Vec<Value> {
 }
 
 impl FakeApi {
-    fn new(listed: &Listed) -> Self {
+    fn new(listed: &Objects) -> Self {
         let mut objects = HashMap::new();
         objects.insert("persistentvolumeclaims", to_values(&listed.pvcs));
         objects.insert("pods", to_values(&listed.pods));
@@ -824,7 +857,7 @@ fn paths(seen: &Seen) -> Vec<String> {
 #[tokio::test]
 async fn happy_path_all_namespaces_follows_pagination() {
     let listed = fixture();
-    let expected = build_records(&listed);
+    let expected = build_records(&listed.listed());
     let options = InventoryOptions {
         page_size: 5,
         ..InventoryOptions::default()

@@ -1,5 +1,6 @@
-//! The scheduler's [`Backend`] on a real cluster connection: scans with the inventory (history
-//! joined, namespace annotations when allowed) and starts runs through the connection's backup
+//! The scheduler's [`Backend`] on a real cluster connection: scans with the inventory, or reads the
+//! connection's live inventory when the web server keeps one (history joined, namespace
+//! annotations when allowed), and starts runs through the connection's backup
 //! engine, so scheduled runs share admission, history, audit and the live panel with the others.
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct ClusterBackend {
     connection: Arc<Connection>,
     store: Store,
     inventory: InventoryOptions,
+    /// Read the connection's live inventory instead of listing the cluster at each refresh.
+    live: bool,
 }
 
 impl ClusterBackend {
@@ -28,16 +31,34 @@ impl ClusterBackend {
             connection,
             store,
             inventory,
+            live: false,
         }
+    }
+
+    /// Reads the connection's live inventory (started with the backend's inventory options if no
+    /// page started it yet) instead of listing the cluster at each refresh: a server that keeps
+    /// watches open lists nothing again for its schedules.
+    #[must_use]
+    pub fn reading_live_inventory(mut self) -> Self {
+        self.live = true;
+        self
     }
 }
 
 impl Backend for ClusterBackend {
     async fn scan(&self) -> Result<Scan, String> {
         let client = &self.connection.cluster.client;
-        let mut found = inventory::scan(client, &self.inventory)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut found = if self.live {
+            let live = self
+                .connection
+                .live(&self.inventory)
+                .map_err(|e| e.to_string())?;
+            live.ready().await.map_err(|e| e.to_string())?.inventory()
+        } else {
+            inventory::scan(client, &self.inventory)
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let last = self
             .store
             .last_success_by_uid()

@@ -377,7 +377,8 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             destinations: destinations.iter().map(|d| d.name().to_owned()).collect(),
         },
     };
-    let background = start_background(global, &args.ops, &workspace, destinations).await?;
+    let live = args.inventory_mode == InventoryMode::Live;
+    let background = start_background(global, &args.ops, &workspace, destinations, live).await?;
     let auth = crate::auth::Auth::new(
         auth_mode,
         nkvm_engine::auth::sessions::SessionStore::default(),
@@ -463,13 +464,15 @@ struct Background {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the scheduler (on the server's own connection), the follower that counts runs and
-/// notifies, and the metrics listener when one is configured.
+/// Starts the scheduler (on the server's own connection; with `live_inventory`, it reads the
+/// connection's live inventory instead of scanning), the follower that counts runs and notifies,
+/// and the metrics listener when one is configured.
 async fn start_background(
     global: &GlobalOptions,
     args: &OpsArgs,
     workspace: &Workspace,
     destinations: nkvm_engine::destination::Destinations,
+    live_inventory: bool,
 ) -> anyhow::Result<Background> {
     use nkvm_engine::observe::{self, Metrics, Notifier};
     let hooks = match &args.notifications {
@@ -488,11 +491,14 @@ async fn start_background(
         token: args.metrics_token()?,
     };
     let connection = workspace.default_connection();
-    let backend = ClusterBackend::new(
+    let mut backend = ClusterBackend::new(
         connection.clone(),
         workspace.store().clone(),
         global.inventory_options(Vec::new()),
     );
+    if live_inventory {
+        backend = backend.reading_live_inventory();
+    }
     let options = SchedulerOptions {
         tick: Duration::from_secs(args.schedule_tick_seconds),
         refresh: Duration::from_secs(args.schedule_refresh_seconds),

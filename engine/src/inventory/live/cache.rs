@@ -1,29 +1,12 @@
-//! The objects a live inventory holds, one map per kind and trimmed to what the join reads, with
-//! watch events applied to them (a re-list replaces a kind's objects at once when it completes).
+//! The objects a live inventory holds, one map per kind of their [facts](super::super::facts),
+//! with watch events applied to them (a re-list replaces a kind's objects at once when it
+//! completes).
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{
-    EphemeralVolumeSource, PersistentVolumeClaim, PersistentVolumeClaimStatus, Pod, PodSpec,
-    PodStatus, Volume,
-};
-use kube::Resource;
-use kube::api::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 
-use crate::backup::pod::LABEL_MANAGED_BY;
-use crate::schedule::declared::ANNOTATION_PREFIX;
-
-/// Namespace and name: an object's identity within one kind.
-type Key = (String, String);
-
-fn key_of<K: Resource>(object: &K) -> Key {
-    let meta = object.meta();
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
+use super::super::facts::{Key, Keyed};
 
 /// The objects of one kind in one scope, as the watch last reported them.
 #[derive(Debug)]
@@ -44,15 +27,15 @@ impl<K> Default for KindCache<K> {
     }
 }
 
-impl<K: Resource> KindCache<K> {
+impl<K: Keyed> KindCache<K> {
     /// Applies one watch event; returns whether what the join reads changed.
     pub fn apply(&mut self, event: Event<K>) -> bool {
         match event {
             Event::Apply(object) => {
-                self.objects.insert(key_of(&object), object);
+                self.objects.insert(object.key(), object);
                 true
             }
-            Event::Delete(object) => self.objects.remove(&key_of(&object)).is_some(),
+            Event::Delete(object) => self.objects.remove(&object.key()).is_some(),
             Event::Init => {
                 self.relist = Some(HashMap::new());
                 false
@@ -60,7 +43,7 @@ impl<K: Resource> KindCache<K> {
             Event::InitApply(object) => {
                 self.relist
                     .get_or_insert_with(HashMap::new)
-                    .insert(key_of(&object), object);
+                    .insert(object.key(), object);
                 false
             }
             Event::InitDone => {
@@ -89,70 +72,15 @@ impl<K: Resource> KindCache<K> {
     }
 }
 
-/// Keeps of a pod what the join reads: name, namespace, owner references, nkvm's managed-by
-/// label, the claims it mounts, its node and phase. A pod of a large cluster shrinks from a few KB
-/// to a few hundred bytes.
-pub(crate) fn trim_pod(pod: &mut Pod) {
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.finalizers = None;
-    meta.generate_name = None;
-    if let Some(labels) = &mut meta.labels {
-        labels.retain(|key, _| key == LABEL_MANAGED_BY);
+/// A watch event of an object as an event of its facts.
+pub(crate) fn to_facts<K, F: From<K>>(event: Event<K>) -> Event<F> {
+    match event {
+        Event::Apply(object) => Event::Apply(F::from(object)),
+        Event::Delete(object) => Event::Delete(F::from(object)),
+        Event::Init => Event::Init,
+        Event::InitApply(object) => Event::InitApply(F::from(object)),
+        Event::InitDone => Event::InitDone,
     }
-    if let Some(spec) = &mut pod.spec {
-        let volumes = spec.volumes.take().map(|volumes| {
-            volumes
-                .into_iter()
-                .filter(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
-                .map(|v| Volume {
-                    name: v.name,
-                    persistent_volume_claim: v.persistent_volume_claim,
-                    ephemeral: v.ephemeral.map(|_| EphemeralVolumeSource::default()),
-                    ..Volume::default()
-                })
-                .collect()
-        });
-        *spec = PodSpec {
-            node_name: spec.node_name.take(),
-            volumes,
-            ..PodSpec::default()
-        };
-    }
-    if let Some(status) = &mut pod.status {
-        *status = PodStatus {
-            phase: status.phase.take(),
-            ..PodStatus::default()
-        };
-    }
-}
-
-/// Keeps of a claim what the inventory shows: drops managed fields, finalizers and annotations
-/// other than nkvm's schedule declarations, and of its status all but phase and capacity.
-pub(crate) fn trim_pvc(pvc: &mut PersistentVolumeClaim) {
-    let meta = &mut pvc.metadata;
-    meta.managed_fields = None;
-    meta.finalizers = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.retain(|key, _| key.starts_with(ANNOTATION_PREFIX));
-    }
-    if let Some(status) = &mut pvc.status {
-        *status = PersistentVolumeClaimStatus {
-            phase: status.phase.take(),
-            capacity: status.capacity.take(),
-            ..PersistentVolumeClaimStatus::default()
-        };
-    }
-}
-
-/// Keeps of a controller's metadata what the owner walk reads: name, namespace and owner references.
-pub(crate) fn trim_meta<K>(object: &mut PartialObjectMeta<K>) {
-    let meta = &mut object.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.labels = None;
-    meta.finalizers = None;
 }
 
 #[cfg(test)]

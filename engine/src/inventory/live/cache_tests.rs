@@ -1,6 +1,6 @@
 //! Property test of the live inventory's caches: after any sequence of watch events (with lost
-//! events repaired by a re-list, as after a watch expiry), joining the trimmed cached objects gives
-//! the same records as joining a full list of the untrimmed objects.
+//! events repaired by a re-list, as after a watch expiry), joining the cached facts gives the same
+//! records as joining the facts of a full list of the objects.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,9 +18,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use kube::api::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 
-use super::{KindCache, trim_meta, trim_pod, trim_pvc};
+use super::KindCache;
 use crate::backup::pod::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::inventory::facts::{ClaimFacts, ControllerFacts, Keyed, PodFacts};
 use crate::inventory::join::{Sources, join};
+use crate::inventory::list::Listed;
 
 /// xorshift64*: a small deterministic generator, so a failing seed can be replayed.
 struct Rng(u64);
@@ -201,29 +203,31 @@ fn controller<K>(
     }
 }
 
-/// One kind's objects as the API server holds them, and the cache the watch events build.
-struct Kind<K> {
+/// One kind's objects as the API server holds them, and the cache of their facts the watch
+/// events build.
+struct Kind<K, F> {
     truth: HashMap<(String, String), K>,
-    cache: KindCache<K>,
-    trim: fn(&mut K),
+    cache: KindCache<F>,
     /// An event was lost: only a re-list makes the cache right again.
     lost: bool,
 }
 
-impl<K: kube::Resource + Clone> Kind<K> {
-    fn new(trim: fn(&mut K)) -> Self {
+impl<K: kube::Resource + Clone, F: Keyed + From<K>> Kind<K, F> {
+    fn new() -> Self {
         Self {
             truth: HashMap::new(),
             cache: KindCache::default(),
-            trim,
             lost: false,
         }
     }
 
-    fn trimmed(&self, object: &K) -> K {
-        let mut object = object.clone();
-        (self.trim)(&mut object);
-        object
+    fn facts(object: &K) -> F {
+        F::from(object.clone())
+    }
+
+    /// The facts of a full list of the objects.
+    fn listed(&self) -> Vec<F> {
+        self.truth.values().map(Self::facts).collect()
     }
 
     fn upsert(&mut self, rng: &mut Rng, object: K) {
@@ -235,7 +239,7 @@ impl<K: kube::Resource + Clone> Kind<K> {
         if rng.chance(8) {
             self.lost = true;
         } else {
-            self.cache.apply(Event::Apply(self.trimmed(&object)));
+            self.cache.apply(Event::Apply(Self::facts(&object)));
         }
         self.truth.insert(key, object);
     }
@@ -253,14 +257,13 @@ impl<K: kube::Resource + Clone> Kind<K> {
         if rng.chance(8) {
             self.lost = true;
         } else {
-            self.cache.apply(Event::Delete(self.trimmed(&object)));
+            self.cache.apply(Event::Delete(Self::facts(&object)));
         }
     }
 
     fn relist(&mut self) {
         self.cache.apply(Event::Init);
-        let objects: Vec<K> = self.truth.values().map(|o| self.trimmed(o)).collect();
-        for object in objects {
+        for object in self.listed() {
             self.cache.apply(Event::InitApply(object));
         }
         self.cache.apply(Event::InitDone);
@@ -275,23 +278,23 @@ impl<K: kube::Resource + Clone> Kind<K> {
 }
 
 struct World {
-    pvcs: Kind<PersistentVolumeClaim>,
-    pods: Kind<Pod>,
-    replica_sets: Kind<PartialObjectMeta<ReplicaSet>>,
-    jobs: Kind<PartialObjectMeta<Job>>,
-    deployments: Kind<PartialObjectMeta<Deployment>>,
-    cron_jobs: Kind<PartialObjectMeta<CronJob>>,
+    pvcs: Kind<PersistentVolumeClaim, ClaimFacts>,
+    pods: Kind<Pod, PodFacts>,
+    replica_sets: Kind<PartialObjectMeta<ReplicaSet>, ControllerFacts<ReplicaSet>>,
+    jobs: Kind<PartialObjectMeta<Job>, ControllerFacts<Job>>,
+    deployments: Kind<PartialObjectMeta<Deployment>, ControllerFacts<Deployment>>,
+    cron_jobs: Kind<PartialObjectMeta<CronJob>, ControllerFacts<CronJob>>,
 }
 
 impl World {
     fn new() -> Self {
         Self {
-            pvcs: Kind::new(trim_pvc),
-            pods: Kind::new(trim_pod),
-            replica_sets: Kind::new(trim_meta),
-            jobs: Kind::new(trim_meta),
-            deployments: Kind::new(trim_meta),
-            cron_jobs: Kind::new(trim_meta),
+            pvcs: Kind::new(),
+            pods: Kind::new(),
+            replica_sets: Kind::new(),
+            jobs: Kind::new(),
+            deployments: Kind::new(),
+            cron_jobs: Kind::new(),
         }
     }
 
@@ -370,20 +373,21 @@ impl World {
         }
     }
 
-    fn listed_sources(&self) -> Sources<'_> {
-        Sources {
-            pvcs: self.pvcs.truth.values().collect(),
-            pods: self.pods.truth.values().collect(),
-            replica_sets: Some(self.replica_sets.truth.values().collect()),
-            jobs: Some(self.jobs.truth.values().collect()),
-            deployments: Some(self.deployments.truth.values().collect()),
-            cron_jobs: Some(self.cron_jobs.truth.values().collect()),
+    /// What a scan of the objects would list.
+    fn listed(&self) -> Listed {
+        Listed {
+            pvcs: self.pvcs.listed(),
+            pods: self.pods.listed(),
+            replica_sets: self.replica_sets.listed(),
+            jobs: self.jobs.listed(),
+            deployments: self.deployments.listed(),
+            cron_jobs: self.cron_jobs.listed(),
         }
     }
 }
 
 #[test]
-fn any_event_sequence_joins_like_a_full_list_of_untrimmed_objects() {
+fn any_event_sequence_joins_like_a_full_list_of_the_objects() {
     let mut compared = 0;
     let mut nonempty = 0;
     for seed in 1..=300u64 {
@@ -395,7 +399,7 @@ fn any_event_sequence_joins_like_a_full_list_of_untrimmed_objects() {
             if rng.chance(20) {
                 world.repair();
                 let live = join(&world.cached_sources());
-                let full = join(&world.listed_sources());
+                let full = join(&Sources::of(&world.listed()));
                 assert_eq!(live, full, "seed {seed}, step {step}");
                 compared += 1;
                 nonempty += usize::from(live.iter().any(|r| !r.consumers.is_empty()));
@@ -404,7 +408,7 @@ fn any_event_sequence_joins_like_a_full_list_of_untrimmed_objects() {
         world.repair();
         assert_eq!(
             join(&world.cached_sources()),
-            join(&world.listed_sources()),
+            join(&Sources::of(&world.listed())),
             "seed {seed}, end"
         );
     }
@@ -417,8 +421,8 @@ fn any_event_sequence_joins_like_a_full_list_of_untrimmed_objects() {
 fn a_lost_delete_is_kept_until_the_relist_replaces_the_kind_at_once() {
     let mut rng = Rng(7);
     let mut cache = KindCache::default();
-    let a = pvc(&mut rng, "shop", "a");
-    let b = pvc(&mut rng, "shop", "b");
+    let a = ClaimFacts::from(pvc(&mut rng, "shop", "a"));
+    let b = ClaimFacts::from(pvc(&mut rng, "shop", "b"));
     assert!(!cache.synced());
     cache.apply(Event::Init);
     cache.apply(Event::InitApply(a.clone()));
@@ -446,7 +450,7 @@ fn a_lost_delete_is_kept_until_the_relist_replaces_the_kind_at_once() {
 }
 
 #[test]
-fn trimming_keeps_only_what_the_join_reads() {
+fn facts_keep_what_the_join_reads() {
     let mut rng = Rng(11);
     let mut object = pod(&mut rng, "shop", "web-1");
     object
@@ -454,35 +458,56 @@ fn trimming_keeps_only_what_the_join_reads() {
         .labels
         .get_or_insert_with(BTreeMap::new)
         .insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
-    let full = serde_json::to_vec(&object).unwrap().len();
-    trim_pod(&mut object);
-    let trimmed = serde_json::to_vec(&object).unwrap().len();
-    assert!(trimmed * 3 < full * 2, "{trimmed} of {full} bytes");
-    assert!(object.metadata.managed_fields.is_none());
-    assert!(object.metadata.annotations.is_none());
+    let spec = object.spec.as_mut().unwrap();
+    spec.node_name = Some("node-9".to_owned());
+    spec.volumes.as_mut().unwrap().extend([
+        Volume {
+            name: "b".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: "zeta".to_owned(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "a".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: "zeta".to_owned(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_owned(),
+            ephemeral: Some(EphemeralVolumeSource::default()),
+            ..Volume::default()
+        },
+    ]);
+    object.status.as_mut().unwrap().phase = Some("Succeeded".to_owned());
+    let owners = object.metadata.owner_references.clone().unwrap_or_default();
+    let facts = PodFacts::from(object);
     assert_eq!(
-        object.metadata.labels.unwrap().keys().collect::<Vec<_>>(),
-        [LABEL_MANAGED_BY]
+        (facts.namespace.as_str(), facts.name.as_str()),
+        ("shop", "web-1")
     );
-    let spec = object.spec.unwrap();
-    assert!(spec.containers.is_empty());
+    assert!(facts.helper);
+    assert!(facts.is_terminated());
+    assert_eq!(facts.node.as_deref(), Some("node-9"));
+    assert_eq!(facts.owner_references, owners);
+    // Sorted and distinct; a generic ephemeral volume by its claim's name.
     assert!(
-        spec.volumes
-            .unwrap()
-            .iter()
-            .all(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+        facts.claims.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        facts.claims
     );
+    assert!(facts.claims.contains(&"web-1-tmp".to_owned()));
+    assert_eq!(facts.claims.iter().filter(|c| *c == "zeta").count(), 1);
 
-    let mut claim = pvc(&mut rng, "shop", "data");
-    trim_pvc(&mut claim);
+    let claim = ClaimFacts::from(pvc(&mut rng, "shop", "data"));
     assert_eq!(
-        claim
-            .metadata
-            .annotations
-            .unwrap()
-            .keys()
-            .collect::<Vec<_>>(),
+        claim.annotations.keys().collect::<Vec<_>>(),
         ["nkvm.io/schedule"]
     );
-    assert!(claim.status.unwrap().conditions.is_none());
+    assert_eq!(claim.labels.get("app").map(String::as_str), Some("data"));
+    assert!(claim.summary.capacity_bytes.is_some());
 }

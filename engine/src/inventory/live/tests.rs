@@ -322,9 +322,11 @@ async fn a_steady_stream_of_changes_is_still_published_within_the_maximum_delay(
 async fn ready_reports_the_failure_or_gives_up_after_the_timeout() {
     let (publish, snapshot) = watch::channel(Arc::new(LiveSnapshot::default()));
     let live = LiveInventory {
-        snapshot,
+        reader: LiveReader {
+            snapshot,
+            ready_timeout: Duration::from_secs(5),
+        },
         tasks: Vec::new(),
-        ready_timeout: Duration::from_secs(5),
     };
     let err = live.ready().await.unwrap_err();
     assert!(matches!(err, InventoryError::NotReady { .. }), "{err}");
