@@ -5,8 +5,9 @@
 # with the same build, side by side: `--inventory-mode scan` (a scan per page load: the baseline) and
 # `--inventory-mode live` (watches). For each mode it prints: the HTML size of `/` uncompressed and as
 # transferred with gzip, brotli and zstd; end2end/tests/perf.spec.ts (Playwright project `perf`) three
-# times in Debian's chromium (rows in the first render, document load, time to hydrated,
-# filter-to-none, filter-back-to-all and median per-keystroke times; the spec checks that each filter
+# times in Debian's chromium (rows in the first render, document load, time to hydrated on the first
+# and on a later visit, filter-to-none, filter-back-to-all with Chromium's script/style/layout
+# counters, and median per-keystroke times; the spec checks that each filter
 # step really changed the rows, and a failed run fails this script); the API server's LIST and WATCH
 # requests of the inventory's kinds during those loads and in one idle minute (from its own
 # metrics); the server's RSS before and after 10 concurrent loads; and how long a PVC created with

@@ -100,7 +100,7 @@ cleanup() {
   save_log
   remove_all
   kill "$forwarder_pid" 2>/dev/null || true
-  [[ $servers_started == 1 ]] && end2end/servers/down || true
+  [[ $servers_started == 1 ]] && "$repo/end2end/servers/down" || true
   ((ingress_started)) && end2end/ingress/down >/dev/null 2>&1 || true
   rm -rf "$browser_home" "$reports"
 }

@@ -30,7 +30,7 @@ if [[ -z "${NKVM_TEST_SERVERS_ENV:-}" ]]; then
 fi
 cleanup() {
   [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-  [[ $servers_started == 1 ]] && end2end/servers/down || true
+  [[ $servers_started == 1 ]] && "$NKVM_REPO/end2end/servers/down" || true
   [[ -n "${data_dir:-}" ]] && rm -rf "$data_dir"
   "$kubectl" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }

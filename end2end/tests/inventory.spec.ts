@@ -211,6 +211,52 @@ test.describe('inventory page', () => {
     expect(shown).toBeGreaterThanOrEqual(1);
     await expect(page.getByTestId('pvc-count')).toHaveText(/^(Showing \d+ of )?\d+ PVCs?$/);
   });
+
+  // A filter step reuses the table's rows for other PVCs (it changes their cells instead of building
+  // rows again): what a row shows, and its checkbox, must follow the PVC, not the row's position.
+  test('a selection follows its PVC, not the row it was shown in, across filter steps', async ({
+    page,
+    javaScriptEnabled,
+  }) => {
+    test.skip(!javaScriptEnabled, 'selection needs JavaScript');
+    test.skip(expectError, 'the cluster is unreachable on purpose');
+    requireEnv('NKVM_E2E_PVC');
+    requireEnv('NKVM_E2E_PVC2');
+    const [namespace, name] = splitPair(pvc!, 'NKVM_E2E_PVC');
+    const [namespace2, name2] = splitPair(process.env.NKVM_E2E_PVC2!, 'NKVM_E2E_PVC2');
+    await page.goto('/');
+    await waitUntilInteractive(page, javaScriptEnabled);
+    const filter = page.getByLabel('Filter');
+    const box = (ns: string, n: string) => page.getByRole('checkbox', { name: `Select ${ns}/${n}`, exact: true });
+    const selectedButton = page.getByTestId('backup-selected');
+
+    await filter.fill(`${namespace}/${name}`);
+    await expect(pvcRow(page, namespace2, name2)).toBeHidden();
+    await box(namespace, name).check();
+    await expect(selectedButton).toHaveText('Back up selected (1)');
+
+    // The other PVC now sits where the selected one was: shown with its own cells, not selected.
+    await filter.fill(`${namespace2}/${name2}`);
+    await expect(pvcRow(page, namespace2, name2)).toBeVisible();
+    await expect(pvcRow(page, namespace, name)).toBeHidden();
+    await expect(box(namespace2, name2)).not.toBeChecked();
+    await expect(pvcRow(page, namespace2, name2)).toHaveAttribute('aria-selected', 'false');
+
+    // Nothing matches: every row hidden; back to both: each with its own selection state.
+    await filter.fill('zz-no-such-pvc-zz');
+    await expect(visibleDataRows(page)).toHaveCount(0);
+    await filter.fill(namespace);
+    await expect(box(namespace, name)).toBeChecked();
+    await expect(pvcRow(page, namespace, name)).toHaveAttribute('aria-selected', 'true');
+    await expect(box(namespace2, name2)).not.toBeChecked();
+    await expect(selectedButton).toHaveText('Back up selected (1)');
+    // Hidden rows carry no PVC: every shown row names one, and no PVC is shown twice.
+    const keys = await page.locator('table.inventory-table tbody tr[data-pvc]').evaluateAll((rows) =>
+      rows.map((row) => row.getAttribute('data-pvc')!),
+    );
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(keys.length).toBe(await visibleDataRows(page).count());
+  });
 });
 
 // The keyboard shortcuts (docs/web.md, "Keyboard"), driven with the keyboard only. An operator:

@@ -6,6 +6,7 @@
 mod auth;
 mod cli;
 mod config;
+mod memory;
 mod ops;
 mod signals;
 mod web;

@@ -129,8 +129,9 @@ fn follow(live: LiveRuns) {
     });
 }
 
+/// Waits `ms` milliseconds (a browser timer).
 #[cfg(feature = "hydrate")]
-async fn sleep_ms(ms: u64) {
+pub(crate) async fn sleep_ms(ms: u64) {
     let (done, wait) = futures::channel::oneshot::channel::<()>();
     set_timeout(
         move || {

@@ -24,7 +24,7 @@ mod notes;
 mod row;
 
 use notes::{KeyboardHint, KeysHint, RefusedWarning, StaleWarning, StartErrors};
-use row::InventoryRow;
+use row::{InventoryRow, Slots};
 
 /// The inventory page at `/`.
 #[component]
@@ -42,7 +42,7 @@ pub fn InventoryPage() -> impl IntoView {
         move || (live.inventory_changes.get(), complete.get()),
         move |(_changes, complete)| {
             let first_screen = (!complete).then(|| state.with_untracked(TableState::to_query));
-            list_inventory(first_screen)
+            read_inventory(first_screen)
         },
     );
     let destinations = Resource::new(|| (), |()| list_destinations());
@@ -127,6 +127,24 @@ pub fn InventoryPage() -> impl IntoView {
             </Transition>
         </section>
     }
+}
+
+/// Reads the inventory. In the browser, a request the network cut (no answer from the server at
+/// all) is tried again, three times, 0.5, 1 and 2 s apart: browsers abort requests in flight when
+/// the machine's network changes (a VPN coming up, Wi-Fi roaming; Chromium's
+/// `ERR_NETWORK_CHANGED`), and the page would otherwise replace the table with an error. An answer
+/// of the server, error or not, is shown as it is.
+async fn read_inventory(first_screen: Option<String>) -> Result<InventoryView, ServerFnError> {
+    #[cfg(feature = "hydrate")]
+    for delay_ms in [500, 1_000, 2_000] {
+        match list_inventory(first_screen.clone()).await {
+            Err(ServerFnError::Request(_)) => {
+                crate::components::runs::sleep_ms(delay_ms).await;
+            }
+            answered => return answered,
+        }
+    }
+    list_inventory(first_screen).await
 }
 
 /// Starts one backup per `namespace/name` target (to the destination picked).
@@ -277,9 +295,20 @@ fn InventoryTable(
         back_up_selected,
     );
 
-    let page_rows = rows.clone();
     // Each row follows only whether it is the current one (not every move of the current row).
     let is_current = Selector::new(move || current.get());
+    // One slot per row the page can show (the URL's limit): a filter step fills and hides slots.
+    let row_count = rows.len();
+    let slot_count = Memo::new(move |_| state.with(|s| s.limit).min(row_count));
+    let slots = Slots {
+        page,
+        rows,
+        keys: keys.clone(),
+        scanned_at_unix,
+        selected,
+        current,
+        is_current,
+    };
     let sort_header = move |key: SortKey, label: &'static str| {
         let aria_sort = move || {
             state.with(|s| {
@@ -499,12 +528,10 @@ fn InventoryTable(
                 </thead>
                 <tbody>
                     <For
-                        each=move || page.get()
-                        key=|index| *index
-                        children=move |index| {
-                            let row = page_rows[index].clone();
-                            let is_current = is_current.clone();
-                            view! { <InventoryRow row scanned_at_unix selected current is_current /> }
+                        each=move || 0..slot_count.get()
+                        key=|slot| *slot
+                        children=move |slot| {
+                            view! { <InventoryRow position=slot slots=slots.clone() /> }
                         }
                     />
                 </tbody>

@@ -120,20 +120,35 @@ impl SharedScans {
     }
 }
 
-/// The work of `key` in flight, or new work made by `start` (called only then).
-fn join_or_start<T: Clone>(
+/// The result of the work of `key` in flight, or of new work made by `start` (called only then).
+async fn join_or_start<T: Clone>(
     flights: &Flights<T>,
     key: Option<Duration>,
     start: impl FnOnce() -> BoxFuture<'static, T>,
-) -> InFlight<T> {
-    let mut in_flight = flights.lock().unwrap_or_else(PoisonError::into_inner);
-    match in_flight.get(&key) {
-        Some(work) if work.peek().is_none() => work.clone(),
-        _ => {
-            let work = start().shared();
-            in_flight.insert(key, work.clone());
-            work
+) -> T {
+    let work = {
+        let mut in_flight = flights.lock().unwrap_or_else(PoisonError::into_inner);
+        match in_flight.get(&key) {
+            Some(work) if work.peek().is_none() => work.clone(),
+            _ => {
+                let work = start().shared();
+                in_flight.insert(key, work.clone());
+                work
+            }
         }
+    };
+    let result = work.clone().await;
+    forget(flights, key, &work);
+    result
+}
+
+/// Drops the entry of `key` once its work is done, if it is still `work`: a later caller starts
+/// new work anyway, and a finished scan's result (the records of every PVC, megabytes at cluster
+/// scale) would otherwise stay in memory until then.
+fn forget<T>(flights: &Flights<T>, key: Option<Duration>, work: &InFlight<T>) {
+    let mut flights = flights.lock().unwrap_or_else(PoisonError::into_inner);
+    if flights.get(&key).is_some_and(|entry| entry.ptr_eq(work)) {
+        flights.remove(&key);
     }
 }
 
@@ -233,9 +248,12 @@ mod tests {
             assert!(waiter.await.unwrap().is_ok());
         }
         assert_eq!(scans.running(), 0);
+        let held = || scans.in_flight.lock().unwrap().len();
+        assert_eq!(held(), 0, "a finished scan's result is not kept");
         gate.notify_one();
         assert!(call(scans.clone()).await.is_ok());
         assert_eq!(started.load(Ordering::SeqCst), 2);
+        assert_eq!(held(), 0);
     }
 
     /// Eight callers while a join runs: they wait for it and share one next join, which started

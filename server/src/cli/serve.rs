@@ -401,9 +401,11 @@ pub async fn run(global: &GlobalOptions, args: ServeArgs) -> anyhow::Result<Exit
             }
         })
     };
+    let memory = tokio::spawn(crate::memory::release_after_bursts());
     let served = crate::web::serve(args.listen, context, auth, background.ops.clone(), site).await;
     housekeeping.abort();
     expiry.abort();
+    memory.abort();
     // No new firing from here; cancelled runs still end and are recorded (history, metrics).
     let (scheduler_done, ()) = tokio::join!(
         background.scheduler.shutdown(SHUTDOWN_GRACE),
