@@ -303,7 +303,7 @@ fn InventoryTable(
     let slots = Slots {
         page,
         rows,
-        keys: keys.clone(),
+        keys,
         scanned_at_unix,
         selected,
         current,
